@@ -1,0 +1,3 @@
+"""Tolom: payment acceptance and billing for the SOCHI reporting system and e-signatures."""
+
+__version__ = "0.1.0"

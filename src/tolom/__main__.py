@@ -1,0 +1,5 @@
+"""`python -m tolom` is the `tolom` command."""
+
+from tolom.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Payment agents: their credentials, address allow-lists, services and limits."""

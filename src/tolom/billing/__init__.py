@@ -1,0 +1,1 @@
+"""Customers, the product catalogue and invoices."""

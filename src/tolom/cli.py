@@ -1,0 +1,624 @@
+"""The `tolom` command line: an adapter over the same core the gateways use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import typer
+from sqlalchemy import Connection, Engine, select
+
+from tolom.agents import service as agents
+from tolom.billing import catalog, customers, invoices
+from tolom.db import migrate
+from tolom.db.engine import make_engine
+from tolom.db.schema import services
+from tolom.ledger.accounts import ensure_system_accounts
+from tolom.ledger.statements import latest_entries
+from tolom.ledger.verify import verify_ledger
+from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.settings import get_settings
+
+app = typer.Typer(
+    help="Tolom: payment acceptance and billing.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+agent_app = typer.Typer(help="Payment agents and their credentials.", no_args_is_help=True)
+customer_app = typer.Typer(
+    help="Customers (organisations and sole proprietors).", no_args_is_help=True
+)
+catalog_app = typer.Typer(help="Products that invoices can contain.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="The services agents pay into and their limits.", no_args_is_help=True
+)
+invoice_app = typer.Typer(help="Invoices for signatures and carriers.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+for sub, name in [
+    (db_app, "db"),
+    (agent_app, "agent"),
+    (customer_app, "customer"),
+    (catalog_app, "catalog"),
+    (service_app, "service"),
+    (invoice_app, "invoice"),
+    (ledger_app, "ledger"),
+]:
+    app.add_typer(sub, name=name)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _engine() -> Engine:
+    return make_engine(get_settings(), pool_size=2)
+
+
+@contextmanager
+def _transaction() -> Iterator[Connection]:
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _fail(message: str, as_json: bool = False) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        typer.secho(f"Ошибка: {message}", fg="red", err=True)
+    raise typer.Exit(code=1)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else human)
+
+
+def _amount(text: str) -> int:
+    try:
+        return parse_amount(text)
+    except MalformedAmount:
+        _fail(f"неверная сумма {text!r}: нужны цифры и не более двух знаков после точки")
+
+
+# --- db -------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema, then add the shipped services, products and accounts."""
+    engine = _engine()
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            catalog.seed(conn)
+            ensure_system_accounts(conn)
+    finally:
+        engine.dispose()
+    typer.echo(f"Схема базы данных актуальна ({engine.url.render_as_string(hide_password=True)})")
+
+
+# --- serve and demo ------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (use several on PostgreSQL).")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Print one line per request.")] = False,
+) -> None:
+    """Run the HTTP server (agent gateways and health)."""
+    import uvicorn
+
+    if workers > 1 and get_settings().database_url.startswith("sqlite"):
+        typer.secho(
+            "SQLite: one writer at a time; several workers add little.", fg="yellow", err=True
+        )
+    uvicorn.run(
+        "tolom.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # Client addresses are decided by TOLOM_TRUSTED_PROXIES in tolom.gateway.peers,
+        # never by uvicorn's own header handling.
+        proxy_headers=False,
+        access_log=access_log,
+        server_header=False,
+        timeout_keep_alive=75,
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Host to show in the curl examples.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to show in the curl examples.")] = 8000,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill an empty database with demo customers, invoices and agents; print how to call them."""
+    from tolom.demo import fill_demo
+
+    with _transaction() as conn:
+        try:
+            result = fill_demo(conn, validity_days=get_settings().invoice_validity_days)
+        except ValueError as error:
+            _fail(str(error), as_json)
+    base = f"http://{host}:{port}/gateway/osmp"
+    agent = result.agents[0]
+    customer, invoice = result.customers[0], result.invoices[0]
+    stamp = datetime.now(ZoneInfo("Asia/Bishkek")).strftime("%Y%m%d%H%M%S")  # agent-local time
+    curls = [
+        f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=check&txn_id=1001&account={customer.inn}&sum=0.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=pay&txn_id=1001&txn_date={stamp}&account={customer.inn}&sum=500.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=check&txn_id=1002&account={invoice.number}&sum=0.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=pay&txn_id=1002&txn_date={stamp}&account={invoice.number}&sum={format_amount(invoice.total)}'",
+    ]
+    data = {
+        "agents": [{"code": a.code, "name": a.name, "secret": a.secret} for a in result.agents],
+        "customers": len(result.customers),
+        "invoices": [
+            {"number": i.number, "total": format_amount(i.total)} for i in result.invoices
+        ],
+        "curl": curls,
+    }
+    lines = ["Демо-данные созданы.", "", "Агенты (секрет показывается один раз):"]
+    lines += [f"  {a.code:8} {a.secret}   ({a.name})" for a in result.agents]
+    lines += ["", f"Клиентов: {len(result.customers)}; счета на оплату ЭЦП:"]
+    lines += [
+        f"  {i.number}  {format_amount(i.total)} сом  {i.payer_name}" for i in result.invoices
+    ]
+    lines += ["", "Попробуйте (сервер: tolom serve):", *[f"  {c}" for c in curls]]
+    _emit(data, as_json, "\n".join(lines))
+
+
+# --- agents -------------------------------------------------------------------------
+
+
+def _agent_json(agent: agents.Agent) -> dict[str, Any]:
+    return {
+        "code": agent.code,
+        "name": agent.name,
+        "enabled": agent.enabled,
+        "timezone": agent.timezone.key,
+        "allowed_networks": "*" if agent.networks is None else [str(n) for n in agent.networks],
+        "services": {
+            code: {"min": format_amount(lim.min_amount), "max": format_amount(lim.max_amount)}
+            for code, lim in agent.services.items()
+        },
+    }
+
+
+@agent_app.command("create")
+def agent_create(
+    code: Annotated[str, typer.Argument(help="Login of the agent, e.g. optima.")],
+    name: Annotated[str, typer.Option(help="Display name, e.g. «Оптима Банк».")],
+    allow_ip: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="CIDR the agent calls from; repeat.")
+    ] = None,
+    allow_any_ip: Annotated[
+        bool, typer.Option(help="Accept this agent from any address (tests, demos).")
+    ] = False,
+    services_: Annotated[
+        str, typer.Option("--services", help="Comma-separated services.")
+    ] = "sochi,eds",
+    timezone: Annotated[str, typer.Option(help="Zone of the agent's txn_date.")] = "Asia/Bishkek",
+    as_json: JsonOption = False,
+) -> None:
+    """Register an agent; prints its generated secret once."""
+    networks = ["*"] if allow_any_ip else (allow_ip or [])
+    try:
+        with _transaction() as conn:
+            secret = agents.create(
+                conn,
+                code=code,
+                name=name,
+                networks=networks,
+                service_codes=[s.strip() for s in services_.split(",") if s.strip()],
+                timezone=timezone,
+            )
+    except agents.AgentError as error:
+        _fail(str(error), as_json)
+    _emit(
+        {"code": code, "secret": secret},
+        as_json,
+        f"Агент {code} создан. Секрет (сохраните, больше он не будет показан):\n{secret}",
+    )
+
+
+@agent_app.command("list")
+def agent_list(as_json: JsonOption = False) -> None:
+    """All agents with their services, limits and allow-lists."""
+    with _transaction() as conn:
+        found = agents.load_all(conn)
+    rows = [_agent_json(a) for a in found]
+    human = "\n".join(
+        f"{r['code']:12} {'вкл ' if r['enabled'] else 'выкл'} {r['timezone']:14} "
+        f"{','.join(r['services'])} {r['allowed_networks']}  {r['name']}"
+        for r in rows
+    )
+    _emit(rows, as_json, human or "Агентов нет.")
+
+
+def _set_enabled(code: str, enabled: bool) -> None:
+    try:
+        with _transaction() as conn:
+            agents.set_enabled(conn, code, enabled)
+    except agents.AgentError as error:
+        _fail(str(error))
+    typer.echo(
+        f"Агент {code} {'включён' if enabled else 'отключён'} (в силе через ≤ {get_settings().agent_cache_seconds:g} с)"
+    )
+
+
+@agent_app.command("disable")
+def agent_disable(code: str) -> None:
+    """Refuse the agent's requests (HTTP 403) from now on."""
+    _set_enabled(code, False)
+
+
+@agent_app.command("enable")
+def agent_enable(code: str) -> None:
+    """Accept the agent's requests again."""
+    _set_enabled(code, True)
+
+
+@agent_app.command("rotate-secret")
+def agent_rotate_secret(code: str, as_json: JsonOption = False) -> None:
+    """Issue a new secret; the old one stops working."""
+    try:
+        with _transaction() as conn:
+            secret = agents.rotate_secret(conn, code)
+    except agents.AgentError as error:
+        _fail(str(error), as_json)
+    _emit({"code": code, "secret": secret}, as_json, f"Новый секрет агента {code}:\n{secret}")
+
+
+@agent_app.command("set-limits")
+def agent_set_limits(
+    code: str,
+    service: str,
+    min_amount: Annotated[str | None, typer.Option("--min", help="Smallest amount, som.")] = None,
+    max_amount: Annotated[str | None, typer.Option("--max", help="Largest amount, som.")] = None,
+    forbid: Annotated[bool, typer.Option(help="Forbid this service for the agent.")] = False,
+) -> None:
+    """Allow a service for an agent, with its own limits, or forbid it."""
+    try:
+        with _transaction() as conn:
+            agents.set_service(
+                conn,
+                code,
+                service,
+                allowed=not forbid,
+                min_amount=_amount(min_amount) if min_amount else None,
+                max_amount=_amount(max_amount) if max_amount else None,
+            )
+    except agents.AgentError as error:
+        _fail(str(error))
+    typer.echo("Сохранено.")
+
+
+# --- customers ----------------------------------------------------------------------
+
+
+def _customer_json(conn: Connection, c: customers.Customer) -> dict[str, Any]:
+    return {
+        "inn": c.inn,
+        "name": c.name,
+        "legal_form": c.legal_form,
+        "status": c.status,
+        "balance": format_amount(customers.balance(conn, c)),
+    }
+
+
+@customer_app.command("add")
+def customer_add(
+    inn: str,
+    name: str,
+    legal_form: Annotated[
+        str, typer.Option(help=f"One of: {', '.join(customers.LEGAL_FORMS)}.")
+    ] = "ОсОО",
+    as_json: JsonOption = False,
+) -> None:
+    """Register a customer with a zero balance."""
+    try:
+        with _transaction() as conn:
+            customer = customers.add(conn, inn=inn, name=name, legal_form=legal_form)
+            data = _customer_json(conn, customer)
+    except customers.CustomerError as error:
+        _fail(str(error), as_json)
+    _emit(data, as_json, f"Клиент {inn} «{name}» добавлен.")
+
+
+@customer_app.command("import")
+def customer_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV: inn,name[,legal_form]")
+    ],
+    skip_bad: Annotated[
+        bool, typer.Option(help="Import the good lines even if some are bad.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import customers from CSV. Any bad line and nothing is imported, unless --skip-bad."""
+    rows, problems = customers.read_import_file(file)
+    with _transaction() as conn:
+        known = {r.line for r in rows if customers.get(conn, r.inn) is not None}
+    problems += [
+        customers.ImportProblem(r.line, f"inn: клиент с ИНН {r.inn} уже есть")
+        for r in rows
+        if r.line in known
+    ]
+    problems.sort(key=lambda p: p.line)
+    good = [r for r in rows if r.line not in known]
+    report = [{"line": p.line, "error": p.message} for p in problems]
+    if problems and not skip_bad:
+        for p in problems:
+            typer.secho(f"строка {p.line}: {p.message}", fg="red", err=True)
+        _fail(
+            f"{len(problems)} ошибок; ничего не импортировано (--skip-bad: импортировать остальное)",
+            as_json,
+        )
+    with _transaction() as conn:
+        added, late = customers.import_rows(conn, good)
+    report += [{"line": p.line, "error": p.message} for p in late]
+    for p in problems + late:
+        typer.secho(f"пропущена строка {p.line}: {p.message}", fg="yellow", err=True)
+    _emit(
+        {"imported": added, "skipped": report},
+        as_json,
+        f"Импортировано клиентов: {added}; пропущено строк: {len(report)}",
+    )
+
+
+def _set_customer_status(inn: str, status: str) -> None:
+    try:
+        with _transaction() as conn:
+            customers.set_status(conn, inn, status)
+    except customers.CustomerError as error:
+        _fail(str(error))
+    typer.echo(f"Клиент {inn}: {'заблокирован' if status == 'blocked' else 'разблокирован'}")
+
+
+@customer_app.command("block")
+def customer_block(inn: str) -> None:
+    """Refuse payments to this customer (result 79)."""
+    _set_customer_status(inn, "blocked")
+
+
+@customer_app.command("unblock")
+def customer_unblock(inn: str) -> None:
+    """Accept payments to this customer again."""
+    _set_customer_status(inn, "active")
+
+
+@customer_app.command("show")
+def customer_show(
+    inn: str,
+    entries: Annotated[int, typer.Option(help="How many latest ledger entries.")] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """A customer's balance (som) and latest ledger entries."""
+    with _transaction() as conn:
+        customer = customers.get(conn, inn)
+        if customer is None:
+            _fail(f"клиент с ИНН {inn} не найден", as_json)
+        data = _customer_json(conn, customer)
+        data["entries"] = [
+            {
+                "entry_id": e.entry_id,
+                "at": e.created_at.isoformat(),
+                "amount": format_amount(e.amount),
+                "description": e.description,
+            }
+            for e in latest_entries(conn, customer.account_id, limit=entries)
+        ]
+    lines = [
+        f"{data['name']} ({data['legal_form']}), ИНН {inn}, {'активен' if customer.status == 'active' else 'заблокирован'}",
+        f"Баланс: {data['balance']} сом",
+        "Последние проводки:" if data["entries"] else "Проводок нет.",
+    ]
+    lines += [
+        f"  #{e['entry_id']:<8} {e['at'][:19]}  {e['amount']:>12}  {e['description']}"
+        for e in data["entries"]
+    ]
+    _emit(data, as_json, "\n".join(lines))
+
+
+# --- catalogue and services -----------------------------------------------------------
+
+
+@catalog_app.command("list")
+def catalog_list(as_json: JsonOption = False) -> None:
+    """Products with code, Russian name and price."""
+    with _transaction() as conn:
+        products = catalog.list_products(conn)
+    rows = [
+        {
+            "code": p.code,
+            "name": p.name,
+            "kind": p.kind,
+            "price": None if p.price is None else format_amount(p.price),
+        }
+        for p in products
+    ]
+    human = "\n".join(
+        f"{r['code']:24} {r['price'] or 'цена не задана':>14}  {r['name']}" for r in rows
+    )
+    _emit(rows, as_json, human)
+
+
+@catalog_app.command("set-price")
+def catalog_set_price(
+    code: str, price: Annotated[str, typer.Argument(help="Price in som, e.g. 2500.00")]
+) -> None:
+    """Set a product's price (e.g. the RuToken carrier, whose price is not public)."""
+    with _transaction() as conn:
+        if not catalog.set_price(conn, code, _amount(price)):
+            _fail(f"нет товара {code!r}")
+    typer.echo("Цена сохранена.")
+
+
+@service_app.command("list")
+def service_list(as_json: JsonOption = False) -> None:
+    """Services with their default amount limits."""
+    with _transaction() as conn:
+        rows = [
+            {
+                "code": r.code,
+                "name": r.name,
+                "min": format_amount(r.min_amount),
+                "max": format_amount(r.max_amount),
+            }
+            for r in conn.execute(select(services).order_by(services.c.code))
+        ]
+    _emit(
+        rows,
+        as_json,
+        "\n".join(f"{r['code']:6} {r['min']:>10} … {r['max']:>12}  {r['name']}" for r in rows),
+    )
+
+
+@service_app.command("set-limits")
+def service_set_limits(
+    code: str,
+    min_amount: Annotated[str, typer.Option("--min", help="Smallest amount, som.")],
+    max_amount: Annotated[str, typer.Option("--max", help="Largest amount, som.")],
+) -> None:
+    """Set a service's default limits (agents may have their own, see agent set-limits)."""
+    with _transaction() as conn:
+        try:
+            found = catalog.set_service_limits(conn, code, _amount(min_amount), _amount(max_amount))
+        except ValueError as error:
+            _fail(str(error))
+        if not found:
+            _fail(f"нет услуги {code!r}")
+    typer.echo("Сохранено (агенты увидят через несколько секунд).")
+
+
+# --- invoices -----------------------------------------------------------------------
+
+
+def _invoice_json(invoice: invoices.Invoice) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "inn": invoice.inn,
+        "payer_name": invoice.payer_name,
+        "total": format_amount(invoice.total),
+        "status": invoice.state(datetime.now(UTC)),
+        "expires_at": invoice.expires_at.isoformat(),
+        "payment_id": invoice.payment_id,
+        "lines": [
+            {
+                "product": line.product_code,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": format_amount(line.unit_price),
+                "amount": format_amount(line.amount),
+            }
+            for line in invoice.lines
+        ],
+    }
+
+
+def _invoice_human(invoice: invoices.Invoice) -> str:
+    data = _invoice_json(invoice)
+    lines = [
+        f"Счёт № {data['number']} — {data['payer_name']}"
+        + (f", ИНН {data['inn']}" if data["inn"] else ""),
+        f"Сумма: {data['total']} сом; статус: {data['status']}; оплатить до {data['expires_at'][:10]}",
+    ]
+    lines += [
+        f"  {x['quantity']} × {x['unit_price']} = {x['amount']}  {x['name']}" for x in data["lines"]
+    ]
+    return "\n".join(lines)
+
+
+@invoice_app.command("create")
+def invoice_create(
+    item: Annotated[
+        list[str],
+        typer.Option("--item", help="CODE or CODE:QTY from `tolom catalog list`; repeat."),
+    ],
+    inn: Annotated[str | None, typer.Option(help="Payer's INN, if known.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Payer's name (default: the customer's).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue an invoice; prints its number (what the customer types as the account) and total."""
+    try:
+        items = [invoices.parse_item(i) for i in item]
+        with _transaction() as conn:
+            payer = name
+            if payer is None and inn is not None:
+                customer = customers.get(conn, inn)
+                payer = customer.name if customer else None
+            if payer is None:
+                _fail("укажите --name плательщика (или --inn зарегистрированного клиента)", as_json)
+            invoice = invoices.create(
+                conn,
+                items=items,
+                payer_name=payer,
+                inn=inn,
+                validity_days=get_settings().invoice_validity_days,
+            )
+    except invoices.InvoiceError as error:
+        _fail(str(error), as_json)
+    _emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
+
+
+@invoice_app.command("show")
+def invoice_show(number: str, as_json: JsonOption = False) -> None:
+    """An invoice with its lines and state."""
+    with _transaction() as conn:
+        invoice = invoices.get(conn, number)
+    if invoice is None:
+        _fail(f"счёт {number} не найден", as_json)
+    _emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
+
+
+@invoice_app.command("cancel")
+def invoice_cancel(number: str, as_json: JsonOption = False) -> None:
+    """Cancel an unpaid invoice (agents then get result 79)."""
+    try:
+        with _transaction() as conn:
+            invoice = invoices.cancel(conn, number)
+    except invoices.InvoiceError as error:
+        _fail(str(error), as_json)
+    _emit(_invoice_json(invoice), as_json, f"Счёт {number} аннулирован.")
+
+
+# --- ledger -------------------------------------------------------------------------
+
+
+@ledger_app.command("verify")
+def ledger_verify(as_json: JsonOption = False) -> None:
+    """Recompute every balance from the postings; exit 1 and name the culprit on any discrepancy."""
+    with _transaction() as conn:
+        problems = verify_ledger(conn)
+    data = {"ok": not problems, "problems": [asdict(p) for p in problems]}
+    if problems:
+        _emit(
+            data,
+            as_json,
+            "\n".join(f"НЕСХОДИМОСТЬ {p.kind}: {p.subject}: {p.detail}" for p in problems),
+        )
+        raise typer.Exit(code=1)
+    _emit(data, as_json, "Леджер сходится: все балансы равны сумме проводок.")
+
+
+def main() -> None:
+    """Entry point for `python -m tolom`."""
+    app(prog_name="tolom")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Creating the database engine, with the per-dialect settings payments need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from tolom.settings import Settings
+
+# SQLSTATEs that mean "try again later": serialization failure, deadlock, lock timeout,
+# statement timeout, too many connections, server shutting down, cannot connect now.
+_TEMPORARY_SQLSTATES = {"40001", "40P01", "55P03", "57014", "53300", "57P01", "57P02", "57P03"}
+
+
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """An engine for `settings.database_url`: WAL SQLite or PostgreSQL with timeouts."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(settings)
+    size = pool_size or settings.db_pool_size
+    engine = create_engine(
+        url,
+        pool_size=size,
+        max_overflow=0,
+        pool_timeout=10,
+        pool_pre_ping=False,
+        # A server restart leaves dead connections in the pool; a temporary error for the
+        # request that meets one is correct, and the pool replaces it.
+        pool_recycle=3600,
+    )
+    lock_ms, statement_ms = settings.lock_timeout_ms, settings.statement_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _timeouts(dbapi_connection: Any, _record: Any) -> None:
+        # Once per connection rather than per transaction: no extra round trip on the hot path.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(lock_ms)}")
+            cursor.execute(f"SET statement_timeout = {int(statement_ms)}")
+            cursor.execute("SET idle_in_transaction_session_timeout = 60000")
+        dbapi_connection.autocommit = autocommit
+
+    return engine
+
+
+def _sqlite_engine(settings: Settings) -> Engine:
+    url = make_url(settings.database_url)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE below
+        # is the only BEGIN: writers then queue on busy_timeout instead of failing with
+        # "database is locked" when a read transaction tries to upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_temporary(error: BaseException) -> bool:
+    """True when a database error means "retry later" rather than "this will never work"."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _TEMPORARY_SQLSTATES or sqlstate.startswith("08")
+    name = type(original).__name__
+    if name == "OperationalError":
+        # psycopg raises OperationalError without SQLSTATE when it cannot connect at all;
+        # sqlite3 raises it for "database is locked" and disk I/O trouble.
+        return True
+    return False

@@ -1,0 +1,236 @@
+"""The tables, as SQLAlchemy Core metadata: one source for queries and for Alembic.
+
+Invariants the database enforces itself, so a bug in Python cannot break them:
+- a posting moves a positive amount between two different accounts, so every journal
+  entry (a set of postings) sums to zero by construction;
+- a balance that must not go negative cannot (CHECK on `account_balances`);
+- one payment per agent and `txn_id` (UNIQUE), one payment per invoice;
+- postings and journal entries are append-only (triggers, see the first migration).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming_convention)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BIGINT elsewhere.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+NOW = text("CURRENT_TIMESTAMP")
+
+services = Table(
+    "services",
+    metadata,
+    Column("code", String(16), primary_key=True, comment="sochi | eds"),
+    Column("name", Text, nullable=False),
+    Column("min_amount", BigInteger, nullable=False, comment="tyiyn"),
+    Column("max_amount", BigInteger, nullable=False, comment="tyiyn"),
+    CheckConstraint("min_amount > 0 AND max_amount >= min_amount", name="limits"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("kind", String(24), nullable=False),
+    Column("name", Text, nullable=False),
+    Column(
+        "slots",
+        Integer,
+        nullable=False,
+        server_default="1",
+        comment="balance rows; >1 spreads a hot account's row locks",
+    ),
+    Column("may_go_negative", Boolean, nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("slots BETWEEN 1 AND 64", name="slots"),
+    CheckConstraint(
+        "kind IN ('customer', 'agent_clearing', 'revenue', 'cash_desk', 'bank')", name="kind"
+    ),
+)
+
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column("account_id", IdType, ForeignKey("accounts.id"), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("balance", BigInteger, nullable=False, server_default="0", comment="credits - debits"),
+    Column("may_go_negative", Boolean, nullable=False),
+    CheckConstraint("may_go_negative OR balance >= 0", name="not_negative"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("entry_id", IdType, ForeignKey("journal_entries.id"), nullable=False, index=True),
+    Column("debit_account_id", IdType, ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", IdType, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False, comment="tyiyn, always > 0"),
+    CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
+    Index("ix_postings_debit", "debit_account_id", "id"),
+    Index("ix_postings_credit", "credit_account_id", "id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("inn", String(14), nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("legal_form", String(32), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("account_id", IdType, ForeignKey("accounts.id"), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("length(inn) = 14", name="inn"),
+    CheckConstraint("status IN ('active', 'blocked')", name="status"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("price", BigInteger, nullable=True, comment="tyiyn; NULL: not priced yet"),
+    Column("kind", String(16), nullable=False, comment="signature | carrier"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    CheckConstraint("price IS NULL OR price > 0", name="price"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("number", String(16), nullable=False, unique=True),
+    Column("inn", String(14), nullable=True),
+    Column("payer_name", Text, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("paid_at", Timestamp, nullable=True),
+    Column("cancelled_at", Timestamp, nullable=True),
+    Column("payment_id", IdType, nullable=True, unique=True),
+    CheckConstraint("length(number) = 16", name="number"),
+    CheckConstraint("total > 0", name="total"),
+    CheckConstraint("status IN ('open', 'paid', 'cancelled')", name="status"),
+    CheckConstraint("(status = 'paid') = (payment_id IS NOT NULL)", name="paid_has_payment"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("invoice_id", IdType, ForeignKey("invoices.id"), nullable=False, index=True),
+    Column("product_code", String(32), ForeignKey("products.code"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("quantity > 0 AND unit_price > 0", name="positive"),
+    CheckConstraint("amount = quantity * unit_price", name="amount"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", String(64), nullable=False, comment="sha256 hex of the secret"),
+    Column("allowed_networks", Text, nullable=False, comment="CIDRs, comma-separated; * = any"),
+    Column("timezone", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("clearing_account_id", IdType, ForeignKey("accounts.id"), nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+agent_services = Table(
+    "agent_services",
+    metadata,
+    Column("agent_id", IdType, ForeignKey("agents.id"), primary_key=True),
+    Column("service", String(16), ForeignKey("services.code"), primary_key=True),
+    Column("min_amount", BigInteger, nullable=True, comment="overrides the service's"),
+    Column("max_amount", BigInteger, nullable=True, comment="overrides the service's"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", IdType, primary_key=True, comment="prv_txn: also the receipt number"),
+    Column("agent_id", IdType, ForeignKey("agents.id"), nullable=False),
+    Column("txn_id", String(20), nullable=False),
+    Column("service", String(16), ForeignKey("services.code"), nullable=False),
+    Column("account", String(32), nullable=False, comment="INN or invoice number as sent"),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default="accepted"),
+    Column("customer_id", IdType, ForeignKey("customers.id"), nullable=True),
+    Column("invoice_id", IdType, ForeignKey("invoices.id"), nullable=True),
+    Column("entry_id", IdType, ForeignKey("journal_entries.id"), nullable=True),
+    Column("txn_date_raw", String(14), nullable=False, comment="as the agent sent it"),
+    Column("txn_date", Timestamp, nullable=False, comment="txn_date_raw read in agent's zone"),
+    Column("business_date", Date, nullable=False, comment="agent-local date of txn_date"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("agent_id", "txn_id", name="uq_payments_agent_txn"),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("status IN ('accepted', 'reversed')", name="status"),
+    Index("ix_payments_agent_day", "agent_id", "business_date"),
+    Index("ix_payments_customer", "customer_id", "id"),
+)
+
+gateway_requests = Table(
+    "gateway_requests",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("received_at", Timestamp, nullable=False),
+    Column("duration_us", Integer, nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("service", String(16), nullable=True),
+    Column("agent_id", IdType, nullable=True),
+    Column("peer", String(64), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("command", String(16), nullable=True),
+    Column("txn_id", String(20), nullable=True),
+    Column("params", Text, nullable=False, comment="JSON, secrets removed, values truncated"),
+    Column("http_status", Integer, nullable=False),
+    Column("result", Integer, nullable=True),
+    Column("response", Text, nullable=False),
+    Column("payment_id", IdType, nullable=True),
+    Index("ix_gateway_requests_agent_txn", "agent_id", "txn_id"),
+    Index("ix_gateway_requests_received", "received_at"),
+)

@@ -1,0 +1,107 @@
+"""Demo data: real-looking customers, invoices and two agents, for a first look at Tolom."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, select
+
+from tolom.agents import service as agents
+from tolom.billing import customers, invoices
+from tolom.db.schema import agents as agents_table
+from tolom.db.schema import customers as customers_table
+
+# (legal form, name). Names are invented; any likeness to a real company is chance.
+DEMO_CUSTOMERS = [
+    ("ОсОО", "ОсОО «Ала-Тоо Консалтинг»"),
+    ("ОсОО", "ОсОО «Бишкек Строй Сервис»"),
+    ("ОсОО", "ОсОО «Нарын Агро Трейд»"),
+    ("ОсОО", "ОсОО «Ысык-Көл Тур»"),
+    ("ОсОО", "ОсОО «Ош Фарм Плюс»"),
+    ("ОсОО", "ОсОО «Жалал-Абад Текстиль»"),
+    ("ОсОО", "ОсОО «Тянь-Шань Логистик»"),
+    ("ОАО", "ОАО «Кыргызалтынсервис»"),
+    ("ЗАО", "ЗАО «Ак-Суу Минерал»"),
+    ("ОО", "ОО «Ассоциация бухгалтеров Чуйской области»"),
+    ("ОФ", "ОФ «Билим Булагы»"),
+    ("Учреждение", "Учреждение «Частная школа Нур»"),
+    ("ИП", "ИП Асанов Бакыт Токтогулович"),
+    ("ИП", "ИП Абдыкадырова Айгуль Маратовна"),
+    ("ИП", "ИП Исмаилов Руслан Эркинович"),
+    ("ИП", "ИП Жумабаева Гульнара Сапаровна"),
+    ("ИП", "ИП Токтосунов Азамат Бекболотович"),
+    ("ИП", "ИП Ким Елена Викторовна"),
+    ("ИП", "ИП Мамытов Нурлан Кубанычбекович"),
+    ("КХ", "КХ «Береке» (Сокулукский район)"),
+]
+
+DEMO_INVOICES = [
+    ("ОсОО «Кара-Балта Энерго»", None, [("eds-head", 1), ("eds-accountant", 1)]),
+    ("ИП Сыдыков Эмиль Талантбекович", None, [("eds-rutoken", 1)]),
+    ("ОсОО «Токмок Авто»", None, [("eds-complex-5", 1)]),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAgent:
+    code: str
+    name: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    agents: list[DemoAgent]
+    customers: list[customers.Customer]
+    invoices: list[invoices.Invoice]
+
+
+def demo_inn(rng: random.Random, legal_form: str) -> str:
+    """A plausible Kyrgyz INN: organisations start with 0 and their registration date,
+    individuals with 1 or 2 (sex) and their birth date; then five digits."""
+    if legal_form == "ИП":
+        first, year = rng.choice("12"), rng.randint(1960, 2000)
+    else:
+        first, year = "0", rng.randint(1995, 2024)
+    return (
+        f"{first}{rng.randint(1, 28):02d}{rng.randint(1, 12):02d}{year}{rng.randint(0, 99999):05d}"
+    )
+
+
+def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoResult:
+    """Create the demo in the caller's transaction; refuses a database that has data."""
+    has_data = conn.execute(select(func.count()).select_from(customers_table)).scalar_one()
+    has_agents = conn.execute(select(func.count()).select_from(agents_table)).scalar_one()
+    if has_data or has_agents:
+        raise ValueError("в базе уже есть клиенты или агенты: демо заполняет только пустую базу")
+    rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
+    created = [
+        customers.add(conn, inn=demo_inn(rng, form), name=name, legal_form=form)
+        for form, name in DEMO_CUSTOMERS
+    ]
+    customers.set_status(conn, created[-1].inn, "blocked")  # to see result 79
+    issued = [
+        invoices.create(conn, items=items, payer_name=payer, inn=inn, validity_days=validity_days)
+        for payer, inn, items in DEMO_INVOICES
+    ]
+    issued.append(
+        invoices.create(
+            conn,
+            items=[("eds-head", 1)],
+            payer_name=created[0].name,
+            inn=created[0].inn,
+            validity_days=validity_days,
+        )
+    )
+    loopback = ["127.0.0.0/8", "::1/128"]
+    made = []
+    for code, name in (
+        ("optima", "Оптима Банк (Оптима 24, терминалы)"),
+        ("megapay", "MegaPay (MegaCom)"),
+    ):
+        secret = agents.create(
+            conn, code=code, name=name, networks=loopback, service_codes=["sochi", "eds"]
+        )
+        made.append(DemoAgent(code, name, secret))
+    return DemoResult(made, created, issued)

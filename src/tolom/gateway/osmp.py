@@ -1,0 +1,303 @@
+"""The OSMP (QIWI "protocol for providers") adapter: parse, call the core, render XML.
+
+No rule about payments lives here: this module only translates between the protocol's
+parameters and result codes and the core's requests and outcomes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape, quoteattr
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tolom.agents.service import Agent
+from tolom.gateway.peers import basic_credentials, client_address
+from tolom.identifiers import is_txn_id
+from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.payments import service as core
+from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
+from tolom.payments.requestlog import Answer, Exchange
+from tolom.runtime import Runtime
+
+RESULT_CODES: dict[Outcome, int] = {
+    Outcome.OK: 0,
+    Outcome.RETRY: 1,
+    Outcome.BAD_ACCOUNT: 4,
+    Outcome.NOT_FOUND: 5,
+    Outcome.FORBIDDEN: 7,
+    Outcome.INACTIVE: 79,
+    Outcome.TOO_SMALL: 241,
+    Outcome.TOO_LARGE: 242,
+    Outcome.CONFLICT: 300,
+    Outcome.MALFORMED: 300,
+}
+RESULT_NOT_AUTHORISED = 8  # "forbidden for technical reasons": the body of a 401/403
+_TXN_DATE = re.compile(r"[0-9]{14}")
+_MAX_FIELDS = 32
+
+
+class Malformed(Exception):
+    """The request breaks the protocol; the message (Russian) goes into <comment>."""
+
+
+@dataclass(frozen=True, slots=True)
+class OsmpRequest:
+    command: str
+    txn_id: str
+    account: str
+    sum: int | None
+    txn_date_raw: str | None
+
+
+def render(
+    *,
+    result: int,
+    comment: str,
+    txn_id: str | None = None,
+    prv_txn: int | None = None,
+    amount: int | None = None,
+    fields: list[tuple[str, str]] | None = None,
+) -> str:
+    """The XML answer; every value escaped, sums as %.2f."""
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<response>\n']
+    if txn_id is not None:
+        parts.append(f"<osmp_txn_id>{txn_id}</osmp_txn_id>\n")
+    if prv_txn is not None:
+        parts.append(f"<prv_txn>{prv_txn}</prv_txn>\n")
+    if amount is not None:
+        parts.append(f"<sum>{format_amount(amount)}</sum>\n")
+    parts.append(f"<result>{result}</result>\n<comment>{escape(comment)}</comment>\n")
+    if fields:
+        parts.append("<fields>")
+        for number, (name, value) in enumerate(fields, start=1):
+            parts.append(f"<field{number} name={quoteattr(name)}>{escape(value)}</field{number}>")
+        parts.append("</fields>\n")
+    parts.append("</response>\n")
+    return "".join(parts)
+
+
+def parse_params(query: str, body: bytes) -> list[tuple[str, str]]:
+    """All parameters from the query string and a form body, in order; Malformed if broken."""
+    try:
+        text = body.decode("utf-8")
+        params = parse_qsl(
+            query, keep_blank_values=True, errors="strict", max_num_fields=_MAX_FIELDS
+        )
+        if text:
+            params += parse_qsl(
+                text, keep_blank_values=True, errors="strict", max_num_fields=_MAX_FIELDS
+            )
+    except UnicodeDecodeError as error:
+        raise Malformed("Запрос не в кодировке UTF-8") from error
+    except ValueError as error:
+        raise Malformed("Слишком много параметров") from error
+    if len(params) > _MAX_FIELDS:
+        raise Malformed("Слишком много параметров")
+    return params
+
+
+def interpret(params: list[tuple[str, str]]) -> OsmpRequest:
+    """Check the protocol-level shape of a request; the business rules are the core's."""
+    values: dict[str, str] = {}
+    for key, value in params:
+        if key in values:
+            raise Malformed(f"Параметр {key} передан более одного раза")
+        values[key] = value
+    command = values.get("command")
+    if command not in ("check", "pay"):
+        raise Malformed("Неизвестная команда (ожидается check или pay)")
+    txn_id = values.get("txn_id")
+    if txn_id is None or not is_txn_id(txn_id):
+        raise Malformed("Неверный txn_id: нужно от 1 до 20 цифр")
+    account = values.get("account")
+    if account is None:
+        raise Malformed("Не передан параметр account")
+    amount: int | None = None
+    raw_sum = values.get("sum")
+    if raw_sum is not None and (command == "pay" or raw_sum != ""):
+        try:
+            amount = parse_amount(raw_sum)
+        except MalformedAmount as error:
+            raise Malformed(
+                "Неверная сумма: нужны цифры и не более двух знаков после точки"
+            ) from error
+    elif command == "pay":
+        raise Malformed("Не передан параметр sum")
+    txn_date = values.get("txn_date")
+    if command == "pay" and (txn_date is None or not _TXN_DATE.fullmatch(txn_date)):
+        raise Malformed("Неверный txn_date: нужен формат ГГГГММДДЧЧММСС")
+    return OsmpRequest(command, txn_id, account, amount, txn_date)
+
+
+def agent_local_time(raw: str, agent: Agent) -> datetime:
+    """txn_date (YYYYMMDDHHMMSS, agent-local wall time) as an aware datetime."""
+    try:
+        naive = datetime.strptime(raw, "%Y%m%d%H%M%S")
+    except ValueError as error:
+        raise Malformed("Неверный txn_date: такой даты или времени не бывает") from error
+    return naive.replace(tzinfo=agent.timezone)
+
+
+def _check_answer(request: OsmpRequest) -> Callable[[CheckResult], Answer]:
+    def answer(result: CheckResult) -> Answer:
+        fields: list[tuple[str, str]] = []
+        if result.outcome is Outcome.OK and result.display_name is not None:
+            fields.append(("name", result.display_name))
+            if result.amount_due is not None:
+                fields.append(("amount", format_amount(result.amount_due)))
+        code = RESULT_CODES[result.outcome]
+        body = render(
+            result=code,
+            comment=result.message,
+            txn_id=request.txn_id,
+            amount=request.sum,
+            fields=fields,
+        )
+        return Answer(200, code, body)
+
+    return answer
+
+
+def _pay_answer(request: OsmpRequest) -> Callable[[PayResult], Answer]:
+    def answer(result: PayResult) -> Answer:
+        code = RESULT_CODES[result.outcome]
+        ok = result.outcome is Outcome.OK
+        body = render(
+            result=code,
+            comment=result.message,
+            txn_id=request.txn_id,
+            prv_txn=result.payment_id if ok else None,
+            amount=result.amount if ok else request.sum,
+        )
+        return Answer(200, code, body)
+
+    return answer
+
+
+def _respond(answer: Answer, extra_headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        answer.body,
+        status_code=answer.http_status,
+        media_type=answer.media_type,
+        headers=extra_headers,
+    )
+
+
+async def endpoint(request: Request) -> Response:
+    """GET or POST /gateway/osmp/{service}."""
+    runtime: Runtime = request.app.state.runtime
+    service = Service(request.path_params["service"])
+    exchange = Exchange(
+        protocol="osmp",
+        service=service.value,
+        peer=client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            runtime.settings.trusted_proxies,
+        ),
+        method=request.method,
+        params=[],
+    )
+    try:
+        body = await _read_body(request, runtime.settings.max_request_bytes)
+        exchange.params = parse_params(request.url.query, body)
+    except Malformed as error:
+        return await _refuse(runtime, exchange, 200, 300, str(error))
+
+    credentials = basic_credentials(request.headers.get("authorization"))
+    agent = (
+        await run_in_threadpool(runtime.agents.authenticate, *credentials) if credentials else None
+    )
+    if agent is None:
+        return await _refuse(
+            runtime,
+            exchange,
+            401,
+            RESULT_NOT_AUTHORISED,
+            "Неверные учётные данные агента",
+            {"WWW-Authenticate": 'Basic realm="tolom", charset="UTF-8"'},
+        )
+    exchange.agent_id = agent.id
+    if not agent.enabled:
+        return await _refuse(runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
+    if not agent.allows_address(exchange.peer):
+        return await _refuse(
+            runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса"
+        )
+
+    try:
+        parsed = interpret(exchange.params)
+        exchange.command, exchange.txn_id = parsed.command, parsed.txn_id
+        if parsed.command == "check":
+            answer = await run_in_threadpool(
+                core.check,
+                runtime.engine,
+                agent,
+                service,
+                parsed.account,
+                exchange,
+                _check_answer(parsed),
+            )
+            return _respond(answer)
+        assert parsed.txn_date_raw is not None and parsed.sum is not None
+        pay_request = PayRequest(
+            service=service,
+            txn_id=parsed.txn_id,
+            account=parsed.account,
+            amount=parsed.sum,
+            txn_date=agent_local_time(parsed.txn_date_raw, agent),
+            txn_date_raw=parsed.txn_date_raw,
+        )
+    except Malformed as error:
+        exchange.command = exchange.command or _safe_command(exchange.params)
+        return await _refuse(runtime, exchange, 200, 300, str(error))
+    answer = await run_in_threadpool(
+        core.pay, runtime.engine, agent, pay_request, exchange, _pay_answer(parsed)
+    )
+    return _respond(answer)
+
+
+def _safe_command(params: list[tuple[str, str]]) -> str | None:
+    for key, value in params:
+        if key == "command" and value in ("check", "pay"):
+            return value
+    return None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    if request.method != "POST":
+        return b""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise Malformed("Слишком большой запрос")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Malformed("Слишком большой запрос")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _refuse(
+    runtime: Runtime,
+    exchange: Exchange,
+    http_status: int,
+    code: int,
+    comment: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Answer without reaching the core, and log the request all the same."""
+    txn_id = exchange.txn_id or next(
+        (v for k, v in exchange.params if k == "txn_id" and is_txn_id(v)), None
+    )
+    answer = Answer(http_status, code, render(result=code, comment=comment, txn_id=txn_id))
+    await run_in_threadpool(core.record_separately, runtime.engine, exchange, answer)
+    return _respond(answer, headers)

@@ -1,0 +1,98 @@
+"""The record of every gateway request (PRODUCT invariant 5): who asked what, and our answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, insert
+
+from tolom.db.schema import gateway_requests
+
+_SECRET_KEYS = ("password", "secret", "token", "pass", "pwd", "authorization", "signature")
+_MAX_VALUE = 256
+_MAX_KEYS = 32
+
+
+def clean_text(value: str, limit: int = _MAX_VALUE) -> str:
+    """A value safe to store: NUL (which PostgreSQL text refuses) escaped, length capped."""
+    cleaned = value.replace("\x00", "\\x00")
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "…"
+
+
+def redact(params: list[tuple[str, str]]) -> str:
+    """The parameters as JSON, with anything secret-looking removed and sizes bounded."""
+    kept = []
+    for key, value in params[:_MAX_KEYS]:
+        hidden = any(word in key.lower() for word in _SECRET_KEYS)
+        kept.append([clean_text(key, 64), "***" if hidden else clean_text(value)])
+    if len(params) > _MAX_KEYS:
+        kept.append(["…", f"{len(params) - _MAX_KEYS} more"])
+    return json.dumps(kept, ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request and, once known, its answer; written with `record`."""
+
+    protocol: str
+    peer: str
+    method: str
+    params: list[tuple[str, str]]
+    service: str | None = None
+    agent_id: int | None = None
+    command: str | None = None
+    txn_id: str | None = None
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.perf_counter)
+
+
+def record(
+    conn: Connection,
+    exchange: Exchange,
+    *,
+    http_status: int,
+    result: int | None,
+    response: str,
+    payment_id: int | None = None,
+) -> None:
+    """Insert the exchange into `gateway_requests` inside the caller's transaction."""
+    conn.execute(
+        insert(gateway_requests),
+        _row(
+            exchange,
+            http_status=http_status,
+            result=result,
+            response=response,
+            payment_id=payment_id,
+        ),
+    )
+
+
+def _row(exchange: Exchange, **answer: object) -> Mapping[str, object]:
+    return {
+        "received_at": exchange.received_at,
+        "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
+        "protocol": exchange.protocol,
+        "service": exchange.service,
+        "agent_id": exchange.agent_id,
+        "peer": clean_text(exchange.peer, 64),
+        "method": exchange.method[:8],
+        "command": clean_text(exchange.command, 16) if exchange.command else None,
+        "txn_id": exchange.txn_id,
+        "params": redact(exchange.params),
+        **answer,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A rendered protocol answer: what goes back to the agent and into the log."""
+
+    http_status: int
+    result: int | None
+    body: str
+    media_type: str = "text/xml; charset=utf-8"

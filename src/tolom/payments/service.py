@@ -1,0 +1,342 @@
+"""The check and pay use cases: every rule about what an agent may do, in one place.
+
+Each use case runs in one database transaction that also stores the request record, so a
+payment, its journal entry, the balance (or the invoice's paid state) and the log of the
+request that made it commit together or not at all. Exactly-once is the database's job:
+the unique key (agent_id, txn_id) on `payments` decides which of several identical
+concurrent requests pays; the others wait for it and answer from its row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from tolom.agents.service import Agent
+from tolom.db.engine import is_temporary
+from tolom.db.schema import customers, invoices, payments
+from tolom.identifiers import is_inn, is_invoice_number
+from tolom.ledger.accounts import LedgerAccount, system_account
+from tolom.ledger.posting import Transfer, open_entry, post
+from tolom.money import format_amount
+from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
+from tolom.payments.requestlog import Answer, Exchange, record
+
+log = logging.getLogger(__name__)
+
+Render = Callable[[Any], Answer]
+
+_CUSTOMER_BY_INN = select(
+    customers.c.id, customers.c.name, customers.c.status, customers.c.account_id
+).where(customers.c.inn == bindparam("account"))
+
+_INVOICE_COLUMNS = (
+    invoices.c.id,
+    invoices.c.payer_name,
+    invoices.c.total,
+    invoices.c.status,
+    invoices.c.expires_at,
+)
+_INVOICE_BY_NUMBER = select(*_INVOICE_COLUMNS).where(invoices.c.number == bindparam("account"))
+_INVOICE_BY_NUMBER_LOCKED = _INVOICE_BY_NUMBER.with_for_update()
+
+_EXISTING_PAYMENT = select(
+    payments.c.id, payments.c.service, payments.c.account, payments.c.amount
+).where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
+
+_MARK_INVOICE_PAID = (
+    update(invoices)
+    .where(invoices.c.id == bindparam("invoice_id"), invoices.c.status == "open")
+    .values(status="paid", paid_at=bindparam("now"), payment_id=bindparam("b_payment"))
+)
+
+_TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
+
+
+class _Undo(Exception):
+    """Roll the transaction back and answer with `result`."""
+
+    def __init__(self, result: PayResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def account_format_ok(service: Service, account: str) -> bool:
+    """Whether `account` is even shaped like this service's account."""
+    return is_inn(account) if service is Service.SOCHI else is_invoice_number(account)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _evaluate(
+    conn: Connection, agent: Agent, service: Service, account: str, *, lock: bool
+) -> tuple[CheckResult, Any]:
+    """What a check says about this account, and the row it found (customer or invoice)."""
+    limits = agent.services.get(service.value)
+    if limits is None:
+        return CheckResult(Outcome.FORBIDDEN, "Услуга недоступна для этого агента"), None
+    if not account_format_ok(service, account):
+        expected = "ИНН: 14 цифр" if service is Service.SOCHI else "номер счёта: 16 цифр"
+        return CheckResult(
+            Outcome.BAD_ACCOUNT, f"Неверный формат лицевого счёта ({expected})"
+        ), None
+    if service is Service.SOCHI:
+        customer = conn.execute(_CUSTOMER_BY_INN, {"account": account}).first()
+        if customer is None:
+            return CheckResult(Outcome.NOT_FOUND, "Абонент с таким ИНН не найден"), None
+        if customer.status != "active":
+            return CheckResult(Outcome.INACTIVE, "Абонент заблокирован"), customer
+        return (
+            CheckResult(
+                Outcome.OK,
+                "OK",
+                display_name=customer.name,
+                min_amount=limits.min_amount,
+                max_amount=limits.max_amount,
+            ),
+            customer,
+        )
+    query = _INVOICE_BY_NUMBER_LOCKED if lock else _INVOICE_BY_NUMBER
+    invoice = conn.execute(query, {"account": account}).first()
+    if invoice is None:
+        return CheckResult(Outcome.NOT_FOUND, "Счёт на оплату не найден"), None
+    if invoice.status == "cancelled":
+        return CheckResult(Outcome.INACTIVE, "Счёт аннулирован"), invoice
+    if invoice.status == "paid":
+        return CheckResult(Outcome.FORBIDDEN, "Счёт уже оплачен"), invoice
+    if _as_utc(invoice.expires_at) <= datetime.now(UTC):
+        return CheckResult(Outcome.INACTIVE, "Срок оплаты счёта истёк"), invoice
+    return (
+        CheckResult(Outcome.OK, "OK", display_name=invoice.payer_name, amount_due=invoice.total),
+        invoice,
+    )
+
+
+def check(
+    engine: Engine,
+    agent: Agent,
+    service: Service,
+    account: str,
+    exchange: Exchange,
+    render: Callable[[CheckResult], Answer],
+) -> Answer:
+    """Say whether `account` can be paid and who or what it is. Writes only the log record."""
+    try:
+        with engine.begin() as conn:
+            result, _row = _evaluate(conn, agent, service, account, lock=False)
+            answer = render(result)
+            record(
+                conn,
+                exchange,
+                http_status=answer.http_status,
+                result=answer.result,
+                response=answer.body,
+            )
+            return answer
+    except Exception as error:  # the agent gets "retry", never our traceback
+        _log_failure("check", error)
+        answer = render(CheckResult(Outcome.RETRY, _TEMPORARY_MESSAGE))
+        record_separately(engine, exchange, answer)
+        return answer
+
+
+def pay(
+    engine: Engine,
+    agent: Agent,
+    request: PayRequest,
+    exchange: Exchange,
+    render: Callable[[PayResult], Answer],
+) -> Answer:
+    """Accept a payment exactly once per (agent, txn_id) and answer as the first time."""
+    try:
+        with engine.begin() as conn:
+            result = _pay(conn, agent, request)
+            answer = render(result)
+            record(
+                conn,
+                exchange,
+                http_status=answer.http_status,
+                result=answer.result,
+                response=answer.body,
+                payment_id=result.payment_id,
+            )
+            return answer
+    except _Undo as undo:
+        result = undo.result
+    except Exception as error:
+        # Rolled back, so nothing moved: "retry" is safe, and a repeat will find the
+        # payment if the commit did go through before the connection broke.
+        _log_failure("pay", error)
+        result = PayResult(Outcome.RETRY, _TEMPORARY_MESSAGE)
+    answer = render(result)
+    record_separately(engine, exchange, answer, payment_id=result.payment_id)
+    return answer
+
+
+def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
+    verdict, target = _evaluate(conn, agent, request.service, request.account, lock=True)
+    refusal = verdict.outcome if verdict.outcome is not Outcome.OK else None
+    message = verdict.message
+    if refusal is None:
+        limits = agent.services[request.service.value]
+        low, high = (
+            (verdict.amount_due, verdict.amount_due)
+            if request.service is Service.EDS
+            else (limits.min_amount, limits.max_amount)
+        )
+        assert low is not None and high is not None
+        if request.amount < low:
+            refusal = Outcome.TOO_SMALL
+            message = f"Сумма меньше допустимой ({format_amount(low)})"
+        elif request.amount > high:
+            refusal = Outcome.TOO_LARGE
+            message = f"Сумма больше допустимой ({format_amount(high)})"
+    if refusal is not None:
+        # A repeat of a pay that succeeded earlier gets its original answer even if the
+        # account has since been blocked, the invoice paid or the limits changed.
+        existing = conn.execute(
+            _EXISTING_PAYMENT, {"agent_id": agent.id, "txn_id": request.txn_id}
+        ).first()
+        raise _Undo(_replay(existing, request) if existing else PayResult(refusal, message))
+
+    assert target is not None
+    entry_id = open_entry(conn, kind="payment", description=_describe(agent, request))
+    payment_id = conn.execute(
+        _insert_payment_once(conn),
+        {
+            "agent_id": agent.id,
+            "txn_id": request.txn_id,
+            "service": request.service.value,
+            "account": request.account,
+            "amount": request.amount,
+            "customer_id": target.id if request.service is Service.SOCHI else None,
+            "invoice_id": target.id if request.service is Service.EDS else None,
+            "entry_id": entry_id,
+            "txn_date_raw": request.txn_date_raw,
+            "txn_date": request.txn_date.astimezone(UTC),
+            "business_date": request.txn_date.astimezone(agent.timezone).date(),
+        },
+    ).scalar()
+    if payment_id is None:
+        # Another request with this txn_id committed first (we waited for it on the
+        # unique index): answer from its row and roll our writes back.
+        existing = conn.execute(
+            _EXISTING_PAYMENT, {"agent_id": agent.id, "txn_id": request.txn_id}
+        ).one()
+        raise _Undo(_replay(existing, request))
+
+    if request.service is Service.SOCHI:
+        credit = LedgerAccount(target.account_id)
+    else:
+        credit = system_account(conn, "revenue:eds")
+        paid = conn.execute(
+            _MARK_INVOICE_PAID,
+            {"invoice_id": target.id, "now": datetime.now(UTC), "b_payment": payment_id},
+        )
+        if paid.rowcount != 1:  # cannot happen under the row lock; refuse rather than guess
+            raise _Undo(PayResult(Outcome.FORBIDDEN, "Счёт уже оплачен"))
+    post(
+        conn,
+        entry_id=entry_id,
+        transfers=[Transfer(debit=agent.clearing_account, credit=credit, amount=request.amount)],
+        slot_key=int(request.txn_id),
+    )
+    return PayResult(Outcome.OK, "OK", payment_id=payment_id, amount=request.amount)
+
+
+def _replay(existing: Any, request: PayRequest) -> PayResult:
+    same = (
+        existing.service == request.service.value
+        and existing.account == request.account
+        and existing.amount == request.amount
+    )
+    if not same:
+        return PayResult(
+            Outcome.CONFLICT,
+            f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой",
+        )
+    return PayResult(
+        Outcome.OK, "OK", payment_id=existing.id, amount=existing.amount, replayed=True
+    )
+
+
+_PAYMENT_COLUMNS = (
+    "agent_id",
+    "txn_id",
+    "service",
+    "account",
+    "amount",
+    "customer_id",
+    "invoice_id",
+    "entry_id",
+    "txn_date_raw",
+    "txn_date",
+    "business_date",
+)
+
+
+def _build_insert_payment_once(dialect: Any) -> Any:
+    return (
+        dialect.insert(payments)
+        .values({c: bindparam(c) for c in _PAYMENT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["agent_id", "txn_id"])
+        .returning(payments.c.id)
+    )
+
+
+# INSERT ... ON CONFLICT (agent_id, txn_id) DO NOTHING RETURNING id: the statement that
+# makes pay exactly-once. Both dialects spell it the same; SQLAlchemy wants each's own.
+_INSERT_PAYMENT_ONCE = {
+    "postgresql": _build_insert_payment_once(postgresql),
+    "sqlite": _build_insert_payment_once(sqlite),
+}
+
+
+def _insert_payment_once(conn: Connection) -> Any:
+    return _INSERT_PAYMENT_ONCE[conn.dialect.name]
+
+
+def _describe(agent: Agent, request: PayRequest) -> str:
+    what = "Пополнение баланса СОЧИ, ИНН" if request.service is Service.SOCHI else "Оплата счёта"
+    return f"{what} {request.account}; агент {agent.code}, txn_id {request.txn_id}"
+
+
+def _log_failure(what: str, error: BaseException) -> None:
+    if isinstance(error, SQLAlchemyError) and is_temporary(error):
+        log.warning("%s: temporary database failure: %s", what, error.__class__.__name__)
+    else:
+        log.exception("%s: unexpected failure, answered 'retry'", what)
+
+
+def record_separately(
+    engine: Engine, exchange: Exchange, answer: Answer, payment_id: int | None = None
+) -> None:
+    """Log a request outside a use case's transaction (refused early, or rolled back).
+
+    Best effort: when the database is down the answer still goes out, and the failure is
+    in the server log.
+    """
+    try:
+        with engine.begin() as conn:
+            record(
+                conn,
+                exchange,
+                http_status=answer.http_status,
+                result=answer.result,
+                response=answer.body,
+                payment_id=payment_id,
+            )
+    except Exception as error:
+        log.error(
+            "could not record a gateway request (%s): %s",
+            exchange.protocol,
+            error.__class__.__name__,
+        )
