@@ -141,12 +141,21 @@ def serve(
 def demo(
     host: Annotated[str, typer.Option(help="Host to show in the curl examples.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to show in the curl examples.")] = 8000,
+    if_empty: Annotated[
+        bool, typer.Option(help="Do nothing (exit 0) when the database already has data.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fill an empty database with demo customers, invoices and agents; print how to call them."""
-    from tolom.demo import fill_demo
+    from tolom.demo import fill_demo, has_data
 
     with _transaction() as conn:
+        if if_empty and has_data(conn):
+            typer.echo(
+                "В базе уже есть данные, демо не создаётся. Новый секрет агента: "
+                "tolom agent rotate-secret optima"
+            )
+            return
         try:
             result = fill_demo(conn, validity_days=get_settings().invoice_validity_days)
         except ValueError as error:

@@ -69,11 +69,15 @@ def demo_inn(rng: random.Random, legal_form: str) -> str:
     )
 
 
+def has_data(conn: Connection) -> bool:
+    """Whether any customer or agent exists."""
+    people = conn.execute(select(func.count()).select_from(customers_table)).scalar_one()
+    return bool(people or conn.execute(select(func.count()).select_from(agents_table)).scalar_one())
+
+
 def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoResult:
     """Create the demo in the caller's transaction; refuses a database that has data."""
-    has_data = conn.execute(select(func.count()).select_from(customers_table)).scalar_one()
-    has_agents = conn.execute(select(func.count()).select_from(agents_table)).scalar_one()
-    if has_data or has_agents:
+    if has_data(conn):
         raise ValueError("в базе уже есть клиенты или агенты: демо заполняет только пустую базу")
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
     created = [

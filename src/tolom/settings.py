@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     lock_timeout_ms: int = Field(
         default=3000,
         ge=1,
-        description="PostgreSQL lock_timeout: a payment waiting longer for a row lock is "
-        "answered 'temporary error, retry' instead of hanging.",
+        description="How long a payment may wait for a lock (PostgreSQL lock_timeout, SQLite "
+        "busy_timeout) before it is answered 'temporary error, retry' instead of hanging.",
     )
     statement_timeout_ms: int = Field(
         default=15000, ge=1, description="PostgreSQL statement_timeout for every statement."

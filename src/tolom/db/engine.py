@@ -52,7 +52,10 @@ def _sqlite_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+    busy_ms = settings.lock_timeout_ms
+    engine = create_engine(
+        url, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -64,7 +67,8 @@ def _sqlite_engine(settings: Settings) -> Engine:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA busy_timeout = 10000")
+        # SQLite's counterpart of lock_timeout: how long to queue for the write lock.
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -6,6 +6,7 @@ parameters and result codes and the core's requests and outcomes.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from tolom.payments import service as core
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
 from tolom.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 RESULT_CODES: dict[Outcome, int] = {
     Outcome.OK: 0,
@@ -212,9 +215,17 @@ async def endpoint(request: Request) -> Response:
         return await _refuse(runtime, exchange, 200, 300, str(error))
 
     credentials = basic_credentials(request.headers.get("authorization"))
-    agent = (
-        await run_in_threadpool(runtime.agents.authenticate, *credentials) if credentials else None
-    )
+    try:
+        agent = (
+            await run_in_threadpool(runtime.agents.authenticate, *credentials)
+            if credentials
+            else None
+        )
+    except Exception as error:  # the agents' table is out of reach: temporary
+        log.warning("osmp: cannot authenticate, database unreachable: %s", type(error).__name__)
+        return await _refuse(
+            runtime, exchange, 200, RESULT_CODES[Outcome.RETRY], core.TEMPORARY_MESSAGE
+        )
     if agent is None:
         return await _refuse(
             runtime,
@@ -298,6 +309,7 @@ async def _refuse(
     txn_id = exchange.txn_id or next(
         (v for k, v in exchange.params if k == "txn_id" and is_txn_id(v)), None
     )
+    exchange.txn_id = txn_id
     answer = Answer(http_status, code, render(result=code, comment=comment, txn_id=txn_id))
     await run_in_threadpool(core.record_separately, runtime.engine, exchange, answer)
     return _respond(answer, headers)

@@ -56,7 +56,7 @@ _MARK_INVOICE_PAID = (
     .values(status="paid", paid_at=bindparam("now"), payment_id=bindparam("b_payment"))
 )
 
-_TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
+TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
 
 
 class _Undo(Exception):
@@ -143,7 +143,7 @@ def check(
             return answer
     except Exception as error:  # the agent gets "retry", never our traceback
         _log_failure("check", error)
-        answer = render(CheckResult(Outcome.RETRY, _TEMPORARY_MESSAGE))
+        answer = render(CheckResult(Outcome.RETRY, TEMPORARY_MESSAGE))
         record_separately(engine, exchange, answer)
         return answer
 
@@ -175,7 +175,7 @@ def pay(
         # Rolled back, so nothing moved: "retry" is safe, and a repeat will find the
         # payment if the commit did go through before the connection broke.
         _log_failure("pay", error)
-        result = PayResult(Outcome.RETRY, _TEMPORARY_MESSAGE)
+        result = PayResult(Outcome.RETRY, TEMPORARY_MESSAGE)
     answer = render(result)
     record_separately(engine, exchange, answer, payment_id=result.payment_id)
     return answer
