@@ -336,11 +336,6 @@ def test_agent_create_refuses_a_bad_code_or_a_duplicate(cli: Cli, engine: Engine
     assert "уже есть" in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a timezone that names a tzdata directory (e.g. 'Asia') raises "
-    "IsADirectoryError, which _zone() does not catch: traceback instead of a message",
-)
 def test_agent_create_refuses_a_timezone_that_is_a_directory(cli: Cli) -> None:
     refused(
         cli("agent", "create", "optima", "--name", "O", "--allow-any-ip", "--timezone", "Asia"),
@@ -449,11 +444,6 @@ def test_agent_set_limits_refusals(
     assert set(limits) == {"sochi", "eds"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --min above the service's max (with no --max) is saved; the agent is then "
-    "left with min > max, a service nobody can pay",
-)
 def test_agent_set_limits_refuses_a_min_above_the_effective_max(cli: Cli, engine: Engine) -> None:
     ok(cli("agent", "create", "optima", "--name", "O", "--allow-any-ip"))
     refused(cli("agent", "set-limits", "optima", "eds", "--min", "2000000"))
@@ -461,11 +451,6 @@ def test_agent_set_limits_refuses_a_min_above_the_effective_max(cli: Cli, engine
     assert limits.min_amount <= limits.max_amount
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --max 0 is accepted ('Сохранено.') and silently means 'the service's "
-    "default max', though --min 0 is refused",
-)
 def test_agent_set_limits_refuses_a_zero_max(cli: Cli, engine: Engine) -> None:
     ok(cli("agent", "create", "optima", "--name", "O", "--allow-any-ip"))
     refused(cli("agent", "set-limits", "optima", "sochi", "--max", "0"), "max")
@@ -552,11 +537,6 @@ def test_customer_show_entries_after_a_payment(cli: Cli, gateway: Gateway, engin
     assert "Баланс: 1500.50 сом" in ok(cli("customer", "show", inn))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --entries accepts a negative number; SQLite then lists every entry and "
-    "PostgreSQL fails with 'LIMIT must not be negative' (uncaught DataError)",
-)
 def test_customer_show_refuses_negative_entries(cli: Cli) -> None:
     inn = new_inn()
     ok(cli("customer", "add", inn, "A"))
@@ -681,21 +661,11 @@ def test_customer_import_refuses_other_encodings_and_headers(
         assert customers.count(conn) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: line numbers are counted over csv rows, and csv.DictReader skips blank "
-    "lines, so every error after a blank line names the wrong line",
-)
 def test_customer_import_line_numbers_count_blank_lines(cli: Cli, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", ["inn,name", f"{new_inn()},A", "", "0123,B"])
     refused(cli("customer", "import", str(path)), "строка 4")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a field longer than csv.field_size_limit() (131072) raises an uncaught "
-    "_csv.Error: traceback instead of a line-numbered refusal",
-)
 def test_customer_import_refuses_a_huge_field_cleanly(cli: Cli, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", ["inn,name", f"{new_inn()},{'x' * 200_000}"])
     refused(cli("customer", "import", str(path)), "строка 2")
@@ -743,11 +713,6 @@ def test_catalog_set_price_refusals(cli: Cli, args: list[str], fragment: str) ->
     assert prices == {**PUBLIC_PRICES, "rutoken-device": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a zero price passes _amount() and catalog.set_price raises ValueError "
-    "('a price is positive') that the command does not catch: traceback",
-)
 def test_catalog_set_price_refuses_zero_cleanly(cli: Cli) -> None:
     refused(cli("catalog", "set-price", "rutoken-device", "0.00"))
 

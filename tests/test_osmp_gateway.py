@@ -489,3 +489,53 @@ def test_lock_timeout_answers_retry_and_the_repeat_pays(gateway: Gateway, engine
 
 def test_new_txn_ids_are_unique_in_tests() -> None:
     assert new_txn_id() != new_txn_id()
+
+
+# --- regressions found by review -------------------------------------------------------
+
+
+@pytest.mark.parametrize("txn_date", ["00010101000000", "19991231235959", "21000101000000"])
+def test_implausible_txn_date_is_300_not_retry(gateway: Gateway, engine, txn_date: str) -> None:
+    inn = add_customer(engine)
+    answer = gateway.pay("sochi", inn, "10", txn_date=txn_date)
+    assert answer["result"] == 300
+    assert "txn_date" in answer["comment"]
+    assert payment_count(engine) == 0
+
+
+def test_head_request_never_pays(gateway: Gateway, engine) -> None:
+    inn = add_customer(engine)
+    response = gateway.client.head(
+        f"/gateway/osmp/sochi?{GOOD_PAY.format(inn=inn)}", headers=gateway.auth_header
+    )
+    assert response.status_code == 405
+    assert payment_count(engine) == 0
+
+
+def test_zero_padded_txn_id_is_the_same_transaction(gateway: Gateway, engine) -> None:
+    inn = add_customer(engine)
+    first = gateway.pay("sochi", inn, "10", txn_id="90")
+    again = gateway.pay("sochi", inn, "10", txn_id="0090")
+    assert again["result"] == 0
+    assert again["prv_txn"] == first["prv_txn"]
+    assert again["osmp_txn_id"] == "0090"  # echoed as the agent sent it
+    assert payment_count(engine) == 1
+
+
+def test_strangers_get_401_even_for_unreadable_requests(gateway: Gateway) -> None:
+    response = gateway.client.post(
+        "/gateway/osmp/sochi",
+        content=b"x" * 20000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 401
+
+
+def test_ipv4_mapped_proxy_address_is_trusted() -> None:
+    import ipaddress
+
+    from tolom.gateway.peers import client_address
+
+    trusted = [ipaddress.ip_network("10.0.0.0/8")]
+    assert client_address("::ffff:10.0.0.5", "6.6.6.6", trusted) == "6.6.6.6"
+    assert client_address("::ffff:11.0.0.5", "6.6.6.6", trusted) == "::ffff:11.0.0.5"

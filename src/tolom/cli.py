@@ -411,7 +411,9 @@ def customer_unblock(inn: str) -> None:
 @customer_app.command("show")
 def customer_show(
     inn: str,
-    entries: Annotated[int, typer.Option(help="How many latest ledger entries.")] = 10,
+    entries: Annotated[
+        int, typer.Option(min=0, max=1000, help="How many latest ledger entries.")
+    ] = 10,
     as_json: JsonOption = False,
 ) -> None:
     """A customer's balance (som) and latest ledger entries."""
@@ -469,8 +471,11 @@ def catalog_set_price(
     code: str, price: Annotated[str, typer.Argument(help="Price in som, e.g. 2500.00")]
 ) -> None:
     """Set a product's price (e.g. the RuToken carrier, whose price is not public)."""
+    amount = _amount(price)
+    if amount <= 0:
+        _fail("цена должна быть больше нуля")
     with _transaction() as conn:
-        if not catalog.set_price(conn, code, _amount(price)):
+        if not catalog.set_price(conn, code, amount):
             _fail(f"нет товара {code!r}")
     typer.echo("Цена сохранена.")
 

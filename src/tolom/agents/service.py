@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from tolom.db.schema import agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
+from tolom.money import format_amount
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ANY_ADDRESS = "*"
@@ -93,7 +94,7 @@ def parse_networks(values: list[str]) -> str:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # "Asia" is a directory
         raise AgentError(f"timezone: неизвестный часовой пояс {name!r}") from error
 
 
@@ -185,25 +186,47 @@ def set_service(
     min_amount: int | None = None,
     max_amount: int | None = None,
 ) -> None:
-    """Allow or forbid a service for an agent, optionally overriding the service's limits."""
+    """Allow or forbid a service for an agent, optionally overriding the service's limits.
+
+    Neither limit given: back to the service's defaults. One given: the other keeps the
+    agent's earlier override. The resulting range must be payable (0 < min <= max).
+    """
     agent_id = _agent_id(conn, code)
-    if conn.execute(select(services.c.code).where(services.c.code == service)).first() is None:
+    defaults = conn.execute(
+        select(services.c.min_amount, services.c.max_amount).where(services.c.code == service)
+    ).first()
+    if defaults is None:
         raise AgentError(f"service: нет услуги {service!r}")
+    where = (agent_services.c.agent_id == agent_id) & (agent_services.c.service == service)
+    if not allowed:
+        conn.execute(delete(agent_services).where(where))
+        return
     if min_amount is not None and min_amount <= 0:
         raise AgentError("min: минимальная сумма должна быть больше нуля")
-    if min_amount is not None and max_amount is not None and max_amount < min_amount:
-        raise AgentError("max: максимальная сумма меньше минимальной")
-    conn.execute(
-        delete(agent_services)
-        .where(agent_services.c.agent_id == agent_id)
-        .where(agent_services.c.service == service)
-    )
-    if allowed:
+    if max_amount is not None and max_amount <= 0:
+        raise AgentError("max: максимальная сумма должна быть больше нуля")
+    current = (
         conn.execute(
-            insert(agent_services).values(
-                agent_id=agent_id, service=service, min_amount=min_amount, max_amount=max_amount
-            )
+            select(agent_services.c.min_amount, agent_services.c.max_amount).where(where)
+        ).first()
+        if min_amount is not None or max_amount is not None
+        else None
+    )
+    new_min = min_amount if min_amount is not None else (current.min_amount if current else None)
+    new_max = max_amount if max_amount is not None else (current.max_amount if current else None)
+    effective_min = new_min or defaults.min_amount
+    effective_max = new_max or defaults.max_amount
+    if effective_min > effective_max:
+        raise AgentError(
+            f"max: минимальная сумма ({format_amount(effective_min)}) больше максимальной "
+            f"({format_amount(effective_max)}): такую услугу нельзя оплатить"
         )
+    conn.execute(delete(agent_services).where(where))
+    conn.execute(
+        insert(agent_services).values(
+            agent_id=agent_id, service=service, min_amount=new_min, max_amount=new_max
+        )
+    )
 
 
 def load_all(conn: Connection) -> list[Agent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,15 +136,28 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         return [], [ImportProblem(0, f"файл не в кодировке UTF-8 (байт {error.start})")]
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as error:
+        return [], [ImportProblem(1, f"заголовок не читается как CSV: {error}")]
     missing = {"inn", "name"} - set(header)
     if missing:
         return [], [ImportProblem(1, f"в заголовке нет столбцов: {', '.join(sorted(missing))}")]
     rows: list[ImportRow] = []
     problems: list[ImportProblem] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(reader, start=2):
+    while True:
+        try:
+            raw = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:  # e.g. a field over the csv module's size limit
+            problems.append(
+                ImportProblem(reader.line_num + 1, f"строка не читается как CSV: {error}")
+            )
+            break
+        number = reader.line_num  # the file's line, blank lines included
         record = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         if None in raw:
             problems.append(ImportProblem(number, "лишние поля в строке"))

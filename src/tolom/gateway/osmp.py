@@ -145,6 +145,8 @@ def agent_local_time(raw: str, agent: Agent) -> datetime:
         naive = datetime.strptime(raw, "%Y%m%d%H%M%S")
     except ValueError as error:
         raise Malformed("Неверный txn_date: такой даты или времени не бывает") from error
+    if not 2000 <= naive.year <= 2099:
+        raise Malformed("Неверный txn_date: год должен быть от 2000 до 2099")
     return naive.replace(tzinfo=agent.timezone)
 
 
@@ -208,11 +210,14 @@ async def endpoint(request: Request) -> Response:
         method=request.method,
         params=[],
     )
+    if request.method not in ("GET", "POST"):  # Starlette adds HEAD to GET routes: no pays
+        return Response(status_code=405, headers={"Allow": "GET, POST"})
+    unreadable: Malformed | None = None
     try:
         body = await _read_body(request, runtime.settings.max_request_bytes)
         exchange.params = parse_params(request.url.query, body)
     except Malformed as error:
-        return await _refuse(runtime, exchange, 200, 300, str(error))
+        unreadable = error  # answered after authentication: strangers get 401, not details
 
     credentials = basic_credentials(request.headers.get("authorization"))
     try:
@@ -242,6 +247,8 @@ async def endpoint(request: Request) -> Response:
         return await _refuse(
             runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса"
         )
+    if unreadable is not None:
+        return await _refuse(runtime, exchange, 200, 300, str(unreadable))
 
     try:
         parsed = interpret(exchange.params)
@@ -260,7 +267,8 @@ async def endpoint(request: Request) -> Response:
         assert parsed.txn_date_raw is not None and parsed.sum is not None
         pay_request = PayRequest(
             service=service,
-            txn_id=parsed.txn_id,
+            # "0090" and "90" are one transaction: the key is the number, not its spelling.
+            txn_id=str(int(parsed.txn_id)),
             account=parsed.account,
             amount=parsed.sum,
             txn_date=agent_local_time(parsed.txn_date_raw, agent),

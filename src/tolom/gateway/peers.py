@@ -33,6 +33,8 @@ def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:10.0.0.5 is 10.0.0.5 on a dual-stack socket
     return any(ip in network for network in trusted)
 
 
