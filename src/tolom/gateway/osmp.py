@@ -220,19 +220,29 @@ async def endpoint(request: Request) -> Response:
         unreadable = error  # answered after authentication: strangers get 401, not details
 
     credentials = basic_credentials(request.headers.get("authorization"))
+    # One hop to a worker thread per request: authentication, the core and the log are all
+    # blocking database work, and each extra hop costs as much as a statement.
+    answer, headers = await run_in_threadpool(
+        _handle, runtime, service, exchange, credentials, unreadable
+    )
+    return _respond(answer, headers)
+
+
+def _handle(
+    runtime: Runtime,
+    service: Service,
+    exchange: Exchange,
+    credentials: tuple[str, str] | None,
+    unreadable: Malformed | None,
+) -> tuple[Answer, dict[str, str] | None]:
+    """Authenticate, interpret and call the core; runs in a worker thread."""
     try:
-        agent = (
-            await run_in_threadpool(runtime.agents.authenticate, *credentials)
-            if credentials
-            else None
-        )
+        agent = runtime.agents.authenticate(*credentials) if credentials else None
     except Exception as error:  # the agents' table is out of reach: temporary
         log.warning("osmp: cannot authenticate, database unreachable: %s", type(error).__name__)
-        return await _refuse(
-            runtime, exchange, 200, RESULT_CODES[Outcome.RETRY], core.TEMPORARY_MESSAGE
-        )
+        return _refuse(runtime, exchange, 200, RESULT_CODES[Outcome.RETRY], core.TEMPORARY_MESSAGE)
     if agent is None:
-        return await _refuse(
+        return _refuse(
             runtime,
             exchange,
             401,
@@ -242,28 +252,22 @@ async def endpoint(request: Request) -> Response:
         )
     exchange.agent_id = agent.id
     if not agent.enabled:
-        return await _refuse(runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
+        return _refuse(runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
     if not agent.allows_address(exchange.peer):
-        return await _refuse(
+        return _refuse(
             runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса"
         )
     if unreadable is not None:
-        return await _refuse(runtime, exchange, 200, 300, str(unreadable))
+        return _refuse(runtime, exchange, 200, 300, str(unreadable))
 
     try:
         parsed = interpret(exchange.params)
         exchange.command, exchange.txn_id = parsed.command, parsed.txn_id
         if parsed.command == "check":
-            answer = await run_in_threadpool(
-                core.check,
-                runtime.engine,
-                agent,
-                service,
-                parsed.account,
-                exchange,
-                _check_answer(parsed),
+            answer = core.check(
+                runtime.engine, agent, service, parsed.account, exchange, _check_answer(parsed)
             )
-            return _respond(answer)
+            return answer, None
         assert parsed.txn_date_raw is not None and parsed.sum is not None
         pay_request = PayRequest(
             service=service,
@@ -276,11 +280,8 @@ async def endpoint(request: Request) -> Response:
         )
     except Malformed as error:
         exchange.command = exchange.command or _safe_command(exchange.params)
-        return await _refuse(runtime, exchange, 200, 300, str(error))
-    answer = await run_in_threadpool(
-        core.pay, runtime.engine, agent, pay_request, exchange, _pay_answer(parsed)
-    )
-    return _respond(answer)
+        return _refuse(runtime, exchange, 200, 300, str(error))
+    return core.pay(runtime.engine, agent, pay_request, exchange, _pay_answer(parsed)), None
 
 
 def _safe_command(params: list[tuple[str, str]]) -> str | None:
@@ -305,19 +306,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _refuse(
+def _refuse(
     runtime: Runtime,
     exchange: Exchange,
     http_status: int,
     code: int,
     comment: str,
     headers: dict[str, str] | None = None,
-) -> Response:
+) -> tuple[Answer, dict[str, str] | None]:
     """Answer without reaching the core, and log the request all the same."""
     txn_id = exchange.txn_id or next(
         (v for k, v in exchange.params if k == "txn_id" and is_txn_id(v)), None
     )
     exchange.txn_id = txn_id
     answer = Answer(http_status, code, render(result=code, comment=comment, txn_id=txn_id))
-    await run_in_threadpool(core.record_separately, runtime.engine, exchange, answer)
-    return _respond(answer, headers)
+    core.record_separately(runtime.engine, exchange, answer)
+    return answer, headers
