@@ -50,23 +50,27 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A rendered protocol answer: what goes back to the agent and into the log."""
+
+    http_status: int
+    result: int | None
+    body: str
+    media_type: str = "text/xml; charset=utf-8"
+
+
 def record(
-    conn: Connection,
-    exchange: Exchange,
-    *,
-    http_status: int,
-    result: int | None,
-    response: str,
-    payment_id: int | None = None,
+    conn: Connection, exchange: Exchange, answer: Answer, payment_id: int | None = None
 ) -> None:
-    """Insert the exchange into `gateway_requests` inside the caller's transaction."""
+    """Insert the exchange and its answer into `gateway_requests`, in the caller's transaction."""
     conn.execute(
         insert(gateway_requests),
         _row(
             exchange,
-            http_status=http_status,
-            result=result,
-            response=response,
+            http_status=answer.http_status,
+            result=answer.result,
+            response=answer.body,
             payment_id=payment_id,
         ),
     )
@@ -86,13 +90,3 @@ def _row(exchange: Exchange, **answer: object) -> Mapping[str, object]:
         "params": redact(exchange.params),
         **answer,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A rendered protocol answer: what goes back to the agent and into the log."""
-
-    http_status: int
-    result: int | None
-    body: str
-    media_type: str = "text/xml; charset=utf-8"

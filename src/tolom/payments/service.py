@@ -133,13 +133,7 @@ def check(
         with engine.begin() as conn:
             result, _row = _evaluate(conn, agent, service, account, lock=False)
             answer = render(result)
-            record(
-                conn,
-                exchange,
-                http_status=answer.http_status,
-                result=answer.result,
-                response=answer.body,
-            )
+            record(conn, exchange, answer)
             return answer
     except Exception as error:  # the agent gets "retry", never our traceback
         _log_failure("check", error)
@@ -160,14 +154,7 @@ def pay(
         with engine.begin() as conn:
             result = _pay(conn, agent, request)
             answer = render(result)
-            record(
-                conn,
-                exchange,
-                http_status=answer.http_status,
-                result=answer.result,
-                response=answer.body,
-                payment_id=result.payment_id,
-            )
+            record(conn, exchange, answer, payment_id=result.payment_id)
             return answer
     except _Undo as undo:
         result = undo.result
@@ -326,14 +313,7 @@ def record_separately(
     """
     try:
         with engine.begin() as conn:
-            record(
-                conn,
-                exchange,
-                http_status=answer.http_status,
-                result=answer.result,
-                response=answer.body,
-                payment_id=payment_id,
-            )
+            record(conn, exchange, answer, payment_id=payment_id)
     except Exception as error:
         log.error(
             "could not record a gateway request (%s): %s",
