@@ -26,7 +26,13 @@ from tolom.billing import customers
 from tolom.db.schema import payments
 from tolom.money import format_amount
 
-needs_postgres = pytest.mark.skipif(PG_URL is None, reason="needs TOLOM_TEST_DATABASE_URL")
+
+def postgres_only(test: Callable[..., None]) -> Callable[..., None]:
+    """Only the PostgreSQL instance of the `database_url` fixture: a multi-process server
+    on SQLite would measure SQLite's single writer, not our locking."""
+    on_postgres = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+    needs_url = pytest.mark.skipif(PG_URL is None, reason="needs TOLOM_TEST_DATABASE_URL")
+    return needs_url(on_postgres(test))
 
 
 def _free_port() -> int:
@@ -38,8 +44,6 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(database_url: str) -> Iterator[str]:
     """`tolom serve --workers 2` on the test database; stopped after the test."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the multi-process server test runs on PostgreSQL")
     port = _free_port()
     env = {**os.environ, "TOLOM_DATABASE_URL": database_url, "TOLOM_AGENT_CACHE_SECONDS": "1"}
     process = subprocess.Popen(
@@ -103,7 +107,7 @@ def _balance(engine, inn: str) -> int:
         return customers.balance(conn, customer)
 
 
-@needs_postgres
+@postgres_only
 def test_fifty_identical_pays_at_once_credit_exactly_once(live_server: str, engine) -> None:
     secret = add_agent(engine, "racer")
     inn = add_customer(engine)
@@ -130,7 +134,7 @@ def test_fifty_identical_pays_at_once_credit_exactly_once(live_server: str, engi
         assert conn.execute(select(func.count()).select_from(payments)).scalar_one() == 1
 
 
-@needs_postgres
+@postgres_only
 def test_concurrent_distinct_pays_and_conflicting_repeats(live_server: str, engine) -> None:
     secret = add_agent(engine, "racer")
     inns = [add_customer(engine) for _ in range(3)]
@@ -172,7 +176,7 @@ def test_concurrent_distinct_pays_and_conflicting_repeats(live_server: str, engi
     assert total == sum(stored.values())
 
 
-@needs_postgres
+@postgres_only
 def test_many_agents_paying_one_invoice_at_once(live_server: str, engine) -> None:
     invoice = add_invoice(engine)
     secrets_ = {f"agent{i}": add_agent(engine, f"agent{i}") for i in range(10)}

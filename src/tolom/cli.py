@@ -358,28 +358,26 @@ def customer_import(
 ) -> None:
     """Import customers from CSV. Any bad line and nothing is imported, unless --skip-bad."""
     rows, problems = customers.read_import_file(file)
-    with _transaction() as conn:
-        known = {r.line for r in rows if customers.get(conn, r.inn) is not None}
-    problems += [
-        customers.ImportProblem(r.line, f"inn: клиент с ИНН {r.inn} уже есть")
-        for r in rows
-        if r.line in known
-    ]
-    problems.sort(key=lambda p: p.line)
-    good = [r for r in rows if r.line not in known]
-    report = [{"line": p.line, "error": p.message} for p in problems]
-    if problems and not skip_bad:
+
+    class _Refused(Exception):
+        """Roll the import back: a bad line and no --skip-bad."""
+
+    try:
+        with _transaction() as conn:
+            added, known = customers.import_rows(conn, rows)
+            problems = sorted(problems + known, key=lambda p: p.line)
+            if problems and not skip_bad:
+                raise _Refused
+    except _Refused:
         for p in problems:
             typer.secho(f"строка {p.line}: {p.message}", fg="red", err=True)
         _fail(
             f"{len(problems)} ошибок; ничего не импортировано (--skip-bad: импортировать остальное)",
             as_json,
         )
-    with _transaction() as conn:
-        added, late = customers.import_rows(conn, good)
-    report += [{"line": p.line, "error": p.message} for p in late]
-    for p in problems + late:
+    for p in problems:
         typer.secho(f"пропущена строка {p.line}: {p.message}", fg="yellow", err=True)
+    report = [{"line": p.line, "error": p.message} for p in problems]
     _emit(
         {"imported": added, "skipped": report},
         as_json,

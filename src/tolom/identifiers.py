@@ -52,3 +52,8 @@ def new_invoice_number() -> str:
 def is_txn_id(text: str) -> bool:
     """An agent's transaction id: 1 to 20 ASCII digits."""
     return _TXN_ID.fullmatch(text) is not None
+
+
+def txn_key(txn_id: str) -> str:
+    """The idempotency key of a well-formed txn_id: its number, so "0090" and "90" are one."""
+    return str(int(txn_id))

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from tolom.addresses import IPNetwork
 
 
 class Settings(BaseSettings):

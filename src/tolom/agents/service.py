@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from tolom.addresses import IPNetwork, in_networks
 from tolom.db.schema import agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
 from tolom.money import format_amount
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ANY_ADDRESS = "*"
 _CODE = re.compile(r"[a-z][a-z0-9_-]{1,31}")
 
@@ -56,15 +56,7 @@ class Agent:
 
     def allows_address(self, address: str) -> bool:
         """Whether a request from `address` may act for this agent."""
-        if self.networks is None:
-            return True
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.networks)
+        return self.networks is None or in_networks(address, self.networks)
 
 
 def hash_secret(secret: str) -> str:
@@ -201,19 +193,17 @@ def set_service(
     if not allowed:
         conn.execute(delete(agent_services).where(where))
         return
-    if min_amount is not None and min_amount <= 0:
-        raise AgentError("min: минимальная сумма должна быть больше нуля")
-    if max_amount is not None and max_amount <= 0:
-        raise AgentError("max: максимальная сумма должна быть больше нуля")
-    current = (
-        conn.execute(
+    for name, value in (("min", min_amount), ("max", max_amount)):
+        if value is not None and value <= 0:
+            raise AgentError(f"{name}: сумма должна быть больше нуля")
+    new_min, new_max = min_amount, max_amount
+    if (min_amount is None) != (max_amount is None):  # one given: keep the other override
+        current = conn.execute(
             select(agent_services.c.min_amount, agent_services.c.max_amount).where(where)
         ).first()
-        if min_amount is not None or max_amount is not None
-        else None
-    )
-    new_min = min_amount if min_amount is not None else (current.min_amount if current else None)
-    new_max = max_amount if max_amount is not None else (current.max_amount if current else None)
+        if current is not None:
+            new_min = current.min_amount if min_amount is None else min_amount
+            new_max = current.max_amount if max_amount is None else max_amount
     effective_min = new_min or defaults.min_amount
     effective_max = new_max or defaults.max_amount
     if effective_min > effective_max:

@@ -179,12 +179,13 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
 
 
 def import_rows(conn: Connection, rows: Iterable[ImportRow]) -> tuple[int, list[ImportProblem]]:
-    """Add the rows whose INN is new; returns how many were added and the INNs already known."""
+    """Add the rows whose INN is new; returns how many were added and the rows refused."""
     added, problems = 0, []
     for row in rows:
-        if get(conn, row.inn) is not None:
-            problems.append(ImportProblem(row.line, f"inn: клиент с ИНН {row.inn} уже есть"))
+        try:
+            add(conn, inn=row.inn, name=row.name, legal_form=row.legal_form)
+        except CustomerError as error:  # the INN is already registered
+            problems.append(ImportProblem(row.line, str(error)))
             continue
-        add(conn, inn=row.inn, name=row.name, legal_form=row.legal_form)
         added += 1
     return added, problems

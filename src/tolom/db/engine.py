@@ -52,9 +52,11 @@ def _sqlite_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    busy_ms = settings.lock_timeout_ms
+    # sqlite3's `timeout` is SQLite's busy timeout, the counterpart of PostgreSQL's
+    # lock_timeout: how long a writer queues for the write lock before "retry".
     engine = create_engine(
-        url, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
+        url,
+        connect_args={"timeout": settings.lock_timeout_ms / 1000, "check_same_thread": False},
     )
 
     @event.listens_for(engine, "connect")
@@ -67,8 +69,6 @@ def _sqlite_engine(settings: Settings) -> Engine:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # SQLite's counterpart of lock_timeout: how long to queue for the write lock.
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

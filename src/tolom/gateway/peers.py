@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from collections.abc import Sequence
 
-from tolom.settings import IPNetwork
+from tolom.addresses import IPNetwork, in_networks
 
 
 def client_address(
@@ -19,23 +18,13 @@ def client_address(
     X-Forwarded-For that is not itself a trusted proxy (the left part is client-controlled).
     """
     address = peer or "unknown"
-    if not trusted or not forwarded_for or not _is_trusted(address, trusted):
+    if not trusted or not forwarded_for or not in_networks(address, trusted):
         return address
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        if not _is_trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop
         address = hop
     return address
-
-
-def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:10.0.0.5 is 10.0.0.5 on a dual-stack socket
-    return any(ip in network for network in trusted)
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,27 +65,20 @@ def record(
     """Insert the exchange and its answer into `gateway_requests`, in the caller's transaction."""
     conn.execute(
         insert(gateway_requests),
-        _row(
-            exchange,
-            http_status=answer.http_status,
-            result=answer.result,
-            response=answer.body,
-            payment_id=payment_id,
-        ),
+        {
+            "received_at": exchange.received_at,
+            "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
+            "protocol": exchange.protocol,
+            "service": exchange.service,
+            "agent_id": exchange.agent_id,
+            "peer": clean_text(exchange.peer, 64),
+            "method": exchange.method[:8],
+            "command": clean_text(exchange.command, 16) if exchange.command else None,
+            "txn_id": exchange.txn_id,
+            "params": redact(exchange.params),
+            "http_status": answer.http_status,
+            "result": answer.result,
+            "response": answer.body,
+            "payment_id": payment_id,
+        },
     )
-
-
-def _row(exchange: Exchange, **answer: object) -> Mapping[str, object]:
-    return {
-        "received_at": exchange.received_at,
-        "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
-        "protocol": exchange.protocol,
-        "service": exchange.service,
-        "agent_id": exchange.agent_id,
-        "peer": clean_text(exchange.peer, 64),
-        "method": exchange.method[:8],
-        "command": clean_text(exchange.command, 16) if exchange.command else None,
-        "txn_id": exchange.txn_id,
-        "params": redact(exchange.params),
-        **answer,
-    }

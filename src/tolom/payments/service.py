@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tolom.agents.service import Agent
 from tolom.db.engine import is_temporary
 from tolom.db.schema import customers, invoices, payments
-from tolom.identifiers import is_inn, is_invoice_number
+from tolom.identifiers import is_inn, is_invoice_number, txn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
 from tolom.money import format_amount
@@ -57,6 +58,7 @@ _MARK_INVOICE_PAID = (
 )
 
 TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
+TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed request
 
 
 class _Undo(Exception):
@@ -150,19 +152,27 @@ def pay(
     render: Callable[[PayResult], Answer],
 ) -> Answer:
     """Accept a payment exactly once per (agent, txn_id) and answer as the first time."""
-    try:
-        with engine.begin() as conn:
-            result = _pay(conn, agent, request)
-            answer = render(result)
-            record(conn, exchange, answer, payment_id=result.payment_id)
-            return answer
-    except _Undo as undo:
-        result = undo.result
-    except Exception as error:
-        # Rolled back, so nothing moved: "retry" is safe, and a repeat will find the
-        # payment if the commit did go through before the connection broke.
-        _log_failure("pay", error)
-        result = PayResult(Outcome.RETRY, TEMPORARY_MESSAGE)
+    request = replace(request, txn_id=txn_key(request.txn_id))
+    if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
+        # Also keeps absurd dates (year 1) from overflowing in the UTC conversion below.
+        result = PayResult(
+            Outcome.MALFORMED,
+            f"Неверный txn_date: год должен быть от {TXN_YEARS[0]} до {TXN_YEARS[1]}",
+        )
+    else:
+        try:
+            with engine.begin() as conn:
+                result = _pay(conn, agent, request)
+                answer = render(result)
+                record(conn, exchange, answer, payment_id=result.payment_id)
+                return answer
+        except _Undo as undo:
+            result = undo.result
+        except Exception as error:
+            # Rolled back, so nothing moved: "retry" is safe, and a repeat will find the
+            # payment if the commit did go through before the connection broke.
+            _log_failure("pay", error)
+            result = PayResult(Outcome.RETRY, TEMPORARY_MESSAGE)
     answer = render(result)
     record_separately(engine, exchange, answer, payment_id=result.payment_id)
     return answer
