@@ -15,26 +15,24 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from tests.factories import Gateway
+from tolom import installation
 from tolom.app import create_app
-from tolom.billing import catalog
 from tolom.db import migrate
 from tolom.db.engine import make_engine
 from tolom.ledger import accounts as ledger_accounts
-from tolom.ledger.accounts import ensure_system_accounts
 from tolom.ledger.verify import verify_ledger
 from tolom.runtime import Runtime
 from tolom.settings import Settings
 
 PG_URL = os.environ.get("TOLOM_TEST_DATABASE_URL")
-PG_SCHEMA = "tolom_test"
+PG_SCHEMA = os.environ.get("TOLOM_TEST_SCHEMA", "tolom_test")  # parallel runs: differ
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
 
 
 def _prepare(engine: Engine) -> None:
     migrate.upgrade(engine)
     with engine.begin() as conn:
-        catalog.seed(conn)
-        ensure_system_accounts(conn)
+        installation.prepare(conn)
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +71,7 @@ def _reset_postgres(url: str) -> None:
         tables = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            catalog.seed(conn)
-            ensure_system_accounts(conn)
+            installation.prepare(conn)
     finally:
         engine.dispose()
 
@@ -111,9 +108,7 @@ def engine(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Engin
 
 @pytest.fixture
 def runtime(settings: Settings, engine: Engine) -> Runtime:
-    from tolom.agents.service import AgentDirectory
-
-    return Runtime(settings, engine, AgentDirectory(engine, settings.agent_cache_seconds))
+    return Runtime.on(settings, engine)
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ def test_db_upgrade_is_idempotent(cli: Cli, engine: Engine) -> None:
     assert (count(engine, products), count(engine, services), count(engine, accounts)) == before
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
-            "0001"
+            "0002"
         ]
 
 
@@ -255,16 +255,29 @@ def test_demo_refuses_a_database_with_only_an_agent(cli: Cli, engine: Engine) ->
 # --- agents ----------------------------------------------------------------------------------
 
 
+def printed(output: str, label: str) -> str:
+    """The value on the output line that starts with `label` (secrets are printed so)."""
+    line = next(line for line in output.splitlines() if line.strip().startswith(label))
+    return line.split()[-1]
+
+
 def test_agent_create_prints_the_secret_once(cli: Cli, engine: Engine) -> None:
     output = ok(
         cli("agent", "create", "optima", "--name", "Оптима Банк", "--allow-ip", "10.1.2.0/24")
     )
-    secret = output.strip().splitlines()[-1]
+    secret = printed(output, "секрет")
+    signing_key = printed(output, "ключ подписи")
     assert len(secret) >= 40
     assert output.count(secret) == 1
     agent = stored_agent(engine, "optima")
     assert agents.secret_matches(secret, agent.secret_hash)
     assert agent.secret_hash != secret
+    assert (
+        agent.signing_key
+        == bytes.fromhex(signing_key)
+        == bytes.fromhex(agents.signing_key_for(secret))
+    )
+    assert signing_key not in ok(cli("agent", "list", "--json"))
     assert agent.allows_address("10.1.2.77")
     assert not agent.allows_address("10.1.3.1")
     assert secret not in ok(cli("agent", "list"))
@@ -293,6 +306,7 @@ def test_agent_create_json(cli: Cli, engine: Engine) -> None:
     assert data["code"] == "megapay"
     agent = stored_agent(engine, "megapay")
     assert agents.secret_matches(data["secret"], agent.secret_hash)
+    assert agent.signing_key == bytes.fromhex(data["signing_key"])
     assert agent.timezone.key == "Asia/Almaty"
     assert set(agent.services) == {"sochi"}
     assert [str(n) for n in agent.networks or ()] == ["192.168.0.0/16", "::1/128"]
@@ -327,7 +341,7 @@ def test_agent_create_refuses_a_bad_code_or_a_duplicate(cli: Cli, engine: Engine
     refused(cli("agent", "create", "Optima", "--name", "O", "--allow-any-ip"), "code:")
     refused(cli("agent", "create", "o", "--name", "O", "--allow-any-ip"), "code:")
     first = ok(cli("agent", "create", "optima", "--name", "O", "--allow-any-ip"))
-    secret = first.strip().splitlines()[-1]
+    secret = printed(first, "секрет")
     refused(cli("agent", "create", "optima", "--name", "O2", "--allow-any-ip"), "уже есть")
     agent = stored_agent(engine, "optima")
     assert agent.name == "O"
@@ -353,16 +367,20 @@ def test_agent_list_json(cli: Cli) -> None:
         {
             "code": "alpha",
             "name": "Альфа",
+            "kind": "gateway",
             "enabled": True,
             "timezone": "Asia/Bishkek",
+            "cancel_window_days": 0,
             "allowed_networks": "*",
             "services": {"eds": {"min": "1.00", "max": "1000000.00"}},
         },
         {
             "code": "zeta",
             "name": "Зета",
+            "kind": "gateway",
             "enabled": True,
             "timezone": "Asia/Bishkek",
+            "cancel_window_days": 0,
             "allowed_networks": ["10.0.0.1/32"],
             "services": {
                 "eds": {"min": "1.00", "max": "1000000.00"},
@@ -390,7 +408,7 @@ def test_agent_rotate_secret(cli: Cli, engine: Engine) -> None:
         "secret"
     ]
     output = ok(cli("agent", "rotate-secret", "optima"))
-    new = output.strip().splitlines()[-1]
+    new = printed(output, "секрет")
     assert new != old
     stored = stored_agent(engine, "optima").secret_hash
     assert agents.secret_matches(new, stored)

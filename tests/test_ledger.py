@@ -391,9 +391,11 @@ def test_the_agent_clearing_account_is_spread_over_16_rows(
             )
         ).one()
     assert clearing_id.slots == HOT_ACCOUNT_SLOTS == 16
-    amounts = {str(1000 + i): 100 * (i + 1) for i in range(20)}  # txn_ids hit many slots
-    for txn_id, som in amounts.items():
-        assert gateway.pay("sochi", inn, f"{som}.00", txn_id=txn_id)["result"] == 0
+    amounts = {}  # receipt number -> som; consecutive receipts hit every slot
+    for i in range(20):
+        answer = gateway.pay("sochi", inn, f"{100 * (i + 1)}.00", txn_id=str(1000 + i))
+        assert answer["result"] == 0
+        amounts[int(answer["prv_txn"])] = 100 * (i + 1)
     total = sum(amounts.values()) * 100
 
     with engine.connect() as conn:
@@ -406,10 +408,8 @@ def test_the_agent_clearing_account_is_spread_over_16_rows(
         assert sum(1 for r in rows if r.balance != 0) == 16  # 20 consecutive ids cover all
         assert account_balance(conn, clearing_id.id) == sum(r.balance for r in rows) == -total
         assert customers.balance(conn, customers.get(conn, inn)) == total
-        # each payment landed on the slot its txn_id picks
+        # each payment landed on the slot its receipt number picks
         by_slot = {r.slot: r.balance for r in rows}
         for slot in range(16):
-            expected = -sum(
-                som * 100 for txn_id, som in amounts.items() if int(txn_id) % 16 == slot
-            )
+            expected = -sum(som * 100 for receipt, som in amounts.items() if receipt % 16 == slot)
             assert by_slot[slot] == expected

@@ -380,7 +380,7 @@ def test_disabled_agent_is_403(gateway: Gateway, engine) -> None:
 
 
 def test_address_outside_allow_list_is_403(app, engine) -> None:
-    gateway = Gateway.create(app, engine, code="bank", networks=["10.20.0.0/16"])
+    gateway = Gateway.create(app, engine, code="aiyl", networks=["10.20.0.0/16"])
     inn = add_customer(engine)
     assert gateway.raw("sochi", GOOD_PAY.format(inn=inn)).status_code == 403  # from 127.0.0.1
     # A forged X-Forwarded-For is ignored: no trusted proxy is configured.
@@ -402,7 +402,7 @@ def test_trusted_proxy_passes_the_client_address(app, engine, runtime) -> None:
     runtime.settings = runtime.settings.model_copy(
         update={"trusted_proxies": [ipaddress.ip_network("192.168.5.0/24")]}
     )
-    gateway = Gateway.create(app, engine, code="bank", networks=["10.20.0.0/16"])
+    gateway = Gateway.create(app, engine, code="aiyl", networks=["10.20.0.0/16"])
     gateway.client = TestClient(app, client=("192.168.5.10", 40000))
     inn = add_customer(engine)
     good = gateway.raw(

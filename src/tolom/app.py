@@ -5,17 +5,36 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from tolom import __version__
-from tolom.gateway import osmp
+from tolom.api import operator
+from tolom.api.problems import Problem, ProblemError, invalid, make_problem, problem_response
+from tolom.gateway import osmp, rest
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
+
+DESCRIPTION = """
+Payment acceptance for SOCHI balance top-ups and e-signature invoices.
+
+* **Agent API** (`/api/v1/agent/...`): check, pay, status and cancel, every request signed
+  with HMAC-SHA256 (`AgentSignature`); see `docs/agents-rest.md`.
+* **Operator and service API** (`/api/v1/...`): bearer API keys with scopes read, write,
+  admin (`ApiKey`); see `docs/api.md`.
+* The OSMP gateway (`/gateway/osmp/{sochi,eds}`) speaks XML and is described in
+  `docs/agents-osmp.md`.
+
+Amounts are strings in som with two decimals (`"500.00"`), never JSON numbers. Every error
+is an RFC 9457 problem (`application/problem+json`) with a stable `code`.
+"""
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +53,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(
         title="Tolom",
         version=__version__,
-        description="Payment acceptance for SOCHI balance top-ups and e-signature invoices.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.include_router(rest.router)
+    app.include_router(operator.router)
+    _answer_api_errors_as_problems(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_route(
         "/gateway/osmp/{service:str}", _osmp_route, methods=["GET", "POST"], include_in_schema=False
     )
@@ -54,11 +77,64 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> Response:
+    async def _unexpected(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
+        if _is_api(request):
+            return problem_response(make_problem("internal_error"))
         return PlainTextResponse("Внутренняя ошибка / internal error", status_code=500)
 
     return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _answer_api_errors_as_problems(app: FastAPI) -> None:
+    """Every error under /api/ is a problem document; other paths keep Starlette's answers."""
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_request: Request, error: ProblemError) -> Response:
+        return problem_response(error.problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> Response:
+        return problem_response(invalid(list(error.errors())).problem)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> Response:
+        if not _is_api(request):
+            return PlainTextResponse(str(error.detail), error.status_code, headers=error.headers)
+        if error.status_code == 405:
+            response = problem_response(make_problem("method_not_allowed"))
+            response.headers.update(error.headers or {})
+            return response
+        return problem_response(make_problem("not_found", "Нет такого адреса API"))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus what it cannot infer: the Problem schema and the HMAC scheme."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    for name, schema in (
+        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        .get("$defs", {})
+        .items()
+    ):
+        components["schemas"][name] = schema
+    components["schemas"]["Problem"].pop("$defs", None)
+    components.setdefault("securitySchemes", {})["AgentSignature"] = rest.SECURITY_SCHEME
+    app.openapi_schema = document
+    return document
 
 
 async def _osmp_route(request: Request) -> Response:

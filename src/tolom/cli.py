@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Connection, Engine, select
 
+from tolom import installation
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
 from tolom.db import migrate
 from tolom.db.engine import make_engine
 from tolom.db.schema import services
-from tolom.ledger.accounts import ensure_system_accounts
 from tolom.ledger.statements import latest_entries
 from tolom.ledger.verify import verify_ledger
 from tolom.money import MalformedAmount, format_amount, parse_amount
@@ -98,8 +98,7 @@ def db_upgrade() -> None:
     try:
         migrate.upgrade(engine)
         with engine.begin() as conn:
-            catalog.seed(conn)
-            ensure_system_accounts(conn)
+            installation.prepare(conn)
     finally:
         engine.dispose()
     typer.echo(f"Схема базы данных актуальна ({engine.url.render_as_string(hide_password=True)})")
@@ -195,8 +194,10 @@ def _agent_json(agent: agents.Agent) -> dict[str, Any]:
     return {
         "code": agent.code,
         "name": agent.name,
+        "kind": agent.kind,
         "enabled": agent.enabled,
         "timezone": agent.timezone.key,
+        "cancel_window_days": agent.cancel_window_days,
         "allowed_networks": "*" if agent.networks is None else [str(n) for n in agent.networks],
         "services": {
             code: {"min": format_amount(lim.min_amount), "max": format_amount(lim.max_amount)}
@@ -235,18 +236,30 @@ def agent_create(
             )
     except agents.AgentError as error:
         _fail(str(error), as_json)
+    _emit_secret(code, secret, as_json, f"Агент {code} создан.")
+
+
+def _emit_secret(code: str, secret: str, as_json: bool, headline: str) -> None:
+    signing_key = agents.signing_key_for(secret)
     _emit(
-        {"code": code, "secret": secret},
+        {"code": code, "secret": secret, "signing_key": signing_key},
         as_json,
-        f"Агент {code} создан. Секрет (сохраните, больше он не будет показан):\n{secret}",
+        f"{headline} Сохраните, больше это не будет показано:\n"
+        f"  секрет (пароль HTTP Basic для OSMP): {secret}\n"
+        f"  ключ подписи (HMAC для REST API):     {signing_key}",
     )
 
 
 @agent_app.command("list")
-def agent_list(as_json: JsonOption = False) -> None:
+def agent_list(
+    as_json: JsonOption = False,
+    channels: Annotated[
+        bool, typer.Option(help="Also list the built-in cash desk and bank channels.")
+    ] = False,
+) -> None:
     """All agents with their services, limits and allow-lists."""
     with _transaction() as conn:
-        found = agents.load_all(conn)
+        found = [a for a in agents.load_all(conn) if channels or a.kind == agents.GATEWAY]
     rows = [_agent_json(a) for a in found]
     human = "\n".join(
         f"{r['code']:12} {'вкл ' if r['enabled'] else 'выкл'} {r['timezone']:14} "
@@ -281,13 +294,45 @@ def agent_enable(code: str) -> None:
 
 @agent_app.command("rotate-secret")
 def agent_rotate_secret(code: str, as_json: JsonOption = False) -> None:
-    """Issue a new secret; the old one stops working."""
+    """Issue a new secret and signing key; the old ones stop working."""
     try:
         with _transaction() as conn:
             secret = agents.rotate_secret(conn, code)
     except agents.AgentError as error:
         _fail(str(error), as_json)
-    _emit({"code": code, "secret": secret}, as_json, f"Новый секрет агента {code}:\n{secret}")
+    _emit_secret(code, secret, as_json, f"Новый секрет агента {code}.")
+
+
+@agent_app.command("configure")
+def agent_configure(
+    code: str,
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option("--allow-ip", help="Replace the allow-list with these CIDRs; repeat."),
+    ] = None,
+    allow_any_ip: Annotated[bool, typer.Option(help="Accept the agent from any address.")] = False,
+    timezone: Annotated[str | None, typer.Option(help="Zone of the agent's txn_date.")] = None,
+    cancel_window_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days after the business day in which the agent may cancel; 0: same day."
+        ),
+    ] = None,
+) -> None:
+    """Change an agent's allow-list, time zone or cancel window."""
+    networks = ["*"] if allow_any_ip else allow_ip
+    try:
+        with _transaction() as conn:
+            agents.configure(
+                conn,
+                code,
+                networks=networks,
+                timezone=timezone,
+                cancel_window_days=cancel_window_days,
+            )
+    except agents.AgentError as error:
+        _fail(str(error))
+    typer.echo(f"Сохранено (в силе через ≤ {get_settings().agent_cache_seconds:g} с).")
 
 
 @agent_app.command("set-limits")

@@ -70,9 +70,10 @@ def demo_inn(rng: random.Random, legal_form: str) -> str:
 
 
 def has_data(conn: Connection) -> bool:
-    """Whether any customer or agent exists."""
+    """Whether any customer or agent (other than the built-in channels) exists."""
     people = conn.execute(select(func.count()).select_from(customers_table)).scalar_one()
-    return bool(people or conn.execute(select(func.count()).select_from(agents_table)).scalar_one())
+    gateway_agents = select(func.count()).where(agents_table.c.kind == agents.GATEWAY)
+    return bool(people or conn.execute(gateway_agents).scalar_one())
 
 
 def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoResult:

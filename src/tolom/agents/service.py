@@ -20,12 +20,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from tolom.addresses import IPNetwork, in_networks
-from tolom.db.schema import agent_services, agents, services
+from tolom.db.schema import accounts, agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
 from tolom.money import format_amount
 
 ANY_ADDRESS = "*"
 _CODE = re.compile(r"[a-z][a-z0-9_-]{1,31}")
+
+# The REST gateway's HMAC key is derived from the secret rather than being the secret, so
+# the secret (OSMP's Basic password) and the signing key are never used with two primitives.
+SIGNING_KEY_CONTEXT = b"tolom-agent-signing-key"
+
+GATEWAY = "gateway"
+# Payments an operator records by hand go through the same core as an agent's, each under a
+# built-in "channel" agent of its own: the cash desk and the bank account. They have no
+# secret, no addresses and never authenticate.
+CHANNELS: dict[str, tuple[str, str]] = {
+    # code: (name, ledger account they debit)
+    "cash_desk": ("Касса компании", "cash_desk"),
+    "bank": ("Банковский перевод", "bank"),
+}
+_NO_SECRET = "-" * 64  # never equal to a SHA-256 hex digest
 
 
 class AgentError(ValueError):
@@ -53,6 +68,14 @@ class Agent:
     enabled: bool
     clearing_account: LedgerAccount
     services: dict[str, Limits] = field(default_factory=dict)
+    kind: str = GATEWAY
+    signing_key: bytes | None = None  # REST gateway; None until the secret is next rotated
+    cancel_window_days: int = 0
+
+    @property
+    def actor(self) -> str:
+        """How the agent appears in reversal records and the audit log."""
+        return f"agent:{self.code}"
 
     def allows_address(self, address: str) -> bool:
         """Whether a request from `address` may act for this agent."""
@@ -62,6 +85,11 @@ class Agent:
 def hash_secret(secret: str) -> str:
     """The stored form of a secret."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def signing_key_for(secret: str) -> str:
+    """The REST signing key (hex) that belongs to a secret."""
+    return hmac.new(secret.encode("utf-8"), SIGNING_KEY_CONTEXT, hashlib.sha256).hexdigest()
 
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
@@ -126,6 +154,7 @@ def create(
             code=code,
             name=name,
             secret_hash=hash_secret(secret),
+            signing_key=signing_key_for(secret),
             allowed_networks=stored_networks,
             timezone=timezone,
             clearing_account_id=clearing.id,
@@ -138,35 +167,82 @@ def create(
     return secret
 
 
-def _agent_id(conn: Connection, code: str) -> int:
-    agent_id = conn.execute(select(agents.c.id).where(agents.c.code == code)).scalar()
-    if agent_id is None:
+def ensure_channels(conn: Connection) -> None:
+    """Create the built-in channel agents (cash desk, bank) that are missing."""
+    existing = set(conn.execute(select(agents.c.code)).scalars())
+    known = list(conn.execute(select(services.c.code)).scalars())
+    for code, (name, account_code) in CHANNELS.items():
+        if code in existing:
+            continue
+        account_id = conn.execute(
+            select(accounts.c.id).where(accounts.c.code == account_code)
+        ).scalar_one()
+        agent_id = conn.execute(
+            insert(agents)
+            .values(
+                code=code,
+                name=name,
+                kind=code,
+                secret_hash=_NO_SECRET,
+                allowed_networks="",
+                timezone="Asia/Bishkek",
+                enabled=False,
+                clearing_account_id=account_id,
+            )
+            .returning(agents.c.id)
+        ).scalar_one()
+        conn.execute(insert(agent_services), [{"agent_id": agent_id, "service": s} for s in known])
+
+
+def _agent_id(conn: Connection, code: str, *, gateway_only: bool = False) -> int:
+    row = conn.execute(select(agents.c.id, agents.c.kind).where(agents.c.code == code)).first()
+    if row is None:
         raise AgentError(f"code: агент {code!r} не найден")
-    return int(agent_id)
+    if gateway_only and row.kind != GATEWAY:
+        raise AgentError(f"code: {code!r} — встроенный канал ручных платежей, а не агент шлюза")
+    return int(row.id)
 
 
 def set_enabled(conn: Connection, code: str, enabled: bool) -> None:
     """Enable or disable an agent (a disabled agent gets HTTP 403)."""
-    conn.execute(update(agents).where(agents.c.id == _agent_id(conn, code)).values(enabled=enabled))
+    agent_id = _agent_id(conn, code, gateway_only=True)
+    conn.execute(update(agents).where(agents.c.id == agent_id).values(enabled=enabled))
 
 
 def rotate_secret(conn: Connection, code: str) -> str:
-    """Replace an agent's secret; returns the new one (shown only once)."""
+    """Replace an agent's secret and signing key; returns the new secret (shown only once)."""
+    agent_id = _agent_id(conn, code, gateway_only=True)
     secret = secrets.token_urlsafe(32)
     conn.execute(
         update(agents)
-        .where(agents.c.id == _agent_id(conn, code))
-        .values(secret_hash=hash_secret(secret))
+        .where(agents.c.id == agent_id)
+        .values(secret_hash=hash_secret(secret), signing_key=signing_key_for(secret))
     )
     return secret
 
 
-def set_networks(conn: Connection, code: str, networks: list[str]) -> None:
-    """Replace an agent's address allow-list."""
-    stored = parse_networks(networks)
-    conn.execute(
-        update(agents).where(agents.c.id == _agent_id(conn, code)).values(allowed_networks=stored)
-    )
+def configure(
+    conn: Connection,
+    code: str,
+    *,
+    networks: list[str] | None = None,
+    timezone: str | None = None,
+    cancel_window_days: int | None = None,
+) -> None:
+    """Change an agent's allow-list, time zone or cancel window (what is None stays)."""
+    agent_id = _agent_id(conn, code, gateway_only=networks is not None)
+    values: dict[str, object] = {}
+    if networks is not None:
+        values["allowed_networks"] = parse_networks(networks)
+    if timezone is not None:
+        _zone(timezone)
+        values["timezone"] = timezone
+    if cancel_window_days is not None:
+        if not 0 <= cancel_window_days <= 366:
+            raise AgentError("cancel-window-days: от 0 (тот же день) до 366")
+        values["cancel_window_days"] = cancel_window_days
+    if values:
+        conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
 
 
 def set_service(
@@ -253,6 +329,10 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
         if stored == ANY_ADDRESS
         else tuple(ipaddress.ip_network(n) for n in stored.split(",") if n)
     )
+    slots = conn.execute(
+        select(accounts.c.slots).where(accounts.c.id == row.clearing_account_id)  # type: ignore[attr-defined]
+    ).scalar_one()
+    signing_key = row.signing_key  # type: ignore[attr-defined]
     return Agent(
         id=row.id,  # type: ignore[attr-defined]
         code=row.code,  # type: ignore[attr-defined]
@@ -261,8 +341,11 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
         networks=networks,
         timezone=_zone(row.timezone),  # type: ignore[attr-defined]
         enabled=row.enabled,  # type: ignore[attr-defined]
-        clearing_account=LedgerAccount(row.clearing_account_id, HOT_ACCOUNT_SLOTS),  # type: ignore[attr-defined]
+        clearing_account=LedgerAccount(row.clearing_account_id, slots),  # type: ignore[attr-defined]
         services=limits,
+        kind=row.kind,  # type: ignore[attr-defined]
+        signing_key=bytes.fromhex(signing_key) if signing_key else None,
+        cancel_window_days=row.cancel_window_days,  # type: ignore[attr-defined]
     )
 
 
@@ -301,6 +384,11 @@ class AgentDirectory:
             secret_matches(secret, "0" * 64)
             return None
         return agent if secret_matches(secret, agent.secret_hash) else None
+
+    def signer(self, code: str) -> Agent | None:
+        """A gateway agent that can sign REST requests, by code; the caller checks the HMAC."""
+        agent = self.get(code)
+        return agent if agent is not None and agent.kind == GATEWAY else None
 
     def clear(self) -> None:
         """Forget everything (tests, and after changes made in this process)."""

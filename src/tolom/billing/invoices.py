@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tolom.db.schema import invoice_lines, invoices, products
 from tolom.identifiers import is_inn, new_invoice_number
+from tolom.timestamps import as_utc
 
 
 class InvoiceError(ValueError):
@@ -46,11 +47,6 @@ class Invoice:
         if self.status == "open" and as_utc(self.expires_at) <= now:
             return "expired"
         return self.status
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were written as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def parse_item(text: str) -> tuple[str, int]:

@@ -5,7 +5,8 @@ Invariants the database enforces itself, so a bug in Python cannot break them:
   entry (a set of postings) sums to zero by construction;
 - a balance that must not go negative cannot (CHECK on `account_balances`);
 - one payment per agent and `txn_id` (UNIQUE), one payment per invoice;
-- postings and journal entries are append-only (triggers, see the first migration).
+- a payment is reversed at most once (UNIQUE on `payment_reversals.payment_id`);
+- postings, journal entries and the audit log are append-only (triggers in the migrations).
 """
 
 from __future__ import annotations
@@ -178,6 +179,28 @@ agents = Table(
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("clearing_account_id", IdType, ForeignKey("accounts.id"), nullable=False),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column(
+        "kind",
+        String(16),
+        nullable=False,
+        server_default="gateway",
+        comment="gateway: an agent's software; cash_desk | bank: payments an operator records",
+    ),
+    Column(
+        "signing_key",
+        String(64),
+        nullable=True,
+        comment="hex HMAC key for the REST gateway, derived from the secret; NULL: none yet",
+    ),
+    Column(
+        "cancel_window_days",
+        Integer,
+        nullable=False,
+        server_default="0",
+        comment="business days after the payment's own in which the agent may cancel it",
+    ),
+    CheckConstraint("kind IN ('gateway', 'cash_desk', 'bank')", name="kind"),
+    CheckConstraint("cancel_window_days BETWEEN 0 AND 366", name="cancel_window"),
 )
 
 agent_services = Table(
@@ -194,7 +217,12 @@ payments = Table(
     metadata,
     Column("id", IdType, primary_key=True, comment="prv_txn: also the receipt number"),
     Column("agent_id", IdType, ForeignKey("agents.id"), nullable=False),
-    Column("txn_id", String(20), nullable=False),
+    Column(
+        "txn_id",
+        String(64),
+        nullable=False,
+        comment="agent's txn_id, or a manual payment's reference",
+    ),
     Column("service", String(16), ForeignKey("services.code"), nullable=False),
     Column("account", String(32), nullable=False, comment="INN or invoice number as sent"),
     Column("amount", BigInteger, nullable=False),
@@ -202,7 +230,7 @@ payments = Table(
     Column("customer_id", IdType, ForeignKey("customers.id"), nullable=True),
     Column("invoice_id", IdType, ForeignKey("invoices.id"), nullable=True),
     Column("entry_id", IdType, ForeignKey("journal_entries.id"), nullable=True),
-    Column("txn_date_raw", String(14), nullable=False, comment="as the agent sent it"),
+    Column("txn_date_raw", String(40), nullable=False, comment="as the agent sent it"),
     Column("txn_date", Timestamp, nullable=False, comment="txn_date_raw read in agent's zone"),
     Column("business_date", Date, nullable=False, comment="agent-local date of txn_date"),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
@@ -211,6 +239,71 @@ payments = Table(
     CheckConstraint("status IN ('accepted', 'reversed')", name="status"),
     Index("ix_payments_agent_day", "agent_id", "business_date"),
     Index("ix_payments_customer", "customer_id", "id"),
+    Index("ix_payments_business_date", "business_date", "id"),
+    Index("ix_payments_account", "account", "id"),
+)
+
+payment_reversals = Table(
+    "payment_reversals",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column(
+        "payment_id",
+        IdType,
+        ForeignKey("payments.id"),
+        nullable=False,
+        unique=True,
+        comment="a payment is reversed at most once",
+    ),
+    Column("entry_id", IdType, ForeignKey("journal_entries.id"), nullable=False, unique=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_by", String(80), nullable=False, comment="agent:CODE or apikey:NAME"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("length(reason) > 0", name="reason"),
+)
+
+manual_payments = Table(
+    "manual_payments",
+    metadata,
+    Column("payment_id", IdType, ForeignKey("payments.id"), primary_key=True),
+    Column("channel", String(16), nullable=False, comment="cash_desk | bank"),
+    Column("payment_code", String(8), nullable=True, comment="bank: 42151410 | 42122900"),
+    Column("bank_reference", String(64), nullable=True, comment="bank: the transfer's number"),
+    Column("payer", Text, nullable=True, comment="who brought the cash or sent the transfer"),
+    Column("note", Text, nullable=True),
+    Column("recorded_by", String(80), nullable=False),
+    CheckConstraint("channel IN ('cash_desk', 'bank')", name="channel"),
+    CheckConstraint(
+        "channel = 'cash_desk' OR (payment_code IS NOT NULL AND bank_reference IS NOT NULL)",
+        name="bank_details",
+    ),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False, unique=True, comment="public part of the key"),
+    Column("secret_hash", String(64), nullable=False, comment="sha256 hex of the whole key"),
+    Column("scopes", Text, nullable=False, comment="space-separated"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("revoked_at", Timestamp, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("at", Timestamp, nullable=False, server_default=NOW),
+    Column("actor", String(80), nullable=False, comment="apikey:NAME, agent:CODE, cli:USER ..."),
+    Column("address", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("before", Text, nullable=True, comment="JSON"),
+    Column("after", Text, nullable=True, comment="JSON"),
+    Index("ix_audit_log_object", "object_type", "object_id", "id"),
 )
 
 gateway_requests = Table(
@@ -225,7 +318,7 @@ gateway_requests = Table(
     Column("peer", String(64), nullable=False),
     Column("method", String(8), nullable=False),
     Column("command", String(16), nullable=True),
-    Column("txn_id", String(20), nullable=True),
+    Column("txn_id", String(64), nullable=True),
     Column("params", Text, nullable=False, comment="JSON, secrets removed, values truncated"),
     Column("http_status", Integer, nullable=False),
     Column("result", Integer, nullable=True),

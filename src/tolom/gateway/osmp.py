@@ -35,6 +35,7 @@ RESULT_CODES: dict[Outcome, int] = {
     Outcome.BAD_ACCOUNT: 4,
     Outcome.NOT_FOUND: 5,
     Outcome.FORBIDDEN: 7,
+    Outcome.ALREADY_PAID: 7,
     Outcome.INACTIVE: 79,
     Outcome.TOO_SMALL: 241,
     Outcome.TOO_LARGE: 242,

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from tolom.payments.records import ManualDetails
+
 
 class Service(enum.StrEnum):
     """What is being paid for."""
@@ -22,7 +24,8 @@ class Outcome(enum.Enum):
     BAD_ACCOUNT = "bad_account"  # the account is not even well-formed
     NOT_FOUND = "not_found"
     INACTIVE = "inactive"  # blocked customer, cancelled or expired invoice
-    FORBIDDEN = "forbidden"  # invoice already paid, or a service this agent may not use
+    FORBIDDEN = "forbidden"  # a service this agent may not use
+    ALREADY_PAID = "already_paid"  # the invoice has been paid (by another transaction)
     TOO_SMALL = "too_small"
     TOO_LARGE = "too_large"
     CONFLICT = "conflict"  # txn_id already used with another account, amount or service
@@ -53,6 +56,7 @@ class PayRequest:
     amount: int  # tyiyn
     txn_date: datetime  # aware
     txn_date_raw: str  # as sent, for disputes
+    manual: ManualDetails | None = None  # cash desk or bank transfer, recorded by an operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +66,24 @@ class PayResult:
     payment_id: int | None = None  # prv_txn, the receipt number
     amount: int | None = None
     replayed: bool = False  # True when this answers a repeat of an earlier pay
+    status: str = "accepted"  # of the payment now: a repeat may find it reversed
+
+
+class CancelOutcome(enum.Enum):
+    """Every answer a cancellation (reversal) can give."""
+
+    OK = "ok"  # reversed now, or earlier (a repeated cancel gets the same answer)
+    RETRY = "retry"  # temporary trouble; nothing was written
+    NOT_FOUND = "not_found"  # no such payment (of this agent)
+    WINDOW_CLOSED = "window_closed"  # the agent's cancel window has passed
+    BALANCE_SPENT = "balance_spent"  # the customer's balance no longer holds the amount
+    ALREADY_SERVED = "already_served"  # what the payment bought has been delivered
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    outcome: CancelOutcome
+    message: str
+    payment_id: int | None = None
+    replayed: bool = False  # the payment had been reversed before this request

@@ -11,23 +11,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from tolom.agents.service import Agent
+from tolom.agents.service import GATEWAY, Agent
 from tolom.db.engine import is_temporary
-from tolom.db.schema import customers, invoices, payments
+from tolom.db.schema import (
+    accounts,
+    agents,
+    customers,
+    invoices,
+    manual_payments,
+    payment_reversals,
+    payments,
+)
 from tolom.identifiers import is_inn, is_invoice_number, txn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
-from tolom.ledger.posting import Transfer, open_entry, post
+from tolom.ledger.posting import InsufficientFunds, Transfer, open_entry, post
 from tolom.money import format_amount
-from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
+from tolom.payments.model import (
+    CancelOutcome,
+    CancelResult,
+    CheckResult,
+    Outcome,
+    PayRequest,
+    PayResult,
+    Service,
+)
 from tolom.payments.requestlog import Answer, Exchange, record
+from tolom.timestamps import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +65,7 @@ _INVOICE_BY_NUMBER = select(*_INVOICE_COLUMNS).where(invoices.c.number == bindpa
 _INVOICE_BY_NUMBER_LOCKED = _INVOICE_BY_NUMBER.with_for_update()
 
 _EXISTING_PAYMENT = select(
-    payments.c.id, payments.c.service, payments.c.account, payments.c.amount
+    payments.c.id, payments.c.service, payments.c.account, payments.c.amount, payments.c.status
 ).where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
 
 _MARK_INVOICE_PAID = (
@@ -74,8 +91,13 @@ def account_format_ok(service: Service, account: str) -> bool:
     return is_inn(account) if service is Service.SOCHI else is_invoice_number(account)
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def payment_key(agent: Agent, txn_id: str) -> str:
+    """The idempotency key under which a payment is stored and found again.
+
+    An agent's txn_id is a number ("0090" and "90" are one transaction); a manual payment's
+    reference is kept as the operator's system wrote it.
+    """
+    return txn_key(txn_id) if agent.kind == GATEWAY else txn_id
 
 
 def _evaluate(
@@ -113,8 +135,8 @@ def _evaluate(
     if invoice.status == "cancelled":
         return CheckResult(Outcome.INACTIVE, "Счёт аннулирован"), invoice
     if invoice.status == "paid":
-        return CheckResult(Outcome.FORBIDDEN, "Счёт уже оплачен"), invoice
-    if _as_utc(invoice.expires_at) <= datetime.now(UTC):
+        return CheckResult(Outcome.ALREADY_PAID, "Счёт уже оплачен"), invoice
+    if as_utc(invoice.expires_at) <= datetime.now(UTC):
         return CheckResult(Outcome.INACTIVE, "Срок оплаты счёта истёк"), invoice
     return (
         CheckResult(Outcome.OK, "OK", display_name=invoice.payer_name, amount_due=invoice.total),
@@ -152,7 +174,8 @@ def pay(
     render: Callable[[PayResult], Answer],
 ) -> Answer:
     """Accept a payment exactly once per (agent, txn_id) and answer as the first time."""
-    request = replace(request, txn_id=txn_key(request.txn_id))
+    request = replace(request, txn_id=payment_key(agent, request.txn_id))
+    exchange.txn_id = request.txn_id
     if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
         # Also keeps absurd dates (year 1) from overflowing in the UTC conversion below.
         result = PayResult(
@@ -217,7 +240,7 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
             "customer_id": target.id if request.service is Service.SOCHI else None,
             "invoice_id": target.id if request.service is Service.EDS else None,
             "entry_id": entry_id,
-            "txn_date_raw": request.txn_date_raw,
+            "txn_date_raw": request.txn_date_raw[:40],
             "txn_date": request.txn_date.astimezone(UTC),
             "business_date": request.txn_date.astimezone(agent.timezone).date(),
         },
@@ -239,12 +262,16 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
             {"invoice_id": target.id, "now": datetime.now(UTC), "b_payment": payment_id},
         )
         if paid.rowcount != 1:  # cannot happen under the row lock; refuse rather than guess
-            raise _Undo(PayResult(Outcome.FORBIDDEN, "Счёт уже оплачен"))
+            raise _Undo(PayResult(Outcome.ALREADY_PAID, "Счёт уже оплачен"))
+    if request.manual is not None:
+        conn.execute(
+            insert(manual_payments).values(payment_id=payment_id, **asdict(request.manual))
+        )
     post(
         conn,
         entry_id=entry_id,
         transfers=[Transfer(debit=agent.clearing_account, credit=credit, amount=request.amount)],
-        slot_key=int(request.txn_id),
+        slot_key=payment_id,
     )
     return PayResult(Outcome.OK, "OK", payment_id=payment_id, amount=request.amount)
 
@@ -261,7 +288,12 @@ def _replay(existing: Any, request: PayRequest) -> PayResult:
             f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой",
         )
     return PayResult(
-        Outcome.OK, "OK", payment_id=existing.id, amount=existing.amount, replayed=True
+        Outcome.OK,
+        "OK",
+        payment_id=existing.id,
+        amount=existing.amount,
+        replayed=True,
+        status=existing.status,
     )
 
 
@@ -303,7 +335,9 @@ def _insert_payment_once(conn: Connection) -> Any:
 
 def _describe(agent: Agent, request: PayRequest) -> str:
     what = "Пополнение баланса СОЧИ, ИНН" if request.service is Service.SOCHI else "Оплата счёта"
-    return f"{what} {request.account}; агент {agent.code}, txn_id {request.txn_id}"
+    if agent.kind == GATEWAY:
+        return f"{what} {request.account}; агент {agent.code}, txn_id {request.txn_id}"
+    return f"{what} {request.account}; {agent.name}, документ {request.txn_id}"
 
 
 def _log_failure(what: str, error: BaseException) -> None:
@@ -330,3 +364,154 @@ def record_separately(
             exchange.protocol,
             error.__class__.__name__,
         )
+
+
+# --- cancellation (reversal) ------------------------------------------------------------
+
+_PAYMENT_FOR_REVERSAL = (
+    select(
+        payments.c.id,
+        payments.c.agent_id,
+        payments.c.service,
+        payments.c.account,
+        payments.c.amount,
+        payments.c.status,
+        payments.c.customer_id,
+        payments.c.invoice_id,
+        payments.c.business_date,
+        agents.c.clearing_account_id,
+        accounts.c.slots.label("clearing_slots"),
+    )
+    .join(agents, agents.c.id == payments.c.agent_id)
+    .join(accounts, accounts.c.id == agents.c.clearing_account_id)
+    .with_for_update(of=payments)
+)
+
+_REOPEN_INVOICE = (
+    update(invoices)
+    .where(
+        invoices.c.id == bindparam("invoice_id"), invoices.c.payment_id == bindparam("b_payment")
+    )
+    .values(status="open", paid_at=None, payment_id=None)
+)
+
+
+def cancel(
+    engine: Engine,
+    agent: Agent,
+    txn_id: str,
+    reason: str,
+    exchange: Exchange,
+    render: Callable[[CancelResult], Answer],
+) -> Answer:
+    """An agent cancels its own payment, within its cancel window; logged like a pay."""
+    key = payment_key(agent, txn_id)
+    exchange.txn_id = key
+    try:
+        with engine.begin() as conn:
+            where = (payments.c.agent_id == agent.id) & (payments.c.txn_id == key)
+            result = _reverse(conn, where, reason, agent.actor, window=agent)
+            answer = render(result)
+            record(conn, exchange, answer, payment_id=result.payment_id)
+            return answer
+    except _UndoCancel as undo:
+        result = undo.result
+    except Exception as error:
+        _log_failure("cancel", error)
+        result = CancelResult(CancelOutcome.RETRY, TEMPORARY_MESSAGE)
+    answer = render(result)
+    record_separately(engine, exchange, answer, payment_id=result.payment_id)
+    return answer
+
+
+def reverse(conn: Connection, payment_id: int, reason: str, actor: str) -> CancelResult:
+    """An operator reverses any payment, at any time, in the caller's transaction.
+
+    No cancel window applies; the balance and delivery rules do. Raises nothing for a
+    refusal: the result says why, and the caller must roll back unless it is OK.
+    """
+    try:
+        with conn.begin_nested():
+            return _reverse(conn, payments.c.id == payment_id, reason, actor, window=None)
+    except _UndoCancel as undo:
+        return undo.result
+
+
+class _UndoCancel(Exception):
+    def __init__(self, result: CancelResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _reverse(
+    conn: Connection, where: Any, reason: str, actor: str, *, window: Agent | None
+) -> CancelResult:
+    """Reverse one payment with a new journal entry; a second call answers like the first.
+
+    The payment row is locked first, so concurrent cancels of one payment run one after
+    the other and the later one finds it reversed. The UNIQUE key on
+    `payment_reversals.payment_id` backs this up in the database.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise _UndoCancel(CancelResult(CancelOutcome.MALFORMED, "Укажите причину отмены"))
+    payment = conn.execute(_PAYMENT_FOR_REVERSAL.where(where)).first()
+    if payment is None:
+        raise _UndoCancel(CancelResult(CancelOutcome.NOT_FOUND, "Платёж не найден"))
+    if payment.status == "reversed":
+        return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id, replayed=True)
+    if window is not None:
+        today = datetime.now(window.timezone).date()
+        if (today - payment.business_date).days > window.cancel_window_days:
+            raise _UndoCancel(
+                CancelResult(
+                    CancelOutcome.WINDOW_CLOSED,
+                    "Срок отмены истёк: платёж можно отменить только в день его проведения"
+                    if window.cancel_window_days == 0
+                    else f"Срок отмены истёк ({window.cancel_window_days} дн. после дня платежа)",
+                    payment.id,
+                )
+            )
+    clearing = LedgerAccount(payment.clearing_account_id, payment.clearing_slots)
+    if payment.service == Service.SOCHI.value:
+        account_id = conn.execute(
+            select(customers.c.account_id).where(customers.c.id == payment.customer_id)
+        ).scalar_one()
+        source = LedgerAccount(account_id)
+    else:
+        # Issue 4 adds signature orders: once one is produced, refuse with ALREADY_SERVED.
+        reopened = conn.execute(
+            _REOPEN_INVOICE, {"invoice_id": payment.invoice_id, "b_payment": payment.id}
+        )
+        if reopened.rowcount != 1:
+            raise _UndoCancel(
+                CancelResult(CancelOutcome.ALREADY_SERVED, "Счёт уже не связан с этим платежом")
+            )
+        source = system_account(conn, "revenue:eds")
+    entry_id = open_entry(
+        conn,
+        kind="reversal",
+        description=f"Отмена платежа №{payment.id} ({payment.account}): {reason}"[:500],
+    )
+    try:
+        post(
+            conn,
+            entry_id=entry_id,
+            transfers=[Transfer(debit=source, credit=clearing, amount=payment.amount)],
+            slot_key=payment.id,
+        )
+    except InsufficientFunds as error:
+        raise _UndoCancel(
+            CancelResult(
+                CancelOutcome.BALANCE_SPENT,
+                "Отмена невозможна: на балансе абонента уже нет этой суммы; обратитесь к оператору",
+                payment.id,
+            )
+        ) from error
+    conn.execute(
+        insert(payment_reversals).values(
+            payment_id=payment.id, entry_id=entry_id, reason=reason[:1000], requested_by=actor
+        )
+    )
+    conn.execute(update(payments).where(payments.c.id == payment.id).values(status="reversed"))
+    return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id)

@@ -1,0 +1,1 @@
+"""The JSON APIs: operators' and the company's systems' API (API keys), and shared pieces."""

@@ -1,0 +1,65 @@
+"""Who is calling the operator and service API: a bearer API key with enough scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tolom.api.problems import ProblemError
+from tolom.apikeys import ApiKey
+from tolom.gateway.peers import client_address
+from tolom.runtime import Runtime
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="`Authorization: Bearer tolom_…` — a key made with `tolom apikey create`.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated API caller: the key and the address it called from."""
+
+    key: ApiKey
+    address: str
+    runtime: Runtime
+
+    @property
+    def actor(self) -> str:
+        return self.key.actor
+
+
+def require(scope: str) -> Callable[..., Caller]:
+    """A dependency that lets the request through only with a key that grants `scope`."""
+
+    def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> Caller:
+        runtime: Runtime = request.app.state.runtime
+        if credentials is None:
+            raise ProblemError(
+                "unauthenticated", "Нужен заголовок Authorization: Bearer <ключ API>"
+            )
+        try:
+            key = runtime.keys.authenticate(credentials.credentials)
+        except Exception as error:  # the keys' table is out of reach
+            raise ProblemError("temporarily_unavailable") from error
+        if key is None:
+            raise ProblemError("invalid_api_key")
+        if not key.grants(scope):
+            raise ProblemError(
+                "insufficient_scope", f"Для этого действия нужен ключ с правом {scope!r}"
+            )
+        address = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            runtime.settings.trusted_proxies,
+        )
+        return Caller(key, address, runtime)
+
+    return dependency
