@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 
 from tolom.agents import service as agents
 from tolom.billing import customers, invoices
+from tolom.gateway import signing
 
 _inns = itertools.count(1)
 _txn_ids = itertools.count(1_000_000)
@@ -161,3 +164,83 @@ class Gateway:
             },
             method,
         )
+
+
+@dataclass
+class RestAgent:
+    """An agent's view of the REST gateway: signs every request as documented."""
+
+    client: TestClient
+    engine: Engine
+    code: str
+    secret: str
+
+    @classmethod
+    def create(cls, app: Any, engine: Engine, code: str, **agent_options: Any) -> RestAgent:
+        secret = add_agent(engine, code, **agent_options)
+        return cls(TestClient(app, client=("127.0.0.1", 50000)), engine, code, secret)
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(agents.signing_key_for(self.secret))
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        timestamp: int | None = None,
+        key: bytes | None = None,
+        sign_path: str | None = None,
+        sign_body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One signed request; the keyword arguments let tests break the signature."""
+        content = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
+        moment = int(time.time()) if timestamp is None else timestamp
+        authorization = signing.authorization(
+            self.code,
+            key or self.key,
+            method,
+            sign_path or path,
+            moment,
+            content if sign_body is None else sign_body,
+        )
+        all_headers = {"Authorization": authorization}
+        if content:
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        return self.client.request(method, path, content=content, headers=all_headers)
+
+    def check(self, service: str, account: str) -> Any:
+        return self.send("POST", "/api/v1/agent/check", {"service": service, "account": account})
+
+    def pay(
+        self,
+        service: str,
+        account: str,
+        amount: str,
+        txn_id: str | None = None,
+        txn_date: str | None = None,
+    ) -> Any:
+        """A pay; txn_date defaults to now, so the cancel window is open."""
+        txn_date = txn_date or datetime.now(UTC).isoformat(timespec="seconds")
+        return self.send(
+            "POST",
+            "/api/v1/agent/payments",
+            {
+                "txn_id": txn_id or new_txn_id(),
+                "txn_date": txn_date,
+                "service": service,
+                "account": account,
+                "amount": amount,
+            },
+        )
+
+    def status(self, txn_id: str) -> Any:
+        return self.send("GET", f"/api/v1/agent/payments/{txn_id}")
+
+    def cancel(self, txn_id: str, reason: str = "Клиент ошибся") -> Any:
+        return self.send("POST", f"/api/v1/agent/payments/{txn_id}/cancel", {"reason": reason})

@@ -113,7 +113,8 @@ def _answer_api_errors_as_problems(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus what it cannot infer: the Problem schema and the HMAC scheme."""
+    """FastAPI's document plus what it cannot infer: the problem and request-body schemas
+    and the HMAC security scheme."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -122,16 +123,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = document.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
-    for name, schema in (
-        Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-        .get("$defs", {})
-        .items()
-    ):
-        components["schemas"][name] = schema
-    components["schemas"]["Problem"].pop("$defs", None)
+    schemas = components.setdefault("schemas", {})
+    for model in (Problem, *rest.REQUEST_MODELS):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     components.setdefault("securitySchemes", {})["AgentSignature"] = rest.SECURITY_SCHEME
     app.openapi_schema = document
     return document

@@ -1,10 +1,644 @@
-"""The REST agent gateway (JSON, HMAC-signed): being written."""
+"""The REST agent gateway (`/api/v1/agent/...`): JSON in, JSON or problem details out.
+
+Like the OSMP adapter it holds no payment rule: it checks the signature, reads the JSON,
+calls the same core (`payments.service`) and maps the core's outcomes to HTTP statuses and
+problem codes. Routes take the raw request rather than FastAPI-parsed bodies, because the
+signature covers the exact bytes and because every request, malformed ones included, is
+authenticated first and logged.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tolom.agents.service import Agent
+from tolom.api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    ProblemError,
+    invalid,
+    make_problem,
+    problem_body,
+    problem_headers,
+    responses,
+)
+from tolom.gateway import signing
+from tolom.gateway.peers import client_address
+from tolom.identifiers import is_txn_id, txn_key
+from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.payments import service as core
+from tolom.payments.model import (
+    CancelOutcome,
+    CancelResult,
+    CheckResult,
+    Outcome,
+    PayRequest,
+    PayResult,
+    Service,
+)
+from tolom.payments.records import PaymentRecord
+from tolom.payments.requestlog import Answer, Exchange
+from tolom.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
-SECURITY_SCHEME: dict[str, Any] = {"type": "apiKey", "in": "header", "name": "Authorization"}
+
+SECURITY_SCHEME: dict[str, Any] = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": (
+        "`Tolom-HMAC-SHA256 agent=<code>,timestamp=<unix seconds>,signature=<hex>`: "
+        "HMAC-SHA256 with the agent's signing key over "
+        "`METHOD\\nPATH?QUERY\\nTIMESTAMP\\nhex(SHA-256(body))`; the timestamp must be "
+        "within 5 minutes of the server's clock. See docs/agents-rest.md."
+    ),
+}
+JSON_MEDIA_TYPE = "application/json"
+
+# The one map from the core's outcomes to this protocol's problem codes.
+PAY_PROBLEMS: dict[Outcome, str] = {
+    Outcome.RETRY: "temporarily_unavailable",
+    Outcome.BAD_ACCOUNT: "invalid_account",
+    Outcome.NOT_FOUND: "account_not_found",
+    Outcome.INACTIVE: "account_inactive",
+    Outcome.FORBIDDEN: "service_not_allowed",
+    Outcome.ALREADY_PAID: "invoice_already_paid",
+    Outcome.TOO_SMALL: "amount_too_small",
+    Outcome.TOO_LARGE: "amount_too_large",
+    Outcome.CONFLICT: "txn_id_conflict",
+    Outcome.MALFORMED: "invalid_request",
+}
+CANCEL_PROBLEMS: dict[CancelOutcome, str] = {
+    CancelOutcome.RETRY: "temporarily_unavailable",
+    CancelOutcome.NOT_FOUND: "payment_not_found",
+    CancelOutcome.WINDOW_CLOSED: "cancel_window_closed",
+    CancelOutcome.BALANCE_SPENT: "balance_spent",
+    CancelOutcome.ALREADY_SERVED: "already_served",
+    CancelOutcome.MALFORMED: "invalid_request",
+}
+_AUTH_PROBLEMS = (
+    "unauthenticated",
+    "bad_signature",
+    "stale_timestamp",
+    "agent_disabled",
+    "address_not_allowed",
+    "request_too_large",
+    "unsupported_media_type",
+    "invalid_request",
+    "temporarily_unavailable",
+)
+_AMOUNT = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+_TXN_ID = r"^[0-9]{1,20}$"
+
+
+# --- the wire format ------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckIn(_Strict):
+    """Can this account be paid, and who or what is it?"""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"service": "sochi", "account": "01904202310427"}]}
+    )
+
+    service: Service = Field(description="sochi: balance top-up by INN; eds: invoice number")
+    account: str = Field(min_length=1, max_length=32, description="INN (14) or invoice (16)")
+
+
+class CheckOut(BaseModel):
+    service: Service
+    account: str
+    name: str = Field(description="Who or what the account is, for the agent's app")
+    amount_due: str | None = Field(description="eds: the amount the invoice asks for")
+    min_amount: str | None = Field(description="sochi: the smallest amount this agent may pay")
+    max_amount: str | None = Field(description="sochi: the largest amount this agent may pay")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "service": "sochi",
+                    "account": "01904202310427",
+                    "name": "ОсОО «Ромашка»",
+                    "amount_due": None,
+                    "min_amount": "1.00",
+                    "max_amount": "1000000.00",
+                }
+            ]
+        }
+    )
+
+
+class PayIn(_Strict):
+    """A payment. `txn_id` is the agent's idempotency key: repeat it freely."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "txn_id": "1234567",
+                    "txn_date": "2026-11-21T14:30:05+06:00",
+                    "service": "sochi",
+                    "account": "01904202310427",
+                    "amount": "500.00",
+                }
+            ]
+        }
+    )
+
+    txn_id: str = Field(pattern=_TXN_ID, description="1–20 digits; '0090' and '90' are one")
+    txn_date: str = Field(
+        max_length=40, description="When the customer paid: ISO 8601 with a UTC offset"
+    )
+    service: Service
+    account: str = Field(min_length=1, max_length=32)
+    amount: str = Field(pattern=_AMOUNT, description="Som with at most 2 decimals, as a string")
+
+    @field_validator("txn_date")
+    @classmethod
+    def _with_offset(cls, value: str) -> str:
+        parse_txn_date(value)
+        return value
+
+
+class PaymentOut(BaseModel):
+    """A payment as it stands now."""
+
+    receipt: int = Field(description="Our payment number; print it on the receipt")
+    txn_id: str
+    service: Service
+    account: str
+    amount: str
+    status: Literal["accepted", "reversed"]
+    txn_date: datetime | None = Field(default=None, description="UTC")
+    business_date: date | None = Field(default=None, description="The agent-local day")
+    created_at: datetime | None = Field(default=None, description="When we accepted it, UTC")
+    cancel_reason: str | None = None
+    cancelled_at: datetime | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "receipt": 1001,
+                    "txn_id": "1234567",
+                    "service": "sochi",
+                    "account": "01904202310427",
+                    "amount": "500.00",
+                    "status": "accepted",
+                    "txn_date": "2026-11-21T08:30:05Z",
+                    "business_date": "2026-11-21",
+                    "created_at": "2026-11-21T08:30:06Z",
+                    "cancel_reason": None,
+                    "cancelled_at": None,
+                }
+            ]
+        }
+    )
+
+
+class CancelIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "Клиент ошибся номером ИНН"}]}
+    )
+
+    reason: str = Field(min_length=1, max_length=500, description="Why; kept with the reversal")
+
+
+def parse_txn_date(value: str) -> datetime:
+    """ISO 8601 with an offset, within the years the core accepts."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError("нужна дата и время ISO 8601 с часовым поясом") from error
+    if moment.tzinfo is None:
+        raise ValueError("укажите часовой пояс (например +06:00)")
+    low, high = core.TXN_YEARS
+    if not low <= moment.year <= high:
+        raise ValueError(f"год должен быть от {low} до {high}")
+    return moment
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
+def _json(status: int, model: BaseModel, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+    return Answer(status, None, model.model_dump_json(), JSON_MEDIA_TYPE, headers)
+
+
+def _problem(problem: Problem) -> Answer:
+    return Answer(
+        problem.status,
+        None,
+        problem_body(problem),
+        PROBLEM_MEDIA_TYPE,
+        tuple(problem_headers(problem).items()),
+    )
+
+
+def _check_answer(service: Service, account: str) -> Callable[[CheckResult], Answer]:
+    def answer(result: CheckResult) -> Answer:
+        if result.outcome is not Outcome.OK:
+            return _problem(make_problem(PAY_PROBLEMS[result.outcome], result.message))
+        return _json(
+            200,
+            CheckOut(
+                service=service,
+                account=account,
+                name=result.display_name or "",
+                amount_due=_som(result.amount_due),
+                min_amount=_som(result.min_amount),
+                max_amount=_som(result.max_amount),
+            ),
+        )
+
+    return answer
+
+
+def _pay_answer(request: PayIn) -> Callable[[PayResult], Answer]:
+    def answer(result: PayResult) -> Answer:
+        if result.outcome is not Outcome.OK:
+            code = PAY_PROBLEMS[result.outcome]
+            return _problem(make_problem(code, result.message, txn_id=request.txn_id))
+        assert result.payment_id is not None and result.amount is not None
+        body = PaymentOut(
+            receipt=result.payment_id,
+            txn_id=txn_key(request.txn_id),
+            service=request.service,
+            account=request.account,
+            amount=format_amount(result.amount),
+            status="reversed" if result.status == "reversed" else "accepted",
+        )
+        replayed = (("Idempotent-Replayed", "true"),) if result.replayed else ()
+        return _json(200, body, replayed)
+
+    return answer
+
+
+def payment_out(record: PaymentRecord) -> PaymentOut:
+    return PaymentOut(
+        receipt=record.id,
+        txn_id=record.txn_id,
+        service=Service(record.service),
+        account=record.account,
+        amount=format_amount(record.amount),
+        status="reversed" if record.status == "reversed" else "accepted",
+        txn_date=record.txn_date,
+        business_date=record.business_date,
+        created_at=record.created_at,
+        cancel_reason=record.reversal.reason if record.reversal else None,
+        cancelled_at=record.reversal.created_at if record.reversal else None,
+    )
+
+
+def _cancel_answer(txn_id: str) -> Callable[[CancelResult], Answer]:
+    def answer(result: CancelResult) -> Answer:
+        if result.outcome is not CancelOutcome.OK or result.record is None:
+            code = CANCEL_PROBLEMS.get(result.outcome, "temporarily_unavailable")
+            return _problem(make_problem(code, result.message, txn_id=txn_id))
+        replayed = (("Idempotent-Replayed", "true"),) if result.replayed else ()
+        return _json(200, payment_out(result.record), replayed)
+
+    return answer
+
+
+def _status_answer(txn_id: str) -> Callable[[PaymentRecord | None], Answer]:
+    def answer(found: PaymentRecord | None) -> Answer:
+        if found is None:
+            detail = f"Платежа с txn_id {txn_id} нет"
+            return _problem(make_problem("payment_not_found", detail, txn_id=txn_id))
+        return _json(200, payment_out(found))
+
+    return answer
+
+
+def _som(amount: int | None) -> str | None:
+    return None if amount is None else format_amount(amount)
+
+
+# --- the request's way through ----------------------------------------------------------
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class _Call:
+    """One agent request: read and authenticated, then interpreted by its route."""
+
+    def __init__(self, request: Request, runtime: Runtime, command: str, body: bytes) -> None:
+        self.runtime = runtime
+        self.body = body
+        self.method = request.method
+        self.target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        self.content_type = request.headers.get("content-type", "")
+        self.authorization = request.headers.get("authorization")
+        self.exchange = Exchange(
+            protocol="rest",
+            peer=client_address(
+                request.client.host if request.client else None,
+                request.headers.get("x-forwarded-for"),
+                runtime.settings.trusted_proxies,
+            ),
+            method=request.method,
+            params=[("path", self.target)],
+            command=command,
+        )
+
+    def refuse(self, problem: Problem) -> Answer:
+        """Answer without reaching the core, and log the request all the same."""
+        answer = _problem(problem)
+        core.record_separately(self.runtime.engine, self.exchange, answer)
+        return answer
+
+    def authenticate(self) -> Agent:
+        """The signing agent, or ProblemError; runs in a worker thread (cache or database)."""
+        claimed = signing.parse_authorization(self.authorization)
+        if claimed is None:
+            raise ProblemError(
+                "unauthenticated",
+                f"Нужен заголовок Authorization: {signing.SCHEME} agent=…,timestamp=…,signature=…",
+            )
+        try:
+            agent = self.runtime.agents.signer(claimed.agent)
+        except Exception as error:
+            log.warning("rest: cannot authenticate, database unreachable: %s", type(error).__name__)
+            raise ProblemError("temporarily_unavailable") from error
+        key = agent.signing_key if agent is not None else None
+        if not signing.signature_matches(key, claimed, self.method, self.target, self.body):
+            detail = (
+                "Подпись неверна"
+                if agent is None or key is not None
+                else "У агента нет ключа подписи: выпустите новый секрет (tolom agent rotate-secret)"
+            )
+            raise ProblemError("bad_signature", detail)
+        assert agent is not None
+        self.exchange.agent_id = agent.id
+        if not signing.fresh(claimed.timestamp, time.time()):
+            raise ProblemError(
+                "stale_timestamp",
+                f"Метка времени {claimed.timestamp} отличается от времени сервера "
+                f"({int(time.time())}) больше чем на {signing.MAX_SKEW_SECONDS} с",
+            )
+        if not agent.enabled:
+            raise ProblemError("agent_disabled")
+        if not agent.allows_address(self.exchange.peer):
+            raise ProblemError("address_not_allowed")
+        return agent
+
+    def parse(self, model: type[Body]) -> Body:
+        """The JSON body as `model`; ProblemError 415/422 otherwise. Logs the fields."""
+        if self.content_type.split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+            raise ProblemError("unsupported_media_type")
+        try:
+            raw = json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ProblemError("invalid_request", "Тело запроса — не JSON в UTF-8") from error
+        if isinstance(raw, dict):
+            self.exchange.params += [(str(k), _loggable(v)) for k, v in raw.items()]
+            if isinstance(raw.get("service"), str):
+                self.exchange.service = raw["service"][:16]
+            if isinstance(raw.get("txn_id"), str) and is_txn_id(raw["txn_id"]):
+                self.exchange.txn_id = raw["txn_id"]
+        try:
+            return model.model_validate(raw)
+        except ValidationError as error:
+            raise invalid(error) from error
+
+
+def _loggable(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)[:256]
+
+
+async def _serve(
+    request: Request, command: str, handle: Callable[[_Call, Agent], Answer]
+) -> Response:
+    """Read the body, then authenticate and handle in one worker-thread hop."""
+    runtime: Runtime = request.app.state.runtime
+    too_large = False
+    try:
+        body = await _read_body(request, runtime.settings.max_request_bytes)
+    except _TooLarge:
+        body, too_large = b"", True
+    call = _Call(request, runtime, command, body)
+
+    def work() -> Answer:
+        if too_large:  # unread, so its signature cannot be checked: refused to anyone
+            return call.refuse(make_problem("request_too_large"))
+        try:
+            agent = call.authenticate()
+        except ProblemError as error:
+            return call.refuse(error.problem)
+        try:
+            return handle(call, agent)
+        except ProblemError as error:
+            return call.refuse(error.problem)
+
+    answer = await run_in_threadpool(work)
+    return Response(
+        answer.body,
+        status_code=answer.http_status,
+        media_type=answer.media_type,
+        headers=dict(answer.headers),
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _txn_id_from_path(call: _Call, request_txn_id: str) -> str:
+    if not is_txn_id(request_txn_id):
+        raise ProblemError("invalid_request", "Неверный txn_id в адресе: нужно от 1 до 20 цифр")
+    call.exchange.txn_id = request_txn_id
+    return request_txn_id
+
+
+# --- routes -----------------------------------------------------------------------------
+
+
+# Request bodies the routes read themselves; the app adds their schemas to the document.
+REQUEST_MODELS: list[type[BaseModel]] = []
+
+
+def _doc(model: type[BaseModel] | None, *params: dict[str, Any]) -> dict[str, Any]:
+    """What FastAPI cannot see in a raw-request route: body schema, parameters, security."""
+    extra: dict[str, Any] = {"security": [{"AgentSignature": []}]}
+    if model is not None:
+        REQUEST_MODELS.append(model)
+        extra["requestBody"] = {
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    if params:
+        extra["parameters"] = list(params)
+    return extra
+
+
+_TXN_ID_PARAM = {
+    "name": "txn_id",
+    "in": "path",
+    "required": True,
+    "description": "The agent's txn_id of the payment",
+    "schema": {"type": "string", "pattern": _TXN_ID},
+    "example": "1234567",
+}
+
+
+@router.post(
+    "/check",
+    summary="Check an account before paying",
+    description="Says whether the account can be paid and shows who or what it is. "
+    "Changes nothing.",
+    responses={
+        200: {"model": CheckOut, "description": "The account can be paid"},
+        **responses(
+            *_AUTH_PROBLEMS,
+            "invalid_account",
+            "account_not_found",
+            "account_inactive",
+            "invoice_already_paid",
+            "service_not_allowed",
+        ),
+    },
+    openapi_extra=_doc(CheckIn),
+)
+async def check(request: Request) -> Response:
+    def handle(call: _Call, agent: Agent) -> Answer:
+        asked = call.parse(CheckIn)
+        return core.check(
+            call.runtime.engine,
+            agent,
+            asked.service,
+            asked.account,
+            call.exchange,
+            _check_answer(asked.service, asked.account),
+        )
+
+    return await _serve(request, "check", handle)
+
+
+@router.post(
+    "/payments",
+    summary="Pay (exactly once per txn_id)",
+    description="Credits the customer's balance (sochi) or pays the invoice (eds). A repeat "
+    "with the same txn_id and data gets the original answer (header Idempotent-Replayed); "
+    "the same txn_id with other data gets 409 txn_id_conflict. On 503 repeat the request.",
+    responses={
+        200: {"model": PaymentOut, "description": "Accepted (now or earlier)"},
+        **responses(
+            *_AUTH_PROBLEMS,
+            "invalid_account",
+            "account_not_found",
+            "account_inactive",
+            "invoice_already_paid",
+            "service_not_allowed",
+            "amount_too_small",
+            "amount_too_large",
+            "txn_id_conflict",
+        ),
+    },
+    openapi_extra=_doc(PayIn),
+)
+async def pay(request: Request) -> Response:
+    def handle(call: _Call, agent: Agent) -> Answer:
+        asked = call.parse(PayIn)
+        try:
+            amount = parse_amount(asked.amount)
+        except MalformedAmount as error:  # the pattern admits only what parse_amount reads
+            raise ProblemError("invalid_request", "Неверная сумма") from error
+        pay_request = PayRequest(
+            service=asked.service,
+            txn_id=asked.txn_id,
+            account=asked.account,
+            amount=amount,
+            txn_date=parse_txn_date(asked.txn_date),
+            txn_date_raw=asked.txn_date,
+        )
+        return core.pay(call.runtime.engine, agent, pay_request, call.exchange, _pay_answer(asked))
+
+    return await _serve(request, "pay", handle)
+
+
+@router.get(
+    "/payments/{txn_id}",
+    summary="How a payment stands",
+    description="The payment with this txn_id, accepted or reversed. 404 if we never "
+    "accepted it: a pay that was refused or never arrived.",
+    responses={
+        200: {"model": PaymentOut, "description": "The payment"},
+        **responses(*_AUTH_PROBLEMS, "payment_not_found"),
+    },
+    openapi_extra=_doc(None, _TXN_ID_PARAM),
+)
+async def payment_status(request: Request) -> Response:
+    def handle(call: _Call, agent: Agent) -> Answer:
+        txn_id = _txn_id_from_path(call, request.path_params["txn_id"])
+        try:
+            return core.find(
+                call.runtime.engine, agent, txn_id, call.exchange, _status_answer(txn_id)
+            )
+        except Exception as error:
+            raise ProblemError("temporarily_unavailable") from error
+
+    return await _serve(request, "status", handle)
+
+
+@router.post(
+    "/payments/{txn_id}/cancel",
+    summary="Cancel (reverse) a payment",
+    description="Reverses the payment with a new ledger entry, within the agent's cancel "
+    "window (by default the payment's own business day in the agent's zone). A top-up is "
+    "reversed only while the customer's balance still holds it. Cancelling twice gives the "
+    "same answer.",
+    responses={
+        200: {"model": PaymentOut, "description": "Reversed (now or earlier)"},
+        **responses(
+            *_AUTH_PROBLEMS,
+            "payment_not_found",
+            "cancel_window_closed",
+            "balance_spent",
+            "already_served",
+        ),
+    },
+    openapi_extra=_doc(CancelIn, _TXN_ID_PARAM),
+)
+async def cancel_payment(request: Request) -> Response:
+    def handle(call: _Call, agent: Agent) -> Answer:
+        txn_id = _txn_id_from_path(call, request.path_params["txn_id"])
+        asked = call.parse(CancelIn)
+        return core.cancel(
+            call.runtime.engine, agent, txn_id, asked.reason, call.exchange, _cancel_answer(txn_id)
+        )
+
+    return await _serve(request, "cancel", handle)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from tolom.payments.records import ManualDetails
+from tolom.payments.records import ManualDetails, PaymentRecord
 
 
 class Service(enum.StrEnum):
@@ -87,3 +87,4 @@ class CancelResult:
     message: str
     payment_id: int | None = None
     replayed: bool = False  # the payment had been reversed before this request
+    record: PaymentRecord | None = None  # the payment as it now stands, when OK

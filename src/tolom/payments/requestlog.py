@@ -57,6 +57,7 @@ class Answer:
     result: int | None
     body: str
     media_type: str = "text/xml; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. Retry-After; not logged
 
 
 def record(

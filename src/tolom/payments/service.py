@@ -34,6 +34,8 @@ from tolom.identifiers import is_inn, is_invoice_number, txn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import InsufficientFunds, Transfer, open_entry, post
 from tolom.money import format_amount
+from tolom.payments import records
+from tolom.payments.records import PaymentRecord
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -411,6 +413,7 @@ def cancel(
         with engine.begin() as conn:
             where = (payments.c.agent_id == agent.id) & (payments.c.txn_id == key)
             result = _reverse(conn, where, reason, agent.actor, window=agent)
+            result = replace(result, record=records.by_id(conn, result.payment_id or 0))
             answer = render(result)
             record(conn, exchange, answer, payment_id=result.payment_id)
             return answer
@@ -422,6 +425,26 @@ def cancel(
     answer = render(result)
     record_separately(engine, exchange, answer, payment_id=result.payment_id)
     return answer
+
+
+def find(
+    engine: Engine,
+    agent: Agent,
+    txn_id: str,
+    exchange: Exchange,
+    render: Callable[[PaymentRecord | None], Answer],
+) -> Answer:
+    """An agent asks how its payment stands; the question is logged like the others.
+
+    Raises on database trouble: the adapter answers "retry" and logs separately.
+    """
+    key = payment_key(agent, txn_id)
+    exchange.txn_id = key
+    with engine.begin() as conn:
+        found = records.by_txn(conn, agent.id, key)
+        answer = render(found)
+        record(conn, exchange, answer, payment_id=found.id if found else None)
+        return answer
 
 
 def reverse(conn: Connection, payment_id: int, reason: str, actor: str) -> CancelResult:
