@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -124,7 +125,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (Problem, *rest.REQUEST_MODELS):
+    models: list[type[BaseModel]] = [Problem, *rest.REQUEST_MODELS]
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
