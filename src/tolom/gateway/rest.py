@@ -285,6 +285,9 @@ def _pay_answer(request: PayIn) -> Callable[[PayResult], Answer]:
             account=request.account,
             amount=format_amount(result.amount),
             status="reversed" if result.status == "reversed" else "accepted",
+            txn_date=result.txn_date,
+            business_date=result.business_date,
+            created_at=result.created_at,
         )
         replayed = (("Idempotent-Replayed", "true"),) if result.replayed else ()
         return _json(200, body, replayed)

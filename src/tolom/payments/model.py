@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from tolom.payments.records import ManualDetails, PaymentRecord
 
@@ -67,6 +67,9 @@ class PayResult:
     amount: int | None = None
     replayed: bool = False  # True when this answers a repeat of an earlier pay
     status: str = "accepted"  # of the payment now: a repeat may find it reversed
+    txn_date: datetime | None = None  # UTC
+    business_date: date | None = None  # the agent-local day of txn_date
+    created_at: datetime | None = None
 
 
 class CancelOutcome(enum.Enum):

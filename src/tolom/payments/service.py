@@ -67,7 +67,14 @@ _INVOICE_BY_NUMBER = select(*_INVOICE_COLUMNS).where(invoices.c.number == bindpa
 _INVOICE_BY_NUMBER_LOCKED = _INVOICE_BY_NUMBER.with_for_update()
 
 _EXISTING_PAYMENT = select(
-    payments.c.id, payments.c.service, payments.c.account, payments.c.amount, payments.c.status
+    payments.c.id,
+    payments.c.service,
+    payments.c.account,
+    payments.c.amount,
+    payments.c.status,
+    payments.c.txn_date,
+    payments.c.business_date,
+    payments.c.created_at,
 ).where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
 
 _MARK_INVOICE_PAID = (
@@ -230,8 +237,9 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         raise _Undo(_replay(existing, request) if existing else PayResult(refusal, message))
 
     assert target is not None
+    business_date = request.txn_date.astimezone(agent.timezone).date()
     entry_id = open_entry(conn, kind="payment", description=_describe(agent, request))
-    payment_id = conn.execute(
+    inserted = conn.execute(
         _insert_payment_once(conn),
         {
             "agent_id": agent.id,
@@ -244,16 +252,17 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
             "entry_id": entry_id,
             "txn_date_raw": request.txn_date_raw[:40],
             "txn_date": request.txn_date.astimezone(UTC),
-            "business_date": request.txn_date.astimezone(agent.timezone).date(),
+            "business_date": business_date,
         },
-    ).scalar()
-    if payment_id is None:
+    ).first()
+    if inserted is None:
         # Another request with this txn_id committed first (we waited for it on the
         # unique index): answer from its row and roll our writes back.
         existing = conn.execute(
             _EXISTING_PAYMENT, {"agent_id": agent.id, "txn_id": request.txn_id}
         ).one()
         raise _Undo(_replay(existing, request))
+    payment_id = inserted.id
 
     if request.service is Service.SOCHI:
         credit = LedgerAccount(target.account_id)
@@ -275,7 +284,15 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         transfers=[Transfer(debit=agent.clearing_account, credit=credit, amount=request.amount)],
         slot_key=payment_id,
     )
-    return PayResult(Outcome.OK, "OK", payment_id=payment_id, amount=request.amount)
+    return PayResult(
+        Outcome.OK,
+        "OK",
+        payment_id=payment_id,
+        amount=request.amount,
+        txn_date=request.txn_date.astimezone(UTC),
+        business_date=business_date,
+        created_at=as_utc(inserted.created_at),
+    )
 
 
 def _replay(existing: Any, request: PayRequest) -> PayResult:
@@ -296,6 +313,9 @@ def _replay(existing: Any, request: PayRequest) -> PayResult:
         amount=existing.amount,
         replayed=True,
         status=existing.status,
+        txn_date=as_utc(existing.txn_date),
+        business_date=existing.business_date,
+        created_at=as_utc(existing.created_at),
     )
 
 
@@ -319,7 +339,7 @@ def _build_insert_payment_once(dialect: Any) -> Any:
         dialect.insert(payments)
         .values({c: bindparam(c) for c in _PAYMENT_COLUMNS})
         .on_conflict_do_nothing(index_elements=["agent_id", "txn_id"])
-        .returning(payments.c.id)
+        .returning(payments.c.id, payments.c.created_at)
     )
 
 
