@@ -141,6 +141,7 @@ def test_the_command_tree_is_what_operators_are_told() -> None:
         "agent enable",
         "agent rotate-secret",
         "agent set-limits",
+        "agent configure",
         "customer add",
         "customer import",
         "customer block",
@@ -418,6 +419,38 @@ def test_agent_rotate_secret(cli: Cli, engine: Engine) -> None:
     assert agents.secret_matches(newer["secret"], stored_agent(engine, "optima").secret_hash)
     assert not agents.secret_matches(new, stored_agent(engine, "optima").secret_hash)
     refused(cli("agent", "rotate-secret", "nobody"), "nobody")
+
+
+def test_agent_configure(cli: Cli, engine: Engine) -> None:
+    ok(cli("agent", "create", "optima", "--name", "O", "--allow-ip", "10.0.0.0/8"))
+    ok(cli("agent", "configure", "optima", "--allow-ip", "192.0.2.0/24", "--allow-ip", "::1"))
+    agent = stored_agent(engine, "optima")
+    assert agent.allows_address("192.0.2.9") and not agent.allows_address("10.1.1.1")
+    ok(cli("agent", "configure", "optima", "--timezone", "Asia/Almaty", "--cancel-window-days", "3"))
+    agent = stored_agent(engine, "optima")
+    assert (agent.timezone.key, agent.cancel_window_days) == ("Asia/Almaty", 3)
+    assert agent.allows_address("192.0.2.9")  # what was not given stays
+    ok(cli("agent", "configure", "optima", "--allow-any-ip"))
+    assert stored_agent(engine, "optima").networks is None
+    refused(cli("agent", "configure", "optima", "--timezone", "Mars/Base"), "timezone")
+    refused(cli("agent", "configure", "optima", "--cancel-window-days", "400"), "366")
+    refused(cli("agent", "configure", "optima", "--allow-ip", "10.0.0.300/8"), "allow-ip")
+    refused(cli("agent", "configure", "nobody", "--timezone", "Asia/Bishkek"), "nobody")
+    assert stored_agent(engine, "optima").cancel_window_days == 3
+
+
+def test_channels_are_built_in_and_never_gateway_agents(cli: Cli, engine: Engine) -> None:
+    assert as_json(cli("agent", "list", "--json")) == []
+    channels = {a["code"]: a for a in as_json(cli("agent", "list", "--json", "--channels"))}
+    assert set(channels) == {"cash_desk", "bank"}
+    assert {a["kind"] for a in channels.values()} == {"cash_desk", "bank"}
+    assert not any(a["enabled"] for a in channels.values())
+    refused(cli("agent", "enable", "cash_desk"), "канал")
+    refused(cli("agent", "rotate-secret", "bank"), "канал")
+    refused(cli("agent", "configure", "bank", "--allow-any-ip"), "канал")
+    refused(cli("agent", "create", "bank", "--name", "B", "--allow-any-ip"), "уже есть")
+    cash = stored_agent(engine, "cash_desk")
+    assert cash.signing_key is None and not cash.allows_address("127.0.0.1")
 
 
 def test_agent_set_limits(cli: Cli, engine: Engine) -> None:
