@@ -426,7 +426,11 @@ def test_agent_configure(cli: Cli, engine: Engine) -> None:
     ok(cli("agent", "configure", "optima", "--allow-ip", "192.0.2.0/24", "--allow-ip", "::1"))
     agent = stored_agent(engine, "optima")
     assert agent.allows_address("192.0.2.9") and not agent.allows_address("10.1.1.1")
-    ok(cli("agent", "configure", "optima", "--timezone", "Asia/Almaty", "--cancel-window-days", "3"))
+    ok(
+        cli(
+            "agent", "configure", "optima", "--timezone", "Asia/Almaty", "--cancel-window-days", "3"
+        )
+    )
     agent = stored_agent(engine, "optima")
     assert (agent.timezone.key, agent.cancel_window_days) == ("Asia/Almaty", 3)
     assert agent.allows_address("192.0.2.9")  # what was not given stays

@@ -99,7 +99,12 @@ def _send_and_validate(case: Any, setup: dict[str, Any]) -> None:
     request = client.build_request(
         sent["method"], sent["url"], params=sent.get("params"), content=content, headers=headers
     )
-    if request.url.path.startswith("/api/v1/agent/"):
+    # The fuzzer leaves the Authorization header out when it tests the refusal of a
+    # request without credentials; otherwise our real credentials replace its value.
+    asked_for_auth = any(k.lower() == "authorization" for k in sent.get("headers") or {})
+    if not asked_for_auth:
+        pass
+    elif request.url.path.startswith("/api/v1/agent/"):
         request.headers["Authorization"] = signing.authorization(
             AGENT,
             setup["signing_key"],

@@ -1,15 +1,18 @@
-"""The web application: agent gateways and health, wired to one Runtime."""
+"""The web application: agent gateways, the JSON APIs, their documentation and health."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -23,6 +26,7 @@ from tolom.gateway import osmp, rest
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
 
+STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """
 Payment acceptance for SOCHI balance top-ups and e-signature invoices.
 
@@ -56,8 +60,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from our own copy of Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Tolom API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
     app.include_router(rest.router)
     app.include_router(operator.router)
     _answer_api_errors_as_problems(app)
@@ -96,7 +114,7 @@ def _answer_api_errors_as_problems(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(_request: Request, error: ProblemError) -> Response:
-        return problem_response(error.problem)
+        return problem_response(error.problem, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> Response:
@@ -107,9 +125,9 @@ def _answer_api_errors_as_problems(app: FastAPI) -> None:
         if not _is_api(request):
             return PlainTextResponse(str(error.detail), error.status_code, headers=error.headers)
         if error.status_code == 405:
-            response = problem_response(make_problem("method_not_allowed"))
-            response.headers.update(error.headers or {})
-            return response
+            return problem_response(make_problem("method_not_allowed"), dict(error.headers or {}))
+        if error.status_code == 400:  # e.g. a body FastAPI cannot even decode
+            return problem_response(make_problem("invalid_request", "Тело запроса не читается"))
         return problem_response(make_problem("not_found", "Нет такого адреса API"))
 
 

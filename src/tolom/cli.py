@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Connection, Engine, select
 
-from tolom import installation
+from tolom import apikeys, audit, installation
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
 from tolom.db import migrate
@@ -41,6 +42,9 @@ service_app = typer.Typer(
 )
 invoice_app = typer.Typer(help="Invoices for signatures and carriers.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+apikey_app = typer.Typer(
+    help="API keys of the operator and service API (/api/v1).", no_args_is_help=True
+)
 for sub, name in [
     (db_app, "db"),
     (agent_app, "agent"),
@@ -49,6 +53,7 @@ for sub, name in [
     (service_app, "service"),
     (invoice_app, "invoice"),
     (ledger_app, "ledger"),
+    (apikey_app, "apikey"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -670,6 +675,104 @@ def ledger_verify(as_json: JsonOption = False) -> None:
         )
         raise typer.Exit(code=1)
     _emit(data, as_json, "Леджер сходится: все балансы равны сумме проводок.")
+
+
+# --- API keys ------------------------------------------------------------------------
+
+
+def _cli_actor() -> str:
+    """Who ran the command, for the audit log."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = "unknown"
+    return f"cli:{user}"
+
+
+def _apikey_json(key: apikeys.ApiKey) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": sorted(key.scopes),
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="Who uses the key, e.g. buh or sochi-backend.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            help="read, write or admin (admin implies write, write implies read); "
+            "repeat or separate with commas.",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key; prints the token once (only its hash is stored)."""
+    try:
+        with _transaction() as conn:
+            token = apikeys.create(conn, name=name, scopes=scope)
+            granted = sorted(apikeys.parse_scopes(scope))
+            audit.record(
+                conn,
+                actor=_cli_actor(),
+                action="apikey.create",
+                object_type="api_key",
+                object_id=name,
+                after={"name": name, "scopes": granted},
+            )
+    except apikeys.ApiKeyError as error:
+        _fail(str(error), as_json)
+    _emit(
+        {"name": name, "scopes": granted, "token": token},
+        as_json,
+        f"Ключ API {name} создан (права: {', '.join(granted)}). "
+        "Сохраните его, больше он не будет показан:\n"
+        f"  {token}\n"
+        "Передавайте его в заголовке запроса: Authorization: Bearer <ключ>",
+    )
+
+
+@apikey_app.command("list")
+def apikey_list(as_json: JsonOption = False) -> None:
+    """All API keys with their scopes, revoked ones too; never the tokens."""
+    with _transaction() as conn:
+        rows = [_apikey_json(k) for k in apikeys.list_keys(conn)]
+    human = "\n".join(
+        f"{r['name']:24} {','.join(r['scopes']):18} tolom_{r['prefix']}_…  "
+        f"создан {r['created_at'][:19]}"
+        + (f"  ОТОЗВАН {r['revoked_at'][:19]}" if r["revoked_at"] else "")
+        for r in rows
+    )
+    _emit(rows, as_json, human or "Ключей API нет.")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name: str, as_json: JsonOption = False) -> None:
+    """Revoke an API key for good; requests with it get HTTP 401."""
+    try:
+        with _transaction() as conn:
+            apikeys.revoke(conn, name)
+            audit.record(
+                conn,
+                actor=_cli_actor(),
+                action="apikey.revoke",
+                object_type="api_key",
+                object_id=name,
+                before={"revoked": False},
+                after={"revoked": True},
+            )
+    except apikeys.ApiKeyError as error:
+        _fail(str(error), as_json)
+    _emit(
+        {"name": name, "revoked": True},
+        as_json,
+        f"Ключ API {name} отозван (в силе через ≤ {get_settings().agent_cache_seconds:g} с).",
+    )
 
 
 def main() -> None:

@@ -96,9 +96,11 @@ class ProblemError(Exception):
         *,
         errors: list[FieldError] | None = None,
         txn_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or code)
         self.problem = make_problem(code, detail, errors=errors, txn_id=txn_id)
+        self.headers = headers or {}
 
 
 def make_problem(
@@ -125,20 +127,19 @@ def problem_body(problem: Problem) -> str:
 
 
 def problem_headers(problem: Problem) -> dict[str, str]:
-    """Retry-After on temporary failures; the Basic challenge is OSMP's, not ours."""
+    """Retry-After on temporary failures. (A 401's challenge depends on the API: its
+    adapter adds it.)"""
     if problem.status == 503:
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if problem.status == 401:
-        return {"WWW-Authenticate": 'Tolom-HMAC-SHA256 realm="tolom"'}
     return {}
 
 
-def problem_response(problem: Problem) -> Response:
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
     return Response(
         problem_body(problem),
         status_code=problem.status,
         media_type=PROBLEM_MEDIA_TYPE,
-        headers=problem_headers(problem),
+        headers={**problem_headers(problem), **(headers or {})},
     )
 
 
@@ -179,7 +180,9 @@ def field_errors(error: ValidationError | list[dict[str, Any]]) -> list[FieldErr
     items = error.errors() if isinstance(error, ValidationError) else error
     found = []
     for item in items[:20]:
-        location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query")]
+        location = [
+            str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")
+        ]
         kind = str(item.get("type", ""))
         if kind == "value_error":
             message = str(item.get("ctx", {}).get("error", "")) or _MESSAGES[kind]

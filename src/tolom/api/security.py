@@ -20,6 +20,9 @@ bearer = HTTPBearer(
 )
 
 
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tolom"'}
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """An authenticated API caller: the key and the address it called from."""
@@ -50,7 +53,7 @@ def require(scope: str) -> Callable[..., Caller]:
         except Exception as error:  # the keys' table is out of reach
             raise ProblemError("temporarily_unavailable") from error
         if key is None:
-            raise ProblemError("invalid_api_key")
+            raise ProblemError("invalid_api_key", headers=CHALLENGE)
         if not key.grants(scope):
             raise ProblemError(
                 "insufficient_scope", f"Для этого действия нужен ключ с правом {scope!r}"

@@ -73,10 +73,14 @@ def get(conn: Connection, inn: str) -> Customer | None:
 
 def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
     """Customers whose INN starts with, or whose name contains, `text`."""
-    pattern = f"%{text.replace('%', '').replace('_', '')}%"
     rows = conn.execute(
         select(customers)
-        .where(or_(customers.c.inn.startswith(text), customers.c.name.ilike(pattern)))
+        .where(
+            or_(
+                customers.c.inn.startswith(text, autoescape=True),
+                customers.c.name.icontains(text, autoescape=True),
+            )
+        )
         .order_by(customers.c.name)
         .limit(limit)
     )

@@ -12,6 +12,8 @@ from tolom.db.schema import invoice_lines, invoices, products
 from tolom.identifiers import is_inn, new_invoice_number
 from tolom.timestamps import as_utc
 
+MAX_QUANTITY = 1000  # of one product in one invoice
+
 
 class InvoiceError(ValueError):
     """An invoice operation that cannot be done, with a message for the operator."""
@@ -56,8 +58,8 @@ def parse_item(text: str) -> tuple[str, int]:
         raise InvoiceError(f"item: пустой код товара в {text!r}")
     if not qty:
         return code, 1
-    if not qty.isascii() or not qty.isdigit() or not 1 <= int(qty) <= 1000:
-        raise InvoiceError(f"item: количество в {text!r} должно быть целым от 1 до 1000")
+    if not qty.isascii() or not qty.isdigit() or not 1 <= int(qty) <= MAX_QUANTITY:
+        raise InvoiceError(f"item: количество в {text!r} должно быть целым от 1 до {MAX_QUANTITY}")
     return code, int(qty)
 
 
@@ -80,6 +82,8 @@ def create(
     catalogue = {r.code: r for r in conn.execute(select(products))}
     lines = []
     for code, quantity in items:
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise InvoiceError(f"item: количество {code!r} должно быть от 1 до {MAX_QUANTITY}")
         product = catalogue.get(code)
         if product is None or not product.active:
             raise InvoiceError(f"item: нет товара {code!r} в каталоге")

@@ -243,13 +243,15 @@ def _json(status: int, model: BaseModel, headers: tuple[tuple[str, str], ...] = 
     return Answer(status, None, model.model_dump_json(), JSON_MEDIA_TYPE, headers)
 
 
+CHALLENGE = f'{signing.SCHEME} realm="tolom"'
+
+
 def _problem(problem: Problem) -> Answer:
+    headers = problem_headers(problem)
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = CHALLENGE
     return Answer(
-        problem.status,
-        None,
-        problem_body(problem),
-        PROBLEM_MEDIA_TYPE,
-        tuple(problem_headers(problem).items()),
+        problem.status, None, problem_body(problem), PROBLEM_MEDIA_TYPE, tuple(headers.items())
     )
 
 

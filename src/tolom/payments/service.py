@@ -35,7 +35,6 @@ from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import InsufficientFunds, Transfer, open_entry, post
 from tolom.money import format_amount
 from tolom.payments import records
-from tolom.payments.records import PaymentRecord
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -45,6 +44,7 @@ from tolom.payments.model import (
     PayResult,
     Service,
 )
+from tolom.payments.records import PaymentRecord
 from tolom.payments.requestlog import Answer, Exchange, record
 from tolom.timestamps import as_utc
 
@@ -66,16 +66,24 @@ _INVOICE_COLUMNS = (
 _INVOICE_BY_NUMBER = select(*_INVOICE_COLUMNS).where(invoices.c.number == bindparam("account"))
 _INVOICE_BY_NUMBER_LOCKED = _INVOICE_BY_NUMBER.with_for_update()
 
-_EXISTING_PAYMENT = select(
-    payments.c.id,
-    payments.c.service,
-    payments.c.account,
-    payments.c.amount,
-    payments.c.status,
-    payments.c.txn_date,
-    payments.c.business_date,
-    payments.c.created_at,
-).where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
+_EXISTING_PAYMENT = (
+    select(
+        payments.c.id,
+        payments.c.service,
+        payments.c.account,
+        payments.c.amount,
+        payments.c.status,
+        payments.c.txn_date,
+        payments.c.business_date,
+        payments.c.created_at,
+        manual_payments.c.payment_code,
+        manual_payments.c.bank_reference,
+        manual_payments.c.payer,
+        manual_payments.c.note,
+    )
+    .outerjoin(manual_payments, manual_payments.c.payment_id == payments.c.id)
+    .where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
+)
 
 _MARK_INVOICE_PAID = (
     update(invoices)
@@ -181,8 +189,14 @@ def pay(
     request: PayRequest,
     exchange: Exchange,
     render: Callable[[PayResult], Answer],
+    *,
+    on_accept: Callable[[Connection, PayResult], None] | None = None,
 ) -> Answer:
-    """Accept a payment exactly once per (agent, txn_id) and answer as the first time."""
+    """Accept a payment exactly once per (agent, txn_id) and answer as the first time.
+
+    `on_accept` runs in the payment's transaction when a new payment was accepted (not on
+    a repeat), so what it writes (an audit line) commits with the payment or not at all.
+    """
     request = replace(request, txn_id=payment_key(agent, request.txn_id))
     exchange.txn_id = request.txn_id
     if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
@@ -195,6 +209,8 @@ def pay(
         try:
             with engine.begin() as conn:
                 result = _pay(conn, agent, request)
+                if on_accept is not None and not result.replayed:
+                    on_accept(conn, result)
                 answer = render(result)
                 record(conn, exchange, answer, payment_id=result.payment_id)
                 return answer
@@ -296,15 +312,31 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
 
 
 def _replay(existing: Any, request: PayRequest) -> PayResult:
+    """The answer to a repeat: the original payment, or a conflict if anything differs."""
     same = (
         existing.service == request.service.value
         and existing.account == request.account
         and existing.amount == request.amount
     )
+    if request.manual is not None:  # an operator's details are part of what was recorded
+        same = same and (
+            existing.payment_code,
+            existing.bank_reference,
+            existing.payer,
+            existing.note,
+        ) == (
+            request.manual.payment_code,
+            request.manual.bank_reference,
+            request.manual.payer,
+            request.manual.note,
+        )
     if not same:
         return PayResult(
             Outcome.CONFLICT,
-            f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой",
+            f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой"
+            if request.manual is None
+            else f"Ссылка {request.txn_id} уже использована для другого платежа "
+            "(другие счёт, сумма или реквизиты)",
         )
     return PayResult(
         Outcome.OK,

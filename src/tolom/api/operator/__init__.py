@@ -4,4 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from tolom.api.operator import customers, invoices, ledger, manual, payments
+
 router = APIRouter(prefix="/api/v1")
+router.include_router(customers.router)
+router.include_router(invoices.router)
+router.include_router(payments.router)
+router.include_router(manual.router)
+router.include_router(ledger.router)

@@ -1,0 +1,378 @@
+"""Customers: register, look up, search, block and unblock, import, statement."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from tolom import audit
+from tolom.api.operator.common import (
+    AMOUNT_DESCRIPTION,
+    AUTH,
+    OperatorRoute,
+    Reader,
+    UtcTime,
+    Writer,
+    bad_input,
+    core_message,
+    date_of,
+    date_query,
+    transaction,
+)
+from tolom.api.problems import FieldError, ProblemError, responses
+from tolom.api.security import Caller
+from tolom.billing import customers
+from tolom.identifiers import is_inn
+from tolom.ledger import statements
+from tolom.money import format_amount
+
+router = APIRouter(prefix="/customers", tags=["customers"], route_class=OperatorRoute)
+
+STATEMENT_ZONE = ZoneInfo("Asia/Bishkek")
+MAX_STATEMENT_DAYS = 366
+MAX_IMPORT_ROWS = 10_000
+
+Inn = Annotated[
+    str, Field(description="ИНН: exactly 14 digits.", examples=["01904202310427"], max_length=64)
+]
+LegalForm = Annotated[
+    str,
+    Field(
+        description=f"One of: {', '.join(customers.LEGAL_FORMS)}.",
+        examples=["ОсОО"],
+        max_length=32,
+    ),
+]
+
+
+class CustomerIn(BaseModel):
+    """A customer to register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inn: Inn
+    name: str = Field(max_length=300, examples=["ОсОО «Ромашка»"])
+    legal_form: LegalForm = "ОсОО"
+
+
+class Customer(BaseModel):
+    """A customer with their SOCHI balance."""
+
+    inn: str = Field(examples=["01904202310427"])
+    name: str = Field(examples=["ОсОО «Ромашка»"])
+    legal_form: str = Field(examples=["ОсОО"])
+    status: str = Field(description="active | blocked", examples=["active"])
+    account: str = Field(description="Ledger account code.", examples=["customer:01904202310427"])
+    balance: str = Field(description=AMOUNT_DESCRIPTION, examples=["1500.00"])
+
+
+class CustomerList(BaseModel):
+    items: list[Customer]
+
+
+class ImportRowIn(BaseModel):
+    """One customer of an import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inn: Inn
+    name: str = Field(max_length=300, examples=["ИП Асанов А."])
+    legal_form: LegalForm = "ОсОО"
+
+
+class ImportResult(BaseModel):
+    imported: int = Field(examples=[2])
+
+
+class StatementLine(BaseModel):
+    """One posting of the period, with the balance after it."""
+
+    entry_id: int = Field(examples=[1042])
+    at: UtcTime = Field(description="When the entry was written (UTC).")
+    kind: str = Field(description="payment | reversal | …", examples=["payment"])
+    description: str = Field(examples=["Пополнение баланса СОЧИ, ИНН 01904202310427; …"])
+    amount: str = Field(description="Positive: credited; negative: debited.", examples=["500.00"])
+    balance: str = Field(description="Balance after this line.", examples=["1500.00"])
+
+
+class StatementOut(BaseModel):
+    """A customer's balance over a period of days in Asia/Bishkek."""
+
+    inn: str = Field(examples=["01904202310427"])
+    name: str = Field(examples=["ОсОО «Ромашка»"])
+    account: str = Field(examples=["customer:01904202310427"])
+    date_from: date
+    date_to: date
+    timezone: str = Field(examples=["Asia/Bishkek"])
+    opening_balance: str = Field(examples=["1000.00"])
+    total_credit: str = Field(examples=["500.00"])
+    total_debit: str = Field(examples=["0.00"])
+    closing_balance: str = Field(examples=["1500.00"])
+    lines: list[StatementLine]
+
+
+def _out(customer: customers.Customer, balance: int) -> Customer:
+    return Customer(
+        inn=customer.inn,
+        name=customer.name,
+        legal_form=customer.legal_form,
+        status=customer.status,
+        account=f"customer:{customer.inn}",
+        balance=format_amount(balance),
+    )
+
+
+def _snapshot(customer: customers.Customer) -> dict[str, Any]:
+    return {
+        "inn": customer.inn,
+        "name": customer.name,
+        "legal_form": customer.legal_form,
+        "status": customer.status,
+    }
+
+
+def _found(conn: Connection, inn: str) -> customers.Customer:
+    if not is_inn(inn):
+        raise bad_input(("inn", "ИНН должен состоять ровно из 14 цифр"))
+    customer = customers.get(conn, inn)
+    if customer is None:
+        raise ProblemError("customer_not_found", f"Абонент с ИНН {inn} не найден")
+    return customer
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a customer",
+    description="Registers an organisation or sole proprietor with a zero balance. "
+    "Needs a `write` key. Audited as `customer.create`.",
+    responses=responses(*AUTH, "invalid_request", "customer_exists"),
+)
+def create_customer(body: CustomerIn, caller: Writer) -> Customer:
+    try:
+        customers.validate(body.inn, body.name, body.legal_form)
+    except customers.CustomerError as error:
+        raise bad_input(core_message(error, "inn")) from None
+    try:
+        with transaction(caller.runtime) as conn:
+            if customers.get(conn, body.inn) is not None:
+                raise ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть")
+            customer = customers.add(conn, inn=body.inn, name=body.name, legal_form=body.legal_form)
+            audit.record(
+                conn,
+                actor=caller.actor,
+                action="customer.create",
+                object_type="customer",
+                object_id=customer.inn,
+                after=_snapshot(customer),
+                address=caller.address,
+            )
+    except IntegrityError:  # registered by a concurrent request a moment ago
+        raise ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть") from None
+    return _out(customer, 0)
+
+
+@router.get(
+    "",
+    summary="Search customers",
+    description="Customers whose INN starts with `q` or whose name contains it, by name. "
+    "Without `q`, the first customers by name.",
+    responses=responses(*AUTH, "invalid_request"),
+)
+def search_customers(
+    caller: Reader,
+    q: Annotated[str, Query(max_length=100, description="INN prefix or part of the name.")] = "",
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many (1–500).")] = 50,
+) -> CustomerList:
+    with transaction(caller.runtime) as conn:
+        found = customers.search(conn, q.strip(), limit=limit)
+        money = statements.balances(conn, [c.account_id for c in found])
+    return CustomerList(items=[_out(c, money.get(c.account_id, 0)) for c in found])
+
+
+@router.get(
+    "/{inn}",
+    summary="One customer with their balance",
+    responses=responses(*AUTH, "invalid_request", "customer_not_found"),
+)
+def get_customer(inn: str, caller: Reader) -> Customer:
+    with transaction(caller.runtime) as conn:
+        customer = _found(conn, inn)
+        return _out(customer, customers.balance(conn, customer))
+
+
+def _set_status(inn: str, status: str, caller: Caller) -> Customer:
+    with transaction(caller.runtime) as conn:
+        before = _found(conn, inn)
+        after = customers.set_status(conn, inn, status) if before.status != status else before
+        if after.status != before.status:
+            audit.record(
+                conn,
+                actor=caller.actor,
+                action="customer.block" if status == "blocked" else "customer.unblock",
+                object_type="customer",
+                object_id=inn,
+                before={"status": before.status},
+                after={"status": after.status},
+                address=caller.address,
+            )
+        return _out(after, customers.balance(conn, after))
+
+
+@router.post(
+    "/{inn}/block",
+    summary="Block a customer",
+    description="Agents are then refused payments to this INN (OSMP result 79). Blocking a "
+    "blocked customer changes nothing. Audited as `customer.block`.",
+    responses=responses(*AUTH, "invalid_request", "customer_not_found"),
+)
+def block_customer(inn: str, caller: Writer) -> Customer:
+    return _set_status(inn, "blocked", caller)
+
+
+@router.post(
+    "/{inn}/unblock",
+    summary="Unblock a customer",
+    description="Payments to this INN are accepted again. Audited as `customer.unblock`.",
+    responses=responses(*AUTH, "invalid_request", "customer_not_found"),
+)
+def unblock_customer(inn: str, caller: Writer) -> Customer:
+    return _set_status(inn, "active", caller)
+
+
+class _Refused(Exception):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("import refused")
+        self.errors = errors
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    summary="Import customers",
+    description="A JSON list of up to 10 000 customers, all or nothing: if any row is bad or "
+    "its INN is already registered, nothing is imported and the 422 problem's `errors` name "
+    "each bad row by its index in the list (`3.inn`). Each customer is audited as "
+    "`customer.import`.",
+    responses=responses(*AUTH, "invalid_request"),
+)
+def import_customers(
+    rows: Annotated[list[ImportRowIn], Body(min_length=1, max_length=MAX_IMPORT_ROWS)],
+    caller: Writer,
+) -> ImportResult:
+    errors: list[FieldError] = []
+    good: list[customers.ImportRow] = []
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        try:
+            customers.validate(row.inn, row.name, row.legal_form)
+        except customers.CustomerError as error:
+            field, message = core_message(error, "inn")
+            errors.append(FieldError(field=f"{index}.{field}", message=message))
+            continue
+        if row.inn in seen:
+            errors.append(
+                FieldError(
+                    field=f"{index}.inn", message=f"ИНН {row.inn} уже был в строке {seen[row.inn]}"
+                )
+            )
+            continue
+        seen[row.inn] = index
+        good.append(customers.ImportRow(index, row.inn, row.name, row.legal_form))
+    try:
+        with transaction(caller.runtime) as conn:
+            added, known = customers.import_rows(conn, good)
+            errors += [
+                FieldError(field=f"{p.line}.{field}", message=message)
+                for p in known
+                for field, message in [core_message(ValueError(p.message), "inn")]
+            ]
+            if errors:
+                raise _Refused(errors)
+            for row_ in good:
+                audit.record(
+                    conn,
+                    actor=caller.actor,
+                    action="customer.import",
+                    object_type="customer",
+                    object_id=row_.inn,
+                    after={
+                        "inn": row_.inn,
+                        "name": row_.name.strip(),
+                        "legal_form": row_.legal_form,
+                        "status": "active",
+                    },
+                    address=caller.address,
+                )
+    except _Refused as refused:
+        found = sorted(refused.errors, key=lambda e: int(e.field.partition(".")[0]))
+        shown = found[:100]
+        raise ProblemError(
+            "invalid_request",
+            f"Ничего не импортировано: ошибок в строках — {len(found)}"
+            + (f" (показаны первые {len(shown)})" if len(shown) < len(found) else ""),
+            errors=shown,
+        ) from None
+    except IntegrityError:  # an INN registered concurrently: nothing was imported
+        raise ProblemError(
+            "customer_exists", "Ничего не импортировано: ИНН из списка только что добавлен"
+        ) from None
+    return ImportResult(imported=added)
+
+
+@router.get(
+    "/{inn}/statement",
+    summary="A customer's statement over a period",
+    description="Every posting to the customer's balance written on the days "
+    "`date_from`–`date_to` (inclusive, dates in Asia/Bishkek), with the opening balance, "
+    "each line's amount and the running balance, and the closing balance. Defaults: from the "
+    "first day of the current month to today. At most 366 days.",
+    responses=responses(*AUTH, "invalid_request", "customer_not_found"),
+)
+def customer_statement(
+    inn: str,
+    caller: Reader,
+    date_from: Annotated[str | None, date_query("First day, YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, date_query("Last day, YYYY-MM-DD.")] = None,
+) -> StatementOut:
+    today = datetime.now(STATEMENT_ZONE).date()
+    last = date_of(date_to, "date_to") or today
+    first = date_of(date_from, "date_from") or last.replace(day=1)
+    if first > last:
+        raise bad_input(("date_from", "дата начала позже даты конца"))
+    if (last - first).days >= MAX_STATEMENT_DAYS:
+        raise bad_input(("date_to", f"период не длиннее {MAX_STATEMENT_DAYS} дней"))
+    start = datetime.combine(first, time(), STATEMENT_ZONE)
+    end = datetime.combine(last + timedelta(days=1), time(), STATEMENT_ZONE)
+    with transaction(caller.runtime) as conn:
+        customer = _found(conn, inn)
+        found = statements.statement(conn, customer.account_id, start, end)
+    return StatementOut(
+        inn=customer.inn,
+        name=customer.name,
+        account=f"customer:{customer.inn}",
+        date_from=first,
+        date_to=last,
+        timezone=STATEMENT_ZONE.key,
+        opening_balance=format_amount(found.opening),
+        total_credit=format_amount(found.credits),
+        total_debit=format_amount(found.debits),
+        closing_balance=format_amount(found.closing),
+        lines=[
+            StatementLine(
+                entry_id=line.entry_id,
+                at=line.created_at,
+                kind=line.entry_kind,
+                description=line.description,
+                amount=format_amount(line.amount),
+                balance=format_amount(line.balance),
+            )
+            for line in found.lines
+        ],
+    )

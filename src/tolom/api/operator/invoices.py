@@ -1,0 +1,285 @@
+"""Invoices for signatures and carriers: issue from the catalogue, look up, list, cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, select
+
+from tolom import audit
+from tolom.api.operator.common import (
+    AMOUNT_DESCRIPTION,
+    AUTH,
+    Cursor,
+    Limit,
+    OperatorRoute,
+    Page,
+    Reader,
+    UtcTime,
+    Writer,
+    bad_input,
+    core_message,
+    cursor_of,
+    next_cursor,
+    transaction,
+)
+from tolom.api.problems import ProblemError, responses
+from tolom.billing import invoices
+from tolom.db.schema import invoices as invoices_table
+from tolom.identifiers import is_invoice_number
+from tolom.money import format_amount
+from tolom.timestamps import as_utc
+
+router = APIRouter(prefix="/invoices", tags=["invoices"], route_class=OperatorRoute)
+
+# The core's field names (as in its error messages) as this API spells them.
+_FIELDS = {"item": "items", "name": "payer_name", "inn": "inn"}
+
+InvoiceState = Literal["open", "expired", "paid", "cancelled"]
+
+
+class ItemIn(BaseModel):
+    """A catalogue product and how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product: str = Field(
+        max_length=32, description="Code from the catalogue.", examples=["eds-head"]
+    )
+    quantity: int = Field(default=1, ge=1, le=invoices.MAX_QUANTITY, examples=[1])
+
+
+class InvoiceIn(BaseModel):
+    """An invoice to issue at the catalogue's current prices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inn: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Payer's INN, if known.",
+        examples=["01904202310427"],
+    )
+    payer_name: str = Field(max_length=300, examples=["ОсОО «Новый клиент»"])
+    items: list[ItemIn] = Field(min_length=1, max_length=50)
+
+
+class InvoiceLine(BaseModel):
+    product: str = Field(examples=["eds-head"])
+    name: str = Field(examples=["Электронная подпись руководителя (облачная), 12 месяцев"])
+    quantity: int = Field(examples=[1])
+    unit_price: str = Field(description=AMOUNT_DESCRIPTION, examples=["1510.00"])
+    amount: str = Field(description=AMOUNT_DESCRIPTION, examples=["1510.00"])
+
+
+class InvoiceSummary(BaseModel):
+    """An invoice without its lines."""
+
+    number: str = Field(
+        description="16 digits: what the customer types as the account of service `eds`.",
+        examples=["4000000000000002"],
+    )
+    inn: str | None = Field(examples=["01904202310427"])
+    payer_name: str = Field(examples=["ОсОО «Новый клиент»"])
+    total: str = Field(description=AMOUNT_DESCRIPTION, examples=["1510.00"])
+    status: InvoiceState = Field(
+        description="open | expired (open, past `expires_at`) | paid | cancelled",
+        examples=["open"],
+    )
+    created_at: UtcTime
+    expires_at: UtcTime
+    paid_at: UtcTime | None
+    payment_id: int | None = Field(description="The payment that paid it.", examples=[None])
+
+
+class Invoice(InvoiceSummary):
+    """An invoice with its lines."""
+
+    lines: list[InvoiceLine]
+
+
+class InvoicePage(Page):
+    items: list[InvoiceSummary]
+
+
+def _summary(invoice: invoices.Invoice, now: datetime) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "inn": invoice.inn,
+        "payer_name": invoice.payer_name,
+        "total": format_amount(invoice.total),
+        "status": invoice.state(now),
+        "created_at": invoice.created_at,
+        "expires_at": invoice.expires_at,
+        "paid_at": invoice.paid_at,
+        "payment_id": invoice.payment_id,
+    }
+
+
+def _out(invoice: invoices.Invoice) -> Invoice:
+    return Invoice(
+        **_summary(invoice, datetime.now(UTC)),
+        lines=[
+            InvoiceLine(
+                product=line.product_code,
+                name=line.name,
+                quantity=line.quantity,
+                unit_price=format_amount(line.unit_price),
+                amount=format_amount(line.amount),
+            )
+            for line in invoice.lines
+        ],
+    )
+
+
+def _found(conn: Connection, number: str) -> invoices.Invoice:
+    if not is_invoice_number(number):
+        raise bad_input(("number", "номер счёта: 16 цифр с верной контрольной цифрой"))
+    invoice = invoices.get(conn, number)
+    if invoice is None:
+        raise ProblemError("invoice_not_found", f"Счёт {number} не найден")
+    return invoice
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Issue an invoice",
+    description="Issues an invoice for catalogue products at their current prices; it can be "
+    "paid (service `eds`, account = its number) until `expires_at`. Audited as "
+    "`invoice.create`.",
+    responses=responses(*AUTH, "invalid_request"),
+)
+def create_invoice(body: InvoiceIn, caller: Writer) -> Invoice:
+    try:
+        with transaction(caller.runtime) as conn:
+            invoice = invoices.create(
+                conn,
+                items=[(item.product, item.quantity) for item in body.items],
+                payer_name=body.payer_name,
+                inn=body.inn,
+                validity_days=caller.runtime.settings.invoice_validity_days,
+            )
+            out = _out(invoice)
+            audit.record(
+                conn,
+                actor=caller.actor,
+                action="invoice.create",
+                object_type="invoice",
+                object_id=invoice.number,
+                after=out.model_dump(mode="json"),
+                address=caller.address,
+            )
+    except invoices.InvoiceError as error:
+        field, message = core_message(error, "items")
+        raise bad_input((_FIELDS.get(field, field), message)) from None
+    return out
+
+
+@router.get(
+    "",
+    summary="List invoices",
+    description="Newest first, optionally only those in one state or of one INN. Pages: pass "
+    "`next_cursor` back as `cursor` until it is null.",
+    responses=responses(*AUTH, "invalid_request"),
+)
+def list_invoices(
+    caller: Reader,
+    status: Annotated[
+        InvoiceState | None, Query(description="Only invoices in this state.")
+    ] = None,
+    inn: Annotated[str | None, Query(max_length=64, description="Only this payer's INN.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> InvoicePage:
+    before_id = cursor_of(cursor)
+    now = datetime.now(UTC)
+    query = select(invoices_table)
+    # The states as `Invoice.state` defines them, in SQL.
+    if status == "open":
+        query = query.where(invoices_table.c.status == "open", invoices_table.c.expires_at > now)
+    elif status == "expired":
+        query = query.where(invoices_table.c.status == "open", invoices_table.c.expires_at <= now)
+    elif status is not None:
+        query = query.where(invoices_table.c.status == status)
+    if inn is not None:
+        query = query.where(invoices_table.c.inn == inn)
+    if before_id is not None:
+        query = query.where(invoices_table.c.id < before_id)
+    query = query.order_by(invoices_table.c.id.desc()).limit(limit + 1)
+    with transaction(caller.runtime) as conn:
+        rows = conn.execute(query).all()
+    shown, cursor_out = next_cursor([r.id for r in rows], limit)
+    return InvoicePage(
+        items=[InvoiceSummary(**_summary(_listed(r), now)) for r in rows[:shown]],
+        next_cursor=cursor_out,
+    )
+
+
+def _listed(row: Any) -> invoices.Invoice:
+    """An invoice row of the list, without its lines (the list does not show them)."""
+    return invoices.Invoice(
+        row.id,
+        row.number,
+        row.inn,
+        row.payer_name,
+        row.total,
+        row.status,
+        as_utc(row.expires_at),
+        as_utc(row.created_at),
+        as_utc(row.paid_at) if row.paid_at else None,
+        row.payment_id,
+        (),
+    )
+
+
+@router.get(
+    "/{number}",
+    summary="One invoice with its lines",
+    responses=responses(*AUTH, "invalid_request", "invoice_not_found"),
+)
+def get_invoice(number: str, caller: Reader) -> Invoice:
+    with transaction(caller.runtime) as conn:
+        return _out(_found(conn, number))
+
+
+@router.post(
+    "/{number}/cancel",
+    summary="Cancel an unpaid invoice",
+    description="Agents are then refused payments of it (OSMP result 79). Cancelling a "
+    "cancelled invoice changes nothing; a paid one is refused (reverse its payment first). "
+    "Audited as `invoice.cancel`.",
+    responses=responses(*AUTH, "invalid_request", "invoice_not_found", "invoice_not_cancellable"),
+)
+def cancel_invoice(number: str, caller: Writer) -> Invoice:
+    with transaction(caller.runtime) as conn:
+        before = _found(conn, number)
+        if before.status == "cancelled":
+            return _out(before)
+        if before.status == "paid":
+            raise ProblemError(
+                "invoice_not_cancellable",
+                f"Счёт {number} уже оплачен (платёж №{before.payment_id}); сначала отмените платёж",
+            )
+        try:
+            after = invoices.cancel(conn, number)
+        except invoices.InvoiceError as error:
+            raise ProblemError(
+                "invoice_not_cancellable", core_message(error, "number")[1]
+            ) from None
+        if after.status != "cancelled":  # paid in between
+            raise ProblemError("invoice_not_cancellable", f"Счёт {number} уже оплачен")
+        audit.record(
+            conn,
+            actor=caller.actor,
+            action="invoice.cancel",
+            object_type="invoice",
+            object_id=number,
+            before={"status": before.state(datetime.now(UTC))},
+            after={"status": after.status},
+            address=caller.address,
+        )
+        return _out(after)
