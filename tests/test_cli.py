@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select, text
 from typer.testing import CliRunner, Result
 
 from tests.factories import Gateway, new_inn
+from tolom import apikeys
 from tolom.agents import service as agents
 from tolom.billing import customers, invoices
 from tolom.cli import app
@@ -211,11 +212,13 @@ def test_demo_fills_an_empty_database_once(cli: Cli, engine: Engine) -> None:
     listed = as_json(cli("agent", "list", "--json"))
     assert sorted(a["code"] for a in listed) == ["megapay", "optima"]
 
-    secrets_shown = dict(re.findall(r"^  (optima|megapay)\s+(\S+)", output, flags=re.MULTILINE))
+    secrets_shown = dict(
+        re.findall(r"^  (optima|megapay)\s+секрет (\S+)", output, flags=re.MULTILINE)
+    )
     assert set(secrets_shown) == {"optima", "megapay"}
     for code, secret in secrets_shown.items():
         assert agents.secret_matches(secret, stored_agent(engine, code).secret_hash)
-    curls = [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+    curls = [line.strip() for line in output.splitlines() if line.strip().startswith("curl -u")]
     assert len(curls) == 4
     for curl in curls:
         assert f"curl -u optima:{secrets_shown['optima']} 'http://127.0.0.1:8123/gateway/osmp/" in (
@@ -243,6 +246,13 @@ def test_demo_json_and_if_empty_on_an_empty_database(cli: Cli, engine: Engine) -
     assert len(data["invoices"]) == 4
     assert all(is_invoice_number(i["number"]) for i in data["invoices"])
     assert all(data["agents"][0]["secret"] in c for c in data["curl"])
+    optima = data["agents"][0]
+    assert optima["signing_key"] == agents.signing_key_for(optima["secret"])
+    assert optima["signing_key"] in data["rest"][0]
+    with engine.connect() as conn:
+        (key,) = apikeys.list_keys(conn)
+    assert key.name == "demo-admin" and key.grants("admin")
+    assert data["api_key"] in data["api"][0]
     refused(cli("demo", "--json"))
 
 

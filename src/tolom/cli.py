@@ -174,21 +174,54 @@ def demo(
         f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=check&txn_id=1002&account={invoice.number}&sum=0.00'",
         f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=pay&txn_id=1002&txn_date={stamp}&account={invoice.number}&sum={format_amount(invoice.total)}'",
     ]
+    signing_key = agents.signing_key_for(agent.secret)
+    rest_env = (
+        f"export TOLOM_URL=http://{host}:{port} TOLOM_AGENT={agent.code} "
+        f"TOLOM_SIGNING_KEY={signing_key}"
+    )
+    rest = [
+        rest_env,
+        f"python3 docs/examples/tolom_rest_client.py check sochi {customer.inn}",
+        f"python3 docs/examples/tolom_rest_client.py pay sochi {customer.inn} 250.00 2001",
+        "python3 docs/examples/tolom_rest_client.py status 2001",
+        "python3 docs/examples/tolom_rest_client.py cancel 2001 'Демо: отмена'",
+    ]
+    api = [
+        f"curl -s -H 'Authorization: Bearer {result.api_key}' http://{host}:{port}/api/v1/payments"
+    ]
     data = {
-        "agents": [{"code": a.code, "name": a.name, "secret": a.secret} for a in result.agents],
+        "agents": [
+            {
+                "code": a.code,
+                "name": a.name,
+                "secret": a.secret,
+                "signing_key": agents.signing_key_for(a.secret),
+            }
+            for a in result.agents
+        ],
+        "api_key": result.api_key,
         "customers": len(result.customers),
         "invoices": [
             {"number": i.number, "total": format_amount(i.total)} for i in result.invoices
         ],
         "curl": curls,
+        "rest": rest,
+        "api": api,
     }
-    lines = ["Демо-данные созданы.", "", "Агенты (секрет показывается один раз):"]
-    lines += [f"  {a.code:8} {a.secret}   ({a.name})" for a in result.agents]
+    lines = ["Демо-данные созданы.", "", "Агенты (секрет и ключ подписи показываются один раз):"]
+    lines += [
+        f"  {a.code:8} секрет {a.secret}  ключ подписи {agents.signing_key_for(a.secret)}"
+        f"  ({a.name})"
+        for a in result.agents
+    ]
+    lines += ["", f"Ключ API оператора demo-admin (права admin): {result.api_key}"]
     lines += ["", f"Клиентов: {len(result.customers)}; счета на оплату ЭЦП:"]
     lines += [
         f"  {i.number}  {format_amount(i.total)} сом  {i.payer_name}" for i in result.invoices
     ]
-    lines += ["", "Попробуйте (сервер: tolom serve):", *[f"  {c}" for c in curls]]
+    lines += ["", "Попробуйте OSMP (сервер: tolom serve):", *[f"  {c}" for c in curls]]
+    lines += ["", "REST API агента (подписанные запросы):", *[f"  {c}" for c in rest]]
+    lines += ["", "API оператора (документация: /docs):", *[f"  {c}" for c in api]]
     _emit(data, as_json, "\n".join(lines))
 
 

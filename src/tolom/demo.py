@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
+from tolom import apikeys
 from tolom.agents import service as agents
 from tolom.billing import customers, invoices
 from tolom.db.schema import agents as agents_table
@@ -55,6 +56,7 @@ class DemoResult:
     agents: list[DemoAgent]
     customers: list[customers.Customer]
     invoices: list[invoices.Invoice]
+    api_key: str  # demo-admin, scope admin
 
 
 def demo_inn(rng: random.Random, legal_form: str) -> str:
@@ -109,4 +111,5 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
             conn, code=code, name=name, networks=loopback, service_codes=["sochi", "eds"]
         )
         made.append(DemoAgent(code, name, secret))
-    return DemoResult(made, created, issued)
+    api_key = apikeys.create(conn, name="demo-admin", scopes=["admin"])
+    return DemoResult(made, created, issued, api_key)
