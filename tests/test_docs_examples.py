@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from tests.factories import add_agent, add_customer, new_txn_id
@@ -63,7 +62,6 @@ def test_python_example_client(live_server: str, engine: Engine) -> None:  # noq
     assert status == 404 and problem["code"] == "payment_not_found"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell")
 def test_shell_example(live_server: str, engine: Engine) -> None:  # noqa: F811
     env = _env(live_server, engine)
     script = [str(EXAMPLES / "tolom_rest.sh")]

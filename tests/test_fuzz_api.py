@@ -102,9 +102,7 @@ def _send_and_validate(case: Any, setup: dict[str, Any]) -> None:
     # The fuzzer leaves the Authorization header out when it tests the refusal of a
     # request without credentials; otherwise our real credentials replace its value.
     asked_for_auth = any(k.lower() == "authorization" for k in sent.get("headers") or {})
-    if not asked_for_auth:
-        pass
-    elif request.url.path.startswith("/api/v1/agent/"):
+    if asked_for_auth and request.url.path.startswith("/api/v1/agent/"):
         request.headers["Authorization"] = signing.authorization(
             AGENT,
             setup["signing_key"],
@@ -113,7 +111,7 @@ def _send_and_validate(case: Any, setup: dict[str, Any]) -> None:
             int(time.time()),
             content,
         )
-    else:
+    elif asked_for_auth:
         request.headers["Authorization"] = f"Bearer {setup['token']}"
     response = client.send(request)
     assert response.status_code < 500, f"{request.method} {request.url}: {response.text}"

@@ -20,7 +20,7 @@ from tolom.agents import service as agents
 from tolom.billing import customers, invoices
 from tolom.db.schema import agents as agents_table
 from tolom.db.schema import gateway_requests, journal_entries, payment_reversals, payments
-from tolom.ledger.accounts import LedgerAccount, system_account
+from tolom.ledger.accounts import LedgerAccount, account_balance, system_account
 from tolom.ledger.posting import Transfer, post_entry
 from tolom.payments import service as core
 from tolom.payments.model import CancelOutcome
@@ -327,8 +327,6 @@ def test_cancel_an_invoice_payment_reopens_the_invoice(rest: RestAgent, engine: 
     with engine.connect() as conn:
         reopened = invoices.get(conn, invoice.number)
         revenue = system_account(conn, "revenue:eds")
-        from tolom.ledger.accounts import account_balance
-
         assert account_balance(conn, revenue.id) == 0
     assert reopened is not None and reopened.status == "open" and reopened.payment_id is None
     assert rest.pay("eds", invoice.number, "1510", txn_id="602").status_code == 200

@@ -35,7 +35,7 @@ from tolom.api.problems import (
 )
 from tolom.gateway import signing
 from tolom.gateway.peers import client_address
-from tolom.identifiers import is_txn_id, txn_key
+from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
 from tolom.payments import service as core
 from tolom.payments.model import (
@@ -274,7 +274,9 @@ def _check_answer(service: Service, account: str) -> Callable[[CheckResult], Ans
     return answer
 
 
-def _pay_answer(request: PayIn) -> Callable[[PayResult], Answer]:
+def _pay_answer(request: PayIn, exchange: Exchange) -> Callable[[PayResult], Answer]:
+    """Render a pay; the core has put the payment's key (txn_id as stored) in the exchange."""
+
     def answer(result: PayResult) -> Answer:
         if result.outcome is not Outcome.OK:
             code = PAY_PROBLEMS[result.outcome]
@@ -282,7 +284,7 @@ def _pay_answer(request: PayIn) -> Callable[[PayResult], Answer]:
         assert result.payment_id is not None and result.amount is not None
         body = PaymentOut(
             receipt=result.payment_id,
-            txn_id=txn_key(request.txn_id),
+            txn_id=exchange.txn_id or request.txn_id,
             service=request.service,
             account=request.account,
             amount=format_amount(result.amount),
@@ -590,7 +592,13 @@ async def pay(request: Request) -> Response:
             txn_date=parse_txn_date(asked.txn_date),
             txn_date_raw=asked.txn_date,
         )
-        return core.pay(call.runtime.engine, agent, pay_request, call.exchange, _pay_answer(asked))
+        return core.pay(
+            call.runtime.engine,
+            agent,
+            pay_request,
+            call.exchange,
+            _pay_answer(asked, call.exchange),
+        )
 
     return await _serve(request, "pay", handle)
 

@@ -194,6 +194,8 @@ def pay(
 ) -> Answer:
     """Accept a payment exactly once per (agent, txn_id) and answer as the first time.
 
+    Sets `exchange.txn_id` to the payment's key (`payment_key`) before rendering.
+
     `on_accept` runs in the payment's transaction when a new payment was accepted (not on
     a repeat), so what it writes (an audit line) commits with the payment or not at all.
     """

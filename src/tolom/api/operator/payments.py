@@ -150,22 +150,11 @@ def payment_out(record: records.PaymentRecord) -> Payment:
         business_date=record.business_date,
         created_at=record.created_at,
         invoice_number=record.invoice_number,
-        reversal=ReversalOut(
-            reason=record.reversal.reason,
-            requested_by=record.reversal.requested_by,
-            created_at=record.reversal.created_at,
-            entry_id=record.reversal.entry_id,
-        )
+        # the core's dataclasses and these models share their field names
+        reversal=ReversalOut.model_validate(record.reversal, from_attributes=True)
         if record.reversal
         else None,
-        manual=ManualOut(
-            channel=record.manual.channel,
-            recorded_by=record.manual.recorded_by,
-            payment_code=record.manual.payment_code,
-            bank_reference=record.manual.bank_reference,
-            payer=record.manual.payer,
-            note=record.manual.note,
-        )
+        manual=ManualOut.model_validate(record.manual, from_attributes=True)
         if record.manual
         else None,
     )
