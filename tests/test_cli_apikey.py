@@ -73,7 +73,7 @@ def test_create_takes_repeated_and_comma_separated_scopes(cli: Cli, engine: Engi
 
 
 def test_create_refusals(cli: Cli, engine: Engine) -> None:
-    refused(cli("apikey", "create", "buh", "--scope", "root"), "scope", "read, write, admin")
+    refused(cli("apikey", "create", "buh", "--scope", "root"), "scope", "read, write, charges, admin")
     refused(cli("apikey", "create", "Buh Key", "--scope", "read"), "name")
     refused(cli("apikey", "create", "buh", "--scope", ","), "scope")
     assert "--scope" in cli("apikey", "create", "buh").output  # the option is required

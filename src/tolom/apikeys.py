@@ -20,11 +20,13 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from tolom.db.schema import api_keys
 
-# Each scope grants the ones it implies: admin > write > read.
+# Each scope grants the ones it implies: admin > write > read; `charges` is the СОЧИ
+# system's service key (create, read and cancel charges, quote tariffs), which admin also has.
 SCOPES: dict[str, frozenset[str]] = {
     "read": frozenset({"read"}),
     "write": frozenset({"write", "read"}),
-    "admin": frozenset({"admin", "write", "read"}),
+    "charges": frozenset({"charges"}),
+    "admin": frozenset({"admin", "write", "read", "charges"}),
 }
 _NAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 _TOKEN = re.compile(r"tolom_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")

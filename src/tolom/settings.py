@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,6 +49,73 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(
         default=8192, ge=256, description="Largest OSMP request body accepted."
+    )
+
+    # --- events: the outbox worker (`tolom worker`) -------------------------------------
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often an idle worker looks for due deliveries."
+    )
+    delivery_max_attempts: int = Field(
+        default=15,
+        ge=1,
+        description="Attempts before a delivery is dead-lettered (with the default backoff, "
+        "about two days). Dead deliveries are listed and re-driven with `tolom events`.",
+    )
+    delivery_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="Wait before the first retry; doubles on each attempt."
+    )
+    delivery_backoff_max_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="The longest wait between two attempts."
+    )
+    delivery_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker owns a delivery it took; a worker killed mid-delivery "
+        "leaves it to another after this.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a webhook receiver has to answer."
+    )
+
+    # --- customer notifications ---------------------------------------------------------
+    email_backend: Literal["smtp", "console"] = Field(
+        default="console",
+        description="smtp: send through the SMTP server below; console: write messages to "
+        "the worker's log (development).",
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP server.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str = Field(default="", description="Empty: no SMTP AUTH.")
+    smtp_password: str = Field(default="")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="none | starttls | ssl (implicit TLS, port 465)."
+    )
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = Field(
+        default="Tolom <noreply@localhost>", description="The From of customer e-mails."
+    )
+    sms_backend: Literal["http", "console"] = Field(
+        default="console",
+        description="http: POST to the SMS gateway at sms_url; console: write to the log.",
+    )
+    sms_url: str = Field(default="", description="The SMS gateway's HTTP endpoint.")
+    sms_token: str = Field(default="", description="Bearer token for the SMS gateway.")
+    sms_sender: str = Field(default="Tolom", description="Sender name shown on the phone.")
+
+    # --- signature orders ---------------------------------------------------------------
+    signature_validity_months: int = Field(
+        default=12, ge=1, description="How long an issued signature is valid."
+    )
+    signature_expiry_warning_days: int = Field(
+        default=30, ge=1, description="Signatures expiring within this many days are listed."
+    )
+    order_refund_percent_in_production: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="Refund, in percent of the order's price, when an order is cancelled "
+        "after production started. A paid order not yet in production is refunded in full; "
+        "an issued one is not cancelled.",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -118,8 +118,18 @@ customers = Table(
     Column("status", String(16), nullable=False, server_default="active"),
     Column("account_id", IdType, ForeignKey("accounts.id"), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("email", String(254), nullable=True, comment="for notifications; NULL: none"),
+    Column("phone", String(16), nullable=True, comment="E.164, +996…; NULL: no SMS"),
+    Column(
+        "language",
+        String(2),
+        nullable=False,
+        server_default="ru",
+        comment="of notifications: ru | ky",
+    ),
     CheckConstraint("length(inn) = 14", name="inn"),
     CheckConstraint("status IN ('active', 'blocked')", name="status"),
+    CheckConstraint("language IN ('ru', 'ky')", name="language"),
 )
 
 products = Table(
@@ -304,6 +314,175 @@ audit_log = Table(
     Column("before", Text, nullable=True, comment="JSON"),
     Column("after", Text, nullable=True, comment="JSON"),
     Index("ix_audit_log_object", "object_type", "object_id", "id"),
+)
+
+tariffs = Table(
+    "tariffs",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column(
+        "state_body", String(16), nullable=False, comment="who receives the report: sti, sf, nsc"
+    ),
+    Column("form", String(64), nullable=False, comment="the report's form"),
+    Column(
+        "period", String(8), nullable=False, comment="how often it is due: month | quarter | year"
+    ),
+    Column("name", Text, nullable=False),
+    Column("price", BigInteger, nullable=False, comment="tyiyn per report sent"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    UniqueConstraint("state_body", "form", "period", name="uq_tariffs_report"),
+    CheckConstraint("price > 0", name="price"),
+    CheckConstraint("period IN ('month', 'quarter', 'year')", name="period"),
+)
+
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("customer_id", IdType, ForeignKey("customers.id"), nullable=False),
+    Column("client", String(80), nullable=False, comment="who asked: apikey:NAME"),
+    Column("idempotency_key", String(64), nullable=False, comment="the client's own key"),
+    Column("amount", BigInteger, nullable=False, comment="tyiyn"),
+    Column("tariff_code", String(32), ForeignKey("tariffs.code"), nullable=True),
+    Column("report_id", String(64), nullable=True),
+    Column("state_body", String(16), nullable=True),
+    Column("form", String(64), nullable=True),
+    Column("period", String(16), nullable=True, comment="the reporting period, e.g. 2026-10"),
+    Column("description", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("entry_id", IdType, ForeignKey("journal_entries.id"), nullable=True, unique=True),
+    Column(
+        "settled_by_payment_id",
+        IdType,
+        ForeignKey("payments.id"),
+        nullable=True,
+        comment="the top-up that released it from awaiting payment",
+    ),
+    Column("refund_entry_id", IdType, ForeignKey("journal_entries.id"), nullable=True, unique=True),
+    Column("refund_reason", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("settled_at", Timestamp, nullable=True),
+    Column("closed_at", Timestamp, nullable=True, comment="cancelled or refunded"),
+    UniqueConstraint("client", "idempotency_key", name="uq_charges_client_key"),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint(
+        "status IN ('awaiting_payment', 'charged', 'cancelled', 'refunded')", name="status"
+    ),
+    CheckConstraint(
+        "(status IN ('charged', 'refunded')) = (entry_id IS NOT NULL)", name="charged_has_entry"
+    ),
+    CheckConstraint(
+        "(status = 'refunded') = (refund_entry_id IS NOT NULL)", name="refunded_has_entry"
+    ),
+    Index("ix_charges_customer", "customer_id", "id"),
+    Index(
+        "ix_charges_awaiting",
+        "customer_id",
+        "id",
+        postgresql_where=text("status = 'awaiting_payment'"),
+        sqlite_where=text("status = 'awaiting_payment'"),
+    ),
+)
+
+signature_orders = Table(
+    "signature_orders",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("invoice_id", IdType, ForeignKey("invoices.id"), nullable=False),
+    Column("invoice_line_id", IdType, ForeignKey("invoice_lines.id"), nullable=False),
+    Column("unit", Integer, nullable=False, comment="1..quantity of its line"),
+    Column("payment_id", IdType, ForeignKey("payments.id"), nullable=False),
+    Column("product_code", String(32), ForeignKey("products.code"), nullable=False),
+    Column("kind", String(16), nullable=False, comment="signature | carrier"),
+    Column("name", Text, nullable=False),
+    Column("price", BigInteger, nullable=False, comment="tyiyn: the line's unit price"),
+    Column("inn", String(14), nullable=True),
+    Column("status", String(16), nullable=False, server_default="paid"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("production_started_at", Timestamp, nullable=True),
+    Column("issued_at", Timestamp, nullable=True),
+    Column("valid_until", Date, nullable=True, comment="signatures: issued + 12 months"),
+    Column("expiry_notified_at", Timestamp, nullable=True),
+    Column("cancelled_at", Timestamp, nullable=True),
+    Column("cancel_reason", Text, nullable=True),
+    Column("refund_entry_id", IdType, ForeignKey("journal_entries.id"), nullable=True, unique=True),
+    Column("refund_amount", BigInteger, nullable=True),
+    UniqueConstraint("invoice_line_id", "unit", name="uq_signature_orders_line_unit"),
+    CheckConstraint("status IN ('paid', 'in_production', 'issued', 'cancelled')", name="status"),
+    CheckConstraint("(status = 'issued') = (issued_at IS NOT NULL)", name="issued_at"),
+    Index("ix_signature_orders_invoice", "invoice_id"),
+    Index("ix_signature_orders_status", "status", "id"),
+    Index("ix_signature_orders_valid_until", "valid_until"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", IdType, primary_key=True, comment="receivers deduplicate by it"),
+    Column("type", String(40), nullable=False),
+    Column(
+        "ordering_key",
+        String(64),
+        nullable=False,
+        comment="events of one key are delivered in id order: customer:ID or inn:INN",
+    ),
+    Column("customer_id", IdType, nullable=True),
+    Column("payload", Text, nullable=False, comment="JSON"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(64), nullable=False, comment="base64 HMAC key (Standard Webhooks)"),
+    Column("event_types", Text, nullable=False, comment="space-separated; * = all"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("event_id", IdType, ForeignKey("events.id"), nullable=False),
+    Column(
+        "destination",
+        String(40),
+        nullable=False,
+        comment="webhook:ENDPOINT_ID | email | sms: one ordered line per destination and key",
+    ),
+    Column("endpoint_id", IdType, ForeignKey("webhook_endpoints.id"), nullable=True),
+    Column("recipient", String(254), nullable=True, comment="e-mail address or phone"),
+    Column("language", String(2), nullable=True),
+    Column("ordering_key", String(64), nullable=False),
+    Column("status", String(12), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Timestamp, nullable=False, server_default=NOW),
+    Column("lease_until", Timestamp, nullable=True, comment="a worker is delivering it"),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    UniqueConstraint("event_id", "destination", name="uq_deliveries_event_destination"),
+    CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_deliveries_line",
+        "destination",
+        "ordering_key",
+        "event_id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index("ix_deliveries_status", "status", "id"),
 )
 
 gateway_requests = Table(

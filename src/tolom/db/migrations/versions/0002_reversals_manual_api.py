@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from tolom.db.ddl import append_only, drop_append_only
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -121,11 +123,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     op.create_index("ix_audit_log_object", "audit_log", ["object_type", "object_id", "id"])
-    _append_only("audit_log")
+    append_only("audit_log")
 
 
 def downgrade() -> None:
-    _drop_append_only("audit_log")
+    drop_append_only("audit_log")
     op.drop_index("ix_audit_log_object", table_name="audit_log")
     op.drop_table("audit_log")
     op.drop_table("api_keys")
@@ -137,26 +139,3 @@ def downgrade() -> None:
         batch_op.drop_column("cancel_window_days")
         batch_op.drop_column("signing_key")
         batch_op.drop_column("kind")
-
-
-def _append_only(table: str) -> None:
-    """Refuse UPDATE and DELETE, as on the ledger (the function is the first migration's)."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION tolom_ledger_append_only()"
-        )
-    else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {action} refused'); END"
-            )
-
-
-def _drop_append_only(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
-    else:
-        for action in ("update", "delete"):
-            op.execute(f"DROP TRIGGER {table}_no_{action}")

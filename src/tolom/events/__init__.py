@@ -1,0 +1,1 @@
+"""Events: what other systems and customers learn of, written to an outbox and delivered."""

@@ -1,0 +1,181 @@
+"""The outbox: an event is written in the same transaction as the change it reports.
+
+`emit` inserts the event and, in the same statement batch, one delivery per destination
+that wants it: each enabled webhook endpoint subscribed to its type, and, for the types
+customers are told about, the customer's e-mail and phone. The worker (`tolom worker`)
+delivers them later; a change that rolls back takes its event and deliveries with it, and
+a failing receiver never blocks or undoes the change.
+
+Ordering: deliveries of one destination and one `ordering_key` go out in event id order.
+Events of one customer are emitted while the transaction holds that customer's balance row
+(or the invoice's row) locked, so their ids follow the order in which the changes committed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    bindparam,
+    cast,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+
+from tolom.db.schema import customers, deliveries, events, webhook_endpoints
+
+
+class EventType(StrEnum):
+    """Every event type, as receivers see it in `type`."""
+
+    PAYMENT_ACCEPTED = "payment.accepted"
+    PAYMENT_REVERSED = "payment.reversed"
+    CHARGE_CHARGED = "charge.charged"
+    CHARGE_AWAITING = "charge.awaiting_payment"
+    CHARGE_SETTLED = "charge.settled"
+    CHARGE_CANCELLED = "charge.cancelled"
+    CHARGE_REFUNDED = "charge.refunded"
+    INVOICE_PAID = "invoice.paid"
+    ORDER_IN_PRODUCTION = "order.in_production"
+    ORDER_ISSUED = "order.issued"
+    ORDER_CANCELLED = "order.cancelled"
+    SIGNATURE_EXPIRING = "signature.expiring"
+
+
+# The events a customer is told about by e-mail and SMS (when the customer has them).
+NOTIFIED: frozenset[EventType] = frozenset(
+    {
+        EventType.PAYMENT_ACCEPTED,
+        EventType.CHARGE_SETTLED,
+        EventType.INVOICE_PAID,
+        EventType.ORDER_ISSUED,
+        EventType.SIGNATURE_EXPIRING,
+    }
+)
+
+
+def customer_key(customer_id: int) -> str:
+    return f"customer:{customer_id}"
+
+
+def inn_key(inn: str | None, invoice_number: str) -> str:
+    """Invoices and orders: ordered per payer INN, or per invoice when it names none."""
+    return f"inn:{inn}" if inn else f"invoice:{invoice_number}"
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+_INSERT_EVENT = (
+    insert(events)
+    .values(
+        type=bindparam("b_type"),
+        ordering_key=bindparam("b_key"),
+        customer_id=bindparam("b_customer"),
+        payload=bindparam("b_payload"),
+    )
+    .returning(events.c.id)
+)
+
+_DELIVERY_COLUMNS = [
+    "event_id",
+    "ordering_key",
+    "destination",
+    "endpoint_id",
+    "recipient",
+    "language",
+]
+_EVENT_ID = bindparam("b_event", type_=BigInteger)
+_KEY = bindparam("b_key", type_=String)
+_TYPE_PATTERN = literal("% ") + bindparam("b_type", type_=String) + literal(" %")
+
+_WEBHOOK_TARGETS = select(
+    _EVENT_ID.label("event_id"),
+    _KEY.label("ordering_key"),
+    (literal("webhook:") + cast(webhook_endpoints.c.id, String)).label("destination"),
+    webhook_endpoints.c.id.label("endpoint_id"),
+    literal(None, String).label("recipient"),
+    literal(None, String).label("language"),
+).where(
+    webhook_endpoints.c.enabled,
+    or_(
+        webhook_endpoints.c.event_types == "*",
+        (literal(" ") + webhook_endpoints.c.event_types + literal(" ")).like(_TYPE_PATTERN),
+    ),
+)
+
+
+def _contact_targets(column: Any, destination: str) -> Any:
+    return select(
+        _EVENT_ID.label("event_id"),
+        _KEY.label("ordering_key"),
+        literal(destination).label("destination"),
+        literal(None, BigInteger).label("endpoint_id"),
+        column.label("recipient"),
+        customers.c.language.label("language"),
+    ).where(customers.c.id == bindparam("b_customer"), column.is_not(None))
+
+
+def _insert_deliveries(notify: bool) -> Any:
+    targets = (
+        union_all(
+            _WEBHOOK_TARGETS,
+            _contact_targets(customers.c.email, "email"),
+            _contact_targets(customers.c.phone, "sms"),
+        )
+        if notify
+        else _WEBHOOK_TARGETS
+    )
+    return insert(deliveries).from_select(_DELIVERY_COLUMNS, targets)
+
+
+_INSERT_DELIVERIES = {True: _insert_deliveries(True), False: _insert_deliveries(False)}
+
+
+def emit(
+    conn: Connection,
+    type: EventType,
+    *,
+    ordering_key: str,
+    payload: dict[str, Any],
+    customer_id: int | None = None,
+) -> int:
+    """Write an event and its deliveries in the caller's transaction; returns the event id."""
+    event_id = int(
+        conn.execute(
+            _INSERT_EVENT,
+            {
+                "b_type": type.value,
+                "b_key": ordering_key,
+                "b_customer": customer_id,
+                "b_payload": encode(payload),
+            },
+        ).scalar_one()
+    )
+    notify = type in NOTIFIED and customer_id is not None
+    conn.execute(
+        _INSERT_DELIVERIES[notify],
+        {
+            "b_event": event_id,
+            "b_key": ordering_key,
+            "b_type": type.value,
+            "b_customer": customer_id,
+        },
+    )
+    return event_id
