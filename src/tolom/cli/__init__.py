@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import getpass
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
 from tolom import apikeys, audit, installation
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
+from tolom.cli import common
 from tolom.db import migrate
-from tolom.db.engine import make_engine
 from tolom.db.schema import services
 from tolom.ledger.statements import latest_entries
 from tolom.ledger.verify import verify_ledger
-from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.money import format_amount
 from tolom.settings import get_settings
 
 app = typer.Typer(
@@ -57,40 +53,13 @@ for sub, name in [
 ]:
     app.add_typer(sub, name=name)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _engine() -> Engine:
-    return make_engine(get_settings(), pool_size=2)
-
-
-@contextmanager
-def _transaction() -> Iterator[Connection]:
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def _fail(message: str, as_json: bool = False) -> NoReturn:
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    else:
-        typer.secho(f"Ошибка: {message}", fg="red", err=True)
-    raise typer.Exit(code=1)
-
-
-def _emit(data: Any, as_json: bool, human: str) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else human)
-
-
-def _amount(text: str) -> int:
-    try:
-        return parse_amount(text)
-    except MalformedAmount:
-        _fail(f"неверная сумма {text!r}: нужны цифры и не более двух знаков после точки")
+JsonOption = common.JsonOption
+_engine = common.engine
+_transaction = common.transaction
+_fail = common.fail
+_emit = common.emit
+_amount = common.amount
+_cli_actor = common.cli_actor
 
 
 # --- db -------------------------------------------------------------------------------
@@ -711,15 +680,6 @@ def ledger_verify(as_json: JsonOption = False) -> None:
 
 
 # --- API keys ------------------------------------------------------------------------
-
-
-def _cli_actor() -> str:
-    """Who ran the command, for the audit log."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name (some containers)
-        user = "unknown"
-    return f"cli:{user}"
 
 
 def _apikey_json(key: apikeys.ApiKey) -> dict[str, Any]:

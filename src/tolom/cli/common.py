@@ -1,0 +1,63 @@
+"""What every `tolom` command group shares: settings, a transaction, output and errors."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from sqlalchemy import Connection, Engine
+
+from tolom.db.engine import make_engine
+from tolom.money import MalformedAmount, parse_amount
+from tolom.settings import get_settings
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def engine() -> Engine:
+    return make_engine(get_settings(), pool_size=2)
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    """One transaction on a short-lived engine: a command is one unit of work."""
+    db = engine()
+    try:
+        with db.begin() as conn:
+            yield conn
+    finally:
+        db.dispose()
+
+
+def fail(message: str, as_json: bool = False) -> NoReturn:
+    """Print the error (in Russian, for operators) and exit with status 1."""
+    if as_json:
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        typer.secho(f"Ошибка: {message}", fg="red", err=True)
+    raise typer.Exit(code=1)
+
+
+def emit(data: Any, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else human)
+
+
+def amount(text: str) -> int:
+    """An amount in som as the operator types it, in tyiyn."""
+    try:
+        return parse_amount(text)
+    except MalformedAmount:
+        fail(f"неверная сумма {text!r}: нужны цифры и не более двух знаков после точки")
+
+
+def cli_actor() -> str:
+    """Who ran the command, for the audit log."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = "unknown"
+    return f"cli:{user}"

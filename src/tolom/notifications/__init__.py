@@ -1,0 +1,1 @@
+"""Customer notifications: e-mail and SMS, rendered from templates, sent by the worker."""
