@@ -13,8 +13,10 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
+from typer.testing import Result
 
-from tests.factories import Gateway
+from tests.factories import Cli, Gateway, run_cli
+from tests.mailserver import MailServer
 from tolom import installation
 from tolom.app import create_app
 from tolom.db import migrate
@@ -22,7 +24,7 @@ from tolom.db.engine import make_engine
 from tolom.ledger import accounts as ledger_accounts
 from tolom.ledger.verify import verify_ledger
 from tolom.runtime import Runtime
-from tolom.settings import Settings
+from tolom.settings import Settings, get_settings
 
 PG_URL = os.environ.get("TOLOM_TEST_DATABASE_URL")
 PG_SCHEMA = os.environ.get("TOLOM_TEST_SCHEMA", "tolom_test")  # parallel runs: differ
@@ -120,6 +122,25 @@ def app(runtime: Runtime):  # type: ignore[no-untyped-def]
 def gateway(app, engine: Engine) -> Gateway:  # type: ignore[no-untyped-def]
     """An agent `optima` allowed from anywhere, with both services, and a client for it."""
     return Gateway.create(app, engine, code="optima")
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    """`cli("agent", "list")` runs `tolom agent list` on the test database."""
+
+    def run(*args: str) -> Result:
+        return run_cli(database_url, monkeypatch, list(args))
+
+    yield run
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server on 127.0.0.1 for the test; stopped after it."""
+    server = MailServer().start()
+    yield server
+    server.stop()
 
 
 def sqlite_url_for(path: Path) -> str:

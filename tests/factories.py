@@ -7,16 +7,23 @@ import itertools
 import json
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
+from typer.testing import CliRunner, Result
 
 from tolom.agents import service as agents
 from tolom.billing import customers, invoices
+from tolom.cli import app as cli_app
 from tolom.gateway import signing
+from tolom.settings import get_settings
+
+Cli = Callable[..., Result]
 
 _inns = itertools.count(1)
 _txn_ids = itertools.count(1_000_000)
@@ -31,10 +38,26 @@ def new_txn_id() -> str:
     return str(next(_txn_ids))
 
 
-def add_customer(engine: Engine, *, name: str = "ОсОО «Тест»", status: str = "active") -> str:
+def add_customer(
+    engine: Engine,
+    *,
+    name: str = "ОсОО «Тест»",
+    status: str = "active",
+    email: str | None = None,
+    phone: str | None = None,
+    language: str = "ru",
+) -> str:
     inn = new_inn()
     with engine.begin() as conn:
-        customers.add(conn, inn=inn, name=name, legal_form="ОсОО")
+        customers.add(
+            conn,
+            inn=inn,
+            name=name,
+            legal_form="ОсОО",
+            email=email,
+            phone=phone,
+            language=language,
+        )
         if status != "active":
             customers.set_status(conn, inn, status)
     return inn
@@ -244,3 +267,19 @@ class RestAgent:
 
     def cancel(self, txn_id: str, reason: str = "Клиент ошибся") -> Any:
         return self.send("POST", f"/api/v1/agent/payments/{txn_id}/cancel", {"reason": reason})
+
+
+def run_cli(url: str, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> Result:
+    """Run `tolom ARGS` on the database at `url`, as an operator would."""
+    monkeypatch.setenv("TOLOM_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli_app, args)
+    finally:
+        get_settings.cache_clear()
+    # Whatever happens, an operator sees a message and an exit code, never our traceback.
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{args}: uncaught {result.exception!r}"
+    )
+    return result

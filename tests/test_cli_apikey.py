@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
-from typer.testing import Result
 
-from tests.factories import add_customer
-from tests.test_cli import ALL_COMMANDS, Cli, _run, as_json, json_error, ok, refused
+from tests.factories import Cli, add_customer
+from tests.test_cli import ALL_COMMANDS, as_json, json_error, ok, refused
 from tolom import apikeys, audit
 from tolom.apikeys import KeyDirectory
-from tolom.settings import get_settings
 
 TOKEN = re.compile(r"tolom_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    """`cli("apikey", "list")` runs `tolom apikey list` on the test database."""
-
-    def run(*args: str) -> Result:
-        return _run(database_url, monkeypatch, list(args))
-
-    yield run
-    get_settings.cache_clear()
 
 
 def stored(engine: Engine) -> dict[str, apikeys.ApiKey]:
@@ -73,7 +58,9 @@ def test_create_takes_repeated_and_comma_separated_scopes(cli: Cli, engine: Engi
 
 
 def test_create_refusals(cli: Cli, engine: Engine) -> None:
-    refused(cli("apikey", "create", "buh", "--scope", "root"), "scope", "read, write, charges, admin")
+    refused(
+        cli("apikey", "create", "buh", "--scope", "root"), "scope", "read, write, charges, admin"
+    )
     refused(cli("apikey", "create", "Buh Key", "--scope", "read"), "name")
     refused(cli("apikey", "create", "buh", "--scope", ","), "scope")
     assert "--scope" in cli("apikey", "create", "buh").output  # the option is required

@@ -8,6 +8,7 @@ Runs on SQLite and PostgreSQL like every database test; the ledger is verified a
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ from tolom.gateway import signing
 from tolom.settings import Settings
 
 AGENT = "fuzz"
-EXAMPLES = 30  # per operation, mode and backend
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))  # per operation, mode and backend
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,7 +52,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = (
+            _start_worker(runtime) if own_runtime and runtime.settings.worker_in_server else None
+        )
         yield
+        if worker is not None:
+            stop, thread = worker
+            stop.set()
+            thread.join(timeout=runtime.settings.webhook_timeout_seconds + 5)
         if own_runtime:
             runtime.close()
 
@@ -157,6 +165,18 @@ async def _osmp_route(request: Request) -> Response:
     if request.path_params["service"] not in ("sochi", "eds"):
         return PlainTextResponse("Not Found", status_code=404)
     return await osmp.endpoint(request)
+
+
+def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
+    """The delivery worker as a thread of this server process (`tolom serve --with-worker`)."""
+    from tolom.events.worker import Worker
+
+    stop = threading.Event()
+    worker = Worker(runtime.settings, runtime.engine, stop=stop)
+    thread = threading.Thread(target=worker.run, name="tolom-worker", daemon=True)
+    thread.start()
+    log.info("delivery worker started inside the server process")
+    return stop, thread
 
 
 def _ping(runtime: Runtime) -> None:

@@ -9,9 +9,10 @@ from sqlalchemy import Connection, func, select
 
 from tolom import apikeys
 from tolom.agents import service as agents
-from tolom.billing import customers, invoices
+from tolom.billing import charges, customers, invoices
 from tolom.db.schema import agents as agents_table
 from tolom.db.schema import customers as customers_table
+from tolom.events import endpoints
 
 # (legal form, name). Names are invented; any likeness to a real company is chance.
 DEMO_CUSTOMERS = [
@@ -51,12 +52,22 @@ class DemoAgent:
     secret: str
 
 
+# Reports of the first customer that wait for a top-up: (form, period, description, tyiyn).
+DEMO_WAITING_REPORTS = [
+    ("vat", "2026-10", "НДС за октябрь 2026", 150_00),
+    ("sales-tax", "2026-10", "Налог с продаж за октябрь 2026", 200_00),
+]
+DEMO_WEBHOOK = ("demo-inbox", "http://127.0.0.1:8900/tolom-webhooks")
+
+
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     agents: list[DemoAgent]
     customers: list[customers.Customer]
     invoices: list[invoices.Invoice]
     api_key: str  # demo-admin, scope admin
+    waiting: list[charges.Charge]  # the first customer's reports awaiting payment
+    webhook: tuple[str, str]  # name, URL
 
 
 def demo_inn(rng: random.Random, legal_form: str) -> str:
@@ -87,6 +98,28 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
         customers.add(conn, inn=demo_inn(rng, form), name=name, legal_form=form)
         for form, name in DEMO_CUSTOMERS
     ]
+    # Contacts for notifications (example.kg addresses: nothing leaves the machine with the
+    # default console back-ends); the second customer reads Kyrgyz.
+    customers.set_contacts(
+        conn, created[0].inn, email="buh@ala-too.example.kg", phone="+996555123456"
+    )
+    customers.set_contacts(
+        conn, created[1].inn, email="info@bishkek-stroy.example.kg", language="ky"
+    )
+    waiting = [
+        charges.create(
+            conn,
+            charges.ChargeRequest(
+                client="demo",
+                idempotency_key=f"demo-{form}-{period}",
+                inn=created[0].inn,
+                description=description,
+                amount=amount,
+                report=charges.Report(None, "sti", form, period),
+            ),
+        )
+        for form, period, description, amount in DEMO_WAITING_REPORTS
+    ]
     customers.set_status(conn, created[-1].inn, "blocked")  # to see result 79
     issued = [
         invoices.create(conn, items=items, payer_name=payer, inn=inn, validity_days=validity_days)
@@ -112,4 +145,6 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
         )
         made.append(DemoAgent(code, name, secret))
     api_key = apikeys.create(conn, name="demo-admin", scopes=["admin"])
-    return DemoResult(made, created, issued, api_key)
+    # After the charges: the listener shows what a top-up does, not the demo's own set-up.
+    endpoints.add(conn, name=DEMO_WEBHOOK[0], url=DEMO_WEBHOOK[1], event_types="*", actor="demo")
+    return DemoResult(made, created, issued, api_key, waiting, DEMO_WEBHOOK)

@@ -55,11 +55,24 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often an idle worker looks for due deliveries."
     )
+    worker_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Deliveries one worker attempts at once (threads), each of a different "
+        "line (destination and ordering key). `tolom worker --batch N` overrides it.",
+    )
+    worker_in_server: bool = Field(
+        default=False,
+        description="Also run the delivery worker inside each server process (`tolom serve "
+        "--with-worker` sets it): one process to run for the demo and small installations. "
+        "In production run `tolom worker` as its own service.",
+    )
     delivery_max_attempts: int = Field(
         default=15,
         ge=1,
         description="Attempts before a delivery is dead-lettered (with the default backoff, "
-        "about two days). Dead deliveries are listed and re-driven with `tolom events`.",
+        "about a day). Dead deliveries are listed and re-driven with `tolom events`.",
     )
     delivery_backoff_seconds: float = Field(
         default=10.0, gt=0, description="Wait before the first retry; doubles on each attempt."

@@ -36,8 +36,10 @@ class Caller:
         return self.key.actor
 
 
-def require(scope: str) -> Callable[..., Caller]:
-    """A dependency that lets the request through only with a key that grants `scope`."""
+def require(scope: str, *alternatives: str) -> Callable[..., Caller]:
+    """A dependency that lets the request through only with a key that grants `scope` (or
+    one of the `alternatives`: e.g. charges are read by the СОЧИ system and by operators)."""
+    accepted = (scope, *alternatives)
 
     def dependency(
         request: Request,
@@ -54,9 +56,10 @@ def require(scope: str) -> Callable[..., Caller]:
             raise ProblemError("temporarily_unavailable") from error
         if key is None:
             raise ProblemError("invalid_api_key", headers=CHALLENGE)
-        if not key.grants(scope):
+        if not any(key.grants(s) for s in accepted):
+            wanted = " или ".join(repr(s) for s in accepted)
             raise ProblemError(
-                "insufficient_scope", f"Для этого действия нужен ключ с правом {scope!r}"
+                "insufficient_scope", f"Для этого действия нужен ключ с правом {wanted}"
             )
         address = client_address(
             request.client.host if request.client else None,

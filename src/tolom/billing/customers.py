@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy import Connection, func, insert, or_, select, update
 
@@ -15,10 +18,30 @@ from tolom.identifiers import is_inn
 from tolom.ledger.accounts import create_account
 
 LEGAL_FORMS = ("ОсОО", "ОАО", "ЗАО", "ИП", "ОО", "ОФ", "ГП", "МП", "Учреждение", "КХ", "Филиал")
+LANGUAGES = ("ru", "ky")  # of notifications: Russian, Kyrgyz
+DEFAULT_LANGUAGE = "ru"
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit; also the column's width
 
 
 class CustomerError(ValueError):
     """A customer operation that cannot be done, with a message for the operator."""
+
+
+class ContactsError(CustomerError):
+    """Contacts that cannot be stored: every bad field with its message, in field order."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors))
+        self.errors = errors
+
+
+class Keep(Enum):
+    """The type of `KEEP`: leave this contact as it is (None clears it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +54,27 @@ class Customer:
     legal_form: str
     status: str
     account_id: int
+    email: str | None = None
+    phone: str | None = None
+    language: str = DEFAULT_LANGUAGE
+
+    def contacts(self) -> dict[str, str | None]:
+        """The contacts as the audit log and the adapters show them."""
+        return {"email": self.email, "phone": self.phone, "language": self.language}
+
+
+def _customer(row: Any) -> Customer:
+    return Customer(
+        id=row.id,
+        inn=row.inn,
+        name=row.name,
+        legal_form=row.legal_form,
+        status=row.status,
+        account_id=row.account_id,
+        email=row.email,
+        phone=row.phone,
+        language=row.language,
+    )
 
 
 def validate(inn: str, name: str, legal_form: str) -> None:
@@ -47,9 +91,130 @@ def validate(inn: str, name: str, legal_form: str) -> None:
         )
 
 
-def add(conn: Connection, *, inn: str, name: str, legal_form: str) -> Customer:
+# --- contacts: the one place their rules live -------------------------------------------
+
+# An address we can put in a To header and every SMTP server takes: ASCII, dot-atom local
+# part, a domain of LDH labels ending in a letters-only (or punycode) TLD. Quoted local
+# parts, IP literals and internationalised addresses (SMTPUTF8) are refused on purpose.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TLD = r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
+_EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TLD}", re.ASCII)
+# What people put between the digits of a phone number.
+_PHONE_SEPARATORS = re.compile(r"[\s\-().]")
+_PHONE_HINT = "нужен номер Кыргызстана: +996 555 123 456, 996555123456 или 0555 123 456"
+
+
+def _shown(value: str) -> str:
+    """A refused value as messages quote it: not the whole of a very long one."""
+    return repr(value if len(value) <= 40 else value[:40] + "…")
+
+
+def normalise_email(text: str | None) -> str | None:
+    """An e-mail address as stored (domain in lower case); blank or None: no address."""
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise CustomerError(f"email: адрес длиннее {MAX_EMAIL_LENGTH} символов")
+    if not _EMAIL.fullmatch(value) or len(value.rpartition("@")[0]) > 64:
+        raise CustomerError(
+            f"email: неверный адрес электронной почты {_shown(value)}: "
+            "нужен адрес латиницей вида name@example.kg"
+        )
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def normalise_phone(text: str | None) -> str | None:
+    """A Kyrgyz phone number in E.164 (+996 and nine digits); blank or None: no phone.
+
+    Accepted as people write them: "+996 555 123456", "996555123456", "0555 123 456",
+    with spaces, hyphens, dots or parentheses between the digits.
+    """
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    digits = _PHONE_SEPARATORS.sub("", value)
+    national: str | None = None
+    if digits.startswith("+996"):
+        national = digits[4:]
+    elif digits.startswith("996") and len(digits) == 12:
+        national = digits[3:]
+    elif digits.startswith("0") and len(digits) == 10:
+        national = digits[1:]
+    if (
+        national is None
+        or len(national) != 9
+        or not (national.isascii() and national.isdigit())
+        or national[0] == "0"
+    ):
+        raise CustomerError(f"phone: неверный номер телефона {_shown(value)}: {_PHONE_HINT}")
+    return f"+996{national}"
+
+
+def normalise_language(text: str | None) -> str:
+    """The language of notifications: ru (Russian) or ky (Kyrgyz)."""
+    value = (text or "").strip().lower()
+    if value not in LANGUAGES:
+        shown = "пусто" if not (text or "").strip() else _shown(str(text))
+        raise CustomerError(
+            f"language: неизвестный язык уведомлений ({shown}); допустимы: ru — русский, "
+            "ky — кыргызский"
+        )
+    return value
+
+
+ContactField = Literal["email", "phone", "language"]
+_NORMALISERS: dict[ContactField, Any] = {
+    "email": normalise_email,
+    "phone": normalise_phone,
+    "language": normalise_language,
+}
+
+
+def normalise_contacts(
+    *,
+    email: str | Keep | None = KEEP,
+    phone: str | Keep | None = KEEP,
+    language: str | Keep | None = KEEP,
+) -> dict[ContactField, str | None]:
+    """The given contacts (not KEEP) normalised; raises ContactsError naming every bad field.
+
+    None or a blank text clears an e-mail or a phone; the language cannot be cleared.
+    """
+    given: dict[ContactField, str | Keep | None] = {
+        "email": email,
+        "phone": phone,
+        "language": language,
+    }
+    found: dict[ContactField, str | None] = {}
+    errors: list[tuple[str, str]] = []
+    for field, value in given.items():
+        if isinstance(value, Keep):
+            continue
+        try:
+            found[field] = _NORMALISERS[field](value)
+        except CustomerError as error:
+            errors.append((field, str(error).partition(": ")[2]))
+    if errors:
+        raise ContactsError(errors)
+    return found
+
+
+def add(
+    conn: Connection,
+    *,
+    inn: str,
+    name: str,
+    legal_form: str,
+    email: str | None = None,
+    phone: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
+) -> Customer:
     """Register a customer and open their balance account."""
     validate(inn, name, legal_form)
+    contacts = normalise_contacts(email=email, phone=phone, language=language)
     if get(conn, inn) is not None:
         raise CustomerError(f"inn: клиент с ИНН {inn} уже есть")
     account = create_account(
@@ -57,18 +222,76 @@ def add(conn: Connection, *, inn: str, name: str, legal_form: str) -> Customer:
     )
     customer_id = conn.execute(
         insert(customers)
-        .values(inn=inn, name=name.strip(), legal_form=legal_form, account_id=account.id)
+        .values(
+            inn=inn,
+            name=name.strip(),
+            legal_form=legal_form,
+            account_id=account.id,
+            email=contacts["email"],
+            phone=contacts["phone"],
+            language=contacts["language"],
+        )
         .returning(customers.c.id)
     ).scalar_one()
-    return Customer(customer_id, inn, name.strip(), legal_form, "active", account.id)
+    return Customer(
+        id=customer_id,
+        inn=inn,
+        name=name.strip(),
+        legal_form=legal_form,
+        status="active",
+        account_id=account.id,
+        email=contacts["email"],
+        phone=contacts["phone"],
+        language=contacts["language"] or DEFAULT_LANGUAGE,
+    )
+
+
+def set_contacts(
+    conn: Connection,
+    inn: str,
+    *,
+    email: str | Keep | None = KEEP,
+    phone: str | Keep | None = KEEP,
+    language: str | Keep | None = KEEP,
+) -> tuple[Customer, Customer]:
+    """Change a customer's contacts; returns the customer (before, after).
+
+    Only the contacts given change; None clears an e-mail or a phone. The row is locked
+    so that `before` is what this change replaced, even under concurrent changes.
+    """
+    values = normalise_contacts(email=email, phone=phone, language=language)
+    row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
+    if row is None:
+        raise CustomerError(f"inn: клиент с ИНН {inn} не найден")
+    before = _customer(row)
+    after = replace(
+        before,
+        email=values.get("email", before.email),
+        phone=values.get("phone", before.phone),
+        language=values.get("language") or before.language,
+    )
+    if after != before:
+        conn.execute(
+            update(customers)
+            .where(customers.c.id == before.id)
+            .values(email=after.email, phone=after.phone, language=after.language)
+        )
+    return before, after
+
+
+def contact_changes(
+    before: Customer, after: Customer
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """The contacts that differ, before and after: what the audit log records."""
+    old, new = before.contacts(), after.contacts()
+    changed = [field for field in old if old[field] != new[field]]
+    return {f: old[f] for f in changed}, {f: new[f] for f in changed}
 
 
 def get(conn: Connection, inn: str) -> Customer | None:
     """The customer with this INN, if any."""
     row = conn.execute(select(customers).where(customers.c.inn == inn)).first()
-    if row is None:
-        return None
-    return Customer(row.id, row.inn, row.name, row.legal_form, row.status, row.account_id)
+    return None if row is None else _customer(row)
 
 
 def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
@@ -84,7 +307,7 @@ def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
         .order_by(customers.c.name)
         .limit(limit)
     )
-    return [Customer(r.id, r.inn, r.name, r.legal_form, r.status, r.account_id) for r in rows]
+    return [_customer(r) for r in rows]
 
 
 def set_status(conn: Connection, inn: str, status: str) -> Customer:
@@ -129,10 +352,14 @@ class ImportRow:
     inn: str
     name: str
     legal_form: str
+    email: str | None = None
+    phone: str | None = None
+    language: str = DEFAULT_LANGUAGE
 
 
 def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
-    """Parse a customers CSV (header: inn,name[,legal_form]); UTF-8, optional BOM.
+    """Parse a customers CSV (header: inn,name[,legal_form][,email][,phone][,language]);
+    UTF-8, optional BOM. Contacts are normalised as `set_contacts` does; empty: none.
 
     Returns the good rows and the problems; duplicates within the file are problems too.
     """
@@ -166,12 +393,25 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
         if None in raw:
             problems.append(ImportProblem(number, "лишние поля в строке"))
             continue
-        row = ImportRow(number, record["inn"], record["name"], record.get("legal_form") or "ОсОО")
         try:
-            validate(row.inn, row.name, row.legal_form)
+            validate(record["inn"], record["name"], record.get("legal_form") or "ОсОО")
+            contacts = normalise_contacts(
+                email=record.get("email"),
+                phone=record.get("phone"),
+                language=record.get("language") or DEFAULT_LANGUAGE,
+            )
         except CustomerError as error:
             problems.append(ImportProblem(number, str(error)))
             continue
+        row = ImportRow(
+            number,
+            record["inn"],
+            record["name"],
+            record.get("legal_form") or "ОсОО",
+            email=contacts["email"],
+            phone=contacts["phone"],
+            language=contacts["language"] or DEFAULT_LANGUAGE,
+        )
         if row.inn in seen:
             problems.append(
                 ImportProblem(number, f"inn: ИНН {row.inn} уже был в строке {seen[row.inn]}")
@@ -187,7 +427,15 @@ def import_rows(conn: Connection, rows: Iterable[ImportRow]) -> tuple[int, list[
     added, problems = 0, []
     for row in rows:
         try:
-            add(conn, inn=row.inn, name=row.name, legal_form=row.legal_form)
+            add(
+                conn,
+                inn=row.inn,
+                name=row.name,
+                legal_form=row.legal_form,
+                email=row.email,
+                phone=row.phone,
+                language=row.language,
+            )
         except CustomerError as error:  # the INN is already registered
             problems.append(ImportProblem(row.line, str(error)))
             continue

@@ -15,6 +15,11 @@ from tolom import apikeys, audit, installation
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
 from tolom.cli import common
+from tolom.cli import events as events_cli
+from tolom.cli.charges import charge_app
+from tolom.cli.listen import listen
+from tolom.cli.orders import orders_app
+from tolom.cli.tariffs import tariff_app
 from tolom.db import migrate
 from tolom.db.schema import services
 from tolom.ledger.statements import latest_entries
@@ -87,14 +92,31 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (use several on PostgreSQL).")] = 1,
     access_log: Annotated[bool, typer.Option(help="Print one line per request.")] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            help="Also deliver events (webhooks, e-mail, SMS) from inside the server process; "
+            "in production run `tolom worker` instead."
+        ),
+    ] = False,
 ) -> None:
-    """Run the HTTP server (agent gateways and health)."""
+    """Run the HTTP server (agent gateways, APIs, docs)."""
+    import copy
+    import os
+
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     if workers > 1 and get_settings().database_url.startswith("sqlite"):
         typer.secho(
             "SQLite: one writer at a time; several workers add little.", fg="yellow", err=True
         )
+    if with_worker:
+        os.environ["TOLOM_WORKER_IN_SERVER"] = "true"  # read by each server process
+        get_settings.cache_clear()
+    # Tolom's own log lines (deliveries, console e-mail and SMS) beside uvicorn's.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["tolom"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     uvicorn.run(
         "tolom.app:create_app",
         factory=True,
@@ -107,6 +129,7 @@ def serve(
         access_log=access_log,
         server_header=False,
         timeout_keep_alive=75,
+        log_config=log_config,
     )
 
 
@@ -191,6 +214,22 @@ def demo(
     lines += ["", "Попробуйте OSMP (сервер: tolom serve):", *[f"  {c}" for c in curls]]
     lines += ["", "REST API агента (подписанные запросы):", *[f"  {c}" for c in rest]]
     lines += ["", "API оператора (документация: /docs):", *[f"  {c}" for c in api]]
+    waiting_total = sum(c.amount for c in result.waiting)
+    webhook_name, webhook_url = result.webhook
+    lines += [
+        "",
+        f"Отчёты, ожидающие оплаты: {len(result.waiting)} на {format_amount(waiting_total)} сом "
+        f"({customer.name}, ИНН {customer.inn}). Пополнение их отпустит:",
+        f"  1) в другом окне примите вебхуки: .venv/bin/tolom webhook listen {webhook_name}",
+        f"  2) пополните баланс (вторая команда OSMP выше, 500.00 сом): {curls[1]}",
+        "  Сервер (tolom serve --with-worker) доставит charge.settled и payment.accepted на "
+        f"{webhook_url}, а письмо и SMS клиенту появятся в журнале сервера "
+        "(TOLOM_EMAIL_BACKEND=console; настоящий SMTP — docs/notifications.md).",
+        f"  Списания: curl -s -H 'Authorization: Bearer {result.api_key}' "
+        f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
+    ]
+    data["waiting_charges"] = [c.id for c in result.waiting]
+    data["webhook"] = {"name": webhook_name, "url": webhook_url}
     _emit(data, as_json, "\n".join(lines))
 
 
@@ -376,7 +415,36 @@ def _customer_json(conn: Connection, c: customers.Customer) -> dict[str, Any]:
         "legal_form": c.legal_form,
         "status": c.status,
         "balance": format_amount(customers.balance(conn, c)),
+        **c.contacts(),
     }
+
+
+_LANGUAGE_NAMES = {"ru": "русский", "ky": "кыргызский"}
+
+
+def _contacts_lines(c: customers.Customer) -> list[str]:
+    return [
+        f"E-mail: {c.email or 'нет'}",
+        f"Телефон для SMS: {c.phone or 'нет'}",
+        f"Язык уведомлений: {c.language} ({_LANGUAGE_NAMES.get(c.language, c.language)})",
+    ]
+
+
+EmailOption = Annotated[
+    str | None, typer.Option("--email", help="E-mail for notifications.", show_default=False)
+]
+PhoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--phone",
+        help="Phone for SMS: +996 555 123 456, 996555123456 or 0555 123 456.",
+        show_default=False,
+    ),
+]
+LanguageOption = Annotated[
+    str | None,
+    typer.Option("--language", help="Language of notifications: ru or ky.", show_default=False),
+]
 
 
 @customer_app.command("add")
@@ -386,12 +454,23 @@ def customer_add(
     legal_form: Annotated[
         str, typer.Option(help=f"One of: {', '.join(customers.LEGAL_FORMS)}.")
     ] = "ОсОО",
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    language: LanguageOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register a customer with a zero balance."""
     try:
         with _transaction() as conn:
-            customer = customers.add(conn, inn=inn, name=name, legal_form=legal_form)
+            customer = customers.add(
+                conn,
+                inn=inn,
+                name=name,
+                legal_form=legal_form,
+                email=email,
+                phone=phone,
+                language=language or customers.DEFAULT_LANGUAGE,
+            )
             data = _customer_json(conn, customer)
     except customers.CustomerError as error:
         _fail(str(error), as_json)
@@ -401,7 +480,12 @@ def customer_add(
 @customer_app.command("import")
 def customer_import(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="CSV: inn,name[,legal_form]")
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CSV: inn,name[,legal_form][,email][,phone][,language]",
+        ),
     ],
     skip_bad: Annotated[
         bool, typer.Option(help="Import the good lines even if some are bad.")
@@ -458,6 +542,61 @@ def customer_unblock(inn: str) -> None:
     _set_customer_status(inn, "active")
 
 
+@customer_app.command("contacts")
+def customer_contacts(
+    inn: str,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    language: LanguageOption = None,
+    clear_email: Annotated[
+        bool, typer.Option("--clear-email", help="Remove the e-mail: no more e-mails.")
+    ] = False,
+    clear_phone: Annotated[
+        bool, typer.Option("--clear-phone", help="Remove the phone: no more SMS.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change the e-mail, phone and language of a customer's notifications."""
+    if email is not None and clear_email:
+        _fail("--email и --clear-email вместе нельзя", as_json)
+    if phone is not None and clear_phone:
+        _fail("--phone и --clear-phone вместе нельзя", as_json)
+    try:
+        with _transaction() as conn:
+            before, after = customers.set_contacts(
+                conn,
+                inn,
+                email=None if clear_email else customers.KEEP if email is None else email,
+                phone=None if clear_phone else customers.KEEP if phone is None else phone,
+                language=customers.KEEP if language is None else language,
+            )
+            old, new = customers.contact_changes(before, after)
+            if new:
+                audit.record(
+                    conn,
+                    actor=_cli_actor(),
+                    action="customer.contacts",
+                    object_type="customer",
+                    object_id=inn,
+                    before=old,
+                    after=new,
+                )
+    except customers.CustomerError as error:
+        _fail(str(error), as_json)
+    asked = clear_email or clear_phone or any(v is not None for v in (email, phone, language))
+    if new:
+        headline = f"Контакты клиента {inn} изменены:"
+    elif asked:
+        headline = f"Контакты клиента {inn} не изменились, они уже такие:"
+    else:
+        headline = f"Контакты клиента {inn}:"
+    _emit(
+        {"inn": inn, **after.contacts(), "changed": list(new)},
+        as_json,
+        "\n".join([headline, *_contacts_lines(after)]),
+    )
+
+
 @customer_app.command("show")
 def customer_show(
     inn: str,
@@ -484,6 +623,7 @@ def customer_show(
     lines = [
         f"{data['name']} ({data['legal_form']}), ИНН {inn}, {'активен' if customer.status == 'active' else 'заблокирован'}",
         f"Баланс: {data['balance']} сом",
+        *_contacts_lines(customer),
         "Последние проводки:" if data["entries"] else "Проводок нет.",
     ]
     lines += [
@@ -766,6 +906,17 @@ def apikey_revoke(name: str, as_json: JsonOption = False) -> None:
         as_json,
         f"Ключ API {name} отозван (в силе через ≤ {get_settings().agent_cache_seconds:g} с).",
     )
+
+
+events_cli.webhook_app.command("listen")(listen)
+app.add_typer(events_cli.webhook_app, name="webhook")
+app.add_typer(events_cli.events_app, name="events")
+app.command("worker")(events_cli.worker)
+
+
+app.add_typer(tariff_app, name="tariff")
+app.add_typer(orders_app, name="order")
+app.add_typer(charge_app, name="charge")
 
 
 def main() -> None:

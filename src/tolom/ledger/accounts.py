@@ -17,6 +17,7 @@ HOT_ACCOUNT_SLOTS = 16
 SYSTEM_ACCOUNTS: dict[str, tuple[str, str, int]] = {
     # code: (kind, name, slots)
     "revenue:eds": ("revenue", "Выручка: электронные подписи и носители", HOT_ACCOUNT_SLOTS),
+    "revenue:sochi": ("revenue", "Выручка: отчёты, отправленные через СОЧИ", HOT_ACCOUNT_SLOTS),
     "cash_desk": ("cash_desk", "Касса", 1),
     "bank": ("bank", "Расчётный счёт в банке", 1),
 }

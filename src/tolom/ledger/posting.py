@@ -38,6 +38,7 @@ _ADD_TO_BALANCE = (
     .where(account_balances.c.account_id == bindparam("b_account"))
     .where(account_balances.c.slot == bindparam("b_slot"))
     .values(balance=account_balances.c.balance + bindparam("b_delta"))
+    .returning(account_balances.c.balance)
 )
 
 
@@ -52,7 +53,9 @@ def open_entry(conn: Connection, *, kind: str, description: str) -> int:
     )
 
 
-def post(conn: Connection, *, entry_id: int, transfers: Sequence[Transfer], slot_key: int) -> None:
+def post(
+    conn: Connection, *, entry_id: int, transfers: Sequence[Transfer], slot_key: int
+) -> dict[int, int]:
     """Write an entry's postings and apply them to the balances.
 
     Runs inside the caller's transaction, so the entry, the balances and whatever the caller
@@ -61,6 +64,9 @@ def post(conn: Connection, *, entry_id: int, transfers: Sequence[Transfer], slot
     `slot_key` picks the balance row of accounts that have several (any stable number, e.g.
     the agent's txn_id). Raises InsufficientFunds if a balance would go below zero where it
     may not.
+
+    Returns, per account touched, the new balance of the row it touched: the account's whole
+    balance for a one-row account such as a customer's (no extra query needed).
     """
     if not transfers:
         raise ValueError("a journal entry needs at least one transfer")
@@ -80,14 +86,16 @@ def post(conn: Connection, *, entry_id: int, transfers: Sequence[Transfer], slot
     for t in transfers:
         deltas[(t.debit.id, slot_key % t.debit.slots)] -= t.amount
         deltas[(t.credit.id, slot_key % t.credit.slots)] += t.amount
+    balances: dict[int, int] = {}
     try:
         for (account_id, slot), delta in sorted(deltas.items()):
             if delta:
-                conn.execute(
+                balances[account_id] = conn.execute(
                     _ADD_TO_BALANCE, {"b_account": account_id, "b_slot": slot, "b_delta": delta}
-                )
+                ).scalar_one()
     except IntegrityError as error:
         raise InsufficientFunds(str(error.orig)) from error
+    return balances
 
 
 def post_entry(

@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from tolom.notifications import email, sms
+from tolom.notifications.errors import NotificationError
+from tolom.notifications.templates import render
 from tolom.settings import Settings
 
-
-class NotificationError(Exception):
-    """Sending failed; worth retrying later."""
+__all__ = ["NotificationError", "deliver"]
 
 
 def deliver(
@@ -28,5 +29,29 @@ def deliver(
     payload: dict[str, Any],
     created_at: datetime,
 ) -> None:
-    """Render and send one notification."""
-    raise NotificationError("notifications are not implemented yet")
+    """Render and send one notification.
+
+    Raises NotificationError when there is no template for the event type and channel,
+    when the payload cannot fill it, or when the server refuses or cannot be reached.
+    """
+    if destination not in ("email", "sms"):
+        raise NotificationError(f"неизвестный канал уведомления {destination!r}")
+    if not recipient:
+        raise NotificationError(f"нет получателя для {destination}")
+    rendered = render(
+        event_type, language, destination, payload, event_id=event_id, created_at=created_at
+    )
+    if destination == "sms":
+        sms.send(settings, to=recipient, text=rendered.text)
+        return
+    try:
+        message = email.build_message(
+            settings,
+            to=recipient,
+            subject=rendered.subject or "",
+            text=rendered.text,
+            event_id=event_id,
+        )
+    except (ValueError, TypeError) as error:  # e.g. a From or To no header can carry
+        raise NotificationError(f"письмо не собрано: {error}") from None
+    email.send(settings, message)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from tolom.agents.service import GATEWAY, Agent
+from tolom.billing import charges, orders
 from tolom.db.engine import is_temporary
 from tolom.db.schema import (
     accounts,
@@ -30,6 +31,7 @@ from tolom.db.schema import (
     payment_reversals,
     payments,
 )
+from tolom.events.outbox import EventType, customer_key, emit, inn_key
 from tolom.identifiers import is_inn, is_invoice_number, txn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import InsufficientFunds, Transfer, open_entry, post
@@ -58,6 +60,7 @@ _CUSTOMER_BY_INN = select(
 
 _INVOICE_COLUMNS = (
     invoices.c.id,
+    invoices.c.inn,
     invoices.c.payer_name,
     invoices.c.total,
     invoices.c.status,
@@ -296,13 +299,13 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         conn.execute(
             insert(manual_payments).values(payment_id=payment_id, **asdict(request.manual))
         )
-    post(
+    balances = post(
         conn,
         entry_id=entry_id,
         transfers=[Transfer(debit=agent.clearing_account, credit=credit, amount=request.amount)],
         slot_key=payment_id,
     )
-    return PayResult(
+    result = PayResult(
         Outcome.OK,
         "OK",
         payment_id=payment_id,
@@ -310,6 +313,50 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         txn_date=request.txn_date.astimezone(UTC),
         business_date=business_date,
         created_at=as_utc(inserted.created_at),
+    )
+    # Events in the order things happened: the payment, then what it caused.
+    if request.service is Service.SOCHI:
+        credited = balances[target.account_id]
+        _announce_payment(conn, agent, request, result, target, balance=credited)
+        # The top-up releases the reports waiting for it, in this same transaction.
+        charges.settle_awaiting(conn, target.id, credited, payment_id=payment_id)
+    else:
+        _announce_payment(conn, agent, request, result, target, balance=None)
+        # One signature order per unit bought, and the invoice.paid event, with the payment.
+        orders.create_for_payment(conn, target.id, payment_id)
+    return result
+
+
+def _announce_payment(
+    conn: Connection,
+    agent: Agent,
+    request: PayRequest,
+    result: PayResult,
+    target: Any,
+    *,
+    balance: int | None,
+) -> None:
+    """Emit payment.accepted: the customer is told of a top-up, other systems of both."""
+    sochi = request.service is Service.SOCHI
+    emit(
+        conn,
+        EventType.PAYMENT_ACCEPTED,
+        ordering_key=customer_key(target.id) if sochi else inn_key(target.inn, request.account),
+        customer_id=target.id if sochi else None,
+        payload={
+            "payment_id": result.payment_id,
+            "service": request.service.value,
+            "account": request.account,
+            "amount": request.amount,
+            "agent": agent.code,
+            "txn_id": request.txn_id,
+            "business_date": result.business_date,
+            "created_at": result.created_at,
+            "inn": request.account if sochi else target.inn,
+            "customer_name": target.name if sochi else None,
+            "invoice_number": None if sochi else request.account,
+            "balance": balance,
+        },
     )
 
 
@@ -556,7 +603,13 @@ def _reverse(
         ).scalar_one()
         source = LedgerAccount(account_id)
     else:
-        # Issue 4 adds signature orders: once one is produced, refuse with ALREADY_SERVED.
+        # The invoice's orders are cancelled with it; refused once production has started.
+        try:
+            orders.cancel_for_reversal(conn, payment.invoice_id, reason)
+        except orders.OrderStateError as error:
+            raise _UndoCancel(
+                CancelResult(CancelOutcome.ALREADY_SERVED, str(error), payment.id)
+            ) from error
         reopened = conn.execute(
             _REOPEN_INVOICE, {"invoice_id": payment.invoice_id, "b_payment": payment.id}
         )
@@ -591,4 +644,25 @@ def _reverse(
         )
     )
     conn.execute(update(payments).where(payments.c.id == payment.id).values(status="reversed"))
+    if payment.service == Service.SOCHI.value:
+        key = customer_key(payment.customer_id)
+    else:
+        inn = conn.execute(
+            select(invoices.c.inn).where(invoices.c.id == payment.invoice_id)
+        ).scalar_one()
+        key = inn_key(inn, payment.account)
+    emit(
+        conn,
+        EventType.PAYMENT_REVERSED,
+        ordering_key=key,
+        customer_id=payment.customer_id,
+        payload={
+            "payment_id": payment.id,
+            "service": payment.service,
+            "account": payment.account,
+            "amount": payment.amount,
+            "reason": reason,
+            "requested_by": actor,
+        },
+    )
     return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id)

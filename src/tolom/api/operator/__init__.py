@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tolom.api.operator import customers, invoices, ledger, manual, payments
+from tolom.api.operator import (
+    charges,
+    customers,
+    invoices,
+    ledger,
+    manual,
+    orders,
+    payments,
+    tariffs,
+)
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(customers.router)
@@ -12,3 +21,6 @@ router.include_router(invoices.router)
 router.include_router(payments.router)
 router.include_router(manual.router)
 router.include_router(ledger.router)
+router.include_router(charges.router)
+router.include_router(tariffs.router)
+router.include_router(orders.router)

@@ -1,4 +1,5 @@
-"""Customers: register, look up, search, block and unblock, import, statement."""
+"""Customers: register, look up, search, change contacts, block and unblock, import,
+statement."""
 
 from __future__ import annotations
 
@@ -49,6 +50,34 @@ LegalForm = Annotated[
         max_length=32,
     ),
 ]
+Email = Annotated[
+    str | None,
+    Field(
+        description="E-mail for notifications: an ASCII address, stored with the domain in "
+        "lower case. null or empty: none.",
+        examples=["buh@romashka.kg"],
+        max_length=320,
+    ),
+]
+Phone = Annotated[
+    str | None,
+    Field(
+        description="Kyrgyz phone for SMS, written as people do: `+996 555 123 456`, "
+        "`996555123456`, `0555 123 456` (spaces, hyphens, dots, parentheses allowed); stored "
+        "in E.164, `+996555123456`. null or empty: none.",
+        examples=["0555 123 456"],
+        max_length=32,
+    ),
+]
+Language = Annotated[
+    str,
+    Field(
+        description="Language of notifications: `ru` (Russian) or `ky` (Kyrgyz).",
+        examples=["ky"],
+        max_length=8,
+        json_schema_extra={"enum": list(customers.LANGUAGES)},
+    ),
+]
 
 
 class CustomerIn(BaseModel):
@@ -59,6 +88,38 @@ class CustomerIn(BaseModel):
     inn: Inn
     name: str = Field(max_length=300, examples=["ОсОО «Ромашка»"])
     legal_form: LegalForm = "ОсОО"
+    email: Email = None
+    phone: Phone = None
+    language: Language = customers.DEFAULT_LANGUAGE
+
+
+class ContactsIn(BaseModel):
+    """Contacts to change. A field left out stays as it is; `null` (or "") clears an e-mail
+    or a phone. The language cannot be cleared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email = None
+    phone: Phone = None
+    language: Annotated[
+        str | None,
+        Field(
+            description="`ru` or `ky`; not null.",
+            examples=["ky"],
+            max_length=8,
+            json_schema_extra={"enum": list(customers.LANGUAGES)},
+        ),
+    ] = None
+
+
+CONTACTS_EXAMPLES: dict[str, Any] = {
+    "set": {
+        "summary": "Set the e-mail, the phone and Kyrgyz notifications",
+        "value": {"email": "buh@romashka.kg", "phone": "0555 123 456", "language": "ky"},
+    },
+    "clear_phone": {"summary": "No more SMS: clear the phone", "value": {"phone": None}},
+    "language": {"summary": "Only the language", "value": {"language": "ru"}},
+}
 
 
 class Customer(BaseModel):
@@ -70,6 +131,17 @@ class Customer(BaseModel):
     status: str = Field(description="active | blocked", examples=["active"])
     account: str = Field(description="Ledger account code.", examples=["customer:01904202310427"])
     balance: str = Field(description=AMOUNT_DESCRIPTION, examples=["1500.00"])
+    email: str | None = Field(
+        description="E-mail for notifications; null: none.", examples=["buh@romashka.kg"]
+    )
+    phone: str | None = Field(
+        description="Phone for SMS in E.164; null: none.", examples=["+996555123456"]
+    )
+    language: str = Field(
+        description="Language of notifications: ru | ky.",
+        examples=["ru"],
+        json_schema_extra={"enum": list(customers.LANGUAGES)},
+    )
 
 
 class CustomerList(BaseModel):
@@ -84,6 +156,9 @@ class ImportRowIn(BaseModel):
     inn: Inn
     name: str = Field(max_length=300, examples=["ИП Асанов А."])
     legal_form: LegalForm = "ОсОО"
+    email: Email = None
+    phone: Phone = None
+    language: Language = customers.DEFAULT_LANGUAGE
 
 
 class ImportResult(BaseModel):
@@ -125,6 +200,9 @@ def _out(customer: customers.Customer, balance: int) -> Customer:
         status=customer.status,
         account=f"customer:{customer.inn}",
         balance=format_amount(balance),
+        email=customer.email,
+        phone=customer.phone,
+        language=customer.language,
     )
 
 
@@ -134,7 +212,14 @@ def _snapshot(customer: customers.Customer) -> dict[str, Any]:
         "name": customer.name,
         "legal_form": customer.legal_form,
         "status": customer.status,
+        **customer.contacts(),
     }
+
+
+def _contacts_refused(error: customers.ContactsError, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(field=f"{prefix}{field}", message=message) for field, message in error.errors
+    ]
 
 
 def _found(conn: Connection, inn: str) -> customers.Customer:
@@ -151,7 +236,8 @@ def _found(conn: Connection, inn: str) -> customers.Customer:
     status_code=201,
     summary="Register a customer",
     description="Registers an organisation or sole proprietor with a zero balance. "
-    "Needs a `write` key. Audited as `customer.create`.",
+    "Needs a `write` key. E-mail, phone and language of notifications are optional "
+    "(`PATCH /customers/{inn}` changes them later). Audited as `customer.create`.",
     responses=responses(*AUTH, "invalid_request", "customer_exists"),
 )
 def create_customer(body: CustomerIn, caller: Writer) -> Customer:
@@ -160,10 +246,22 @@ def create_customer(body: CustomerIn, caller: Writer) -> Customer:
     except customers.CustomerError as error:
         raise bad_input(core_message(error, "inn")) from None
     try:
+        customers.normalise_contacts(email=body.email, phone=body.phone, language=body.language)
+    except customers.ContactsError as error:
+        raise bad_input(*error.errors) from None
+    try:
         with transaction(caller.runtime) as conn:
             if customers.get(conn, body.inn) is not None:
                 raise ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть")
-            customer = customers.add(conn, inn=body.inn, name=body.name, legal_form=body.legal_form)
+            customer = customers.add(
+                conn,
+                inn=body.inn,
+                name=body.name,
+                legal_form=body.legal_form,
+                email=body.email,
+                phone=body.phone,
+                language=body.language,
+            )
             audit.record(
                 conn,
                 actor=caller.actor,
@@ -205,6 +303,52 @@ def get_customer(inn: str, caller: Reader) -> Customer:
     with transaction(caller.runtime) as conn:
         customer = _found(conn, inn)
         return _out(customer, customers.balance(conn, customer))
+
+
+def _given(body: ContactsIn, field: str) -> str | customers.Keep | None:
+    """The field's value if the request named it, else KEEP (leave it as it is)."""
+    return getattr(body, field) if field in body.model_fields_set else customers.KEEP
+
+
+@router.patch(
+    "/{inn}",
+    summary="Change a customer's contacts",
+    description="Sets the e-mail, the phone (any Kyrgyz notation; stored as E.164) and the "
+    "language of notifications (`ru` or `ky`). Only the fields sent change; `null` clears an "
+    "e-mail or a phone, and with it that channel's notifications. Every bad field is named "
+    "in the 422 problem's `errors`. Needs a `write` key; a change is audited as "
+    "`customer.contacts` with the values before and after, a request that changes nothing "
+    "is not.",
+    responses=responses(*AUTH, "invalid_request", "customer_not_found"),
+)
+def update_customer_contacts(
+    inn: str,
+    body: Annotated[ContactsIn, Body(openapi_examples=CONTACTS_EXAMPLES)],
+    caller: Writer,
+) -> Customer:
+    email, phone, language = (_given(body, f) for f in ("email", "phone", "language"))
+    try:
+        customers.normalise_contacts(email=email, phone=phone, language=language)
+    except customers.ContactsError as error:
+        raise bad_input(*error.errors) from None
+    with transaction(caller.runtime) as conn:
+        _found(conn, inn)
+        before, after = customers.set_contacts(
+            conn, inn, email=email, phone=phone, language=language
+        )
+        old, new = customers.contact_changes(before, after)
+        if new:
+            audit.record(
+                conn,
+                actor=caller.actor,
+                action="customer.contacts",
+                object_type="customer",
+                object_id=inn,
+                before=old,
+                after=new,
+                address=caller.address,
+            )
+        return _out(after, customers.balance(conn, after))
 
 
 def _set_status(inn: str, status: str, caller: Caller) -> Customer:
@@ -258,7 +402,8 @@ class _Refused(Exception):
     summary="Import customers",
     description="A JSON list of up to 10 000 customers, all or nothing: if any row is bad or "
     "its INN is already registered, nothing is imported and the 422 problem's `errors` name "
-    "each bad row by its index in the list (`3.inn`). Each customer is audited as "
+    "each bad row by its index in the list (`3.inn`, `4.phone`). Contacts are optional, "
+    "as in a single registration. Each customer is audited as "
     "`customer.import`.",
     responses=responses(*AUTH, "invalid_request"),
 )
@@ -276,6 +421,13 @@ def import_customers(
             field, message = core_message(error, "inn")
             errors.append(FieldError(field=f"{index}.{field}", message=message))
             continue
+        try:
+            contacts = customers.normalise_contacts(
+                email=row.email, phone=row.phone, language=row.language
+            )
+        except customers.ContactsError as error:
+            errors += _contacts_refused(error, f"{index}.")
+            continue
         if row.inn in seen:
             errors.append(
                 FieldError(
@@ -284,7 +436,17 @@ def import_customers(
             )
             continue
         seen[row.inn] = index
-        good.append(customers.ImportRow(index, row.inn, row.name, row.legal_form))
+        good.append(
+            customers.ImportRow(
+                index,
+                row.inn,
+                row.name,
+                row.legal_form,
+                email=contacts["email"],
+                phone=contacts["phone"],
+                language=contacts["language"] or customers.DEFAULT_LANGUAGE,
+            )
+        )
     try:
         with transaction(caller.runtime) as conn:
             added, known = customers.import_rows(conn, good)
@@ -307,6 +469,9 @@ def import_customers(
                         "name": row_.name.strip(),
                         "legal_form": row_.legal_form,
                         "status": "active",
+                        "email": row_.email,
+                        "phone": row_.phone,
+                        "language": row_.language,
                     },
                     address=caller.address,
                 )

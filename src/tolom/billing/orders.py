@@ -1,0 +1,587 @@
+"""Signature orders: what a paid `eds` invoice is to produce, one order per unit bought.
+
+    paid → in_production → issued
+    paid | in_production → cancelled (with a refund per policy)
+
+Paying the invoice creates its orders in the payment's transaction (`create_for_payment`).
+Operators carry them through production; each transition locks the order's row, checks
+its state, writes the change and its event together, and answers a repeat of itself with
+the order as it stands. A cancelled order is refunded to the balance of the customer with
+the invoice's INN: all of the price before production, `refund_percent_in_production` per
+cent of it once production has started; an issued order is not cancelled.
+
+Reversing the invoice's payment cancels its orders instead (`cancel_for_reversal`): the
+reversal itself returns the money, so there is no refund; it is refused once any order is
+in production, issued or cancelled on its own (the money would go back twice).
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from tolom.db.schema import customers, invoice_lines, invoices, products, signature_orders
+from tolom.events.outbox import EventType, emit, inn_key
+from tolom.ledger.accounts import LedgerAccount, system_account
+from tolom.ledger.posting import Transfer, post_entry
+from tolom.money import format_amount
+from tolom.timestamps import as_utc
+
+# The company's calendar: an order is issued, and a signature expires, on a date in Bishkek.
+ZONE = ZoneInfo("Asia/Bishkek")
+
+STATUSES = ("paid", "in_production", "issued", "cancelled")
+_STATE_TEXT = {
+    "paid": "оплачен и ждёт производства",
+    "in_production": "в производстве",
+    "issued": "уже выдан",
+    "cancelled": "отменён",
+}
+NO_REFUND_NOTE = "возврат проведён вне Tolom"
+
+
+class OrderError(ValueError):
+    """An order operation that cannot be done, with a message for the operator."""
+
+
+class OrderNotFound(OrderError):
+    pass
+
+
+class OrderStateError(OrderError):
+    """The order (or one of the invoice's orders) is not in a state that allows this."""
+
+
+class RefundImpossible(OrderError):
+    """The refund has nowhere to go: no customer has the invoice's INN."""
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    invoice_number: str
+    unit: int  # 1..quantity of its invoice line
+    inn: str | None
+    payment_id: int
+    product_code: str
+    kind: str  # signature | carrier
+    name: str
+    price: int  # tyiyn: the invoice line's unit price
+    status: str
+    created_at: datetime
+    production_started_at: datetime | None
+    issued_at: datetime | None
+    valid_until: date | None  # signatures: the last day the signature is valid
+    expiry_notified_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    refund_amount: int | None  # tyiyn credited to the customer's balance on cancellation
+    refund_entry_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The order after a transition; `changed` is False for a repeat (nothing was written)."""
+
+    order: Order
+    changed: bool
+    previous: str  # the status it had, read under the row lock
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    order: Order
+    days_left: int  # 0: valid today for the last time
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` calendar months later, clamped to the month's end (Jan 31 + 1 =
+    Feb 28, or Feb 29 in a leap year)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def local_date(moment: datetime) -> date:
+    """The company's date of a moment."""
+    return as_utc(moment).astimezone(ZONE).date()
+
+
+_ORDER = select(signature_orders, invoices.c.number.label("invoice_number")).join(
+    invoices, invoices.c.id == signature_orders.c.invoice_id
+)
+_ORDER_BY_ID = _ORDER.where(signature_orders.c.id == bindparam("b_id"))
+_ORDER_BY_ID_LOCKED = _ORDER_BY_ID.with_for_update(of=signature_orders)
+
+
+def _from_row(row: Any) -> Order:
+    def moment(value: datetime | None) -> datetime | None:
+        return as_utc(value) if value is not None else None
+
+    return Order(
+        id=row.id,
+        invoice_number=row.invoice_number,
+        unit=row.unit,
+        inn=row.inn,
+        payment_id=row.payment_id,
+        product_code=row.product_code,
+        kind=row.kind,
+        name=row.name,
+        price=row.price,
+        status=row.status,
+        created_at=as_utc(row.created_at),
+        production_started_at=moment(row.production_started_at),
+        issued_at=moment(row.issued_at),
+        valid_until=row.valid_until,
+        expiry_notified_at=moment(row.expiry_notified_at),
+        cancelled_at=moment(row.cancelled_at),
+        cancel_reason=row.cancel_reason,
+        refund_amount=row.refund_amount,
+        refund_entry_id=row.refund_entry_id,
+    )
+
+
+def get(conn: Connection, order_id: int) -> Order | None:
+    row = conn.execute(_ORDER_BY_ID, {"b_id": order_id}).first()
+    return None if row is None else _from_row(row)
+
+
+def list_orders(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    inn: str | None = None,
+    invoice_number: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Order]:
+    """Orders matching every filter given, newest first; `before_id` pages."""
+    query = _ORDER
+    if status is not None:
+        query = query.where(signature_orders.c.status == status)
+    if inn is not None:
+        query = query.where(signature_orders.c.inn == inn)
+    if invoice_number is not None:
+        query = query.where(invoices.c.number == invoice_number)
+    if before_id is not None:
+        query = query.where(signature_orders.c.id < before_id)
+    rows = conn.execute(query.order_by(signature_orders.c.id.desc()).limit(limit))
+    return [_from_row(r) for r in rows]
+
+
+def _customer_of(conn: Connection, inn: str | None) -> Any:
+    """The customer (id, account_id) with this INN, if any: whom events and refunds go to."""
+    if inn is None:
+        return None
+    return conn.execute(
+        select(customers.c.id, customers.c.account_id).where(customers.c.inn == inn)
+    ).first()
+
+
+# --- paying an invoice ---------------------------------------------------------------
+
+_REVIVE = (
+    update(signature_orders)
+    .where(
+        signature_orders.c.id == bindparam("b_id"),
+        signature_orders.c.status == "cancelled",
+        signature_orders.c.refund_entry_id.is_(None),
+    )
+    .values(
+        payment_id=bindparam("b_payment"),
+        status="paid",
+        production_started_at=None,
+        issued_at=None,
+        valid_until=None,
+        expiry_notified_at=None,
+        cancelled_at=None,
+        cancel_reason=None,
+        refund_amount=None,
+    )
+)
+
+
+def create_for_payment(
+    conn: Connection, invoice_id: int, payment_id: int, *, now: datetime | None = None
+) -> list[int]:
+    """Create the orders of an invoice just paid, and emit `invoice.paid`; returns their ids.
+
+    Runs in the payment's transaction, under its lock on the invoice row. One order per
+    unit of each line (UNIQUE (invoice_line_id, unit)). An invoice paid again after its
+    payment was reversed finds its orders cancelled by that reversal: they become the new
+    payment's orders again (same ids), so a line's unit is never ordered twice.
+    """
+    now = now or datetime.now(UTC)
+    invoice = conn.execute(
+        select(invoices.c.number, invoices.c.inn, invoices.c.payer_name, invoices.c.total).where(
+            invoices.c.id == invoice_id
+        )
+    ).one()
+    lines = conn.execute(
+        select(invoice_lines, products.c.kind)
+        .join(products, products.c.code == invoice_lines.c.product_code)
+        .where(invoice_lines.c.invoice_id == invoice_id)
+        .order_by(invoice_lines.c.id)
+    ).all()
+    earlier = {
+        (r.invoice_line_id, r.unit): r.id
+        for r in conn.execute(
+            select(
+                signature_orders.c.id, signature_orders.c.invoice_line_id, signature_orders.c.unit
+            )
+            .where(signature_orders.c.invoice_id == invoice_id)
+            .with_for_update()
+        )
+    }
+    order_ids: list[int] = []
+    for line in lines:
+        for unit in range(1, line.quantity + 1):
+            known = earlier.get((line.id, unit))
+            if known is not None:
+                revived = conn.execute(_REVIVE, {"b_id": known, "b_payment": payment_id})
+                if revived.rowcount != 1:  # only a reversal leaves an open invoice's orders
+                    raise RuntimeError(f"order {known} of an unpaid invoice is not cancelled")
+                order_ids.append(known)
+                continue
+            order_ids.append(
+                conn.execute(
+                    insert(signature_orders)
+                    .values(
+                        invoice_id=invoice_id,
+                        invoice_line_id=line.id,
+                        unit=unit,
+                        payment_id=payment_id,
+                        product_code=line.product_code,
+                        kind=line.kind,
+                        name=line.name,
+                        price=line.unit_price,
+                        inn=invoice.inn,
+                        status="paid",
+                        created_at=now,
+                    )
+                    .returning(signature_orders.c.id)
+                ).scalar_one()
+            )
+    customer = _customer_of(conn, invoice.inn)
+    emit(
+        conn,
+        EventType.INVOICE_PAID,
+        ordering_key=inn_key(invoice.inn, invoice.number),
+        customer_id=customer.id if customer else None,
+        payload={
+            "invoice_number": invoice.number,
+            "inn": invoice.inn,
+            "payer_name": invoice.payer_name,
+            "total": invoice.total,
+            "payment_id": payment_id,
+            "lines": [
+                {
+                    "product_code": line.product_code,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "amount": line.amount,
+                }
+                for line in lines
+            ],
+            "orders": order_ids,
+        },
+    )
+    return order_ids
+
+
+def cancel_for_reversal(conn: Connection, invoice_id: int, reason: str) -> list[int]:
+    """Cancel an invoice's orders because its payment is being reversed; returns their ids.
+
+    Raises OrderStateError when the reversal must be refused: an order is in production
+    or issued (what was paid for is being, or has been, delivered), or was cancelled on its
+    own (its refund, in Tolom or outside it, was already given). Runs in the reversal's
+    transaction, before the invoice is reopened.
+    """
+    rows = conn.execute(
+        _ORDER.where(signature_orders.c.invoice_id == invoice_id)
+        .order_by(signature_orders.c.id)
+        .with_for_update(of=signature_orders)
+    ).all()
+    found = [_from_row(r) for r in rows]
+    for order in found:
+        if order.status in ("in_production", "issued"):
+            raise OrderStateError(
+                f"Заказ №{order.id} ({order.name}) уже в производстве или выдан: "
+                "платёж по счёту отменить нельзя"
+            )
+        if order.status == "cancelled":
+            raise OrderStateError(
+                f"Заказ №{order.id} по счёту уже отменён, возврат по нему решён при отмене: "
+                "отмена платежа вернула бы деньги повторно"
+            )
+    now = datetime.now(UTC)
+    text = f"Платёж №{found[0].payment_id} отменён: {reason}" if found else reason
+    for order in found:
+        _write_cancel(conn, order, now=now, reason=text, refund_amount=0, entry_id=None)
+    return [order.id for order in found]
+
+
+# --- transitions ---------------------------------------------------------------------
+
+
+def _locked(conn: Connection, order_id: int) -> Order:
+    row = conn.execute(_ORDER_BY_ID_LOCKED, {"b_id": order_id}).first()
+    if row is None:
+        raise OrderNotFound(f"Заказ №{order_id} не найден")
+    return _from_row(row)
+
+
+def _refuse(order: Order, action: str) -> OrderStateError:
+    return OrderStateError(f"Заказ №{order.id} {_STATE_TEXT[order.status]}: {action} нельзя")
+
+
+def _announce(conn: Connection, type: EventType, order: Order, **extra: Any) -> None:
+    customer = _customer_of(conn, order.inn)
+    emit(
+        conn,
+        type,
+        ordering_key=inn_key(order.inn, order.invoice_number),
+        customer_id=customer.id if customer else None,
+        payload={
+            "order_id": order.id,
+            "invoice_number": order.invoice_number,
+            "inn": order.inn,
+            "product_code": order.product_code,
+            "name": order.name,
+            "kind": order.kind,
+            "status": order.status,
+            "issued_at": order.issued_at,
+            "valid_until": order.valid_until,
+            **extra,
+        },
+    )
+
+
+def _changed(conn: Connection, before: Order, type: EventType) -> Transition:
+    order = get(conn, before.id)
+    assert order is not None
+    _announce(conn, type, order)
+    return Transition(order, changed=True, previous=before.status)
+
+
+def start(conn: Connection, order_id: int, *, now: datetime | None = None) -> Transition:
+    """paid → in_production: the certification centre has started producing it."""
+    order = _locked(conn, order_id)
+    if order.status == "in_production":
+        return Transition(order, changed=False, previous=order.status)
+    if order.status != "paid":
+        raise _refuse(order, "начать производство")
+    conn.execute(
+        update(signature_orders)
+        .where(signature_orders.c.id == order.id)
+        .values(status="in_production", production_started_at=now or datetime.now(UTC))
+    )
+    return _changed(conn, order, EventType.ORDER_IN_PRODUCTION)
+
+
+def issue(
+    conn: Connection, order_id: int, *, validity_months: int, now: datetime | None = None
+) -> Transition:
+    """in_production → issued; a signature is valid `validity_months` calendar months from
+    the day it is issued (`valid_until`, clamped to the month's end)."""
+    order = _locked(conn, order_id)
+    if order.status == "issued":
+        return Transition(order, changed=False, previous=order.status)
+    if order.status == "paid":
+        raise OrderStateError(
+            f"Заказ №{order.id} ещё не в производстве: сначала начните производство"
+        )
+    if order.status != "in_production":
+        raise _refuse(order, "выдать")
+    now = now or datetime.now(UTC)
+    valid_until = (
+        add_months(local_date(now), validity_months) if order.kind == "signature" else None
+    )
+    conn.execute(
+        update(signature_orders)
+        .where(signature_orders.c.id == order.id)
+        .values(status="issued", issued_at=now, valid_until=valid_until)
+    )
+    return _changed(conn, order, EventType.ORDER_ISSUED)
+
+
+def refund_due(order: Order, refund_percent_in_production: int) -> int:
+    """What the policy refunds on cancelling `order` now (tyiyn, rounded down)."""
+    if order.status == "paid":
+        return order.price
+    if order.status == "in_production":
+        return order.price * refund_percent_in_production // 100
+    return 0
+
+
+def cancel(
+    conn: Connection,
+    order_id: int,
+    reason: str,
+    *,
+    refund_percent_in_production: int,
+    no_refund: bool = False,
+    now: datetime | None = None,
+) -> Transition:
+    """paid | in_production → cancelled, refunding per policy to the customer's balance.
+
+    The refund is a journal entry from `revenue:eds` to the balance of the customer with the
+    invoice's INN. Without such a customer it is refused (RefundImpossible) unless
+    `no_refund`: the operator says the money is returned outside Tolom, which the reason
+    then records, and nothing is posted.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise OrderError("reason: укажите причину отмены")
+    order = _locked(conn, order_id)
+    if order.status == "cancelled":
+        return Transition(order, changed=False, previous=order.status)
+    if order.status not in ("paid", "in_production"):
+        raise _refuse(order, "отменить")
+    now = now or datetime.now(UTC)
+    due = refund_due(order, refund_percent_in_production)
+    entry_id = None
+    if no_refund:
+        reason, due = f"{reason} ({NO_REFUND_NOTE})", 0
+    elif due > 0:
+        customer = _customer_of(conn, order.inn)
+        if customer is None:
+            whose = f"с ИНН {order.inn}" if order.inn else "(в счёте не указан ИНН)"
+            raise RefundImpossible(
+                f"Нет абонента {whose}: вернуть {format_amount(due)} сом на баланс некому. "
+                "Верните деньги вне Tolom и отмените заказ без возврата (no_refund)"
+            )
+        entry_id = post_entry(
+            conn,
+            kind="order_refund",
+            description=f"Возврат по заказу №{order.id} (счёт {order.invoice_number}): {reason}"[
+                :500
+            ],
+            transfers=[
+                Transfer(
+                    debit=system_account(conn, "revenue:eds"),
+                    credit=LedgerAccount(customer.account_id),
+                    amount=due,
+                )
+            ],
+            slot_key=order.id,
+        )
+    _write_cancel(conn, order, now=now, reason=reason, refund_amount=due, entry_id=entry_id)
+    cancelled = get(conn, order.id)
+    assert cancelled is not None
+    return Transition(cancelled, changed=True, previous=order.status)
+
+
+def _write_cancel(
+    conn: Connection,
+    order: Order,
+    *,
+    now: datetime,
+    reason: str,
+    refund_amount: int,
+    entry_id: int | None,
+) -> None:
+    conn.execute(
+        update(signature_orders)
+        .where(signature_orders.c.id == order.id)
+        .values(
+            status="cancelled",
+            cancelled_at=now,
+            cancel_reason=reason[:1000],
+            refund_amount=refund_amount,
+            refund_entry_id=entry_id,
+        )
+    )
+    cancelled = get(conn, order.id)
+    assert cancelled is not None
+    _announce(
+        conn,
+        EventType.ORDER_CANCELLED,
+        cancelled,
+        refund_amount=refund_amount,
+        reason=cancelled.cancel_reason,
+    )
+
+
+# --- expiry --------------------------------------------------------------------------
+
+
+def _expiring_query(today: date, within_days: int) -> Any:
+    return _ORDER.where(
+        signature_orders.c.status == "issued",
+        signature_orders.c.kind == "signature",
+        signature_orders.c.valid_until >= today,
+        signature_orders.c.valid_until <= today + timedelta(days=within_days),
+    )
+
+
+def expiring(
+    conn: Connection,
+    today: date,
+    within_days: int,
+    *,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[Expiring]:
+    """Issued signatures whose last valid day is `today` or within `within_days` after it,
+    in issue order (`after_id` pages)."""
+    query = _expiring_query(today, within_days)
+    if after_id is not None:
+        query = query.where(signature_orders.c.id > after_id)
+    query = query.order_by(signature_orders.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    found = [_from_row(r) for r in conn.execute(query)]
+    return [Expiring(o, (o.valid_until - today).days) for o in found if o.valid_until]
+
+
+_MARK_NOTIFIED = (
+    update(signature_orders)
+    .where(
+        signature_orders.c.id == bindparam("b_id"),
+        signature_orders.c.status == "issued",
+        signature_orders.c.expiry_notified_at.is_(None),
+    )
+    .values(expiry_notified_at=bindparam("b_now"))
+)
+
+
+def announce_expiring(
+    conn: Connection, today: date, within_days: int, *, now: datetime | None = None
+) -> int:
+    """Emit `signature.expiring` once per signature expiring within `within_days`; returns
+    how many were announced now. Marking the order and emitting commit together, and a
+    concurrent run's UPDATE finds the order marked, so a repeat announces nothing again."""
+    now = now or datetime.now(UTC)
+    announced = 0
+    query = _expiring_query(today, within_days).where(
+        signature_orders.c.expiry_notified_at.is_(None)
+    )
+    for row in conn.execute(query.order_by(signature_orders.c.id)).all():
+        order = _from_row(row)
+        if conn.execute(_MARK_NOTIFIED, {"b_id": order.id, "b_now": now}).rowcount != 1:
+            continue
+        assert order.valid_until is not None
+        customer = _customer_of(conn, order.inn)
+        emit(
+            conn,
+            EventType.SIGNATURE_EXPIRING,
+            ordering_key=inn_key(order.inn, order.invoice_number),
+            customer_id=customer.id if customer else None,
+            payload={
+                "order_id": order.id,
+                "invoice_number": order.invoice_number,
+                "inn": order.inn,
+                "name": order.name,
+                "valid_until": order.valid_until,
+                "days_left": (order.valid_until - today).days,
+            },
+        )
+        announced += 1
+    return announced

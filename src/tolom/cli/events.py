@@ -1,0 +1,242 @@
+"""`tolom webhook`, `tolom events` and `tolom worker`: endpoints, dead letters, delivery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from datetime import datetime
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.db.engine import make_engine
+from tolom.events import admin, endpoints
+from tolom.events.worker import Worker
+from tolom.settings import get_settings
+
+webhook_app = typer.Typer(help="Webhook endpoints that receive events.", no_args_is_help=True)
+events_app = typer.Typer(
+    help="Events and their deliveries: list, inspect, re-drive dead letters.",
+    no_args_is_help=True,
+)
+
+
+def _when(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(text: str, what: str, as_json: bool) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
+        fail(f"неверный номер {what} {text!r}: нужно целое положительное число", as_json)
+    return int(text)
+
+
+# --- webhook ------------------------------------------------------------------------
+
+
+def _emit_secret(name: str, secret: str, as_json: bool, headline: str) -> None:
+    emit(
+        {"name": name, "secret": secret},
+        as_json,
+        f"{headline} Секрет подписи (сохраните, больше он не будет показан):\n  {secret}",
+    )
+
+
+@webhook_app.command("add")
+def webhook_add(
+    name: Annotated[str, typer.Argument(help="A short name, e.g. sochi.")],
+    url: Annotated[str, typer.Argument(help="http:// or https:// address receiving POSTs.")],
+    events: Annotated[
+        str, typer.Option(help='Event types, space-separated, e.g. "payment.accepted"; * = all.')
+    ] = "*",
+    as_json: JsonOption = False,
+) -> None:
+    """Register an endpoint; prints its signing secret once."""
+    try:
+        with transaction() as conn:
+            endpoint_id, secret = endpoints.add(
+                conn, name=name, url=url, event_types=events, actor=cli_actor()
+            )
+    except endpoints.EndpointError as error:
+        fail(str(error), as_json)
+    _emit_secret(name, secret, as_json, f"Вебхук {name} добавлен (webhook:{endpoint_id}).")
+
+
+@webhook_app.command("list")
+def webhook_list(as_json: JsonOption = False) -> None:
+    """All endpoints, their addresses and event types."""
+    with transaction() as conn:
+        found = endpoints.load_all(conn)
+    human = "\n".join(
+        f"{e.name:16} {e.destination:12} {'вкл ' if e.enabled else 'выкл'} {e.url}  {e.event_types}"
+        for e in found
+    )
+    emit([e.as_json() for e in found], as_json, human or "Вебхуков нет.")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    try:
+        with transaction() as conn:
+            endpoints.set_enabled(conn, name, enabled, actor=cli_actor())
+    except endpoints.EndpointError as error:
+        fail(str(error))
+    typer.echo(
+        f"Вебхук {name} включён; ожидавшие события будут доставлены."
+        if enabled
+        else f"Вебхук {name} отключён: новые события ему не ставятся, поставленные ждут включения."
+    )
+
+
+@webhook_app.command("disable")
+def webhook_disable(name: str) -> None:
+    """Stop sending to the endpoint; what was queued waits, new events are not queued."""
+    _set_enabled(name, False)
+
+
+@webhook_app.command("enable")
+def webhook_enable(name: str) -> None:
+    """Send to the endpoint again, starting with what waited."""
+    _set_enabled(name, True)
+
+
+@webhook_app.command("rotate-secret")
+def webhook_rotate_secret(name: str, as_json: JsonOption = False) -> None:
+    """Issue a new signing secret; every request from now on is signed with it."""
+    try:
+        with transaction() as conn:
+            secret = endpoints.rotate_secret(conn, name, actor=cli_actor())
+    except endpoints.EndpointError as error:
+        fail(str(error), as_json)
+    _emit_secret(name, secret, as_json, f"Новый секрет вебхука {name}.")
+
+
+# --- events -------------------------------------------------------------------------
+
+
+def _line(d: admin.Delivery) -> str:
+    text = (
+        f"#{d.id:<6} событие {d.event_id:<7} {d.event_type:24} {d.destination:12} "
+        f"{d.status:9} попыток {d.attempts:<3}"
+    )
+    if d.status == "pending":
+        text += f" след. {_when(d.next_attempt_at)}"
+    if d.status == "delivered":
+        text += f" доставлено {_when(d.delivered_at)}"
+    return text + (f"  последняя ошибка: {d.last_error}" if d.last_error else "")
+
+
+@events_app.command("list")
+def events_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending | delivered | dead (default: all).")
+    ] = None,
+    destination: Annotated[
+        str | None, typer.Option(help="webhook:ID (see `tolom webhook list`), email or sms.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliveries, newest first: event, destination, attempts, next attempt, last error."""
+    try:
+        with transaction() as conn:
+            found = admin.list_deliveries(conn, status=status, destination=destination, limit=limit)
+    except admin.DeliveryError as error:
+        fail(str(error), as_json)
+    emit([d.as_json() for d in found], as_json, "\n".join(map(_line, found)) or "Доставок нет.")
+
+
+@events_app.command("show")
+def events_show(
+    event_id: Annotated[str, typer.Argument(help="The event id.")], as_json: JsonOption = False
+) -> None:
+    """An event's payload and its deliveries."""
+    number = _number(event_id, "события", as_json)
+    try:
+        with transaction() as conn:
+            event = admin.show_event(conn, number)
+    except admin.DeliveryError as error:
+        fail(str(error), as_json)
+    lines = [
+        f"Событие {event.id} {event.type}, ключ {event.ordering_key}, "
+        f"создано {_when(event.created_at)}",
+        json.dumps(event.payload, ensure_ascii=False, indent=2),
+        "Доставки:" if event.deliveries else "Доставок нет.",
+        *(f"  {_line(d)}" for d in event.deliveries),
+    ]
+    emit(event.as_json(), as_json, "\n".join(lines))
+
+
+@events_app.command("redrive")
+def events_redrive(
+    delivery: Annotated[
+        list[str] | None, typer.Option("--delivery", help="A dead delivery's id; repeat.")
+    ] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead delivery.")] = False,
+    destination: Annotated[
+        str | None, typer.Option(help="Only deliveries to this destination, e.g. webhook:1.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send dead deliveries again: back to pending, attempts from zero, due now."""
+    ids = [_number(d, "доставки", as_json) for d in delivery or []]
+    try:
+        with transaction() as conn:
+            redriven = admin.redrive(
+                conn,
+                delivery_ids=ids,
+                all_dead=all_dead,
+                destination=destination,
+                actor=cli_actor(),
+            )
+    except admin.DeliveryError as error:
+        fail(str(error), as_json)
+    emit(
+        {"redriven": redriven},
+        as_json,
+        f"Снова в очереди: {len(redriven)} (доставит `tolom worker`)."
+        if redriven
+        else "Мёртвых доставок нет.",
+    )
+
+
+# --- worker -------------------------------------------------------------------------
+
+
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit (cron, tests).")
+    ] = False,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Deliveries attempted at once (default TOLOM_WORKER_CONCURRENCY)."
+        ),
+    ] = None,
+) -> None:
+    """Deliver events to webhooks, e-mail and SMS until SIGTERM or Ctrl-C."""
+    settings = get_settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the worker logs each attempt itself
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("tolom.worker").info(
+            "%s: stopping after the deliveries in flight", signal.Signals(signum).name
+        )
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    concurrency = batch or settings.worker_concurrency
+    engine = make_engine(settings, pool_size=concurrency + 1)
+    try:
+        Worker(settings, engine, concurrency=concurrency, stop=stop).run(once=once)
+    finally:
+        engine.dispose()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

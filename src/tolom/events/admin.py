@@ -1,0 +1,199 @@
+"""What operators do with deliveries: list them, look at an event, re-drive dead letters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from tolom import audit
+from tolom.db.schema import deliveries, events
+from tolom.timestamps import as_utc
+
+STATUSES = ("pending", "delivered", "dead")
+
+
+class DeliveryError(ValueError):
+    """A request about deliveries that cannot be done, with a message for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    event_id: int
+    event_type: str
+    destination: str
+    recipient: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None  # None unless pending
+    last_error: str | None
+    delivered_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "type": self.event_type,
+            "destination": self.destination,
+            "recipient": self.recipient,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "last_error": self.last_error,
+            "delivered_at": _iso(self.delivered_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    type: str
+    ordering_key: str
+    customer_id: int | None
+    created_at: datetime
+    payload: dict[str, Any]
+    deliveries: list[Delivery]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "ordering_key": self.ordering_key,
+            "customer_id": self.customer_id,
+            "created_at": self.created_at.isoformat(),
+            "payload": self.payload,
+            "deliveries": [d.as_json() for d in self.deliveries],
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+_LIST = select(
+    deliveries.c.id,
+    deliveries.c.event_id,
+    events.c.type,
+    deliveries.c.destination,
+    deliveries.c.recipient,
+    deliveries.c.status,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.last_error,
+    deliveries.c.delivered_at,
+).select_from(deliveries.join(events, events.c.id == deliveries.c.event_id))
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        event_id=row.event_id,
+        event_type=row.type,
+        destination=row.destination,
+        recipient=row.recipient,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=as_utc(row.next_attempt_at) if row.status == "pending" else None,
+        last_error=row.last_error,
+        delivered_at=as_utc(row.delivered_at) if row.delivered_at else None,
+    )
+
+
+def list_deliveries(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    destination: str | None = None,
+    limit: int = 50,
+) -> list[Delivery]:
+    """The latest deliveries, newest first."""
+    if status is not None and status not in STATUSES:
+        raise DeliveryError(f"неизвестный статус {status!r}; допустимы: {', '.join(STATUSES)}")
+    query = _LIST.order_by(deliveries.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(deliveries.c.status == status)
+    if destination is not None:
+        query = query.where(deliveries.c.destination == destination)
+    return [_delivery(r) for r in conn.execute(query)]
+
+
+def show_event(conn: Connection, event_id: int) -> Event:
+    row = conn.execute(select(events).where(events.c.id == event_id)).one_or_none()
+    if row is None:
+        raise DeliveryError(f"событие {event_id} не найдено")
+    rows = conn.execute(
+        _LIST.where(deliveries.c.event_id == event_id).order_by(deliveries.c.id)
+    ).all()
+    return Event(
+        id=row.id,
+        type=row.type,
+        ordering_key=row.ordering_key,
+        customer_id=row.customer_id,
+        created_at=as_utc(row.created_at),
+        payload=json.loads(row.payload),
+        deliveries=[_delivery(r) for r in rows],
+    )
+
+
+def redrive(
+    conn: Connection,
+    *,
+    delivery_ids: list[int] | None = None,
+    all_dead: bool = False,
+    destination: str | None = None,
+    actor: str,
+) -> list[int]:
+    """Dead deliveries back to pending with fresh attempts, due now; returns their ids.
+
+    Either the named deliveries (each must exist and be dead) or, `all_dead`, every dead
+    one, optionally of one destination. A re-driven delivery is again the head of its line
+    if it is the oldest pending one there, so later pending events of its key wait for it.
+    """
+    if not delivery_ids and not all_dead:
+        raise DeliveryError("укажите доставки (--delivery ID) или --all-dead")
+    query = select(
+        deliveries.c.id, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error
+    ).with_for_update()
+    if delivery_ids:
+        query = query.where(deliveries.c.id.in_(delivery_ids))
+    else:
+        query = query.where(deliveries.c.status == "dead")
+    if destination is not None:
+        query = query.where(deliveries.c.destination == destination)
+    found = {r.id: r for r in conn.execute(query)}
+    for delivery_id in delivery_ids or []:
+        if delivery_id not in found:
+            where = f" у получателя {destination}" if destination else ""
+            raise DeliveryError(f"доставка {delivery_id}{where} не найдена")
+        if found[delivery_id].status != "dead":
+            raise DeliveryError(
+                f"доставка {delivery_id} не в статусе dead (сейчас {found[delivery_id].status})"
+            )
+    ids = sorted(found)
+    if ids:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids))
+            .values(
+                status="pending", attempts=0, next_attempt_at=datetime.now(UTC), lease_until=None
+            )
+        )
+    for delivery_id in ids:
+        audit.record(
+            conn,
+            actor=actor,
+            action="delivery.redrive",
+            object_type="delivery",
+            object_id=delivery_id,
+            before={
+                "status": "dead",
+                "attempts": found[delivery_id].attempts,
+                "last_error": found[delivery_id].last_error,
+            },
+            after={"status": "pending", "attempts": 0},
+        )
+    return ids

@@ -1,0 +1,181 @@
+"""Webhook endpoints: where events are POSTed, which types each one wants, and its secret.
+
+The signing secret is shown once, at creation and on rotation, in the Standard Webhooks
+form `whsec_<base64>`; the table keeps the base64 part, since the worker needs the key
+itself to sign. Every change is audit-logged in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tolom import audit
+from tolom.db.schema import webhook_endpoints
+from tolom.events.outbox import EventType
+from tolom.timestamps import as_utc
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+ALL_TYPES = "*"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class EndpointError(ValueError):
+    """An endpoint operation that cannot be done, with a message for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: int
+    name: str
+    url: str
+    event_types: str  # space-separated, or "*"
+    enabled: bool
+    created_at: datetime
+
+    @property
+    def destination(self) -> str:
+        """Its line name in `deliveries.destination`."""
+        return f"webhook:{self.id}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "url": self.url,
+            "events": self.event_types,
+            "enabled": self.enabled,
+            "destination": self.destination,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _new_secret() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _check_url(url: str) -> str:
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise EndpointError(f"неверный адрес {url!r}") from None
+    if parts.scheme not in ("http", "https"):
+        raise EndpointError(f"адрес {url!r} должен начинаться с http:// или https://")
+    if not parts.hostname:
+        raise EndpointError(f"в адресе {url!r} нет имени сервера")
+    if parts.username or parts.password:
+        raise EndpointError("адрес не должен содержать логин и пароль: запросы подписываются")
+    return url
+
+
+def parse_event_types(text: str) -> str:
+    """Space- or comma-separated event types (or `*`), checked and stored in one form."""
+    words = text.replace(",", " ").split()
+    if not words or words == [ALL_TYPES]:
+        return ALL_TYPES
+    known = {t.value for t in EventType}
+    unknown = [w for w in words if w not in known]
+    if unknown:
+        raise EndpointError(
+            f"неизвестные типы событий: {', '.join(unknown)}; допустимы: {', '.join(sorted(known))}"
+        )
+    return " ".join(sorted(set(words)))
+
+
+def _from_row(row: Any) -> Endpoint:
+    return Endpoint(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        event_types=row.event_types,
+        enabled=row.enabled,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def load_all(conn: Connection) -> list[Endpoint]:
+    return [
+        _from_row(r)
+        for r in conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.name))
+    ]
+
+
+def get(conn: Connection, name: str) -> Endpoint:
+    row = conn.execute(
+        select(webhook_endpoints).where(webhook_endpoints.c.name == name)
+    ).one_or_none()
+    if row is None:
+        raise EndpointError(f"вебхук {name!r} не найден")
+    return _from_row(row)
+
+
+def add(conn: Connection, *, name: str, url: str, event_types: str, actor: str) -> tuple[int, str]:
+    """Register an endpoint; returns its id and its secret (`whsec_…`, to show once)."""
+    if not _NAME.fullmatch(name):
+        raise EndpointError(
+            f"неверное имя {name!r}: латинские буквы, цифры, «-», «_», «.», до 64 знаков"
+        )
+    url, types = _check_url(url), parse_event_types(event_types)
+    secret = _new_secret()
+    try:
+        endpoint_id = conn.execute(
+            insert(webhook_endpoints)
+            .values(name=name, url=url, secret=secret, event_types=types, enabled=True)
+            .returning(webhook_endpoints.c.id)
+        ).scalar_one()
+    except IntegrityError:  # the unique name; the caller's transaction rolls back
+        raise EndpointError(f"вебхук {name!r} уже есть") from None
+    audit.record(
+        conn,
+        actor=actor,
+        action="webhook.add",
+        object_type="webhook_endpoint",
+        object_id=name,
+        after={"url": url, "events": types},
+    )
+    return int(endpoint_id), SECRET_PREFIX + secret
+
+
+def set_enabled(conn: Connection, name: str, enabled: bool, *, actor: str) -> Endpoint:
+    """Disabled: no new events are queued for it, and those queued wait (see docs/events.md)."""
+    before = get(conn, name)
+    conn.execute(
+        update(webhook_endpoints).where(webhook_endpoints.c.id == before.id).values(enabled=enabled)
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action="webhook.enable" if enabled else "webhook.disable",
+        object_type="webhook_endpoint",
+        object_id=name,
+        before={"enabled": before.enabled},
+        after={"enabled": enabled},
+    )
+    return get(conn, name)
+
+
+def rotate_secret(conn: Connection, name: str, *, actor: str) -> str:
+    """A new secret signs every request from now on, retries of older events included."""
+    endpoint = get(conn, name)
+    secret = _new_secret()
+    conn.execute(
+        update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint.id).values(secret=secret)
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action="webhook.rotate_secret",
+        object_type="webhook_endpoint",
+        object_id=name,
+    )
+    return SECRET_PREFIX + secret

@@ -1,0 +1,843 @@
+"""Customer notifications: the templates in Russian and Kyrgyz, e-mail through a real SMTP
+server (aiosmtpd) started by the test, SMS through a real HTTP gateway on 127.0.0.1, the
+console backends, and a top-up whose e-mail and SMS go out from the outbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from sqlalchemy import Engine, select, update
+
+from tests.factories import Gateway, add_customer
+from tests.mailserver import MailServer
+from tolom.billing import customers
+from tolom.db.schema import deliveries, events
+from tolom.events.outbox import NOTIFIED, EventType
+from tolom.events.worker import Worker
+from tolom.notifications import sms, templates
+from tolom.notifications.dispatch import NotificationError, deliver
+from tolom.settings import Settings
+
+INN = "01904202310427"
+INVOICE = "4000000000000017"
+NOW = datetime(2026, 11, 21, 8, 30, 5, tzinfo=UTC)
+
+# Realistic payloads of every notified type, as the core emits them (docs/events.md).
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "payment.accepted": {
+        "payment_id": 1001,
+        "service": "sochi",
+        "account": INN,
+        "amount": 50000,
+        "agent": "optima",
+        "txn_id": "1234567",
+        "business_date": "2026-11-21",
+        "created_at": "2026-11-21T08:30:05+00:00",
+        "inn": INN,
+        "customer_name": "ОсОО «Ромашка»",
+        "invoice_number": None,
+        "balance": 150000,
+    },
+    "charge.settled": {
+        "charge_id": 7,
+        "inn": INN,
+        "customer_name": "ОсОО «Ромашка»",
+        "amount": 35000,
+        "status": "charged",
+        "report_id": "R-2026-000123",
+        "state_body": "ГНС",
+        "form": "ЕН-ЕЖ",
+        "period": "2026-10",
+        "description": "Единый налог, ежемесячный",
+        "created_at": "2026-11-20T10:00:00+00:00",
+        "settled_at": "2026-11-21T08:30:05+00:00",
+        "payment_id": 1001,
+        "balance": 115000,
+    },
+    "invoice.paid": {
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "payer_name": "ОсОО «Ромашка»",
+        "total": 271000,
+        "payment_id": 1002,
+        "lines": [
+            {
+                "product_code": "eds-head",
+                "name": "Электронная подпись руководителя (облачная), 12 месяцев",
+                "quantity": 1,
+                "unit_price": 151000,
+                "amount": 151000,
+            },
+            {
+                "product_code": "eds-rutoken",
+                "name": "Электронная подпись на носителе Рутокен, 12 месяцев",
+                "quantity": 1,
+                "unit_price": 120000,
+                "amount": 120000,
+            },
+        ],
+        "orders": [1, 2],
+    },
+    "order.issued": {
+        "order_id": 1,
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "product_code": "eds-head",
+        "name": "Электронная подпись руководителя (облачная), 12 месяцев",
+        "kind": "signature",
+        "status": "issued",
+        "issued_at": "2026-11-22T05:00:00+00:00",
+        "valid_until": "2027-11-22",
+    },
+    "signature.expiring": {
+        "order_id": 1,
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "name": "Электронная подпись руководителя (облачная), 12 месяцев",
+        "valid_until": "2027-11-22",
+        "days_left": 21,
+    },
+}
+
+# What each message must say, per language: in the subject, the body and the SMS.
+EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
+    ("payment.accepted", "ru"): {
+        "subject": ["СОЧИ", "баланс пополнен", "500.00 сом"],
+        "body": ["Баланс в системе СОЧИ пополнен", "500.00 сом", "1500.00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "+500.00 сом", "1500.00 сом"],
+    },
+    ("payment.accepted", "ky"): {
+        "subject": ["СОЧИ", "балансыңыз толукталды", "500.00 сом"],
+        "body": ["балансыңыз толукталды", "500.00 сом", "1500.00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "балансы", "+500.00 сом", "1500.00 сом"],
+    },
+    ("charge.settled", "ru"): {
+        "subject": ["отчёт ЕН-ЕЖ", "2026-10", "больше не ожидает оплаты"],
+        "body": ["больше не ожидает оплаты", "ГНС", "ЕН-ЕЖ", "2026-10", "350.00 сом", "1150.00"],
+        "sms": ["ЕН-ЕЖ", "2026-10", "не ждёт оплаты", "350.00 сом", INN],
+    },
+    ("charge.settled", "ky"): {
+        "subject": ["отчет ЕН-ЕЖ", "2026-10", "төлөмдү күтпөйт"],
+        "body": ["мындан ары төлөмдү күтпөйт", "ГНС", "ЕН-ЕЖ", "350.00 сом", "чегерилди"],
+        "sms": ["ЕН-ЕЖ", "төлөмдү күтпөйт", "350.00 сом", "чегерилди", INN],
+    },
+    ("invoice.paid", "ru"): {
+        "subject": ["Счёт", INVOICE, "оплачен"],
+        "body": [
+            "оплачен",
+            "2710.00 сом",
+            "1. Электронная подпись руководителя (облачная), 12 месяцев — 1 шт. × 1510.00 сом",
+            "2. Электронная подпись на носителе Рутокен",
+        ],
+        "sms": [INVOICE, "2710.00 сом", "оплачен"],
+    },
+    ("invoice.paid", "ky"): {
+        "subject": ["Эсеп төлөндү", INVOICE],
+        "body": ["эсеп төлөндү", "2710.00 сом", "Эсептин курамы", "1 даана × 1510.00 сом"],
+        "sms": ["Эсеп төлөндү", INVOICE, "2710.00 сом"],
+    },
+    ("order.issued", "ru"): {
+        "subject": ["Электронная подпись выдана"],
+        "body": ["Электронная подпись выдана", "руководителя", "22.11.2027", "22.11.2026"],
+        "sms": ["ЭЦП", INVOICE, "выдана", "22.11.2027"],
+    },
+    ("order.issued", "ky"): {
+        "subject": ["Электрондук кол тамга берилди"],
+        "body": ["Электрондук кол тамга берилди", "22.11.2027 чейин жарактуу"],
+        "sms": ["ЭЦП берилди", INVOICE, "22.11.2027 чейин"],
+    },
+    ("signature.expiring", "ru"): {
+        "subject": ["Срок действия электронной подписи истекает 22.11.2027"],
+        "body": ["истекает 22.11.2027", "осталось 21 день", "Как продлить", "«Оплата ЭЦП»"],
+        "sms": [INN, "22.11.2027", "осталось 21 день", "Продлите"],
+    },
+    ("signature.expiring", "ky"): {
+        "subject": ["мөөнөтү 22.11.2027 бүтөт"],
+        "body": ["мөөнөтү 22.11.2027 бүтөт", "21 күн калды", "кантип узартуу", "«Оплата ЭЦП»"],
+        "sms": [INN, "мөөнөтү 22.11.2027 бүтөт", "21 күн калды"],
+    },
+}
+
+# The SMS limit we keep to: Cyrillic goes as UCS-2, 70 characters in one SMS and 67 per
+# part of a longer one. Every text fits two parts (134) even with the largest realistic
+# values; payment.accepted, sent on every top-up, fits one SMS (70).
+SMS_MAX_PARTS = 2
+SMS_MAX_CHARS = 2 * 67
+ONE_SMS = {"payment.accepted", "invoice.paid", "order.issued"}
+
+
+def _largest(event_type: str) -> dict[str, Any]:
+    """The payload with the longest values a customer can realistically have."""
+    payload = json.loads(json.dumps(PAYLOADS[event_type]))
+    for field in ("amount", "total"):
+        if field in payload:
+            payload[field] = 50_000_000  # 500 000.00 som: the service's maximum top-up
+    if "balance" in payload:
+        payload["balance"] = 999_999_999  # 9 999 999.99 som
+    if "form" in payload:
+        payload["form"] = "Единая налоговая декларация по форме STI-001 (ежегодная)"
+        payload["period"] = "2026-квартал-4"
+    if "days_left" in payload:
+        payload["days_left"] = 30
+    return payload
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+def test_every_notified_type_has_every_template_in_both_languages() -> None:
+    for event_type in NOTIFIED:
+        for language in templates.LANGUAGES:
+            for channel in ("email", "sms"):
+                assert templates.has_template(event_type.value, channel, language), (
+                    event_type,
+                    language,
+                    channel,
+                )
+    assert set(PAYLOADS) == {t.value for t in NOTIFIED}
+    # Types customers are not told about have no template: deliver refuses them clearly.
+    for event_type in set(EventType) - NOTIFIED:
+        assert not templates.has_template(event_type.value, "email")
+
+
+def test_templates_ship_inside_the_package() -> None:
+    root = resources.files("tolom") / "templates" / "notifications"
+    for language in templates.LANGUAGES:
+        for event_type in NOTIFIED:
+            for part in ("subject", "body", "sms"):
+                assert (root / language / event_type.value / f"{part}.txt").is_file()
+
+
+@pytest.mark.parametrize(("event_type", "language"), sorted(EXPECTED))
+def test_templates_render_a_realistic_payload(event_type: str, language: str) -> None:
+    payload = PAYLOADS[event_type]
+    mail = templates.render(event_type, language, "email", payload, event_id=1, created_at=NOW)
+    text = templates.render(event_type, language, "sms", payload).text
+    expected = EXPECTED[(event_type, language)]
+    assert mail.subject is not None and "\n" not in mail.subject
+    for fragment in expected["subject"]:
+        assert fragment in mail.subject, mail.subject
+    for fragment in expected["body"]:
+        assert fragment in mail.text, mail.text
+    for fragment in expected["sms"]:
+        assert fragment in text, text
+    greeting = "Здравствуйте!" if language == "ru" else "Саламатсызбы!"
+    assert mail.text.startswith(greeting)
+    for rendered in (mail.subject, mail.text, text):
+        assert "None" not in rendered and "{{" not in rendered and "{%" not in rendered
+        assert "\n\n\n" not in rendered
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("event_type", sorted(PAYLOADS))
+@pytest.mark.parametrize("language", templates.LANGUAGES)
+def test_sms_texts_stay_within_the_limit(event_type: str, language: str) -> None:
+    for payload in (PAYLOADS[event_type], _largest(event_type)):
+        text = templates.render(event_type, language, "sms", payload).text
+        assert sms.parts(text) <= SMS_MAX_PARTS, (len(text), text)
+        assert len(text) <= SMS_MAX_CHARS, (len(text), text)
+        if event_type in ONE_SMS:
+            assert sms.parts(text) == 1 and len(text) <= 70, (len(text), text)
+
+
+def test_sms_parts() -> None:
+    assert sms.parts("Balance +500.00 KGS") == 1
+    assert sms.parts("a" * 160) == 1
+    assert sms.parts("a" * 161) == 2  # 153 per part
+    assert sms.parts("б" * 70) == 1
+    assert sms.parts("б" * 71) == 2  # UCS-2: 67 per part
+    assert sms.parts("б" * 134) == 2
+    assert sms.parts("б" * 135) == 3
+    assert sms.parts("a" * 100 + "ү") == 2  # one Kyrgyz letter makes the whole text UCS-2
+
+
+MINIMAL: dict[str, dict[str, Any]] = {
+    "payment.accepted": {"amount": 50000, "inn": INN},
+    "charge.settled": {"amount": 35000},
+    "invoice.paid": {"invoice_number": INVOICE, "lines": [{"name": "Носитель"}]},
+    "order.issued": {"invoice_number": INVOICE},
+    "signature.expiring": {},
+}
+
+
+@pytest.mark.parametrize("event_type", sorted(MINIMAL))
+@pytest.mark.parametrize("language", templates.LANGUAGES)
+def test_missing_optional_fields_are_left_out(event_type: str, language: str) -> None:
+    payload = MINIMAL[event_type]
+    mail = templates.render(event_type, language, "email", payload)
+    text = templates.render(event_type, language, "sms", payload).text
+    for rendered in (mail.subject or "", mail.text, text):
+        assert rendered.strip()
+        assert "None" not in rendered
+        assert " ." not in rendered and "()" not in rendered and "«»" not in rendered
+    assert "Баланс:" not in mail.text
+
+
+def test_a_missing_amount_is_an_error_not_a_wrong_text() -> None:
+    with pytest.raises(NotificationError, match="сумма"):
+        templates.render("payment.accepted", "ru", "sms", {"inn": INN})
+    with pytest.raises(NotificationError, match="сумма"):
+        templates.render(
+            "payment.accepted", "ru", "email", {**PAYLOADS["payment.accepted"], "amount": "500.00"}
+        )
+    with pytest.raises(NotificationError, match="дата"):
+        templates.render(
+            "order.issued", "ru", "email", {"invoice_number": "1", "valid_until": "скоро"}
+        )
+
+
+def test_an_unknown_language_falls_back_to_russian() -> None:
+    for language in ("en", "", "KY"):
+        text = templates.render("payment.accepted", language, "sms", PAYLOADS["payment.accepted"])
+        assert text == templates.render(
+            "payment.accepted", "ru", "sms", PAYLOADS["payment.accepted"]
+        )
+
+
+def test_eds_payment_and_carrier_orders_have_their_own_wording() -> None:
+    eds = {
+        **PAYLOADS["payment.accepted"],
+        "service": "eds",
+        "invoice_number": INVOICE,
+        "customer_name": None,
+        "balance": None,
+    }
+    assert INVOICE in templates.render("payment.accepted", "ru", "email", eds).text
+    assert "баланс" not in templates.render("payment.accepted", "ru", "sms", eds).text.lower()
+    carrier = {**PAYLOADS["order.issued"], "kind": "carrier", "name": "Носитель Рутокен ЭЦП"}
+    mail = templates.render("order.issued", "ky", "email", carrier)
+    assert mail.subject == f"№ {INVOICE} эсеп боюнча буйрутма берилди"
+    assert "жарактуу" not in mail.text
+
+
+@pytest.mark.parametrize(
+    ("days", "ru", "ky"),
+    [
+        (1, "осталось 1 день", "1 күн калды"),
+        (3, "осталось 3 дня", "3 күн калды"),
+        (11, "осталось 11 дней", "11 күн калды"),
+        (21, "осталось 21 день", "21 күн калды"),
+        (24, "осталось 24 дня", "24 күн калды"),
+        (30, "осталось 30 дней", "30 күн калды"),
+        (0, "сегодня последний день", "бүгүн акыркы күн"),
+    ],
+)
+def test_days_left_agree_with_the_number(days: int, ru: str, ky: str) -> None:
+    payload = {**PAYLOADS["signature.expiring"], "days_left": days}
+    assert ru in templates.render("signature.expiring", "ru", "email", payload).text
+    assert ky in templates.render("signature.expiring", "ky", "email", payload).text
+
+
+def test_times_are_shown_in_bishkek() -> None:
+    mail = templates.render("payment.accepted", "ru", "email", PAYLOADS["payment.accepted"])
+    assert "Время платежа: 21.11.2026 14:30" in mail.text  # 08:30 UTC
+
+
+def test_names_are_not_html_escaped_in_plain_text() -> None:
+    payload = {**PAYLOADS["payment.accepted"], "customer_name": 'ОсОО "A & B" <Тест>'}
+    mail = templates.render("payment.accepted", "ru", "email", payload)
+    assert 'Клиент: ОсОО "A & B" <Тест>' in mail.text
+
+
+# --- a real SMTP server -------------------------------------------------------------------
+
+
+Inbox = MailServer  # what the tests read: the messages the server accepted
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Callable[..., tuple[Inbox, int]]]:
+    """Start SMTP servers on 127.0.0.1 (options go to aiosmtpd); stopped after the test."""
+    started: list[MailServer] = []
+
+    def start(**options: Any) -> tuple[Inbox, int]:
+        server = MailServer(**options).start()
+        started.append(server)
+        return server, server.port
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def smtp_settings(port: int, **options: Any) -> Settings:
+    return Settings(
+        database_url="sqlite://",
+        email_backend="smtp",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_timeout_seconds=5,
+        mail_from="СОЧИ <noreply@sochi.kg>",
+        **options,
+    )
+
+
+def send_mail(settings: Settings, event_type: str, language: str, recipient: str) -> None:
+    deliver(
+        settings,
+        destination="email",
+        recipient=recipient,
+        language=language,
+        event_type=event_type,
+        event_id=42,
+        payload=PAYLOADS[event_type],
+        created_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "phrase"),
+    [
+        ("ru", "СОЧИ: баланс пополнен на 500.00 сом", "Баланс в системе СОЧИ пополнен"),
+        ("ky", "СОЧИ: балансыңыз толукталды (+500.00 сом)", "балансыңыз толукталды"),
+    ],
+)
+def test_email_through_a_real_smtp_server(
+    smtp_server: Callable[..., tuple[Inbox, int]], language: str, subject: str, phrase: str
+) -> None:
+    inbox, port = smtp_server()
+    send_mail(smtp_settings(port), "payment.accepted", language, "buh@romashka.kg")
+    [envelope] = inbox.envelopes
+    assert envelope.mail_from == "noreply@sochi.kg"
+    assert envelope.rcpt_tos == ["buh@romashka.kg"]
+    [message] = inbox.messages()
+    assert parseaddr(str(message["From"])) == ("СОЧИ", "noreply@sochi.kg")
+    assert str(message["To"]) == "buh@romashka.kg"
+    assert str(message["Subject"]) == subject
+    assert parsedate_to_datetime(str(message["Date"])).tzinfo is not None
+    assert str(message["Message-ID"]).startswith("<") and "@sochi.kg>" in str(message["Message-ID"])
+    assert "tolom.event.42" in str(message["Message-ID"])
+    assert str(message["Auto-Submitted"]) == "auto-generated"
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content_charset() == "utf-8"
+    body = message.get_content()
+    assert phrase in body and "1500.00 сом" in body and INN in body
+    # The raw message is 7-bit clean: any relay takes it.
+    assert isinstance(envelope.content, bytes) and envelope.content.isascii()
+
+
+def test_every_notified_email_goes_through(smtp_server: Callable[..., tuple[Inbox, int]]) -> None:
+    inbox, port = smtp_server()
+    settings = smtp_settings(port)
+    for event_type in sorted(PAYLOADS):
+        for language in templates.LANGUAGES:
+            send_mail(settings, event_type, language, f"{language}@romashka.kg")
+    messages = inbox.messages()
+    assert len(messages) == 2 * len(PAYLOADS)
+    subjects = {str(m["Subject"]) for m in messages}
+    assert "Электрондук кол тамга берилди" in subjects
+    assert f"Эсеп төлөндү: № {INVOICE}" in subjects
+    assert len({str(m["Message-ID"]) for m in messages}) == len(messages)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "where", "code"),
+    [
+        ("550 5.1.1 Нет такого ящика", "rcpt", "550"),
+        ("451 4.3.0 Try again later", "data", "451"),
+        ("554 5.7.1 Rejected as spam", "data", "554"),
+    ],
+)
+def test_a_refusing_smtp_server_is_a_notification_error(
+    smtp_server: Callable[..., tuple[Inbox, int]], refusal: str, where: str, code: str
+) -> None:
+    inbox, port = smtp_server()
+    if where == "rcpt":
+        inbox.refuse_rcpt = refusal
+    else:
+        inbox.refuse_data = refusal
+    with pytest.raises(NotificationError) as failed:
+        send_mail(smtp_settings(port), "invoice.paid", "ru", "buh@romashka.kg")
+    assert code in str(failed.value)
+    assert inbox.envelopes == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_smtp_server_that_is_down_is_a_notification_error() -> None:
+    with pytest.raises(NotificationError, match="недоступен"):
+        send_mail(smtp_settings(_closed_port()), "payment.accepted", "ru", "buh@romashka.kg")
+
+
+def test_a_silent_smtp_server_times_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        settings = smtp_settings(port).model_copy(update={"smtp_timeout_seconds": 0.3})
+        with pytest.raises(NotificationError, match="timed out"):
+            send_mail(settings, "payment.accepted", "ru", "buh@romashka.kg")
+
+
+def _authenticator(
+    server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    good = isinstance(data, LoginPassword) and (data.login, data.password) == (b"tolom", b"s3cret")
+    return AuthResult(success=good, handled=False)  # handled=False: the server answers 535
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_auth(smtp_server: Callable[..., tuple[Inbox, int]]) -> None:
+    inbox, port = smtp_server(
+        authenticator=_authenticator, auth_require_tls=False, auth_required=True
+    )
+    send_mail(
+        smtp_settings(port, smtp_username="tolom", smtp_password="s3cret"),
+        "order.issued",
+        "ky",
+        "a@b.kg",
+    )
+    assert len(inbox.envelopes) == 1
+    with pytest.raises(NotificationError, match="вход не удался: 535"):
+        send_mail(
+            smtp_settings(port, smtp_username="tolom", smtp_password="wrong"),
+            "order.issued",
+            "ky",
+            "a@b.kg",
+        )
+    with pytest.raises(NotificationError, match="530"):  # no AUTH configured: refused
+        send_mail(smtp_settings(port), "order.issued", "ky", "a@b.kg")
+    assert len(inbox.envelopes) == 1
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def test_smtp_starttls_and_implicit_tls(
+    smtp_server: Callable[..., tuple[Inbox, int]],
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    context = _server_context(certificate)
+    starttls, starttls_port = smtp_server(tls_context=context, require_starttls=True)
+    implicit, implicit_port = smtp_server(ssl_context=context)
+    # Our certificate is not trusted yet: the connection is refused, nothing is sent.
+    with pytest.raises(NotificationError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+        send_mail(
+            smtp_settings(starttls_port, smtp_security="starttls"), "invoice.paid", "ru", "a@b.kg"
+        )
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # now it is
+    send_mail(
+        smtp_settings(starttls_port, smtp_security="starttls"), "invoice.paid", "ru", "a@b.kg"
+    )
+    send_mail(smtp_settings(implicit_port, smtp_security="ssl"), "invoice.paid", "ky", "b@b.kg")
+    assert [str(m["To"]) for m in starttls.messages()] == ["a@b.kg"]
+    assert [str(m["To"]) for m in implicit.messages()] == ["b@b.kg"]
+    # A server that insists on STARTTLS refuses a plain-text sender.
+    with pytest.raises(NotificationError, match="530"):
+        send_mail(smtp_settings(starttls_port), "invoice.paid", "ru", "a@b.kg")
+
+
+def test_starttls_against_a_server_without_it(
+    smtp_server: Callable[..., tuple[Inbox, int]],
+) -> None:
+    inbox, port = smtp_server()
+    with pytest.raises(NotificationError, match="STARTTLS"):
+        send_mail(smtp_settings(port, smtp_security="starttls"), "invoice.paid", "ru", "a@b.kg")
+    assert inbox.envelopes == []
+
+
+def test_email_console_backend_logs(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(database_url="sqlite://", email_backend="console")
+    with caplog.at_level(logging.INFO, logger="tolom.notifications"):
+        send_mail(settings, "signature.expiring", "ky", "buh@romashka.kg")
+    [record] = [r for r in caplog.records if r.name == "tolom.notifications.email"]
+    logged = record.getMessage()
+    assert "buh@romashka.kg" in logged
+    assert "Электрондук кол тамганын мөөнөтү 22.11.2027 бүтөт" in logged
+    assert "21 күн калды" in logged
+
+
+# --- a real SMS gateway -------------------------------------------------------------------
+
+
+class SmsGateway(ThreadingHTTPServer):
+    """An HTTP SMS gateway on 127.0.0.1 that keeps each request and answers `status`."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SmsHandler)
+        self.requests: list[dict[str, Any]] = []
+        self.status = 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/sms"
+
+
+class _SmsHandler(BaseHTTPRequestHandler):
+    server: SmsGateway
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.requests.append(
+            {"path": self.path, "headers": dict(self.headers.items()), "body": json.loads(body)}
+        )
+        answer = b'{"id": "sms-1"}' if self.server.status < 300 else b"gateway is broken"
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def sms_gateway() -> Iterator[SmsGateway]:
+    gateway = SmsGateway()
+    thread = threading.Thread(target=gateway.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield gateway
+    gateway.shutdown()
+    gateway.server_close()
+    thread.join()
+
+
+def sms_settings(url: str, **options: Any) -> Settings:
+    return Settings(
+        database_url="sqlite://",
+        sms_backend="http",
+        sms_url=url,
+        sms_token="tok-123",
+        sms_sender="SOCHI",
+        webhook_timeout_seconds=5,
+        **options,
+    )
+
+
+def send_sms(
+    settings: Settings, event_type: str = "payment.accepted", language: str = "ky"
+) -> None:
+    deliver(
+        settings,
+        destination="sms",
+        recipient="+996555123456",
+        language=language,
+        event_type=event_type,
+        event_id=43,
+        payload=PAYLOADS[event_type],
+        created_at=NOW,
+    )
+
+
+def test_sms_through_the_http_gateway(sms_gateway: SmsGateway) -> None:
+    send_sms(sms_settings(sms_gateway.url))
+    [request] = sms_gateway.requests
+    assert request["path"] == "/v1/sms"
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["authorization"] == "Bearer tok-123"
+    assert headers["content-type"] == "application/json"
+    assert request["body"] == {
+        "to": "+996555123456",
+        "text": f"СОЧИ: ИНН {INN} балансы +500.00 сом, жалпы 1500.00 сом",
+        "sender": "SOCHI",
+    }
+
+
+@pytest.mark.parametrize("status", [500, 400, 302])
+def test_an_sms_gateway_error_is_a_notification_error(sms_gateway: SmsGateway, status: int) -> None:
+    sms_gateway.status = status
+    with pytest.raises(NotificationError, match=f"SMS-шлюз ответил {status}"):
+        send_sms(sms_settings(sms_gateway.url))
+    assert len(sms_gateway.requests) == 1
+
+
+def test_an_sms_gateway_that_is_down_or_unset() -> None:
+    with pytest.raises(NotificationError, match="SMS-шлюз недоступен"):
+        send_sms(sms_settings(f"http://127.0.0.1:{_closed_port()}/sms"))
+    with pytest.raises(NotificationError, match="TOLOM_SMS_URL"):
+        send_sms(sms_settings(""))
+    with pytest.raises(NotificationError, match="SMS-шлюз недоступен"):
+        send_sms(sms_settings("not a url"))
+
+
+def test_sms_console_backend_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="tolom.notifications"):
+        send_sms(Settings(database_url="sqlite://", sms_backend="console"), "order.issued", "ru")
+    [record] = [r for r in caplog.records if r.name == "tolom.notifications.sms"]
+    assert "+996555123456" in record.getMessage()
+    assert f"ЭЦП по счёту № {INVOICE} выдана, действует до 22.11.2027" in record.getMessage()
+
+
+# --- what deliver refuses -----------------------------------------------------------------
+
+
+def test_deliver_refuses_what_it_cannot_send() -> None:
+    settings = Settings(database_url="sqlite://")
+    common: dict[str, Any] = {
+        "recipient": "a@b.kg",
+        "language": "ru",
+        "event_id": 1,
+        "payload": {},
+        "created_at": NOW,
+    }
+    with pytest.raises(NotificationError, match="нет шаблона"):
+        deliver(settings, destination="email", event_type="payment.reversed", **common)
+    with pytest.raises(NotificationError, match="нет шаблона"):
+        deliver(settings, destination="sms", event_type="no.such.type", **common)
+    with pytest.raises(NotificationError, match="канал"):
+        deliver(settings, destination="fax", event_type="invoice.paid", **common)  # type: ignore[arg-type]
+    with pytest.raises(NotificationError, match="письмо не собрано"):
+        deliver(
+            settings.model_copy(update={"mail_from": "СОЧИ\r\nBcc: x@y.kg"}),
+            destination="email",
+            event_type="signature.expiring",
+            **common,
+        )
+
+
+# --- from a top-up to the customer's inbox and phone ---------------------------------------
+
+
+def test_a_top_up_is_mailed_and_texted_from_the_outbox(
+    engine: Engine,
+    gateway: Gateway,
+    smtp_server: Callable[..., tuple[Inbox, int]],
+    sms_gateway: SmsGateway,
+) -> None:
+    inn = add_customer(
+        engine, name="ОсОО «Ромашка»", email="buh@romashka.kg", phone="0555 123 456", language="ky"
+    )
+    assert gateway.pay("sochi", inn, "750.00")["result"] == 0
+    inbox, port = smtp_server()
+    settings = smtp_settings(port).model_copy(
+        update={"sms_backend": "http", "sms_url": sms_gateway.url}
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                deliveries.c.destination,
+                deliveries.c.recipient,
+                deliveries.c.language,
+                events.c.id,
+                events.c.type,
+                events.c.payload,
+                events.c.created_at,
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.destination.in_(["email", "sms"]))
+            .order_by(deliveries.c.destination)
+        ).all()
+    assert [(r.destination, r.recipient, r.language, r.type) for r in rows] == [
+        ("email", "buh@romashka.kg", "ky", "payment.accepted"),
+        ("sms", "+996555123456", "ky", "payment.accepted"),
+    ]
+    for row in rows:
+        deliver(
+            settings,
+            destination=row.destination,
+            recipient=row.recipient,
+            language=row.language,
+            event_type=row.type,
+            event_id=row.id,
+            payload=json.loads(row.payload),
+            created_at=row.created_at,
+        )
+    [message] = inbox.messages()
+    assert str(message["Subject"]) == "СОЧИ: балансыңыз толукталды (+750.00 сом)"
+    assert "ОсОО «Ромашка»" in message.get_content() and inn in message.get_content()
+    [request] = sms_gateway.requests
+    assert request["body"]["text"] == f"СОЧИ: ИНН {inn} балансы +750.00 сом, жалпы 750.00 сом"
+
+
+def test_a_failing_smtp_server_neither_blocks_nor_undoes_a_top_up(
+    engine: Engine,
+    settings: Settings,
+    gateway: Gateway,
+    smtp_server: Callable[..., tuple[Inbox, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker retries the e-mail; the payment was committed long before."""
+    inn = add_customer(engine, email="buh@romashka.kg", phone="0555123456")
+    down = settings.model_copy(
+        update={
+            "email_backend": "smtp",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": _closed_port(),
+            "sms_backend": "console",
+        }
+    )
+    assert gateway.pay("sochi", inn, "200.00")["result"] == 0
+    with caplog.at_level(logging.INFO, logger="tolom"):
+        Worker(down, engine).run(once=True)
+    with engine.connect() as conn:
+        state = {
+            r.destination: (r.status, r.attempts, r.last_error)
+            for r in conn.execute(select(deliveries).where(deliveries.c.recipient.is_not(None)))
+        }
+        customer = customers.get(conn, inn)
+        assert customer is not None
+        assert customers.balance(conn, customer) == 20000
+    assert state["sms"][:2] == ("delivered", 1)
+    status, attempts, error = state["email"]
+    assert (status, attempts) == ("pending", 1)
+    assert "NotificationError" in error and "недоступен" in error
+    # The server is back; the retry (made due now rather than after the backoff) goes out.
+    inbox, port = smtp_server()
+    with engine.begin() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.destination == "email")
+            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    Worker(down.model_copy(update={"smtp_port": port}), engine).run(once=True)
+    with engine.connect() as conn:
+        [row] = conn.execute(select(deliveries).where(deliveries.c.destination == "email"))
+    assert (row.status, row.attempts) == ("delivered", 2)
+    [message] = inbox.messages()
+    assert str(message["Subject"]) == "СОЧИ: баланс пополнен на 200.00 сом"
