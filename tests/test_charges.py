@@ -16,8 +16,15 @@ from starlette.testclient import TestClient
 
 from tests.factories import Gateway, add_customer, new_inn
 from tolom import apikeys
-from tolom.billing import charges, customers
-from tolom.db.schema import audit_log, deliveries, events, journal_entries, postings
+from tolom.billing import charges, customers, invoices
+from tolom.db.schema import (
+    audit_log,
+    deliveries,
+    events,
+    journal_entries,
+    postings,
+    signature_orders,
+)
 from tolom.db.schema import charges as charges_table
 from tolom.ledger.accounts import account_balance, system_account
 from tolom.money import format_amount
@@ -522,3 +529,23 @@ def test_the_charge_commands(sochi: Sochi, engine: Engine, gateway: Gateway, cli
         )
     refunds = [actor for action, actor in actions if action == "charge.refund"]
     assert len(refunds) == 1 and refunds[0].startswith("cli:")
+
+
+def test_an_order_refund_releases_waiting_charges_like_a_top_up(
+    sochi: Sochi, engine: Engine, gateway: Gateway
+) -> None:
+    inn = add_customer(engine)
+    with engine.begin() as conn:
+        invoice = invoices.create(
+            conn, items=[("eds-head", 1)], payer_name="x", inn=inn, validity_days=30
+        )
+    assert gateway.pay("eds", invoice.number, format_amount(invoice.total))["result"] == 0
+    waiting = sochi.charge(inn, "100.00").json()
+    assert waiting["status"] == "awaiting_payment"
+    with engine.connect() as conn:
+        [order_id] = conn.execute(select(signature_orders.c.id)).scalars().all()
+    cancelled = sochi.post(f"/api/v1/orders/{order_id}/cancel", {"reason": "Отказ"}, key="write")
+    assert cancelled.status_code == 200, cancelled.text
+    assert sochi.get(f"/api/v1/charges/{waiting['id']}").json()["status"] == "charged"
+    assert balance(engine, inn) == invoice.total - 100_00
+    assert event_types(engine)[-2:] == ["order.cancelled", "charge.settled"]

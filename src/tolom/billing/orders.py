@@ -25,10 +25,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from tolom.billing import charges
 from tolom.db.schema import customers, invoice_lines, invoices, products, signature_orders
 from tolom.events.outbox import EventType, emit, inn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
-from tolom.ledger.posting import Transfer, post_entry
+from tolom.ledger.posting import Transfer, open_entry, post
 from tolom.money import format_amount
 from tolom.timestamps import as_utc
 
@@ -447,6 +448,7 @@ def cancel(
     now = now or datetime.now(UTC)
     due = refund_due(order, refund_percent_in_production)
     entry_id = None
+    credited: tuple[int, int] | None = None  # (customer id, balance after the refund)
     if no_refund:
         reason, due = f"{reason} ({NO_REFUND_NOTE})", 0
     elif due > 0:
@@ -457,12 +459,16 @@ def cancel(
                 f"Нет абонента {whose}: вернуть {format_amount(due)} сом на баланс некому. "
                 "Верните деньги вне Tolom и отмените заказ без возврата (no_refund)"
             )
-        entry_id = post_entry(
+        entry_id = open_entry(
             conn,
             kind="order_refund",
             description=f"Возврат по заказу №{order.id} (счёт {order.invoice_number}): {reason}"[
                 :500
             ],
+        )
+        balances = post(
+            conn,
+            entry_id=entry_id,
             transfers=[
                 Transfer(
                     debit=system_account(conn, "revenue:eds"),
@@ -472,7 +478,10 @@ def cancel(
             ],
             slot_key=order.id,
         )
+        credited = (customer.id, balances[customer.account_id])
     _write_cancel(conn, order, now=now, reason=reason, refund_amount=due, entry_id=entry_id)
+    if credited is not None:  # money on the balance releases waiting reports, as a top-up does
+        charges.settle_awaiting(conn, credited[0], credited[1], payment_id=None)
     cancelled = get(conn, order.id)
     assert cancelled is not None
     return Transition(cancelled, changed=True, previous=order.status)
