@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 
@@ -105,47 +106,73 @@ _EVENT_ID = bindparam("b_event", type_=BigInteger)
 _KEY = bindparam("b_key", type_=String)
 _TYPE_PATTERN = literal("% ") + bindparam("b_type", type_=String) + literal(" %")
 
-_WEBHOOK_TARGETS = select(
-    _EVENT_ID.label("event_id"),
-    _KEY.label("ordering_key"),
-    (literal("webhook:") + cast(webhook_endpoints.c.id, String)).label("destination"),
-    webhook_endpoints.c.id.label("endpoint_id"),
-    literal(None, String).label("recipient"),
-    literal(None, String).label("language"),
-).where(
-    webhook_endpoints.c.enabled,
-    or_(
-        webhook_endpoints.c.event_types == "*",
-        (literal(" ") + webhook_endpoints.c.event_types + literal(" ")).like(_TYPE_PATTERN),
-    ),
-)
 
+def _targets(event_id: Any, event: Any, notify: bool) -> Any:
+    """The deliveries of one event: a row per subscribed webhook endpoint and, if `notify`,
+    per contact of the customer. `event` is the FROM that `event_id` comes from (None when
+    it is a bound parameter)."""
 
-def _contact_targets(column: Any, destination: str) -> Any:
-    return select(
-        _EVENT_ID.label("event_id"),
-        _KEY.label("ordering_key"),
-        literal(destination).label("destination"),
-        literal(None, BigInteger).label("endpoint_id"),
-        column.label("recipient"),
-        customers.c.language.label("language"),
-    ).where(customers.c.id == bindparam("b_customer"), column.is_not(None))
+    def source(table: Any, on: Any) -> Any:
+        return table if event is None else event.join(table, on)
 
-
-def _insert_deliveries(notify: bool) -> Any:
-    targets = (
-        union_all(
-            _WEBHOOK_TARGETS,
-            _contact_targets(customers.c.email, "email"),
-            _contact_targets(customers.c.phone, "sms"),
+    webhooks = (
+        select(
+            event_id.label("event_id"),
+            _KEY.label("ordering_key"),
+            (literal("webhook:") + cast(webhook_endpoints.c.id, String)).label("destination"),
+            webhook_endpoints.c.id.label("endpoint_id"),
+            literal(None, String).label("recipient"),
+            literal(None, String).label("language"),
         )
-        if notify
-        else _WEBHOOK_TARGETS
+        .select_from(source(webhook_endpoints, true()))
+        .where(
+            webhook_endpoints.c.enabled,
+            or_(
+                webhook_endpoints.c.event_types == "*",
+                (literal(" ") + webhook_endpoints.c.event_types + literal(" ")).like(_TYPE_PATTERN),
+            ),
+        )
     )
-    return insert(deliveries).from_select(_DELIVERY_COLUMNS, targets)
+    if not notify:
+        return webhooks
+
+    def contact(column: Any, destination: str) -> Any:
+        return (
+            select(
+                event_id.label("event_id"),
+                _KEY.label("ordering_key"),
+                literal(destination).label("destination"),
+                literal(None, BigInteger).label("endpoint_id"),
+                column.label("recipient"),
+                customers.c.language.label("language"),
+            )
+            .select_from(source(customers, true()))
+            .where(customers.c.id == bindparam("b_customer"), column.is_not(None))
+        )
+
+    return union_all(
+        webhooks, contact(customers.c.email, "email"), contact(customers.c.phone, "sms")
+    )
 
 
-_INSERT_DELIVERIES = {True: _insert_deliveries(True), False: _insert_deliveries(False)}
+def _two_statements(notify: bool) -> Any:
+    """Any database: the deliveries' INSERT … SELECT, run after the event's INSERT."""
+    return insert(deliveries).from_select(_DELIVERY_COLUMNS, _targets(_EVENT_ID, None, notify))
+
+
+def _one_statement(notify: bool) -> Any:
+    """PostgreSQL: the event and its deliveries in one round trip (data-modifying CTEs)."""
+    event = _INSERT_EVENT.cte("event")
+    queued = (
+        insert(deliveries)
+        .from_select(_DELIVERY_COLUMNS, _targets(event.c.id, event, notify))
+        .cte("queued")
+    )
+    return select(event.c.id).add_cte(queued)
+
+
+_INSERT_DELIVERIES = {notify: _two_statements(notify) for notify in (True, False)}
+_EMIT_POSTGRESQL = {notify: _one_statement(notify) for notify in (True, False)}
 
 
 def emit(
@@ -157,25 +184,15 @@ def emit(
     customer_id: int | None = None,
 ) -> int:
     """Write an event and its deliveries in the caller's transaction; returns the event id."""
-    event_id = int(
-        conn.execute(
-            _INSERT_EVENT,
-            {
-                "b_type": type.value,
-                "b_key": ordering_key,
-                "b_customer": customer_id,
-                "b_payload": encode(payload),
-            },
-        ).scalar_one()
-    )
     notify = type in NOTIFIED and customer_id is not None
-    conn.execute(
-        _INSERT_DELIVERIES[notify],
-        {
-            "b_event": event_id,
-            "b_key": ordering_key,
-            "b_type": type.value,
-            "b_customer": customer_id,
-        },
-    )
+    params = {
+        "b_type": type.value,
+        "b_key": ordering_key,
+        "b_customer": customer_id,
+        "b_payload": encode(payload),
+    }
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(_EMIT_POSTGRESQL[notify], params).scalar_one())
+    event_id = int(conn.execute(_INSERT_EVENT, params).scalar_one())
+    conn.execute(_INSERT_DELIVERIES[notify], {**params, "b_event": event_id})
     return event_id
