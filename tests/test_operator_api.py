@@ -1289,3 +1289,61 @@ def test_answers_give_moments_in_utc_whatever_the_session_zone() -> None:
     naive = datetime(2026, 11, 21, 8, 30, 5)  # SQLite hands back naive UTC
     out = ReversalOut(reason="x", requested_by="apikey:x", created_at=naive, entry_id=1)
     assert json.loads(out.model_dump_json())["created_at"] == "2026-11-21T08:30:05Z"
+
+
+# --- U+0000 ------------------------------------------------------------------------------
+
+NUL_CASES = [
+    (
+        "POST",
+        "/api/v1/charges",
+        {"idempotency_key": "k", "inn": "INN", "amount": "1", "description": "a\u0000"},
+    ),
+    (
+        "POST",
+        "/api/v1/charges",
+        {
+            "idempotency_key": "k",
+            "inn": "INN",
+            "amount": "1",
+            "description": "x",
+            "report": {"form": "\u0000"},
+        },
+    ),
+    ("GET", "/api/v1/charges?inn=a%00b", None),
+    ("POST", "/api/v1/customers", {"inn": "01234567890123", "name": "a\u0000b"}),
+    ("PATCH", "/api/v1/customers/INN", {"email": "a\u0000@b.kg"}),
+    (
+        "POST",
+        "/api/v1/manual-payments",
+        {
+            "channel": "cash_desk",
+            "reference": "R1",
+            "service": "sochi",
+            "account": "INN",
+            "amount": "1.00",
+            "payer": "a\u0000b",
+        },
+    ),
+    ("GET", "/api/v1/customers?q=a%00b", None),
+    ("GET", "/api/v1/payments?txn_id=a%00b", None),
+    ("POST", "/api/v1/invoices", {"payer_name": "a\u0000b", "items": [{"product": "eds-head"}]}),
+    ("POST", "/api/v1/tariffs/quote", {"items": [{"tariff": "a\u0000"}]}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), NUL_CASES)
+def test_text_with_a_nul_is_refused_the_same_on_every_database(
+    api: Api, engine: Engine, method: str, path: str, body: Any
+) -> None:
+    """PostgreSQL text cannot hold U+0000 and SQLite can: refused up front, on both, as
+    bad input, never a 500 nor a "retry" that would never succeed."""
+    inn = add_customer(engine)
+    path = path.replace("INN", inn)
+    if body is not None:
+        body = json.loads(json.dumps(body).replace("INN", inn))
+    response = api.client.request(method, path, json=body, headers=api.auth("admin"))
+    problem(response, 422, "invalid_request")
+    assert count(engine, payments) == 0
+    assert count(engine, customers_table) == 1
+    assert count(engine, invoices_table) == 0

@@ -627,3 +627,25 @@ def test_the_openapi_document_describes_the_agent_api(app) -> None:  # type: ign
     schemas = document["components"]["schemas"]
     assert {"PayIn", "CheckIn", "CancelIn", "Problem", "PaymentOut", "CheckOut"} <= set(schemas)
     assert "AgentSignature" in document["components"]["securitySchemes"]
+
+
+@pytest.mark.parametrize("field", ["txn_id", "txn_date", "account", "amount", "service"])
+def test_text_with_a_nul_is_refused_as_bad_input(
+    rest: RestAgent, engine: Engine, field: str
+) -> None:
+    """Not "retry" (PostgreSQL would refuse the text every time) and not accepted either."""
+    inn = add_customer(engine)
+    body = {
+        "txn_id": "77",
+        "txn_date": "2026-11-23T10:00:00+06:00",
+        "service": "sochi",
+        "account": inn,
+        "amount": "10.00",
+    }
+    body[field] += "\u0000"
+    response = rest.send("POST", "/api/v1/agent/payments", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_request"
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    check = rest.send("POST", "/api/v1/agent/check", {"service": "sochi", "account": "1\u0000"})
+    assert check.status_code == 422, check.text

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from tolom.agents.service import Agent
 from tolom.api.problems import (
     PROBLEM_MEDIA_TYPE,
+    FieldError,
     Problem,
     ProblemError,
     invalid,
@@ -422,10 +423,33 @@ class _Call:
                 self.exchange.service = raw["service"][:16]
             if isinstance(raw.get("txn_id"), str) and is_txn_id(raw["txn_id"]):
                 self.exchange.txn_id = raw["txn_id"]
+        with_nul = _fields_with_nul(raw)
+        if with_nul:  # PostgreSQL text cannot hold it: refused alike on every database
+            message = "строки не могут содержать символ NUL (U+0000)"
+            raise ProblemError(
+                "invalid_request",
+                f"Неверный запрос: {', '.join(with_nul)}: {message}",
+                errors=[FieldError(field=f, message=message) for f in with_nul],
+            )
         try:
             return model.model_validate(raw)
         except ValidationError as error:
             raise invalid(error) from error
+
+
+def _fields_with_nul(value: Any, path: str = "") -> list[str]:
+    """The JSON paths of the strings (keys included) that contain U+0000."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            found += [where] if "\x00" in str(key) else _fields_with_nul(item, where)
+        return found
+    if isinstance(value, list):
+        return [f for n, item in enumerate(value) for f in _fields_with_nul(item, f"{path}.{n}")]
+    return []
 
 
 def _loggable(value: Any) -> str:
