@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from tests.factories import Gateway, add_customer, new_inn
 from tolom import apikeys
-from tolom.billing import charges, customers, invoices
+from tolom.billing import charges, customers, invoices, tariffs
 from tolom.db.schema import (
     audit_log,
     deliveries,
@@ -549,3 +549,28 @@ def test_an_order_refund_releases_waiting_charges_like_a_top_up(
     assert sochi.get(f"/api/v1/charges/{waiting['id']}").json()["status"] == "charged"
     assert balance(engine, inn) == invoice.total - 100_00
     assert event_types(engine)[-2:] == ["order.cancelled", "charge.settled"]
+
+
+def test_a_tariff_charge_takes_its_price_and_a_late_retry_gets_the_first_answer(
+    sochi: Sochi, engine: Engine, gateway: Gateway
+) -> None:
+    inn = add_customer(engine)
+    assert gateway.pay("sochi", inn, "1000.00")["result"] == 0
+    with engine.connect() as conn:
+        price = tariffs.get(conn, "sti-vat-month").price  # type: ignore[union-attr]
+    first = sochi.charge(inn, None, key="vat-2026-10", tariff="sti-vat-month")
+    assert first.status_code == 201, first.text
+    assert first.json()["amount"] == format_amount(price)
+    assert first.json()["tariff"] == "sti-vat-month"
+    # Hours later the price has changed and the customer was blocked; the retry is still
+    # the same request, answered as the first time, and takes nothing more.
+    with engine.begin() as conn:
+        tariffs.set_price(conn, "sti-vat-month", price + 50_00)
+        customers.set_status(conn, inn, "blocked")
+    again = sochi.charge(inn, None, key="vat-2026-10", tariff="sti-vat-month")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert balance(engine, inn) == 1000_00 - price
+    # A new report now is refused: the customer is blocked.
+    problem(
+        sochi.charge(inn, None, key="vat-2026-11", tariff="sti-vat-month"), 409, "customer_blocked"
+    )

@@ -212,11 +212,21 @@ def _lock_balance(conn: Connection, account_id: int) -> int:
 
 
 def create(conn: Connection, request: ChargeRequest) -> Charge:
-    """Charge a customer, or queue the charge until a top-up covers it; idempotent per key."""
-    amount, tariff = _amount_of(conn, request)
+    """Charge a customer, or queue the charge until a top-up covers it; idempotent per key.
+
+    A repeat of a key is answered from the stored charge before anything else is decided,
+    so a retry hours later gets the first answer even if the tariff's price changed or the
+    customer was blocked in between.
+    """
     customer = conn.execute(_CUSTOMER, {"b_inn": request.inn}).first()
     if customer is None:
         raise ChargeError("customer_not_found", f"Абонент с ИНН {request.inn} не найден", "inn")
+    earlier = _by_key(conn, request)
+    if earlier is not None:
+        return _repeat(earlier, request, customer.id)
+    if customer.status != "active":
+        raise ChargeError("customer_blocked", f"Абонент с ИНН {request.inn} заблокирован", "inn")
+    amount, tariff = _amount_of(conn, request)
     balance = _lock_balance(conn, customer.account_id)
     charge_id = conn.execute(
         _insert_once(conn),
@@ -234,10 +244,10 @@ def create(conn: Connection, request: ChargeRequest) -> Charge:
             "status": "awaiting_payment",
         },
     ).scalar_one_or_none()
-    if charge_id is None:
-        return _repeat(conn, request, customer.id, amount, tariff)
-    if customer.status != "active":
-        raise ChargeError("customer_blocked", f"Абонент с ИНН {request.inn} заблокирован", "inn")
+    if charge_id is None:  # an identical request committed while we waited for the lock
+        twin = _by_key(conn, request)
+        assert twin is not None
+        return _repeat(twin, request, customer.id)
     waiting_before = conn.execute(_FIRST_AWAITING, {"b_customer": customer.id}).scalar()
     if waiting_before == charge_id and balance >= amount:
         balance = _take(conn, charge_id, amount, customer.account_id, payment_id=None)
@@ -269,20 +279,24 @@ def _amount_of(conn: Connection, request: ChargeRequest) -> tuple[int, str | Non
     return tariff.price, tariff.code
 
 
-def _repeat(
-    conn: Connection, request: ChargeRequest, customer_id: int, amount: int, tariff: str | None
-) -> Charge:
-    """A repeat of a charge already made under this key: the same answer, or a conflict."""
-    row = conn.execute(
+def _by_key(conn: Connection, request: ChargeRequest) -> Any:
+    return conn.execute(
         _SELECT.add_columns(charges.c.customer_id).where(
             charges.c.client == request.client,
             charges.c.idempotency_key == request.idempotency_key,
         )
-    ).one()
+    ).first()
+
+
+def _repeat(row: Any, request: ChargeRequest, customer_id: int) -> Charge:
+    """A repeat of a charge already made under this key: the same answer, or a conflict.
+
+    The same request means the same customer, report and description, and the same amount
+    or the same tariff (whatever the tariff costs today)."""
     same = (
         row.customer_id == customer_id
-        and row.amount == amount
-        and row.tariff_code == tariff
+        and row.tariff_code == request.tariff
+        and (request.tariff is not None or row.amount == request.amount)
         and Report(row.report_id, row.state_body, row.form, row.period) == request.report
         and row.description == request.description
     )
