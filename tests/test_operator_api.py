@@ -1342,6 +1342,8 @@ def test_text_with_a_nul_is_refused_the_same_on_every_database(
     path = path.replace("INN", inn)
     if body is not None:
         body = json.loads(json.dumps(body).replace("INN", inn))
+    anonymous = api.client.request(method, path, json=body)
+    problem(anonymous, 401, "unauthenticated")  # who is asking comes first
     response = api.client.request(method, path, json=body, headers=api.auth("admin"))
     problem(response, 422, "invalid_request")
     assert count(engine, payments) == 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tolom.api.problems import ProblemError
+from tolom.api.problems import FieldError, ProblemError
 from tolom.apikeys import ApiKey
 from tolom.gateway.peers import client_address
 from tolom.runtime import Runtime
@@ -21,6 +21,8 @@ bearer = HTTPBearer(
 
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tolom"'}
+# PostgreSQL text cannot hold U+0000 and no field of ours needs it: refused on every database.
+NUL_MESSAGE = "строки не могут содержать символ NUL (U+0000)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,13 @@ def require(scope: str, *alternatives: str) -> Callable[..., Caller]:
             wanted = " или ".join(repr(s) for s in accepted)
             raise ProblemError(
                 "insufficient_scope", f"Для этого действия нужен ключ с правом {wanted}"
+            )
+        where = getattr(request.state, "nul_in", None)  # found by OperatorRoute
+        if where is not None:
+            raise ProblemError(
+                "invalid_request",
+                f"Неверный запрос: {where}: {NUL_MESSAGE}",
+                errors=[FieldError(field=where, message=NUL_MESSAGE)],
             )
         address = client_address(
             request.client.host if request.client else None,
