@@ -128,8 +128,8 @@ def gateway(app, engine: Engine) -> Gateway:  # type: ignore[no-untyped-def]
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     """`cli("agent", "list")` runs `tolom agent list` on the test database."""
 
-    def run(*args: str) -> Result:
-        return run_cli(database_url, monkeypatch, list(args))
+    def run(*args: str, input: str | None = None) -> Result:
+        return run_cli(database_url, monkeypatch, list(args), input=input)
 
     yield run
     get_settings.cache_clear()

@@ -269,12 +269,14 @@ class RestAgent:
         return self.send("POST", f"/api/v1/agent/payments/{txn_id}/cancel", {"reason": reason})
 
 
-def run_cli(url: str, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> Result:
-    """Run `tolom ARGS` on the database at `url`, as an operator would."""
+def run_cli(
+    url: str, monkeypatch: pytest.MonkeyPatch, args: list[str], input: str | None = None
+) -> Result:
+    """Run `tolom ARGS` on the database at `url`, as an operator would (`input`: stdin)."""
     monkeypatch.setenv("TOLOM_DATABASE_URL", url)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli_app, args)
+        result = CliRunner().invoke(cli_app, args, input=input)
     finally:
         get_settings.cache_clear()
     # Whatever happens, an operator sees a message and an exit code, never our traceback.

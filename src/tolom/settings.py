@@ -131,6 +131,22 @@ class Settings(BaseSettings):
         "an issued one is not cancelled.",
     )
 
+    # --- the back office -----------------------------------------------------------------
+    web_session_hours: float = Field(
+        default=12, gt=0, description="How long a back-office login lasts."
+    )
+    login_lockout_after: int = Field(
+        default=5, ge=1, description="Failed logins in a row that lock a user out."
+    )
+    login_lockout_minutes: float = Field(
+        default=15, gt=0, description="How long a locked-out user is refused."
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only. Set true in production (behind "
+        "TLS); false lets the demo work on http://127.0.0.1.",
+    )
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:

@@ -20,6 +20,7 @@ from tolom.cli.charges import charge_app
 from tolom.cli.listen import listen
 from tolom.cli.orders import orders_app
 from tolom.cli.tariffs import tariff_app
+from tolom.cli.users import user_app
 from tolom.db import migrate
 from tolom.db.schema import services
 from tolom.ledger.statements import latest_entries
@@ -917,6 +918,7 @@ app.command("worker")(events_cli.worker)
 app.add_typer(tariff_app, name="tariff")
 app.add_typer(orders_app, name="order")
 app.add_typer(charge_app, name="charge")
+app.add_typer(user_app, name="user")
 
 
 def main() -> None:

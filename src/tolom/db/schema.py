@@ -485,6 +485,35 @@ deliveries = Table(
     Index("ix_deliveries_status", "status", "id"),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", Text, nullable=False),
+    Column("password_hash", Text, nullable=False, comment="argon2id, encoded"),
+    Column("role", String(16), nullable=False),
+    Column("language", String(2), nullable=False, server_default="ru"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", Timestamp, nullable=True, comment="refuse logins until then"),
+    Column("password_changed_at", Timestamp, nullable=False, server_default=NOW),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("role IN ('admin', 'operator', 'accountant', 'auditor')", name="role"),
+    CheckConstraint("language IN ('ru', 'ky', 'en')", name="language"),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True, comment="sha256 hex of the cookie"),
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("expires_at", Timestamp, nullable=False),
+)
+
 gateway_requests = Table(
     "gateway_requests",
     metadata,

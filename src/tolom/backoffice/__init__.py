@@ -1,0 +1,1 @@
+"""The back office: operators' and accountants' users, roles, sessions and web pages."""
