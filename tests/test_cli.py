@@ -17,6 +17,7 @@ from typer.testing import Result
 from tests.factories import Cli, Gateway, new_inn, run_cli
 from tolom import apikeys
 from tolom.agents import service as agents
+from tolom.backoffice import users
 from tolom.billing import customers, invoices
 from tolom.cli import app
 from tolom.db import migrate
@@ -228,6 +229,21 @@ def test_demo_json_and_if_empty_on_an_empty_database(cli: Cli, engine: Engine) -
         (key,) = apikeys.list_keys(conn)
     assert key.name == "demo-admin" and key.grants("admin")
     assert data["api_key"] in data["api"][0]
+    # One back-office user per role, each able to log in with the password shown once.
+    assert set(data["users"]) == {"admin", "operator", "accountant", "auditor"}
+    with engine.begin() as conn:
+        for name, password in data["users"].items():
+            result = users.login(
+                conn,
+                name,
+                password,
+                address=None,
+                session_hours=1,
+                max_failures=5,
+                lockout_minutes=1,
+            )
+            assert result.user is not None and result.user.role == name
+    assert data["webhook"]["name"] == "demo-inbox" and len(data["waiting_charges"]) == 2
     refused(cli("demo", "--json"))
 
 

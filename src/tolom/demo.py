@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
 from tolom import apikeys
 from tolom.agents import service as agents
+from tolom.backoffice import users
 from tolom.billing import charges, customers, invoices
 from tolom.db.schema import agents as agents_table
 from tolom.db.schema import customers as customers_table
@@ -58,6 +60,13 @@ DEMO_WAITING_REPORTS = [
     ("sales-tax", "2026-10", "Налог с продаж за октябрь 2026", 200_00),
 ]
 DEMO_WEBHOOK = ("demo-inbox", "http://127.0.0.1:8900/tolom-webhooks")
+# One back-office user per role, named after it.
+DEMO_USERS = {
+    "admin": "Администратор (демо)",
+    "operator": "Айгерим Оператор (демо)",
+    "accountant": "Бакыт Бухгалтер (демо)",
+    "auditor": "Нурлан Аудитор (демо)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,7 @@ class DemoResult:
     api_key: str  # demo-admin, scope admin
     waiting: list[charges.Charge]  # the first customer's reports awaiting payment
     webhook: tuple[str, str]  # name, URL
+    users: dict[str, str]  # back-office username (= role) -> password, shown once
 
 
 def demo_inn(rng: random.Random, legal_form: str) -> str:
@@ -147,4 +157,9 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
     api_key = apikeys.create(conn, name="demo-admin", scopes=["admin"])
     # After the charges: the listener shows what a top-up does, not the demo's own set-up.
     endpoints.add(conn, name=DEMO_WEBHOOK[0], url=DEMO_WEBHOOK[1], event_types="*", actor="demo")
-    return DemoResult(made, created, issued, api_key, waiting, DEMO_WEBHOOK)
+    people = {}
+    for role, name in DEMO_USERS.items():
+        password = secrets.token_urlsafe(9)
+        users.create(conn, username=role, display_name=name, role=role, password=password)
+        people[role] = password
+    return DemoResult(made, created, issued, api_key, waiting, DEMO_WEBHOOK, people)

@@ -229,6 +229,12 @@ def demo(
         f"  Списания: curl -s -H 'Authorization: Bearer {result.api_key}' "
         f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
     ]
+    lines += [
+        "",
+        f"Бэк-офис: http://{host}:{port}/ — пользователи (пароль показывается один раз):",
+        *[f"  {name:11} пароль {password}" for name, password in result.users.items()],
+    ]
+    data["users"] = result.users
     data["waiting_charges"] = [c.id for c in result.waiting]
     data["webhook"] = {"name": webhook_name, "url": webhook_url}
     _emit(data, as_json, "\n".join(lines))
