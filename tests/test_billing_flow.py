@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from tests.factories import Gateway, add_customer
 from tests.mailserver import MailServer
 from tolom.billing import charges, customers
-from tolom.db.schema import deliveries
+from tolom.db.schema import deliveries, webhook_endpoints
 from tolom.events import endpoints, inbox
 from tolom.events.worker import Worker
 from tolom.settings import Settings
@@ -120,27 +120,13 @@ def test_webhook_listen_receives_verifies_and_counts(
     engine: Engine, settings: Settings, database_url: str, tmp_path: Path
 ) -> None:
     """`tolom webhook listen NAME` as an operator runs it: a process of its own."""
-    with socket.socket() as probe:  # a free port for the endpoint's URL
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with engine.begin() as conn:
-        endpoints.add(
-            conn, name="watch", url=f"http://127.0.0.1:{port}/hook", event_types="*", actor="t"
-        )
+        endpoints.add(conn, name="watch", url="http://127.0.0.1:1/hook", event_types="*", actor="t")
     inn = add_customer(engine)
     waiting_reports(engine, inn, 100_00)
-
     output = tmp_path / "listen.log"
-    env = {**os.environ, "TOLOM_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
-    with output.open("wb") as sink:
-        listener = subprocess.Popen(
-            [sys.executable, "-m", "tolom", "webhook", "listen", "watch", "--refuse-first", "1"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    listener = _listen(engine, database_url, output)
     try:
-        _wait_for(lambda: "Принимаю" in output.read_text(encoding="utf-8"))
         fast = settings.model_copy(update={"delivery_backoff_seconds": 0.01})
         Worker(fast, engine).run(once=True)  # refused (503): due again 0.01 s later
         time.sleep(0.1)
@@ -155,6 +141,46 @@ def test_webhook_listen_receives_verifies_and_counts(
     with engine.connect() as conn:
         row = conn.execute(select(deliveries.c.status, deliveries.c.attempts)).one()
     assert tuple(row) == ("delivered", 2)
+
+
+def _listen(engine: Engine, database_url: str, output: Path) -> subprocess.Popen[bytes]:
+    """Start `tolom webhook listen watch` on a free port (another with the next, if a
+    process took the port between our probe and its bind)."""
+    env = {**os.environ, "TOLOM_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    for _attempt in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with engine.begin() as conn:
+            conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.name == "watch")
+                .values(url=f"http://127.0.0.1:{port}/hook")
+            )
+        with output.open("wb") as sink:
+            listener = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tolom",
+                    "webhook",
+                    "listen",
+                    "watch",
+                    "--refuse-first",
+                    "1",
+                ],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_for(
+            lambda started=listener: (
+                "Принимаю" in output.read_text(encoding="utf-8") or started.poll() is not None
+            )
+        )
+        if listener.poll() is None:
+            return listener
+    raise AssertionError(f"the listener did not start: {output.read_text(encoding='utf-8')}")
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:

@@ -72,7 +72,7 @@ def test_failures_slow_down_then_lock_even_the_right_password(engine: Engine) ->
     make(engine)
     now = datetime.now(UTC)
     delays = [login(engine, "нет", now=now).delay_seconds for _ in range(2)]
-    assert delays == [0.5, 1.0]  # each failure in a row is answered later
+    assert delays == [users.FAILURE_DELAY] * 2  # every failure is answered late, alike
     third = login(engine, "нет", now=now)
     assert third.refusal == "locked"
     assert login(engine, PASSWORD, now=now + timedelta(minutes=14)).refusal == "locked"

@@ -23,9 +23,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from tolom import __version__
 from tolom.api import operator
 from tolom.api.problems import Problem, ProblemError, invalid, make_problem, problem_response
+from tolom.api.public import router as public_router
 from tolom.gateway import osmp, rest
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
+from tolom.web import router as web_router
 
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.include_router(rest.router)
     app.include_router(operator.router)
+    app.include_router(public_router)  # /r/{token}: public receipt confirmations
+    app.include_router(web_router)  # the back-office pages
     _answer_api_errors_as_problems(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_route(

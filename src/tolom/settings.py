@@ -147,6 +147,42 @@ class Settings(BaseSettings):
         "TLS); false lets the demo work on http://127.0.0.1.",
     )
 
+    # --- documents: receipts and invoices (docs/documents.md) ---------------------------
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Where customers reach this server: receipt QR codes and links point to "
+        "{public_base_url}/r/{token}. In production the public https:// address.",
+    )
+    company_name: str = Field(
+        default="«ДОС ТЭК ГРУПП»",
+        min_length=1,
+        description="The payee named on receipts, invoices and the public receipt page.",
+    )
+    company_inn: str = Field(default="", description="The company's INN; empty: not printed.")
+    company_address: str = Field(default="", description="Empty: not printed.")
+    company_phone: str = Field(default="", description="Empty: not printed.")
+    company_bank_name: str = Field(
+        default="", description="The bank of the account below; empty: not printed."
+    )
+    company_bank_bik: str = Field(default="", description="The bank's BIK; empty: not printed.")
+    company_bank_account: str = Field(
+        default="",
+        description="The settlement account (р/с) for bank transfers. Empty (the default): "
+        "invoices print no bank requisites and tell the payer to ask for them, so a "
+        "placeholder account can never reach a customer.",
+    )
+    payment_instructions_file: str = Field(
+        default="",
+        description="A JSON file of payment instructions to print on invoices instead of the "
+        "shipped tolom/data/payment_instructions.json (same format). Empty: the shipped one.",
+    )
+
+    @field_validator("public_base_url", mode="after")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:

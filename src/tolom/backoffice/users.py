@@ -36,6 +36,7 @@ _CHANGES: dict[str, frozenset[str]] = {
 ACTIONS = frozenset().union(*_CHANGES.values())
 
 MIN_PASSWORD = 10
+FAILURE_DELAY = 1.0  # seconds before a failed login is answered
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so that both cost the same time.
@@ -205,10 +206,11 @@ def login(
 ) -> LoginResult:
     """Check a username and password; on success open a session.
 
-    Each failure is counted on the user; the answer to the n-th failure in a row is held
-    back longer (the caller waits `delay_seconds`), and after `max_failures` the user is
-    locked for `lockout_minutes`, even for the right password. An unknown username costs
-    the same hash as a known one.
+    Every failure is answered after the same delay (the caller waits `delay_seconds`), so
+    neither the time nor the answer tells a known username from an unknown one; failures
+    are counted on the user, and after `max_failures` in a row the user is locked for
+    `lockout_minutes`, even for the right password. An unknown username costs the same
+    hash as a known one.
     """
     now = now or datetime.now(UTC)
     row = conn.execute(
@@ -216,9 +218,9 @@ def login(
     ).first()
     if row is None or not row.active:
         _verify(_DUMMY_HASH, password)
-        return LoginResult(None, refusal="bad_credentials", delay_seconds=1.0)
+        return LoginResult(None, refusal="bad_credentials", delay_seconds=FAILURE_DELAY)
     if row.locked_until is not None and as_utc(row.locked_until) > now:
-        return LoginResult(None, refusal="locked", delay_seconds=1.0)
+        return LoginResult(None, refusal="locked", delay_seconds=FAILURE_DELAY)
     if not _verify(row.password_hash, password):
         failures = row.failed_logins + 1
         locked = now + timedelta(minutes=lockout_minutes) if failures >= max_failures else None
@@ -228,9 +230,7 @@ def login(
             .values(failed_logins=0 if locked else failures, locked_until=locked)
         )
         return LoginResult(
-            None,
-            refusal="locked" if locked else "bad_credentials",
-            delay_seconds=min(0.5 * 2 ** (failures - 1), 8.0),
+            None, refusal="locked" if locked else "bad_credentials", delay_seconds=FAILURE_DELAY
         )
     conn.execute(
         update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None)

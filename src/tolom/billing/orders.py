@@ -521,7 +521,7 @@ def _write_cancel(
 # --- expiry --------------------------------------------------------------------------
 
 
-def _expiring_query(today: date, within_days: int) -> Any:
+def expiring_query(today: date, within_days: int) -> Any:
     return _ORDER.where(
         signature_orders.c.status == "issued",
         signature_orders.c.kind == "signature",
@@ -540,7 +540,7 @@ def expiring(
 ) -> list[Expiring]:
     """Issued signatures whose last valid day is `today` or within `within_days` after it,
     in issue order (`after_id` pages)."""
-    query = _expiring_query(today, within_days)
+    query = expiring_query(today, within_days)
     if after_id is not None:
         query = query.where(signature_orders.c.id > after_id)
     query = query.order_by(signature_orders.c.id)
@@ -569,7 +569,7 @@ def announce_expiring(
     concurrent run's UPDATE finds the order marked, so a repeat announces nothing again."""
     now = now or datetime.now(UTC)
     announced = 0
-    query = _expiring_query(today, within_days).where(
+    query = expiring_query(today, within_days).where(
         signature_orders.c.expiry_notified_at.is_(None)
     )
     for row in conn.execute(query.order_by(signature_orders.c.id)).all():

@@ -17,8 +17,11 @@ from tolom.billing import catalog, customers, invoices
 from tolom.cli import common
 from tolom.cli import events as events_cli
 from tolom.cli.charges import charge_app
+from tolom.cli.documents import invoice_pdf
+from tolom.cli.exports import export_app
 from tolom.cli.listen import listen
 from tolom.cli.orders import orders_app
+from tolom.cli.payments import payment_app
 from tolom.cli.tariffs import tariff_app
 from tolom.cli.users import user_app
 from tolom.db import migrate
@@ -925,6 +928,9 @@ app.add_typer(tariff_app, name="tariff")
 app.add_typer(orders_app, name="order")
 app.add_typer(charge_app, name="charge")
 app.add_typer(user_app, name="user")
+invoice_app.command("pdf")(invoice_pdf)
+app.add_typer(payment_app, name="payment")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:

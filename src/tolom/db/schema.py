@@ -535,3 +535,23 @@ gateway_requests = Table(
     Index("ix_gateway_requests_agent_txn", "agent_id", "txn_id"),
     Index("ix_gateway_requests_received", "received_at"),
 )
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column(
+        "payment_id",
+        IdType,
+        ForeignKey("payments.id"),
+        primary_key=True,
+        comment="one receipt per payment, made when it is first asked for",
+    ),
+    Column(
+        "token",
+        String(64),
+        nullable=False,
+        unique=True,
+        comment="secrets.token_urlsafe(24): 192 random bits, the public page's address",
+    ),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)

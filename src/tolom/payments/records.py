@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 
 from tolom.db.schema import accounts as accounts_table
 from tolom.db.schema import (
@@ -163,16 +163,9 @@ class PaymentFilter:
     txn_id: str | None = None
 
 
-def search(
-    conn: Connection, where: PaymentFilter, *, before_id: int | None, limit: int
-) -> list[PaymentRecord]:
-    """Payments matching `where`, newest first, `limit` at most, with ids below `before_id`.
-
-    Keyset pagination: the cursor is the last id seen, so pages stay stable while new
-    payments arrive and no page costs more than an index range scan.
-    """
-    query: Select[Any] = _RECORD
-    conditions = []
+def _conditions(where: PaymentFilter) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions on `payments` joined with `agents`."""
+    conditions: list[ColumnElement[bool]] = []
     if where.agent is not None:
         conditions.append(agents.c.code == where.agent)
     if where.service is not None:
@@ -191,12 +184,38 @@ def search(
         conditions.append(payments.c.amount <= where.amount_max)
     if where.txn_id is not None:
         conditions.append(payments.c.txn_id == where.txn_id)
+    return conditions
+
+
+def search(
+    conn: Connection, where: PaymentFilter, *, before_id: int | None, limit: int
+) -> list[PaymentRecord]:
+    """Payments matching `where`, newest first, `limit` at most, with ids below `before_id`.
+
+    Keyset pagination: the cursor is the last id seen, so pages stay stable while new
+    payments arrive and no page costs more than an index range scan.
+    """
+    query: Select[Any] = _RECORD
+    conditions = _conditions(where)
     if before_id is not None:
         conditions.append(payments.c.id < before_id)
     if conditions:
         query = query.where(and_(*conditions))
     rows = conn.execute(query.order_by(payments.c.id.desc()).limit(limit))
     return [_record(r) for r in rows]
+
+
+def count(conn: Connection, where: PaymentFilter, *, at_most: int) -> int:
+    """How many payments match `where`, counting no further than `at_most`: checking a cap
+    reads at most that many index entries, never the whole table."""
+    matching = (
+        select(payments.c.id)
+        .join(agents, agents.c.id == payments.c.agent_id)
+        .where(*_conditions(where))
+        .limit(at_most)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(matching)).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,11 @@ from tolom.api.operator.common import (
     next_cursor,
     transaction,
 )
+from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
 from tolom.api.problems import ProblemError, responses
 from tolom.billing import invoices
 from tolom.db.schema import invoices as invoices_table
+from tolom.documents import invoice_pdf
 from tolom.identifiers import is_invoice_number
 from tolom.money import format_amount
 from tolom.timestamps import as_utc
@@ -244,6 +246,28 @@ def _listed(row: Any) -> invoices.Invoice:
 def get_invoice(number: str, caller: Reader) -> Invoice:
     with transaction(caller.runtime) as conn:
         return _out(_found(conn, number))
+
+
+@router.get(
+    "/{number}/pdf",
+    summary="The invoice as a PDF",
+    description="One A4 document for the payer: the seller's requisites (settings), the "
+    "invoice number in large type (what the customer types as the account of service "
+    "`eds`), date, due date, payer and INN, lines, total, a QR code of the number, and how "
+    "to pay it in every channel (Optima 24, MegaPay, terminals, bank transfer, cash desk) "
+    "from the company's payment instructions. A paid, cancelled or expired invoice is "
+    "stamped instead of carrying the instructions.",
+    response_class=PdfResponse,
+    responses={
+        **pdf_responses("invoice-4000000000000002.pdf", "The invoice, as an attachment."),
+        **responses(*AUTH, "invalid_request", "invoice_not_found"),
+    },
+)
+def get_invoice_pdf(number: str, caller: Reader) -> PdfResponse:
+    with transaction(caller.runtime) as conn:
+        invoice = _found(conn, number)
+    content = invoice_pdf.render(invoice, caller.runtime.settings)
+    return pdf_answer(content, f"invoice-{invoice.number}.pdf")
 
 
 @router.post(

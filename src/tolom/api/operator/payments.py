@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Literal
+from typing import IO, Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from tolom import audit
 from tolom.api.operator.common import (
@@ -32,7 +36,11 @@ from tolom.api.operator.common import (
     replayed_headers,
     transaction,
 )
+from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
 from tolom.api.problems import ProblemError, responses
+from tolom.backoffice import exports
+from tolom.db.engine import is_temporary
+from tolom.documents import receipt_pdf, receipts
 from tolom.gateway.rest import CANCEL_PROBLEMS
 from tolom.money import format_amount
 from tolom.payments import records, service
@@ -175,16 +183,7 @@ def _found(conn: Connection, payment_id: int) -> records.PaymentRecord:
     return record
 
 
-@router.get(
-    "",
-    summary="List payments",
-    description="Payments matching every filter given, newest first. Pages: pass "
-    "`next_cursor` back as `cursor` until it is null; pages stay stable while new payments "
-    "arrive.",
-    responses=responses(*AUTH, "invalid_request"),
-)
-def list_payments(
-    caller: Reader,
+def payment_filter(
     agent: Annotated[
         str | None, Query(max_length=32, description="Agent code, or cash_desk / bank.")
     ] = None,
@@ -217,10 +216,8 @@ def list_payments(
             "manual payment's reference.",
         ),
     ] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> PaymentPage:
-    before_id = cursor_of(cursor)
+) -> records.PaymentFilter:
+    """The payment filters of the list and the export, read and checked in one place."""
     low = amount_of(amount_min, "amount_min") if amount_min is not None else None
     high = amount_of(amount_max, "amount_max") if amount_max is not None else None
     if low is not None and high is not None and low > high:
@@ -228,7 +225,7 @@ def list_payments(
     first, last = date_of(date_from, "date_from"), date_of(date_to, "date_to")
     if first is not None and last is not None and first > last:
         raise bad_input(("date_from", "дата начала позже даты конца"))
-    where = records.PaymentFilter(
+    return records.PaymentFilter(
         agent=agent,
         service=service_,
         status=status,
@@ -239,10 +236,109 @@ def list_payments(
         amount_max=high,
         txn_id=txn_id,
     )
+
+
+# Declared after the caller in every route, so that a request without a key is a 401 first.
+Filter = Annotated[records.PaymentFilter, Depends(payment_filter)]
+
+
+@router.get(
+    "",
+    summary="List payments",
+    description="Payments matching every filter given, newest first. Pages: pass "
+    "`next_cursor` back as `cursor` until it is null; pages stay stable while new payments "
+    "arrive.",
+    responses=responses(*AUTH, "invalid_request"),
+)
+def list_payments(
+    caller: Reader, where: Filter, limit: Limit = 50, cursor: Cursor = None
+) -> PaymentPage:
+    before_id = cursor_of(cursor)
     with transaction(caller.runtime) as conn:
         found = records.search(conn, where, before_id=before_id, limit=limit + 1)
     shown, cursor_out = next_cursor([p.id for p in found], limit)
     return PaymentPage(items=[payment_out(p) for p in found[:shown]], next_cursor=cursor_out)
+
+
+_EXPORT_DISPOSITION = {
+    "Content-Disposition": {
+        "description": '`attachment; filename="payments-2026-11-01_2026-11-21.csv"`',
+        "schema": {"type": "string"},
+    }
+}
+
+
+@router.get(
+    "/export",
+    summary="Export payments as CSV or XLSX",
+    description="Every payment matching the list's filters, newest first, as a file to "
+    "download. CSV: UTF-8 with a BOM, `;`-separated, a Russian header, amounts as `1510,00`, "
+    "times in Asia/Bishkek; streamed as it is read. XLSX: one sheet, amounts and dates as "
+    "numbers and dates, header frozen. At most 1 000 000 payments: a wider filter is a 422 "
+    "`export_too_large`, answered before any byte of the file.",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file, as an attachment.",
+            "headers": _EXPORT_DISPOSITION,
+            "content": {
+                exports.CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                exports.XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **responses(*AUTH, "invalid_request", "export_too_large"),
+    },
+)
+def export_payments(
+    caller: Reader,
+    where: Filter,
+    format_: Annotated[
+        Literal["csv", "xlsx"], Query(alias="format", description="csv (default) | xlsx")
+    ] = "csv",
+) -> Response:
+    with transaction(caller.runtime) as conn:
+        try:
+            exports.check_size(conn, where)
+        except exports.ExportTooLarge as error:
+            message = str(error)
+            raise ProblemError("export_too_large", message[:1].upper() + message[1:]) from None
+    name = exports.filename(where, format_)
+    # Each page in a transaction of its own: a long download holds no transaction.
+    rows = exports.payments_rows(caller.runtime.engine, where)
+    if format_ == "csv":
+        return StreamingResponse(
+            exports.csv_chunks(rows),
+            media_type=f"{exports.CSV_MEDIA_TYPE}; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    # openpyxl finishes the file only at the end: built on disk, then sent. The temporary
+    # file has no name, so it goes away when closed (by _chunks_of, or on error here), even
+    # if the client hangs up mid-way.
+    file = tempfile.TemporaryFile(prefix="tolom-export-", suffix=".xlsx")  # noqa: SIM115
+    try:
+        exports.write_xlsx(rows, file)
+        size = file.tell()
+        file.seek(0)
+    except BaseException as error:
+        file.close()
+        if isinstance(error, SQLAlchemyError) and is_temporary(error):
+            raise ProblemError("temporarily_unavailable") from error
+        raise
+    return StreamingResponse(
+        _chunks_of(file),
+        media_type=exports.XLSX_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(size),
+        },
+    )
+
+
+def _chunks_of(file: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """The file's bytes, then the file closed (which deletes a TemporaryFile)."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
 
 
 @router.get(
@@ -334,3 +430,68 @@ def reverse_payment(
                 address=caller.address,
             )
     return payment_out(record)
+
+
+class ReceiptLink(BaseModel):
+    """A payment's receipt: its public confirmation page, which its QR code encodes."""
+
+    payment_id: int = Field(examples=[1001])
+    token: str = Field(
+        description="32 characters, 192 random bits; made once, never changes.",
+        examples=["q3Zt0mXc1Yy8V6sJb4LwR2nKp7HdE9aF"],
+    )
+    url: str = Field(
+        description="The public page: amount, time, payee, service and status only.",
+        examples=["https://pay.example.kg/r/q3Zt0mXc1Yy8V6sJb4LwR2nKp7HdE9aF"],
+    )
+    created_at: UtcTime
+
+
+@router.get(
+    "/{id}/receipt",
+    summary="The payment's receipt link",
+    description="The token and address of the payment's public confirmation page "
+    "(`/r/{token}`), made on the first request and the same ever after. The page shows the "
+    "receipt number, amount, date and time, payee, service and whether the payment was "
+    "reversed, and nothing that names the payer or the agent. Making it is audited as "
+    "`receipt.create`.",
+    responses=responses(*AUTH, "invalid_request", "payment_not_found"),
+)
+def get_receipt(payment_id: PaymentId, caller: Reader) -> ReceiptLink:
+    number = id_of(payment_id)
+    with transaction(caller.runtime) as conn:
+        receipt = receipts.token_for(conn, number, actor=caller.actor, address=caller.address)
+    if receipt is None:
+        raise ProblemError("payment_not_found", f"Платёж №{number} не найден")
+    return ReceiptLink(
+        payment_id=number,
+        token=receipt.token,
+        url=receipts.public_url(caller.runtime.settings, receipt.token),
+        created_at=receipt.created_at,
+    )
+
+
+@router.get(
+    "/{id}/receipt.pdf",
+    summary="The payment's receipt as a PDF",
+    description="One A5 page for the payer: payee, receipt number, date and time (Asia/"
+    "Bishkek), service with the INN and customer (sochi) or the invoice and payer (eds), "
+    "amount, the agent or channel (with the bank reference for a transfer), status (a "
+    "reversed payment is stamped), and a QR code of the public confirmation page. Makes the "
+    "receipt link if there is none yet (see `GET /payments/{id}/receipt`).",
+    response_class=PdfResponse,
+    responses={
+        **pdf_responses("receipt-1001.pdf", "The receipt, as an attachment."),
+        **responses(*AUTH, "invalid_request", "payment_not_found"),
+    },
+)
+def get_receipt_pdf(payment_id: PaymentId, caller: Reader) -> PdfResponse:
+    number = id_of(payment_id)
+    settings = caller.runtime.settings
+    with transaction(caller.runtime) as conn:
+        document = receipts.document(
+            conn, number, settings, actor=caller.actor, address=caller.address
+        )
+    if document is None:
+        raise ProblemError("payment_not_found", f"Платёж №{number} не найден")
+    return pdf_answer(receipt_pdf.render(document, settings), f"receipt-{number}.pdf")

@@ -1,0 +1,320 @@
+"""Who is asking, and may they: the session cookie, CSRF tokens, safe redirects, role guards.
+
+Pages take the session as a dependency:
+
+    @router.get("/cash")
+    async def cash(request: Request, session: Annotated[Session, Depends(may("cash"))]): ...
+
+`signed_in` gives the Session or redirects (303) to /login?next=…; `may(action)` also
+answers 403 with the "forbidden" page when the user's role may not do `action`
+(`User.may`). Both raise `PageRefusal`, which `PageRoute` turns into its response, so a
+page body only runs for a permitted user.
+
+CSRF: every POST form carries a hidden `csrf` equal to the session's token (synchronizer
+token, compared in constant time). The login form has no session yet: it carries a random
+token that must equal the `tolom_login_csrf` cookie set with the form (double submit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from tolom.backoffice import users
+from tolom.backoffice.users import ACTIONS, Session
+from tolom.db.engine import is_temporary
+from tolom.gateway.peers import client_address
+from tolom.runtime import Runtime
+from tolom.web import i18n
+from tolom.web.pages import render, secure
+
+SESSION_COOKIE = "tolom_session"
+LOGIN_CSRF_COOKIE = "tolom_login_csrf"
+_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class WebOptions:
+    """What tests may replace (`app.state.web_options`): how a failed login's answer is held
+    back, and the clock for logins, lockouts, sessions and the dashboard's "today"."""
+
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    clock: Callable[[], datetime] = field(default=_utc_now)
+
+
+def options(request: Request) -> WebOptions:
+    found = getattr(request.app.state, "web_options", None)
+    return found if isinstance(found, WebOptions) else WebOptions()
+
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+def address(request: Request) -> str:
+    """The client's address, believing X-Forwarded-For only from trusted proxies."""
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        runtime(request).settings.trusted_proxies,
+    )
+
+
+class PageRefusal(Exception):
+    """Answer with this response instead of the page (a redirect to log in, a 403 page)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class PageRoute(APIRoute):
+    """A back-office page: refusals become their responses, a database that is out of reach
+    a 503 page, and every answer carries the security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except PageRefusal as refusal:
+                response = refusal.response
+            except SQLAlchemyError as error:
+                if not is_temporary(error):
+                    raise
+                response = message_page(
+                    request, None, "unavailable", "error.unavailable", status=503
+                )
+            return secure(response)
+
+        return route
+
+
+# --- redirects --------------------------------------------------------------------------
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path on this site, never elsewhere.
+
+    Only a local absolute path is kept. `//host`, `/\\host` (browsers read a backslash as a
+    slash), absolute URLs, and anything with control characters or spaces (browsers drop
+    tabs and newlines, which could turn `/\\t/host` into `//host`) become "/".
+    """
+    if not value or len(value) > 2048 or not value.startswith("/"):
+        return "/"
+    if value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303)
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """To the login page, coming back here afterwards (for a page one reads, GET)."""
+    if request.method != "GET":
+        return redirect("/login")
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return redirect("/login?next=" + quote(safe_next(here), safe=""))
+
+
+# --- pages of refusal ---------------------------------------------------------------------
+
+
+def message_page(
+    request: Request,
+    session: Session | None,
+    page: str,
+    key: str,
+    *,
+    status: int,
+    language: str | None = None,
+    **values: Any,
+) -> Response:
+    """A page that says one thing: forbidden, a refused form, a bad request, unavailable."""
+    t = i18n.translator(session.user.language if session else language)
+    return render(
+        "message.html",
+        status=status,
+        t=t,
+        session=session,
+        page=page,
+        title=t(f"{key}.title"),
+        text=t(f"{key}.text", **values),
+        # The language form comes back here: a page one can GET, never the refused POST.
+        here=safe_next(request.url.path) if request.method == "GET" else "/",
+    )
+
+
+def forbidden(request: Request, session: Session) -> Response:
+    role = i18n.translator(session.user.language)(f"role.{session.user.role}")
+    return message_page(request, session, "forbidden", "forbidden", status=403, role=role)
+
+
+def csrf_refused(
+    request: Request, session: Session | None, language: str | None = None
+) -> Response:
+    return message_page(request, session, "csrf", "csrf", status=403, language=language)
+
+
+# --- sessions and guards ----------------------------------------------------------------
+
+
+def _well_formed(token: str | None) -> bool:
+    return token is not None and 0 < len(token) <= 128 and set(token) <= _TOKEN_CHARACTERS
+
+
+async def current_session(request: Request) -> Session | None:
+    """The request's live session and its user (one query), remembered for the request."""
+    if hasattr(request.state, "web_session"):
+        found: Session | None = request.state.web_session
+        return found
+    token = request.cookies.get(SESSION_COOKIE)
+    session = None
+    if _well_formed(token):
+        engine, now = runtime(request).engine, options(request).clock()
+
+        def load() -> Session | None:
+            with engine.connect() as conn:
+                return users.session(conn, token, now=now)
+
+        session = await run_in_threadpool(load)
+    request.state.web_session = session
+    return session
+
+
+async def signed_in(request: Request) -> Session:
+    """The dependency of every page: the session, or a redirect (303) to log in."""
+    session = await current_session(request)
+    if session is None:
+        response = login_redirect(request)
+        if request.cookies.get(SESSION_COOKIE):  # expired or ended: forget it
+            forget_session_cookie(request, response)
+        raise PageRefusal(response)
+    return session
+
+
+def refuse_unless(request: Request, session: Session, action: str) -> None:
+    """Answer 403 (the "forbidden" page) unless the user's role may do `action`."""
+    if not session.user.may(action):
+        raise PageRefusal(forbidden(request, session))
+
+
+def may(action: str) -> Callable[[Request], Coroutine[Any, Any, Session]]:
+    """A dependency: the session of a user whose role may do `action` (see `User.may`)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; known: {sorted(ACTIONS)}")
+
+    async def guard(request: Request) -> Session:
+        session = await signed_in(request)
+        refuse_unless(request, session, action)
+        return session
+
+    return guard
+
+
+# --- forms and CSRF ---------------------------------------------------------------------
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form's text fields (files and repeated names are ignored)."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def tokens_match(expected: str | None, offered: str | None) -> bool:
+    if not expected or not offered:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), offered.encode("utf-8"))
+
+
+async def checked_form(request: Request, session: Session) -> dict[str, str]:
+    """The form of a POST by a signed-in user, refused (403) unless it carries the
+    session's CSRF token."""
+    fields = await form_fields(request)
+    if not session.csrf_matches(fields.get("csrf")):
+        raise PageRefusal(csrf_refused(request, session))
+    return fields
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def login_csrf_of(request: Request) -> str | None:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE)
+    return token if _well_formed(token) else None
+
+
+# --- cookies ------------------------------------------------------------------------------
+
+
+def _secure_cookies(request: Request) -> bool:
+    return runtime(request).settings.session_cookie_secure
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """HttpOnly (scripts cannot read it), SameSite=Lax (not sent with other sites' POSTs),
+    Secure when configured; no Max-Age, so it ends with the browser — the server ends it
+    after `web_session_hours` in any case."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure_cookies(request),
+    )
+
+
+def forget_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure_cookies(request)
+    )
+
+
+def set_login_csrf_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        path="/login",
+        max_age=12 * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=_secure_cookies(request),
+    )
+
+
+def forget_login_csrf_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        LOGIN_CSRF_COOKIE,
+        path="/login",
+        httponly=True,
+        samesite="strict",
+        secure=_secure_cookies(request),
+    )

@@ -1,0 +1,303 @@
+"""The back-office pages of this increment: log in and out, password, language, dashboard.
+
+Thin adapters like the API's: the rules (passwords, lockout, sessions, roles) live in
+`tolom.backoffice.users`, the figures in `tolom.backoffice.dashboard`. Every change a user
+makes here is written to the audit log in the same transaction, as `user:USERNAME` from
+the client's address.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tolom import audit
+from tolom.backoffice import dashboard, users
+from tolom.backoffice.users import LANGUAGES, MIN_PASSWORD, Session, UserError
+from tolom.web import i18n
+from tolom.web.auth import (
+    SESSION_COOKIE,
+    PageRoute,
+    address,
+    checked_form,
+    csrf_refused,
+    current_session,
+    forget_login_csrf_cookie,
+    forget_session_cookie,
+    form_fields,
+    login_csrf_of,
+    message_page,
+    new_login_csrf,
+    options,
+    redirect,
+    runtime,
+    safe_next,
+    set_login_csrf_cookie,
+    set_session_cookie,
+    signed_in,
+    tokens_match,
+)
+from tolom.web.pages import render
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SignedIn = Annotated[Session, Depends(signed_in)]
+
+# A wrong current password on the password form is answered this much later: a stolen
+# session cookie must not become a fast way to guess the password.
+WRONG_OLD_PASSWORD_DELAY = 1.0
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    return safe_next(request.url.path + (f"?{query}" if query else ""))
+
+
+def _actor(session: Session) -> str:
+    return f"user:{session.user.username}"
+
+
+# --- log in and out -----------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request,
+    language: str,
+    next_path: str,
+    *,
+    error: str | None = None,
+    username: str = "",
+) -> Response:
+    token = login_csrf_of(request) or new_login_csrf()
+    t = i18n.translator(language)
+    response = render(
+        "login.html",
+        t=t,
+        session=None,
+        page="login",
+        title=t("login.title"),
+        here="/login",
+        next_path=next_path,
+        login_csrf=token,
+        error=error,
+        username=username,
+    )
+    set_login_csrf_cookie(request, response, token)
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    next_path = safe_next(request.query_params.get("next"))
+    if await current_session(request) is not None:
+        return redirect(next_path)
+    return _login_page(request, i18n.language_of(request.query_params.get("lang")), next_path)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    fields = await form_fields(request)
+    language = i18n.language_of(fields.get("lang"))
+    if not tokens_match(login_csrf_of(request), fields.get("csrf")):
+        return csrf_refused(request, None, language)
+    next_path = safe_next(fields.get("next"))
+    username = fields.get("username", "").strip()
+    password = fields.get("password", "")
+    # PostgreSQL text cannot hold U+0000: such a name matches nobody, like any unknown one.
+    lookup = "" if "\x00" in username else username
+    settings, engine = runtime(request).settings, runtime(request).engine
+    client, now = address(request), options(request).clock()
+
+    def attempt() -> users.LoginResult:
+        with engine.begin() as conn:
+            result = users.login(
+                conn,
+                lookup,
+                password,
+                address=client,
+                session_hours=settings.web_session_hours,
+                max_failures=settings.login_lockout_after,
+                lockout_minutes=settings.login_lockout_minutes,
+                now=now,
+            )
+            if result.user is not None:
+                audit.record(
+                    conn,
+                    actor=f"user:{result.user.username}",
+                    action="user.login",
+                    object_type="user",
+                    object_id=result.user.username,
+                    address=client,
+                )
+            return result
+
+    result = await run_in_threadpool(attempt)
+    if result.token is not None:
+        response = redirect(next_path)
+        set_session_cookie(request, response, result.token)
+        forget_login_csrf_cookie(request, response)
+        return response
+    log.warning("back-office login refused (%s) from %s", result.refusal, client)
+    await options(request).sleep(result.delay_seconds)  # slows guessing, blocks no one else
+    t = i18n.translator(language)
+    if result.refusal == "locked":
+        minutes = max(1, math.ceil(settings.login_lockout_minutes))
+        error = t("login.locked", minutes=minutes)
+    else:
+        error = t("login.bad_credentials")
+    shown = username if lookup and len(username) <= 64 else ""
+    return _login_page(request, language, next_path, error=error, username=shown)
+
+
+@router.post("/logout")
+async def logout(request: Request, session: SignedIn) -> Response:
+    await checked_form(request, session)
+    token, engine, client = (
+        request.cookies.get(SESSION_COOKIE),
+        runtime(request).engine,
+        address(request),
+    )
+
+    def end() -> None:
+        with engine.begin() as conn:
+            users.logout(conn, token)
+            audit.record(
+                conn,
+                actor=_actor(session),
+                action="user.logout",
+                object_type="user",
+                object_id=session.user.username,
+                address=client,
+            )
+
+    await run_in_threadpool(end)
+    response = redirect("/login")
+    forget_session_cookie(request, response)
+    return response
+
+
+# --- the user's own settings ----------------------------------------------------------------
+
+
+def _password_page(
+    request: Request, session: Session, *, errors: list[str], changed: bool = False
+) -> Response:
+    t = i18n.translator(session.user.language)
+    return render(
+        "password.html",
+        t=t,
+        session=session,
+        page="password",
+        title=t("password.title"),
+        here="/password",
+        errors=errors,
+        changed=changed,
+        min_length=MIN_PASSWORD,
+    )
+
+
+@router.get("/password")
+async def password_form(request: Request, session: SignedIn) -> Response:
+    changed = request.query_params.get("changed") == "1"
+    return _password_page(request, session, errors=[], changed=changed)
+
+
+@router.post("/password")
+async def change_password(request: Request, session: SignedIn) -> Response:
+    fields = await checked_form(request, session)
+    old, new = fields.get("old_password", ""), fields.get("new_password", "")
+    t = i18n.translator(session.user.language)
+    if new != fields.get("repeat_password", ""):
+        return _password_page(request, session, errors=[t("password.mismatch")])
+    settings, engine, client = runtime(request).settings, runtime(request).engine, address(request)
+
+    def change() -> str:
+        with engine.begin() as conn:
+            token = users.change_password(
+                conn, session.user, old, new, session_hours=settings.web_session_hours
+            )
+            audit.record(
+                conn,
+                actor=_actor(session),
+                action="user.change_password",
+                object_type="user",
+                object_id=session.user.username,
+                address=client,
+            )
+            return token
+
+    try:
+        token = await run_in_threadpool(change)
+    except UserError as error:
+        if str(error).startswith("old_password:"):
+            await options(request).sleep(WRONG_OLD_PASSWORD_DELAY)
+            message = t("password.old_wrong")
+        elif len(new) < MIN_PASSWORD:
+            message = t("password.too_short", min=MIN_PASSWORD)
+        else:
+            message = t("password.too_long")
+        return _password_page(request, session, errors=[message])
+    response = redirect("/password?changed=1")
+    set_session_cookie(request, response, token)  # every older session, this one too, ended
+    return response
+
+
+@router.post("/language")
+async def change_language(request: Request, session: SignedIn) -> Response:
+    fields = await checked_form(request, session)
+    language = fields.get("language", "")
+    if language not in LANGUAGES:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    engine, client = runtime(request).engine, address(request)
+
+    def change() -> None:
+        with engine.begin() as conn:
+            before, after = users.change(conn, session.user.username, language=language)
+            if before != after:
+                audit.record(
+                    conn,
+                    actor=_actor(session),
+                    action="user.language",
+                    object_type="user",
+                    object_id=session.user.username,
+                    before={"language": before.language},
+                    after={"language": after.language},
+                    address=client,
+                )
+
+    await run_in_threadpool(change)
+    return redirect(safe_next(fields.get("next")))
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def home(request: Request, session: SignedIn) -> Response:
+    engine, settings = runtime(request).engine, runtime(request).settings
+    today = dashboard.business_today(options(request).clock())
+
+    def load() -> dashboard.Dashboard:
+        with engine.connect() as conn:
+            return dashboard.load(
+                conn, today=today, expiry_days=settings.signature_expiry_warning_days
+            )
+
+    figures = await run_in_threadpool(load)
+    t = i18n.translator(session.user.language)
+    return render(
+        "dashboard.html",
+        t=t,
+        session=session,
+        page="dashboard",
+        title=t("dashboard.title"),
+        here=_here(request),
+        d=figures,
+    )

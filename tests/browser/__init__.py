@@ -1,0 +1,1 @@
+"""Browser journeys: Playwright driving Debian's Chromium against a live Tolom server."""
