@@ -183,7 +183,7 @@ def _listen(engine: Engine, database_url: str, output: Path) -> subprocess.Popen
     raise AssertionError(f"the listener did not start: {output.read_text(encoding='utf-8')}")
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out"

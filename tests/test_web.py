@@ -759,6 +759,61 @@ def _samples() -> dict[str, dict[str, Any]]:
         "web/dashboard.html": {**common, "page": "dashboard", "d": figures},
         "web/message.html": {**common, "page": "forbidden", "text": "текст"},
         "web/base.html": {**common, "page": "dashboard"},
+        **_payment_samples(common),
+    }
+
+
+def _payment_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The payments list and one payment, with every branch that shows text."""
+    from tolom.payments import records
+    from tolom.web import payments as payment_pages
+
+    moment_ = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    payment = records.PaymentRecord(
+        id=1001,
+        agent="cash",
+        agent_kind="cash_desk",
+        txn_id="PKO-1",
+        service="eds",
+        account="E-1",
+        amount=151_000,
+        status="reversed",
+        txn_date=moment_,
+        txn_date_raw="20261123140000",
+        business_date=date(2026, 11, 23),
+        created_at=moment_,
+        entry_id=1,
+        invoice_number="E-1",
+        reversal=records.Reversal("ошибка", "user:aida", moment_, 2),
+        manual=records.ManualDetails("bank", "user:aida", "42151410", "PP-1", "Иванов", "прим."),
+    )
+    form = payment_pages.ListForm(
+        "E-1", "cash", "eds", "reversed", "2026-11-01", "2026-11-30", records.PaymentFilter()
+    )
+    posting = records.PostingLine(1, "payment", "платёж", moment_, "clearing:cash", "x", 100)
+    logged = records.LoggedRequest(1, moment_, "osmp", "127.0.0.1", "GET", "pay", "[]", 200, "<r/>")
+    detail = payment_pages.Detail(payment, [posting], [logged], "https://pay.example.kg/r/x")
+    listing = {
+        "form": form,
+        "agents": [("cash", "Касса")],
+        "services": ("sochi", "eds"),
+        "statuses": ("accepted", "reversed"),
+        "more": "before=1",
+        "first_page": False,
+        "filters": "q=E-1",
+        "may_export": True,
+    }
+    shown = {"params_text": payment_pages.params_text, "reversed_now": True, "error": "нет"}
+    return {
+        "web/payments.html": {**common, "page": "payments", "rows": [payment], **listing},
+        "web/payment.html": {
+            **common,
+            "page": "payment",
+            "d": detail,
+            "may_reverse": True,
+            "reason": "",
+            **shown,
+        },
     }
 
 

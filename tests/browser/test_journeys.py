@@ -10,10 +10,14 @@ but a text missing from the page does.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
+import httpx
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Account, LiveServer, Shots
+from tests.factories import add_customer
+from tolom import apikeys
 from tolom.web.messages import CATALOGUE
 
 RU, KY, EN = CATALOGUE["ru"], CATALOGUE["ky"], CATALOGUE["en"]
@@ -236,3 +240,83 @@ def test_keyboard_only_login_and_logout(page: Page, shot: Shots, live_server: Li
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{live_server.url}/login")
     shot("logged-out")
+
+
+# --- payments -------------------------------------------------------------------------------
+
+
+def _paid_customer(live_server: LiveServer, amount: str = "321.00") -> tuple[str, int]:
+    """A new customer with one cash-desk payment, taken through the operator API."""
+    inn = add_customer(live_server.engine, name="ОсОО «Браузер»")
+    with live_server.engine.begin() as conn:
+        key = apikeys.create(conn, name=f"desk-{inn}", scopes=["write"])
+    answer = httpx.post(
+        f"{live_server.url}/api/v1/manual-payments",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "channel": "cash_desk",
+            "reference": f"PKO-{inn}",
+            "service": "sochi",
+            "account": inn,
+            "amount": amount,
+            "received_at": datetime.now(UTC).isoformat(),
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return inn, int(answer.json()["id"])
+
+
+def test_accountant_finds_a_payment_by_inn_and_reverses_it(
+    page: Page, shot: Shots, live_server: LiveServer
+) -> None:
+    inn, number = _paid_customer(live_server)
+    log_in(page, live_server.accounts["accountant"])
+    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
+        "link", name=RU["nav.payments"]
+    ).click()
+    expect(page.locator("main[data-page=payments]")).to_be_visible()
+    page.get_by_label(RU["payments.search"]).fill(inn)
+    shot("search-typed")
+    page.get_by_role("button", name=RU["payments.apply"]).click()
+    rows = page.locator("table#payments tbody tr")
+    expect(rows).to_have_count(1)
+    shot("found-by-inn")
+
+    rows.first.get_by_role("link", name=str(number)).click()
+    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    expect(page.locator("#f-account")).to_have_text(inn)
+    shot("payment")
+
+    page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
+    # The reason is required: the browser does not send the form without it.
+    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    page.get_by_label(RU["payment.reason"], exact=True).fill("Ошибка кассира, деньги возвращены")
+    shot("reason-typed")
+    page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
+    expect(page.locator("#payment-reversed")).to_have_text(RU["payment.reversed_now"])
+    expect(page.locator("#reversal-reason")).to_have_text("Ошибка кассира, деньги возвращены")
+    expect(page.locator("#f-status")).to_have_attribute("data-status", "reversed")
+    expect(page.locator("form#reverse")).to_have_count(0)
+    shot("reversed")
+
+
+def test_operator_sees_no_reversal_form_and_a_direct_post_is_refused(
+    page: Page, shot: Shots, live_server: LiveServer
+) -> None:
+    inn, number = _paid_customer(live_server, "45.00")
+    log_in(page, live_server.accounts["operator"])
+    page.goto(f"/payments?q={inn}")
+    page.locator("table#payments").get_by_role("link", name=str(number)).click()
+    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    expect(page.locator("form#reverse")).to_have_count(0)
+    shot("no-reversal-form")
+
+    csrf = page.locator("form#logout input[name=csrf]").get_attribute("value")
+    answer = page.request.post(
+        f"/payments/{number}/reverse", form={"csrf": csrf or "", "reason": "попытка"}
+    )
+    assert answer.status == 403
+    page.reload()
+    expect(page.locator("#f-status")).to_have_attribute("data-status", "accepted")
+    shot("still-accepted")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
 from tolom.db.schema import accounts as accounts_table
 from tolom.db.schema import (
@@ -161,6 +161,9 @@ class PaymentFilter:
     amount_min: int | None = None
     amount_max: int | None = None
     txn_id: str | None = None
+    # One thing a person types: an INN or invoice number (the account), a txn_id, or a
+    # receipt number; a payment matching any of them is found.
+    key: str | None = None
 
 
 def _conditions(where: PaymentFilter) -> list[ColumnElement[bool]]:
@@ -184,6 +187,14 @@ def _conditions(where: PaymentFilter) -> list[ColumnElement[bool]]:
         conditions.append(payments.c.amount <= where.amount_max)
     if where.txn_id is not None:
         conditions.append(payments.c.txn_id == where.txn_id)
+    if where.key is not None:
+        either = [payments.c.account == where.key, payments.c.txn_id == where.key]
+        # A receipt number is written without leading zeros and is shorter than an INN
+        # (14 digits), so "00000000000001" is only ever an INN.
+        key = where.key
+        if key.isascii() and key.isdigit() and not key.startswith("0") and len(key) < 14:
+            either.append(payments.c.id == int(key))
+        conditions.append(or_(*either))
     return conditions
 
 

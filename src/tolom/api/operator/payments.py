@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from tolom import audit
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
     AMOUNT_EXAMPLE,
@@ -43,7 +42,7 @@ from tolom.db.engine import is_temporary
 from tolom.documents import receipt_pdf, receipts
 from tolom.gateway.rest import CANCEL_PROBLEMS
 from tolom.money import format_amount
-from tolom.payments import records, service
+from tolom.payments import records, reversal
 from tolom.payments.model import CancelOutcome
 
 router = APIRouter(prefix="/payments", tags=["payments"], route_class=OperatorRoute)
@@ -410,7 +409,9 @@ def reverse_payment(
 ) -> Payment:
     number = id_of(payment_id)
     with transaction(caller.runtime) as conn:
-        result = service.reverse(conn, number, body.reason, caller.actor)
+        result = reversal.reverse_audited(
+            conn, number, body.reason, actor=caller.actor, address=caller.address
+        )
         if result.outcome is CancelOutcome.MALFORMED:
             raise bad_input(("reason", result.message))
         if result.outcome is not CancelOutcome.OK:
@@ -418,17 +419,6 @@ def reverse_payment(
         record = _found(conn, number)
         if result.replayed:
             response.headers["Idempotent-Replayed"] = "true"
-        else:
-            audit.record(
-                conn,
-                actor=caller.actor,
-                action="payment.reverse",
-                object_type="payment",
-                object_id=number,
-                before={"status": "accepted"},
-                after={"status": record.status, "reason": body.reason.strip()},
-                address=caller.address,
-            )
     return payment_out(record)
 
 

@@ -1,0 +1,411 @@
+"""The back office's payments list: filters, keyset pages, and the exports behind them.
+
+A thin adapter: the list is `payments.records.search` (newest first, keyset pages), the
+files are `backoffice.exports`; this module only reads the form and renders the page.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import IO, Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tolom.backoffice import exports
+from tolom.backoffice.users import Session
+from tolom.db.schema import agents
+from tolom.documents import receipt_pdf, receipts
+from tolom.payments import records, reversal
+from tolom.payments.model import CancelOutcome, CancelResult
+from tolom.web import i18n
+from tolom.web.auth import (
+    PageRoute,
+    address,
+    checked_form,
+    may,
+    message_page,
+    redirect,
+    runtime,
+    signed_in,
+)
+from tolom.web.pages import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SignedIn = Annotated[Session, Depends(signed_in)]
+MayExport = Annotated[Session, Depends(may("exports"))]
+MayReverse = Annotated[Session, Depends(may("reversals"))]
+
+PAGE_SIZE = 50
+SERVICES = ("sochi", "eds")
+STATUSES = ("accepted", "reversed")
+_MAX_KEY = 64
+
+
+def _actor(session: Session) -> str:
+    return f"user:{session.user.username}"
+
+
+class BadFilter(ValueError):
+    """A filter value the form could not have sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListForm:
+    """The list's GET form as typed, and the filter it means."""
+
+    q: str
+    agent: str
+    service: str
+    status: str
+    date_from: str
+    date_to: str
+    where: records.PaymentFilter
+
+    def query(self, **extra: str) -> str:
+        """The form's fields as a query string (empty ones left out), plus `extra`."""
+        fields = {
+            "q": self.q,
+            "agent": self.agent,
+            "service": self.service,
+            "status": self.status,
+            "from": self.date_from,
+            "to": self.date_to,
+            **extra,
+        }
+        return urlencode({k: v for k, v in fields.items() if v})
+
+
+def _day(value: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as error:
+        raise BadFilter(value) from error
+
+
+def list_form(request: Request) -> ListForm:
+    """The filter from the query string; BadFilter for a value no form offers."""
+    params = request.query_params
+    q = params.get("q", "").strip()
+    agent = params.get("agent", "").strip()
+    service = params.get("service", "")
+    status = params.get("status", "")
+    date_from, date_to = params.get("from", ""), params.get("to", "")
+    if len(q) > _MAX_KEY or len(agent) > 32 or "\x00" in q + agent:
+        raise BadFilter(q)
+    if service and service not in SERVICES:
+        raise BadFilter(service)
+    if status and status not in STATUSES:
+        raise BadFilter(status)
+    where = records.PaymentFilter(
+        agent=agent or None,
+        service=service or None,
+        status=status or None,
+        date_from=_day(date_from),
+        date_to=_day(date_to),
+        key=q or None,
+    )
+    return ListForm(q, agent, service, status, date_from, date_to, where)
+
+
+def _cursor(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise BadFilter(value)
+    return int(value)
+
+
+@router.get("/payments")
+async def payment_list(request: Request, session: SignedIn) -> Response:
+    try:
+        form = list_form(request)
+        before = _cursor(request.query_params.get("before"))
+    except BadFilter:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    engine = runtime(request).engine
+
+    def load() -> tuple[list[records.PaymentRecord], list[tuple[str, str]]]:
+        with engine.connect() as conn:
+            found = records.search(conn, form.where, before_id=before, limit=PAGE_SIZE + 1)
+            known = [
+                (row.code, f"{row.name} ({row.code})")
+                for row in conn.execute(
+                    select(agents.c.code, agents.c.name).order_by(agents.c.code)
+                )
+            ]
+            return found, known
+
+    found, known_agents = await run_in_threadpool(load)
+    shown = found[:PAGE_SIZE]
+    more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
+    t = i18n.translator(session.user.language)
+    here = "/payments" + (f"?{request.url.query}" if request.url.query else "")
+    return render(
+        "payments.html",
+        t=t,
+        session=session,
+        page="payments",
+        title=t("payments.title"),
+        here=here if len(here) <= 2048 else "/payments",
+        form=form,
+        agents=known_agents,
+        services=SERVICES,
+        statuses=STATUSES,
+        rows=shown,
+        more=more,
+        first_page=before is None,
+        filters=form.query(),
+        may_export=session.user.may("exports"),
+    )
+
+
+def _file_chunks(file: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """The file's bytes, then the file closed (which deletes a TemporaryFile)."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
+
+
+def _build_xlsx(rows: Iterator[exports.ExportRow]) -> tuple[IO[bytes], int]:
+    # openpyxl finishes the file only at the end: built on disk (no name, so it goes away
+    # when closed), then sent.
+    file = tempfile.TemporaryFile(prefix="tolom-export-", suffix=".xlsx")  # noqa: SIM115
+    try:
+        exports.write_xlsx(rows, file)
+        size = file.tell()
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return file, size
+
+
+async def _export(request: Request, session: Session, fmt: str) -> Response:
+    """The list's filter as a file, written by `backoffice.exports` like the API's."""
+    try:
+        form = list_form(request)
+    except BadFilter:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    engine = runtime(request).engine
+
+    def size() -> int | None:
+        with engine.connect() as conn:
+            try:
+                exports.check_size(conn, form.where)
+            except exports.ExportTooLarge as error:
+                return error.limit
+            return None
+
+    too_many = await run_in_threadpool(size)
+    if too_many is not None:
+        limit = i18n.grouped(too_many, session.user.language)
+        return message_page(
+            request, session, "export-too-large", "payments.too_large", status=422, limit=limit
+        )
+    name = exports.filename(form.where, fmt)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    # Each page in a transaction of its own: a long download holds no transaction.
+    rows = exports.payments_rows(engine, form.where)
+    if fmt == "csv":
+        return StreamingResponse(
+            exports.csv_chunks(rows),
+            media_type=f"{exports.CSV_MEDIA_TYPE}; charset=utf-8",
+            headers=headers,
+        )
+    file, length = await run_in_threadpool(_build_xlsx, rows)
+    return StreamingResponse(
+        _file_chunks(file),
+        media_type=exports.XLSX_MEDIA_TYPE,
+        headers={**headers, "Content-Length": str(length)},
+    )
+
+
+@router.get("/payments/export.csv")
+async def export_csv(request: Request, session: MayExport) -> Response:
+    return await _export(request, session, "csv")
+
+
+@router.get("/payments/export.xlsx")
+async def export_xlsx(request: Request, session: MayExport) -> Response:
+    return await _export(request, session, "xlsx")
+
+
+# --- one payment ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Everything the payment's page shows."""
+
+    payment: records.PaymentRecord
+    postings: list[records.PostingLine]
+    requests: list[records.LoggedRequest]
+    receipt_url: str
+
+
+def params_text(stored: str) -> str:
+    """A logged request's parameters one `name=value` a line (as stored if not a list)."""
+    try:
+        pairs = json.loads(stored)
+        return "\n".join(f"{k}={v}" for k, v in pairs)
+    except (ValueError, TypeError):
+        return stored
+
+
+def _payment_id(value: str) -> int | None:
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return None
+    return int(value)
+
+
+def _load_detail(request: Request, session: Session, payment_id: int) -> Detail | None:
+    engine, settings = runtime(request).engine, runtime(request).settings
+    with engine.begin() as conn:
+        record = records.by_id(conn, payment_id)
+        if record is None:
+            return None
+        entry_ids = [record.entry_id] if record.entry_id is not None else []
+        if record.reversal is not None:
+            entry_ids.append(record.reversal.entry_id)
+        posted = records.postings_of(conn, entry_ids)
+        agent_id = records.agent_id_of(conn, record.id)
+        logged = records.requests_of(conn, record, agent_id) if agent_id is not None else []
+        receipt = receipts.token_for(
+            conn, record.id, actor=_actor(session), address=address(request)
+        )
+    url = receipts.public_url(settings, receipt.token) if receipt is not None else ""
+    return Detail(record, posted, logged, url)
+
+
+def _detail_page(
+    request: Request,
+    session: Session,
+    detail: Detail,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    reason: str = "",
+) -> Response:
+    t = i18n.translator(session.user.language)
+    number = detail.payment.id
+    return render(
+        "payment.html",
+        status=status,
+        t=t,
+        session=session,
+        page="payment",
+        title=t("payment.title", number=number),
+        here=f"/payments/{number}",
+        d=detail,
+        params_text=params_text,
+        may_reverse=session.user.may("reversals") and detail.payment.status == "accepted",
+        reversed_now=request.query_params.get("reversed") == "1",
+        error=error,
+        reason=reason,
+    )
+
+
+def _not_found(request: Request, session: Session) -> Response:
+    return message_page(request, session, "not-found", "payment.not_found", status=404)
+
+
+@router.get("/payments/{payment_id}")
+async def payment_page(request: Request, payment_id: str, session: SignedIn) -> Response:
+    number = _payment_id(payment_id)
+    detail = None
+    if number is not None:
+        detail = await run_in_threadpool(_load_detail, request, session, number)
+    if detail is None:
+        return _not_found(request, session)
+    return _detail_page(request, session, detail)
+
+
+@router.get("/payments/{payment_id}/receipt.pdf")
+async def receipt_pdf_file(request: Request, payment_id: str, session: SignedIn) -> Response:
+    number = _payment_id(payment_id)
+    engine, settings, client = runtime(request).engine, runtime(request).settings, address(request)
+
+    def build() -> bytes | None:
+        if number is None:
+            return None
+        with engine.begin() as conn:
+            found = receipts.document(conn, number, settings, actor=_actor(session), address=client)
+        return None if found is None else receipt_pdf.render(found, settings)
+
+    content = await run_in_threadpool(build)
+    if content is None:
+        return _not_found(request, session)
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="receipt-{number}.pdf"'},
+    )
+
+
+# --- reversal -----------------------------------------------------------------------------
+
+REASON_MAX = 500
+# Refusals as the page says them; anything else (a retry) says "try again".
+_REFUSALS = {
+    CancelOutcome.BALANCE_SPENT: "payment.refused.balance_spent",
+    CancelOutcome.ALREADY_SERVED: "payment.refused.already_served",
+    CancelOutcome.NOT_FOUND: "payment.not_found.text",
+}
+
+
+class _Refused(Exception):
+    def __init__(self, result: CancelResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+@router.post("/payments/{payment_id}/reverse")
+async def reverse(request: Request, payment_id: str, session: MayReverse) -> Response:
+    fields = await checked_form(request, session)
+    number = _payment_id(payment_id)
+    if number is None:
+        return _not_found(request, session)
+    reason = fields.get("reason", "").strip()
+    t = i18n.translator(session.user.language)
+    error: str | None = None
+    if not reason:
+        error = t("payment.reason_required")
+    elif len(reason) > REASON_MAX or "\x00" in reason:
+        error = t("payment.reason_too_long", max=REASON_MAX)
+    engine, client = runtime(request).engine, address(request)
+
+    def attempt() -> CancelResult:
+        try:
+            with engine.begin() as conn:
+                result = reversal.reverse_audited(
+                    conn, number, reason, actor=_actor(session), address=client
+                )
+                if result.outcome is not CancelOutcome.OK or result.replayed:
+                    raise _Refused(result)  # rolls the transaction back
+                return result
+        except _Refused as refused:
+            return refused.result
+
+    if error is None:
+        result = await run_in_threadpool(attempt)
+        if result.outcome is CancelOutcome.OK and not result.replayed:
+            return redirect(f"/payments/{number}?reversed=1")
+        if result.replayed:
+            error = t("payment.refused.already_reversed")
+        else:
+            error = t(_REFUSALS.get(result.outcome, "payment.refused.retry"))
+    detail = await run_in_threadpool(_load_detail, request, session, number)
+    if detail is None:
+        return _not_found(request, session)
+    return _detail_page(request, session, detail, status=409, error=error, reason=reason)
