@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
 from tests.factories import Gateway, add_customer, new_inn
+from tests.test_concurrency import postgres_only
 from tolom import apikeys
 from tolom.billing import charges, customers, invoices, tariffs
 from tolom.db.schema import (
@@ -419,18 +420,13 @@ def test_a_refused_top_up_leaves_no_event(gateway: Gateway, engine: Engine) -> N
 # --- concurrency (PostgreSQL: real row locks between connections) ---------------------------
 
 
-def _postgres_only(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("needs TOLOM_TEST_DATABASE_URL: SQLite runs one writer at a time")
-
-
+@postgres_only
 def test_concurrent_top_ups_and_charges_keep_every_rule(
     sochi: Sochi, engine: Engine, gateway: Gateway
 ) -> None:
     """Ten threads top up and charge one customer at once; afterwards the balance equals
     what came in minus what was taken, no charge was taken twice, none in part, and the
     waiting ones are exactly those the balance could not reach in order."""
-    _postgres_only(engine)
     inn = add_customer(engine)
     amounts = [random.randint(1, 300) * 100 for _ in range(60)]
     top_ups = [random.randint(1, 300) * 100 for _ in range(30)]
@@ -469,10 +465,10 @@ def test_concurrent_top_ups_and_charges_keep_every_rule(
         assert waiting[0] > balance(engine, inn)
 
 
+@postgres_only
 def test_identical_charges_at_the_same_instant_make_one(
     sochi: Sochi, engine: Engine, gateway: Gateway
 ) -> None:
-    _postgres_only(engine)
     inn = add_customer(engine)
     assert gateway.pay("sochi", inn, "1000.00")["result"] == 0
     barrier = threading.Barrier(20)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -349,3 +350,28 @@ def write_xlsx(rows: Iterable[ExportRow], target: str | Path | IO[bytes]) -> int
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(COLUMNS))}{written + 1}"
     book.save(target)  # a path or a binary stream
     return written
+
+
+def xlsx_file(rows: Iterable[ExportRow]) -> tuple[IO[bytes], int]:
+    """The XLSX in a nameless temporary file, rewound, and its size.
+
+    openpyxl finishes the file only at the end, so it is built on disk before it is sent;
+    the file has no name and goes away when closed (by `file_chunks`, or here on error),
+    even if the client hangs up mid-way.
+    """
+    file = tempfile.TemporaryFile(prefix="tolom-export-", suffix=".xlsx")  # noqa: SIM115
+    try:
+        write_xlsx(rows, file)
+        size = file.tell()
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return file, size
+
+
+def file_chunks(file: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """The file's bytes, then the file closed (which deletes a TemporaryFile)."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk

@@ -341,7 +341,7 @@ def _take(
 
 
 def settle_awaiting(
-    conn: Connection, customer_id: int, balance: int, *, payment_id: int | None
+    conn: Connection, customer_id: int, account_id: int, balance: int, *, payment_id: int | None
 ) -> int:
     """Take the customer's waiting charges, oldest first, while the balance covers the next.
 
@@ -352,9 +352,6 @@ def settle_awaiting(
     waiting = conn.execute(_AWAITING, {"b_customer": customer_id}).all()
     if not waiting:
         return balance
-    account_id = conn.execute(
-        select(customers.c.account_id).where(customers.c.id == customer_id)
-    ).scalar_one()
     for charge_id, amount in waiting:
         if amount > balance:
             break
@@ -368,8 +365,17 @@ def settle_awaiting(
 # --- cancel and refund ---------------------------------------------------------------------
 
 
-def _locked(conn: Connection, charge_id: int) -> tuple[Charge, int, int]:
-    """The charge, with its customer's balance row locked: (charge, customer id, balance)."""
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """The customer of a charge whose balance row this transaction has locked."""
+
+    customer_id: int
+    account_id: int
+    balance: int
+
+
+def _locked(conn: Connection, charge_id: int) -> tuple[Charge, _Owner]:
+    """The charge, with its customer's balance row locked."""
     owner = conn.execute(
         select(charges.c.customer_id, customers.c.account_id)
         .join(customers, customers.c.id == charges.c.customer_id)
@@ -380,12 +386,12 @@ def _locked(conn: Connection, charge_id: int) -> tuple[Charge, int, int]:
     balance = _lock_balance(conn, owner.account_id)
     charge = get(conn, charge_id)
     assert charge is not None
-    return charge, owner.customer_id, balance
+    return charge, _Owner(owner.customer_id, owner.account_id, balance)
 
 
 def cancel(conn: Connection, charge_id: int) -> Charge:
     """Cancel a charge that is still waiting; a cancelled one answers as it is."""
-    charge, customer_id, balance = _locked(conn, charge_id)
+    charge, owner = _locked(conn, charge_id)
     if charge.status == "cancelled":
         return replace(charge, replayed=True)
     if charge.status != "awaiting_payment":
@@ -400,9 +406,9 @@ def cancel(conn: Connection, charge_id: int) -> Charge:
     )
     cancelled = get(conn, charge_id)
     assert cancelled is not None
-    _announce(conn, EventType.CHARGE_CANCELLED, cancelled, customer_id, balance)
+    _announce(conn, EventType.CHARGE_CANCELLED, cancelled, owner.customer_id, owner.balance)
     # The queue's head may have been this charge: the next ones may now fit.
-    settle_awaiting(conn, customer_id, balance, payment_id=None)
+    settle_awaiting(conn, owner.customer_id, owner.account_id, owner.balance, payment_id=None)
     return cancelled
 
 
@@ -411,7 +417,7 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
     reason = reason.strip()
     if not reason:
         raise ChargeError("invalid_request", "Укажите причину возврата", "reason")
-    charge, customer_id, _balance = _locked(conn, charge_id)
+    charge, owner = _locked(conn, charge_id)
     if charge.status == "refunded":
         return replace(charge, replayed=True)
     if charge.status != "charged":
@@ -419,9 +425,6 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
             "charge_not_charged",
             "Вернуть можно только проведённое списание; ожидающее оплаты — отменить",
         )
-    account_id = conn.execute(
-        select(customers.c.account_id).where(customers.c.id == customer_id)
-    ).scalar_one()
     entry_id = open_entry(
         conn,
         kind="charge_refund",
@@ -433,7 +436,7 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
         transfers=[
             Transfer(
                 debit=system_account(conn, REVENUE),
-                credit=LedgerAccount(account_id),
+                credit=LedgerAccount(owner.account_id),
                 amount=charge.amount,
             )
         ],
@@ -451,9 +454,9 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
     )
     refunded = get(conn, charge_id)
     assert refunded is not None
-    balance = balances[account_id]
-    _announce(conn, EventType.CHARGE_REFUNDED, refunded, customer_id, balance, reason=reason)
-    settle_awaiting(conn, customer_id, balance, payment_id=None)
+    balance = balances[owner.account_id]
+    _announce(conn, EventType.CHARGE_REFUNDED, refunded, owner.customer_id, balance, reason=reason)
+    settle_awaiting(conn, owner.customer_id, owner.account_id, balance, payment_id=None)
     return refunded
 
 

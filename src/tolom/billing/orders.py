@@ -448,7 +448,8 @@ def cancel(
     now = now or datetime.now(UTC)
     due = refund_due(order, refund_percent_in_production)
     entry_id = None
-    credited: tuple[int, int] | None = None  # (customer id, balance after the refund)
+    # (customer id, account id, balance after the refund)
+    credited: tuple[int, int, int] | None = None
     if no_refund:
         reason, due = f"{reason} ({NO_REFUND_NOTE})", 0
     elif due > 0:
@@ -478,10 +479,10 @@ def cancel(
             ],
             slot_key=order.id,
         )
-        credited = (customer.id, balances[customer.account_id])
+        credited = (customer.id, customer.account_id, balances[customer.account_id])
     _write_cancel(conn, order, now=now, reason=reason, refund_amount=due, entry_id=entry_id)
     if credited is not None:  # money on the balance releases waiting reports, as a top-up does
-        charges.settle_awaiting(conn, credited[0], credited[1], payment_id=None)
+        charges.settle_awaiting(conn, *credited, payment_id=None)
     cancelled = get(conn, order.id)
     assert cancelled is not None
     return Transition(cancelled, changed=True, previous=order.status)

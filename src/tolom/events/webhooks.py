@@ -103,11 +103,12 @@ def post(http: httpx.Client, url: str, secret: str, event_id: int, body: bytes) 
     except httpx.TimeoutException:
         raise WebhookFailed("timeout") from None
     except httpx.HTTPError as error:
-        raise WebhookFailed(_short(f"{type(error).__name__}: {error}")) from None
+        raise WebhookFailed(shorten(f"{type(error).__name__}: {error}")) from None
     if not response.is_success:
         raise WebhookFailed(f"HTTP {response.status_code}")
     return response.status_code
 
 
-def _short(text: str, limit: int = 200) -> str:
+def shorten(text: str, limit: int = 200) -> str:
+    """At most `limit` characters, for a delivery's last_error."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

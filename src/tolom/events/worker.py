@@ -38,7 +38,6 @@ from tolom.timestamps import as_utc
 log = logging.getLogger("tolom.worker")
 
 WEBHOOK_PREFIX = "webhook:"
-_ERROR_LIMIT = 200
 HOUSEKEEPING_SECONDS = 3600.0  # how often a running worker announces expiring signatures
 
 
@@ -210,7 +209,7 @@ def _short(error: BaseException) -> str:
         if isinstance(error, webhooks.WebhookFailed)
         else f"{type(error).__name__}: {error}"
     )
-    return text if len(text) <= _ERROR_LIMIT else text[: _ERROR_LIMIT - 1] + "…"
+    return webhooks.shorten(text)
 
 
 class Worker:

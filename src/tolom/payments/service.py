@@ -319,7 +319,7 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         credited = balances[target.account_id]
         _announce_payment(conn, agent, request, result, target, balance=credited)
         # The top-up releases the reports waiting for it, in this same transaction.
-        charges.settle_awaiting(conn, target.id, credited, payment_id=payment_id)
+        charges.settle_awaiting(conn, target.id, target.account_id, credited, payment_id=payment_id)
     else:
         _announce_payment(conn, agent, request, result, target, balance=None)
         # One signature order per unit bought, and the invoice.paid event, with the payment.

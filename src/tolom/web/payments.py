@@ -7,11 +7,9 @@ files are `backoffice.exports`; this module only reads the form and renders the 
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import IO, Annotated
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
@@ -170,27 +168,6 @@ async def payment_list(request: Request, session: SignedIn) -> Response:
     )
 
 
-def _file_chunks(file: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
-    """The file's bytes, then the file closed (which deletes a TemporaryFile)."""
-    with file:
-        while chunk := file.read(size):
-            yield chunk
-
-
-def _build_xlsx(rows: Iterator[exports.ExportRow]) -> tuple[IO[bytes], int]:
-    # openpyxl finishes the file only at the end: built on disk (no name, so it goes away
-    # when closed), then sent.
-    file = tempfile.TemporaryFile(prefix="tolom-export-", suffix=".xlsx")  # noqa: SIM115
-    try:
-        exports.write_xlsx(rows, file)
-        size = file.tell()
-        file.seek(0)
-    except BaseException:
-        file.close()
-        raise
-    return file, size
-
-
 async def _export(request: Request, session: Session, fmt: str) -> Response:
     """The list's filter as a file, written by `backoffice.exports` like the API's."""
     try:
@@ -223,9 +200,9 @@ async def _export(request: Request, session: Session, fmt: str) -> Response:
             media_type=f"{exports.CSV_MEDIA_TYPE}; charset=utf-8",
             headers=headers,
         )
-    file, length = await run_in_threadpool(_build_xlsx, rows)
+    file, length = await run_in_threadpool(exports.xlsx_file, rows)
     return StreamingResponse(
-        _file_chunks(file),
+        exports.file_chunks(file),
         media_type=exports.XLSX_MEDIA_TYPE,
         headers={**headers, "Content-Length": str(length)},
     )

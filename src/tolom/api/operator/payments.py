@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
 from datetime import date
-from typing import IO, Annotated, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
@@ -310,34 +308,20 @@ def export_payments(
             media_type=f"{exports.CSV_MEDIA_TYPE}; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    # openpyxl finishes the file only at the end: built on disk, then sent. The temporary
-    # file has no name, so it goes away when closed (by _chunks_of, or on error here), even
-    # if the client hangs up mid-way.
-    file = tempfile.TemporaryFile(prefix="tolom-export-", suffix=".xlsx")  # noqa: SIM115
     try:
-        exports.write_xlsx(rows, file)
-        size = file.tell()
-        file.seek(0)
-    except BaseException as error:
-        file.close()
-        if isinstance(error, SQLAlchemyError) and is_temporary(error):
+        file, size = exports.xlsx_file(rows)
+    except SQLAlchemyError as error:
+        if is_temporary(error):
             raise ProblemError("temporarily_unavailable") from error
         raise
     return StreamingResponse(
-        _chunks_of(file),
+        exports.file_chunks(file),
         media_type=exports.XLSX_MEDIA_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
             "Content-Length": str(size),
         },
     )
-
-
-def _chunks_of(file: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
-    """The file's bytes, then the file closed (which deletes a TemporaryFile)."""
-    with file:
-        while chunk := file.read(size):
-            yield chunk
 
 
 @router.get(
