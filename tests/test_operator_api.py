@@ -277,8 +277,8 @@ def test_the_openapi_document_describes_every_operation(api: Api) -> None:
         responses = op["responses"]
         success = next(s for s in ("200", "201") if s in responses)
         answers = set(responses[success]["content"])
-        # JSON, or a file to download (an export, a PDF) described as such
-        downloads = {"text/csv", "application/pdf", exports.XLSX_MEDIA_TYPE}
+        # JSON, or a file to download (an export, a PDF, a registry) described as such
+        downloads = {"text/csv", "text/plain", "application/pdf", exports.XLSX_MEDIA_TYPE}
         assert "application/json" in answers or answers <= downloads, where
         for status in ("401", "403", "503"):
             content = responses[status]["content"]["application/problem+json"]

@@ -173,6 +173,9 @@ def test_the_user_commands(cli: Cli, engine: Engine) -> None:
         assert users.login(conn, "admin", PASSWORD, **LOGIN).token
     assert "администратор" in cli("user", "list").output
 
+    last = cli("user", "set-role", "admin", "auditor")  # the only active admin stays one
+    assert last.exit_code == 1 and "последний активный администратор" in last.output
+    make(engine, "boss", role="admin")
     assert cli("user", "set-role", "admin", "auditor").exit_code == 0
     assert cli("user", "disable", "admin").exit_code == 0
     with engine.begin() as conn:
@@ -210,7 +213,7 @@ def test_the_user_commands(cli: Cli, engine: Engine) -> None:
     assert cli("user", "disable", "nobody").exit_code == 1
     with engine.connect() as conn:
         actions = [e["action"] for e in reversed(audit.entries(conn, "user", "admin"))]
-        assert conn.execute(select(func.count()).select_from(users_table)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(users_table)).scalar_one() == 2
     assert actions == [
         "user.create",
         "user.role",

@@ -701,6 +701,7 @@ def test_every_language_has_every_message_with_the_same_placeholders() -> None:
         "role.auditor",
         "dashboard.agent",
         "dashboard.sum",
+        "nav.cash",
     }, same
 
 
@@ -760,7 +761,70 @@ def _samples() -> dict[str, dict[str, Any]]:
         "web/message.html": {**common, "page": "forbidden", "text": "текст"},
         "web/base.html": {**common, "page": "dashboard"},
         **_payment_samples(common),
+        **_user_samples(common),
+        **_audit_samples(common),
+        **_invoice_samples(common),
+        **_agent_samples(common),
+        **_cash_samples(common),
+        **_customer_samples(common),
+        **_order_samples(common),
+        **_event_samples(common),
+        **_reconciliation_samples(common),
     }
+
+
+def _order_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_orders import template_samples
+
+    return template_samples(common)
+
+
+def _reconciliation_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_reconciliation import template_samples
+
+    return template_samples(common)
+
+
+def _event_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_events import template_samples
+
+    return template_samples(common)
+
+
+def _customer_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_customers import template_samples
+
+    return template_samples(common)
+
+
+def _cash_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_cash import template_samples
+
+    return template_samples(common)
+
+
+def _agent_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_agents import template_samples
+
+    return template_samples(common)
+
+
+def _invoice_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_invoices import template_samples
+
+    return template_samples(common)
+
+
+def _user_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_users import template_samples
+
+    return template_samples(common)
+
+
+def _audit_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.test_web_audit import template_samples
+
+    return template_samples(common)
 
 
 def _payment_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:

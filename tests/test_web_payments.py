@@ -97,7 +97,7 @@ def test_one_payment_with_postings_requests_and_receipt(web: Web, gateway: Gatew
     number = _pay(gateway, "sochi", inn, "1510.00", comment="<script>alert(1)</script>")
     browser = web.signed_in()
     page = browser.get(f"/payments/{number}")
-    assert page.status_code == 200 and page_of(page) == "payment"
+    assert page.status_code == 200 and page_of(page) == "payments-one"
     html = page.text
     assert text_of(html, "f-account") == inn
     assert "1\u00a0510,00\u00a0сом" in html

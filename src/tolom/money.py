@@ -43,3 +43,28 @@ def format_som(tyiyn: int) -> str:
     som, rest = divmod(abs(tyiyn), TYIYN_PER_SOM)
     grouped = f"{som:,}".replace(",", " ")
     return f"{sign}{grouped}.{rest:02d} сом"
+
+
+# People's amounts: groups of three split by a space (also no-break or narrow no-break, as
+# pages print them), a comma or a dot before at most two decimals.
+_PEOPLE_AMOUNT = re.compile(
+    r"(?P<som>[0-9]{1,15}|[0-9]{1,3}(?:[ \u00a0\u202f][0-9]{3}){1,4})"
+    r"(?:[.,](?P<tyiyn>[0-9]{1,2}))?"
+)
+
+
+def parse_som(text: str) -> int:
+    """Parse an amount in som as a person types it into tyiyn: "1 510,50", "1510.5",
+    "1510,50", "1 510" (surrounding spaces ignored).
+
+    Thousands only as groups of three split by one space, and a comma or a dot before at
+    most two decimals; signs, letters, exponents, "1,510.50" and non-ASCII digits are
+    refused (MalformedAmount). Zero parses; whether an amount is acceptable is the caller's
+    rule, not this one's.
+    """
+    match = _PEOPLE_AMOUNT.fullmatch(text.strip())
+    if match is None:
+        raise MalformedAmount(text)
+    som = int("".join(c for c in match["som"] if c.isdigit()))
+    tyiyn = int((match["tyiyn"] or "0").ljust(2, "0"))
+    return som * TYIYN_PER_SOM + tyiyn

@@ -284,13 +284,13 @@ def test_accountant_finds_a_payment_by_inn_and_reverses_it(
     shot("found-by-inn")
 
     rows.first.get_by_role("link", name=str(number)).click()
-    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    expect(page.locator("main[data-page=payments-one]")).to_be_visible()
     expect(page.locator("#f-account")).to_have_text(inn)
     shot("payment")
 
     page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
     # The reason is required: the browser does not send the form without it.
-    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    expect(page.locator("main[data-page=payments-one]")).to_be_visible()
     page.get_by_label(RU["payment.reason"], exact=True).fill("Ошибка кассира, деньги возвращены")
     shot("reason-typed")
     page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
@@ -308,7 +308,7 @@ def test_operator_sees_no_reversal_form_and_a_direct_post_is_refused(
     log_in(page, live_server.accounts["operator"])
     page.goto(f"/payments?q={inn}")
     page.locator("table#payments").get_by_role("link", name=str(number)).click()
-    expect(page.locator("main[data-page=payment]")).to_be_visible()
+    expect(page.locator("main[data-page=payments-one]")).to_be_visible()
     expect(page.locator("form#reverse")).to_have_count(0)
     shot("no-reversal-form")
 

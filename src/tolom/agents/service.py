@@ -44,7 +44,16 @@ _NO_SECRET = "-" * 64  # never equal to a SHA-256 hex digest
 
 
 class AgentError(ValueError):
-    """An agent operation that cannot be done, with a message for the operator."""
+    """An agent operation that cannot be done, with a message for the operator.
+
+    `key` names the reason for pages that say it in the reader's language ("code.taken"),
+    `value` is the offending input where there is one (a network as typed, a zone).
+    """
+
+    def __init__(self, message: str, key: str = "", value: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,21 +110,27 @@ def parse_networks(values: list[str]) -> str:
     """Validate CIDRs (or "*") and return their stored form."""
     if not values:
         raise AgentError(
-            "allow-ip: укажите хотя бы одну сеть (--allow-ip CIDR) или явно --allow-any-ip"
+            "allow-ip: укажите хотя бы одну сеть (--allow-ip CIDR) или явно --allow-any-ip",
+            "networks.empty",
         )
     if ANY_ADDRESS in values:
         return ANY_ADDRESS
-    try:
-        return ",".join(str(ipaddress.ip_network(v.strip(), strict=False)) for v in values)
-    except ValueError as error:
-        raise AgentError(f"allow-ip: {error}") from error
+    stored = []
+    for value in values:
+        try:
+            stored.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError as error:
+            raise AgentError(f"allow-ip: {error}", "networks.bad", value) from error
+    return ",".join(stored)
 
 
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # "Asia" is a directory
-        raise AgentError(f"timezone: неизвестный часовой пояс {name!r}") from error
+        raise AgentError(
+            f"timezone: неизвестный часовой пояс {name!r}", "timezone.unknown", name
+        ) from error
 
 
 def create(
@@ -130,15 +145,17 @@ def create(
 ) -> str:
     """Register an agent with its clearing account; returns the secret (shown only once)."""
     if not _CODE.fullmatch(code):
-        raise AgentError("code: латинские строчные буквы, цифры, - и _, от 2 до 32 символов")
+        raise AgentError(
+            "code: латинские строчные буквы, цифры, - и _, от 2 до 32 символов", "code.format"
+        )
     if conn.execute(select(agents.c.id).where(agents.c.code == code)).first():
-        raise AgentError(f"code: агент {code!r} уже есть")
+        raise AgentError(f"code: агент {code!r} уже есть", "code.taken", code)
     stored_networks = parse_networks(networks)
     _zone(timezone)
     known = set(conn.execute(select(services.c.code)).scalars())
     unknown = set(service_codes) - known
     if not service_codes or unknown:
-        raise AgentError(f"services: допустимы {', '.join(sorted(known))}")
+        raise AgentError(f"services: допустимы {', '.join(sorted(known))}", "services.unknown")
     secret = secret or secrets.token_urlsafe(32)
     clearing = create_account(
         conn,
@@ -197,9 +214,13 @@ def ensure_channels(conn: Connection) -> None:
 def _agent_id(conn: Connection, code: str, *, gateway_only: bool = False) -> int:
     row = conn.execute(select(agents.c.id, agents.c.kind).where(agents.c.code == code)).first()
     if row is None:
-        raise AgentError(f"code: агент {code!r} не найден")
+        raise AgentError(f"code: агент {code!r} не найден", "code.unknown", code)
     if gateway_only and row.kind != GATEWAY:
-        raise AgentError(f"code: {code!r} — встроенный канал ручных платежей, а не агент шлюза")
+        raise AgentError(
+            f"code: {code!r} — встроенный канал ручных платежей, а не агент шлюза",
+            "code.channel",
+            code,
+        )
     return int(row.id)
 
 
@@ -239,7 +260,7 @@ def configure(
         values["timezone"] = timezone
     if cancel_window_days is not None:
         if not 0 <= cancel_window_days <= 366:
-            raise AgentError("cancel-window-days: от 0 (тот же день) до 366")
+            raise AgentError("cancel-window-days: от 0 (тот же день) до 366", "cancel_window.range")
         values["cancel_window_days"] = cancel_window_days
     if values:
         conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
@@ -253,27 +274,29 @@ def set_service(
     allowed: bool,
     min_amount: int | None = None,
     max_amount: int | None = None,
+    replace: bool = False,
 ) -> None:
     """Allow or forbid a service for an agent, optionally overriding the service's limits.
 
     Neither limit given: back to the service's defaults. One given: the other keeps the
-    agent's earlier override. The resulting range must be payable (0 < min <= max).
+    agent's earlier override, unless `replace` (a form that shows both: what is not given
+    is the service's default). The resulting range must be payable (0 < min <= max).
     """
     agent_id = _agent_id(conn, code)
     defaults = conn.execute(
         select(services.c.min_amount, services.c.max_amount).where(services.c.code == service)
     ).first()
     if defaults is None:
-        raise AgentError(f"service: нет услуги {service!r}")
+        raise AgentError(f"service: нет услуги {service!r}", "service.unknown", service)
     where = (agent_services.c.agent_id == agent_id) & (agent_services.c.service == service)
     if not allowed:
         conn.execute(delete(agent_services).where(where))
         return
     for name, value in (("min", min_amount), ("max", max_amount)):
         if value is not None and value <= 0:
-            raise AgentError(f"{name}: сумма должна быть больше нуля")
+            raise AgentError(f"{name}: сумма должна быть больше нуля", "amount.not_positive", name)
     new_min, new_max = min_amount, max_amount
-    if (min_amount is None) != (max_amount is None):  # one given: keep the other override
+    if not replace and (min_amount is None) != (max_amount is None):  # keep the other override
         current = conn.execute(
             select(agent_services.c.min_amount, agent_services.c.max_amount).where(where)
         ).first()
@@ -285,7 +308,8 @@ def set_service(
     if effective_min > effective_max:
         raise AgentError(
             f"max: минимальная сумма ({format_amount(effective_min)}) больше максимальной "
-            f"({format_amount(effective_max)}): такую услугу нельзя оплатить"
+            f"({format_amount(effective_max)}): такую услугу нельзя оплатить",
+            "amount.min_over_max",
         )
     conn.execute(delete(agent_services).where(where))
     conn.execute(
@@ -353,7 +377,8 @@ class AgentDirectory:
     """Agents by code, cached for `ttl` seconds so authentication costs no query per request.
 
     A change made with the CLI (disable, new secret, limits) reaches every server process
-    within `ttl` seconds.
+    within `ttl` seconds; a change made on the back-office pages `forget`s the agent in the
+    process that served the page at once, and reaches the other processes within `ttl`.
     """
 
     def __init__(self, engine: Engine, ttl: float) -> None:
@@ -394,3 +419,9 @@ class AgentDirectory:
         """Forget everything (tests, and after changes made in this process)."""
         with self._lock:
             self._cache.clear()
+
+    def forget(self, code: str) -> None:
+        """Forget one agent, after a change made in this process: its next request loads
+        it afresh. Other server processes see the change within `ttl` seconds."""
+        with self._lock:
+            self._cache.pop(code, None)

@@ -23,6 +23,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "amount_too_small": (422, "Сумма меньше допустимой"),
     "amount_too_large": (422, "Сумма больше допустимой"),
     "export_too_large": (422, "Слишком много платежей для одной выгрузки"),
+    "registry_invalid": (422, "Файл реестра отклонён"),
     "unauthenticated": (401, "Нужна аутентификация"),
     "stale_timestamp": (401, "Метка времени подписи вне допустимого окна"),
     "bad_signature": (401, "Подпись запроса неверна"),
@@ -38,6 +39,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "account_code_not_found": (404, "Счёт учёта не найден"),
     "charge_not_found": (404, "Списание не найдено"),
     "order_not_found": (404, "Заказ не найден"),
+    "agent_not_found": (404, "Агент не найден"),
+    "discrepancy_not_found": (404, "Расхождение не найдено"),
     "not_found": (404, "Не найдено"),
     "method_not_allowed": (405, "Метод не поддерживается"),
     "account_inactive": (409, "Лицевой счёт не активен"),
@@ -55,6 +58,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "idempotency_conflict": (409, "Ключ идемпотентности уже использован с другими данными"),
     "charge_not_awaiting": (409, "Списание уже не ожидает оплаты"),
     "charge_not_charged": (409, "Списание не проведено"),
+    "day_closed": (409, "День сверки закрыт"),
+    "reconciliation_refused": (409, "Сверка не допускает этого действия"),
     "request_too_large": (413, "Слишком большой запрос"),
     "unsupported_media_type": (415, "Нужен Content-Type: application/json"),
     "temporarily_unavailable": (503, "Временная ошибка, повторите запрос позже"),
@@ -67,6 +72,9 @@ class FieldError(BaseModel):
 
     field: str = Field(examples=["amount"])
     message: str = Field(examples=["неверный формат"])
+    line: int | None = Field(
+        default=None, description="A file's line (1-based), when the fault is in a file."
+    )
 
 
 class Problem(BaseModel):

@@ -23,7 +23,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -245,13 +245,19 @@ def _csv_fields(row: ExportRow) -> list[str]:
 
 def csv_chunks(rows: Iterable[ExportRow]) -> Iterator[bytes]:
     """The CSV file as UTF-8 chunks (the first starts with the BOM), for streaming."""
+    return csv_table_chunks(HEADER, (_csv_fields(row) for row in rows))
+
+
+def csv_table_chunks(header: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[bytes]:
+    """Any table as this module's CSV (BOM, `;`, CRLF), in UTF-8 chunks for streaming. The
+    caller makes each field safe (`neutralise` for texts)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(HEADER)
+    writer.writerow(header)
     pending = 0
     yield (_BOM + _take(buffer)).encode("utf-8")
     for row in rows:
-        writer.writerow(_csv_fields(row))
+        writer.writerow(row)
         pending += 1
         if pending == _CSV_BATCH:
             yield _take(buffer).encode("utf-8")
@@ -299,6 +305,12 @@ def _xlsx_text(sheet: WriteOnlyWorksheet, value: str | None) -> Any:
     cell = WriteOnlyCell(sheet, value=clean)
     cell.data_type = "s"
     return cell
+
+
+def xlsx_text(sheet: WriteOnlyWorksheet, value: str | None) -> Any:
+    """A free text as a cell of any write-only workbook (the reconciliation act too): never a
+    formula, never a character XML cannot hold."""
+    return _xlsx_text(sheet, value)
 
 
 def _xlsx_formatted(sheet: WriteOnlyWorksheet, value: Any, number_format: str) -> WriteOnlyCell:

@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tolom.db.schema import users, web_sessions
+from tolom.db.schema import audit_log, users, web_sessions
 from tolom.timestamps import as_utc
 
 ROLES = ("admin", "operator", "accountant", "auditor")
@@ -28,7 +28,7 @@ LANGUAGES = ("ru", "ky", "en")
 # What each role may do. The auditor reads everything and changes nothing; every other
 # role reads everything too (a person helping a customer needs the whole picture).
 _CHANGES: dict[str, frozenset[str]] = {
-    "admin": frozenset({"users", "agents", "settings", "webhooks"}),
+    "admin": frozenset({"users", "agents", "settings", "webhooks", "reopen_days"}),
     "operator": frozenset({"customers", "invoices", "cash", "orders"}),
     "accountant": frozenset({"reversals", "exports", "reconciliation", "webhooks"}),
     "auditor": frozenset(),
@@ -44,7 +44,21 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class UserError(ValueError):
-    """A user operation that cannot be done, with a message for the operator."""
+    """A user operation that cannot be done, with a message for the operator and a `code`
+    (e.g. "username.taken") that pages translate."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LastAdminError(UserError):
+    """The change would leave no active administrator."""
+
+
+class OwnAccountError(UserError):
+    """A user may not change their own role, disable themself or reset their own password
+    here (the password page is for that)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +105,9 @@ def _hash_token(token: str) -> str:
 
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password: пароль короче {MIN_PASSWORD} символов")
+        raise UserError(f"password: пароль короче {MIN_PASSWORD} символов", "password.short")
     if len(password) > 256:
-        raise UserError("password: пароль длиннее 256 символов")
+        raise UserError("password: пароль длиннее 256 символов", "password.long")
 
 
 def create(
@@ -107,17 +121,19 @@ def create(
 ) -> User:
     if not _USERNAME.fullmatch(username):
         raise UserError(
-            f"username: {username!r}: строчные латинские буквы, цифры, «.», «-», «_», 2–64 знака"
+            f"username: {username!r}: строчные латинские буквы, цифры, «.», «-», «_», 2–64 знака",
+            "username.format",
         )
     if role not in ROLES:
-        raise UserError(f"role: неизвестная роль {role!r}; допустимы: {', '.join(ROLES)}")
+        raise UserError(
+            f"role: неизвестная роль {role!r}; допустимы: {', '.join(ROLES)}", "role.unknown"
+        )
     if language not in LANGUAGES:
-        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}")
-    if not display_name.strip():
-        raise UserError("display_name: укажите имя")
+        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}", "language.unknown")
+    _check_display_name(display_name)
     check_password(password)
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
-        raise UserError(f"username: пользователь {username} уже есть")
+        raise UserError(f"username: пользователь {username} уже есть", "username.taken")
     user_id = conn.execute(
         insert(users)
         .values(
@@ -141,16 +157,33 @@ def list_users(conn: Connection) -> list[User]:
     return [_user(r) for r in conn.execute(select(users).order_by(users.c.username))]
 
 
-def change(conn: Connection, username: str, **values: Any) -> tuple[User, User]:
+def change(
+    conn: Connection, username: str, *, by: User | None = None, **values: Any
+) -> tuple[User, User]:
     """Change role, language, name or active; returns (before, after). Ends the user's
-    sessions when they are disabled or their role changes."""
+    sessions when they are disabled or their role changes.
+
+    Refused (LastAdminError) when it would leave no active administrator, whoever asks;
+    refused (OwnAccountError) when `by`, the user making the change, changes their own
+    role or disables themself."""
     before = get(conn, username)
     if before is None:
-        raise UserError(f"username: пользователь {username} не найден")
+        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
     if "role" in values and values["role"] not in ROLES:
-        raise UserError(f"role: неизвестная роль {values['role']!r}; допустимы: {', '.join(ROLES)}")
+        raise UserError(
+            f"role: неизвестная роль {values['role']!r}; допустимы: {', '.join(ROLES)}",
+            "role.unknown",
+        )
     if "language" in values and values["language"] not in LANGUAGES:
-        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}")
+        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}", "language.unknown")
+    if "display_name" in values:
+        _check_display_name(values["display_name"])
+    new_role = values.get("role", before.role)
+    disables = "active" in values and not values["active"] and before.active
+    if by is not None and by.username == username and (new_role != before.role or disables):
+        raise OwnAccountError("username: свою роль менять и себя отключать нельзя", "own_account")
+    if before.role == "admin" and before.active and (new_role != "admin" or disables):
+        _keep_an_admin(conn, before)
     conn.execute(update(users).where(users.c.id == before.id).values(**values))
     after = get(conn, username)
     assert after is not None
@@ -181,7 +214,7 @@ def change_password(
     """A user changes their own password; returns a new session token (the old ones end)."""
     row = conn.execute(select(users.c.password_hash).where(users.c.id == user.id)).one()
     if not _verify(row.password_hash, old):
-        raise UserError("old_password: текущий пароль неверен")
+        raise UserError("old_password: текущий пароль неверен", "old_password.wrong")
     set_password(conn, user.id, new)
     return _open_session(conn, user.id, None, hours=session_hours)[0]
 
@@ -286,3 +319,135 @@ def logout(conn: Connection, token: str | None) -> None:
 
 def end_sessions(conn: Connection, user_id: int) -> None:
     conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id))
+
+
+# --- administration: what the users page needs ------------------------------------------------
+
+# Letters and digits that cannot be mistaken for one another when read aloud or copied
+# from a screen (no 0/O, 1/l/I).
+_UNAMBIGUOUS = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+DISPLAY_NAME_MAX = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_display_name(display_name: str) -> None:
+    if not display_name.strip():
+        raise UserError("display_name: укажите имя", "display_name.empty")
+    if len(display_name.strip()) > DISPLAY_NAME_MAX or _CONTROL.search(display_name):
+        raise UserError(
+            f"display_name: не длиннее {DISPLAY_NAME_MAX} знаков, без управляющих символов",
+            "display_name.invalid",
+        )
+
+
+def _keep_an_admin(conn: Connection, leaving: User) -> None:
+    """Refuse unless another active administrator remains. The administrators' rows are
+    locked (PostgreSQL), so two admins demoting each other at once cannot both succeed."""
+    admins = conn.execute(
+        select(users.c.id)
+        .where(users.c.role == "admin", users.c.active.is_(True))
+        .with_for_update()
+    ).scalars()
+    if not any(found != leaving.id for found in admins):
+        raise LastAdminError(
+            "username: это последний активный администратор; сначала назначьте другого",
+            "last_admin",
+        )
+
+
+def generate_password() -> str:
+    """A random password for a person to type once (and then change): four groups of four
+    unambiguous characters, about 92 bits."""
+    groups = ("".join(secrets.choice(_UNAMBIGUOUS) for _ in range(4)) for _ in range(4))
+    return "-".join(groups)
+
+
+def as_dict(user: User) -> dict[str, Any]:
+    """What the audit log and the CLI's JSON show of a user (never a hash or a token)."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "language": user.language,
+        "active": user.active,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """A user as the users page shows them: no password hash, no sessions, no failure count."""
+
+    user: User
+    locked_until: datetime | None  # only while the lock lasts
+    last_login: datetime | None  # from the audit log's latest `user.login`
+    created_at: datetime
+
+
+def overview(
+    conn: Connection, now: datetime | None = None, username: str | None = None
+) -> list[Overview]:
+    """Every user (or the one named), by username, with lock and last login.
+
+    The last login is the newest `user.login` line of the user in the audit log, found
+    through its (object_type, object_id, id) index: one query for the whole list."""
+    now = now or datetime.now(UTC)
+    last_login = (
+        select(audit_log.c.at)
+        .where(
+            audit_log.c.object_type == "user",
+            audit_log.c.object_id == users.c.username,
+            audit_log.c.action == "user.login",
+        )
+        .order_by(audit_log.c.id.desc())
+        .limit(1)
+        .correlate(users)
+        .scalar_subquery()
+    )
+    query = select(users, last_login.label("last_login")).order_by(users.c.username)
+    if username is not None:
+        query = query.where(users.c.username == username)
+    found = []
+    for row in conn.execute(query):
+        locked = as_utc(row.locked_until) if row.locked_until is not None else None
+        found.append(
+            Overview(
+                _user(row),
+                locked if locked is not None and locked > now else None,
+                as_utc(row.last_login) if row.last_login is not None else None,
+                as_utc(row.created_at),
+            )
+        )
+    return found
+
+
+def unlock(conn: Connection, username: str, now: datetime | None = None) -> datetime | None:
+    """End a user's lockout (and their count of failed logins); returns when the lock would
+    have ended, or None, changing nothing, if they were not locked."""
+    now = now or datetime.now(UTC)
+    row = conn.execute(
+        select(users.c.id, users.c.locked_until)
+        .where(users.c.username == username)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+    locked = as_utc(row.locked_until) if row.locked_until is not None else None
+    if locked is None or locked <= now:
+        return None  # not locked: nothing to change (an old lock ended by itself)
+    conn.execute(
+        update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None)
+    )
+    return locked
+
+
+def reset_password(conn: Connection, username: str, *, by: User | None = None) -> tuple[User, str]:
+    """Give a user a new generated password (shown once by the caller); also unlocks them
+    and ends their sessions. `by` may not reset their own (the password page is for that)."""
+    user = get(conn, username)
+    if user is None:
+        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+    if by is not None and by.username == username:
+        raise OwnAccountError("username: свой пароль меняют на странице пароля", "own_account")
+    password = generate_password()
+    set_password(conn, user.id, password)
+    return user, password

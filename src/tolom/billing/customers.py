@@ -7,31 +7,57 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, func, insert, or_, select, update
 
+from tolom import audit
 from tolom.db.schema import account_balances, customers
+from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
+from tolom.ledger import statements
 from tolom.ledger.accounts import create_account
 
 LEGAL_FORMS = ("ОсОО", "ОАО", "ЗАО", "ИП", "ОО", "ОФ", "ГП", "МП", "Учреждение", "КХ", "Филиал")
 LANGUAGES = ("ru", "ky")  # of notifications: Russian, Kyrgyz
 DEFAULT_LANGUAGE = "ru"
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit; also the column's width
+MAX_NAME_LENGTH = 300
+STATUSES = ("active", "blocked")
+STATEMENT_ZONE = ZONE  # a statement's days are days in Asia/Bishkek
+MAX_STATEMENT_DAYS = 366
 
 
 class CustomerError(ValueError):
-    """A customer operation that cannot be done, with a message for the operator."""
+    """A customer operation that cannot be done, with a message for the operator.
+
+    The message is "field: text" in Russian (the API and the CLI show it); `code` names the
+    refusal for adapters that say it in other words (the back-office pages).
+    """
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CustomerNotFound(CustomerError):
+    """No customer has this INN."""
+
+
+class CustomerExists(CustomerError):
+    """A customer with this INN is already registered."""
 
 
 class ContactsError(CustomerError):
     """Contacts that cannot be stored: every bad field with its message, in field order."""
 
     def __init__(self, errors: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors))
+        super().__init__(
+            "; ".join(f"{field}: {message}" for field, message in errors), code="contacts"
+        )
         self.errors = errors
 
 
@@ -78,16 +104,24 @@ def _customer(row: Any) -> Customer:
 
 
 def validate(inn: str, name: str, legal_form: str) -> None:
-    """Raise CustomerError naming the first bad field."""
+    """Raise CustomerError naming the first bad field (`code`: inn, name_empty,
+    name_too_long, name_nul, legal_form)."""
     if not is_inn(inn):
-        raise CustomerError(f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}")
+        raise CustomerError(
+            f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}", code="inn"
+        )
     if not name.strip():
-        raise CustomerError("name: наименование не может быть пустым")
-    if len(name) > 300:
-        raise CustomerError("name: наименование длиннее 300 символов")
+        raise CustomerError("name: наименование не может быть пустым", code="name_empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise CustomerError(
+            f"name: наименование длиннее {MAX_NAME_LENGTH} символов", code="name_too_long"
+        )
+    if "\x00" in name:
+        raise CustomerError("name: наименование содержит символ U+0000", code="name_nul")
     if legal_form not in LEGAL_FORMS:
         raise CustomerError(
-            f"legal_form: неизвестная форма {legal_form!r}; допустимы: {', '.join(LEGAL_FORMS)}"
+            f"legal_form: неизвестная форма {legal_form!r}; допустимы: {', '.join(LEGAL_FORMS)}",
+            code="legal_form",
         )
 
 
@@ -216,7 +250,7 @@ def add(
     validate(inn, name, legal_form)
     contacts = normalise_contacts(email=email, phone=phone, language=language)
     if get(conn, inn) is not None:
-        raise CustomerError(f"inn: клиент с ИНН {inn} уже есть")
+        raise CustomerExists(f"inn: клиент с ИНН {inn} уже есть", code="exists")
     account = create_account(
         conn, code=f"customer:{inn}", kind="customer", name=name.strip(), may_go_negative=False
     )
@@ -262,7 +296,7 @@ def set_contacts(
     values = normalise_contacts(email=email, phone=phone, language=language)
     row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
     if row is None:
-        raise CustomerError(f"inn: клиент с ИНН {inn} не найден")
+        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
     before = _customer(row)
     after = replace(
         before,
@@ -312,11 +346,11 @@ def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
 
 def set_status(conn: Connection, inn: str, status: str) -> Customer:
     """Block or unblock a customer: a blocked one cannot be paid for (result 79)."""
-    if status not in ("active", "blocked"):
-        raise CustomerError(f"status: {status!r}")
+    if status not in STATUSES:
+        raise CustomerError(f"status: {status!r}", code="status")
     result = conn.execute(update(customers).where(customers.c.inn == inn).values(status=status))
     if result.rowcount != 1:
-        raise CustomerError(f"inn: клиент с ИНН {inn} не найден")
+        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
     customer = get(conn, inn)
     assert customer is not None
     return customer
@@ -336,6 +370,152 @@ def balance(conn: Connection, customer: Customer) -> int:
 def count(conn: Connection) -> int:
     """How many customers there are."""
     return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
+
+
+# --- audited changes: what the API and the back-office pages both call -----------------
+
+
+def snapshot(customer: Customer) -> dict[str, Any]:
+    """The customer as the audit log records a registration (`customer.create`)."""
+    return {
+        "inn": customer.inn,
+        "name": customer.name,
+        "legal_form": customer.legal_form,
+        "status": customer.status,
+        **customer.contacts(),
+    }
+
+
+def create_audited(
+    conn: Connection,
+    *,
+    inn: str,
+    name: str,
+    legal_form: str,
+    email: str | None = None,
+    phone: str | None = None,
+    language: str = DEFAULT_LANGUAGE,
+    actor: str,
+    address: str | None = None,
+) -> Customer:
+    """Register a customer (zero balance) and write `customer.create` in the same
+    transaction.
+
+    Refusals, in this order: CustomerError for the first bad one of INN, name and legal
+    form; ContactsError naming every bad contact; CustomerExists for a registered INN. A
+    concurrent registration of the same INN can still end in an IntegrityError at commit.
+    """
+    customer = add(
+        conn,
+        inn=inn,
+        name=name,
+        legal_form=legal_form,
+        email=email,
+        phone=phone,
+        language=language,
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action="customer.create",
+        object_type="customer",
+        object_id=customer.inn,
+        after=snapshot(customer),
+        address=address,
+    )
+    return customer
+
+
+def set_contacts_audited(
+    conn: Connection,
+    inn: str,
+    *,
+    email: str | Keep | None = KEEP,
+    phone: str | Keep | None = KEEP,
+    language: str | Keep | None = KEEP,
+    actor: str,
+    address: str | None = None,
+) -> tuple[Customer, Customer]:
+    """`set_contacts`, and a `customer.contacts` audit line with the contacts that changed
+    (before and after); a change that changes nothing writes no line.
+
+    Raises ContactsError (every bad field) or CustomerNotFound."""
+    before, after = set_contacts(conn, inn, email=email, phone=phone, language=language)
+    old, new = contact_changes(before, after)
+    if new:
+        audit.record(
+            conn,
+            actor=actor,
+            action="customer.contacts",
+            object_type="customer",
+            object_id=inn,
+            before=old,
+            after=new,
+            address=address,
+        )
+    return before, after
+
+
+def set_status_audited(
+    conn: Connection, inn: str, status: str, *, actor: str, address: str | None = None
+) -> tuple[Customer, Customer]:
+    """Block (`blocked`) or unblock (`active`) a customer, audited as `customer.block` or
+    `customer.unblock` with the status before and after; returns (before, after).
+
+    The row is locked first, so that of two concurrent requests only one changes the status
+    and writes the audit line; asking for the status the customer already has changes
+    nothing and writes nothing. Raises CustomerNotFound.
+    """
+    if status not in STATUSES:
+        raise CustomerError(f"status: {status!r}", code="status")
+    row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
+    if row is None:
+        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
+    before = _customer(row)
+    if before.status == status:
+        return before, before
+    after = set_status(conn, inn, status)
+    audit.record(
+        conn,
+        actor=actor,
+        action="customer.block" if status == "blocked" else "customer.unblock",
+        object_type="customer",
+        object_id=inn,
+        before={"status": before.status},
+        after={"status": after.status},
+        address=address,
+    )
+    return before, after
+
+
+# --- statements -------------------------------------------------------------------------
+
+
+def statement_period(first: date | None, last: date | None, *, today: date) -> tuple[date, date]:
+    """The days a statement covers: `last` defaults to today, `first` to the first day of
+    `last`'s month. Refused (CustomerError, `code` period_order or period_too_long) when
+    `first` comes after `last` or the period is longer than MAX_STATEMENT_DAYS."""
+    last = last or today
+    first = first or last.replace(day=1)
+    if first > last:
+        raise CustomerError("date_from: дата начала позже даты конца", code="period_order")
+    if (last - first).days >= MAX_STATEMENT_DAYS:
+        raise CustomerError(
+            f"date_to: период не длиннее {MAX_STATEMENT_DAYS} дней", code="period_too_long"
+        )
+    return first, last
+
+
+def statement(
+    conn: Connection, customer: Customer, first: date, last: date, *, limit: int | None = None
+) -> statements.Statement:
+    """The customer's balance over the days first–last (inclusive, in Asia/Bishkek): the
+    opening balance, each posting with the running balance, the closing balance. With
+    `limit`, at most that many lines (the totals and the closing balance still cover the
+    whole period; `Statement.complete` says whether every line is there)."""
+    start = datetime.combine(first, time(), STATEMENT_ZONE)
+    end = datetime.combine(last + timedelta(days=1), time(), STATEMENT_ZONE)
+    return statements.statement(conn, customer.account_id, start, end, limit=limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tolom import audit
 from tolom.db.schema import invoice_lines, invoices, products
+from tolom.formatting import ZONE
 from tolom.identifiers import is_inn, new_invoice_number
+from tolom.money import format_amount
 from tolom.timestamps import as_utc
 
 MAX_QUANTITY = 1000  # of one product in one invoice
+MAX_PAYER_NAME = 300  # characters
+MAX_VALIDITY_DAYS = 366  # the latest due date one may choose, in days from today
+MAX_REASON = 500  # characters of a cancellation's reason
+STATES = ("open", "expired", "paid", "cancelled")  # what `Invoice.state` says
 
 
 class InvoiceError(ValueError):
-    """An invoice operation that cannot be done, with a message for the operator."""
+    """An invoice operation that cannot be done, with a message for the operator.
+
+    The message is "field: text" in Russian (the API and the CLI show it); `code` names the
+    refusal for adapters that say it in other words (the pages), `product` the catalogue
+    code a refused item line is about.
+    """
+
+    def __init__(self, message: str, *, code: str = "", product: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.product = product
+
+
+class InvoiceNotFound(InvoiceError):
+    """No invoice has this number."""
+
+
+class NotCancellable(InvoiceError):
+    """The invoice is paid: its payment must be reversed before it can be cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +69,7 @@ class Invoice:
     paid_at: datetime | None
     payment_id: int | None
     lines: tuple[InvoiceLine, ...]
+    cancelled_at: datetime | None = None
 
     def state(self, now: datetime) -> str:
         """open | expired | paid | cancelled."""
@@ -74,21 +101,38 @@ def create(
 ) -> Invoice:
     """Issue an invoice for catalogue items at their current prices."""
     if not items:
-        raise InvoiceError("item: в счёте должна быть хотя бы одна позиция")
+        raise InvoiceError("item: в счёте должна быть хотя бы одна позиция", code="no_items")
     if inn is not None and not is_inn(inn):
-        raise InvoiceError(f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}")
+        raise InvoiceError(
+            f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}", code="inn"
+        )
     if not payer_name.strip():
-        raise InvoiceError("name: укажите плательщика")
+        raise InvoiceError("name: укажите плательщика", code="payer")
+    if len(payer_name.strip()) > MAX_PAYER_NAME or "\x00" in payer_name:
+        raise InvoiceError(
+            f"name: плательщик — не длиннее {MAX_PAYER_NAME} символов, без символа U+0000",
+            code="payer_too_long",
+        )
     catalogue = {r.code: r for r in conn.execute(select(products))}
     lines = []
     for code, quantity in items:
         if not 1 <= quantity <= MAX_QUANTITY:
-            raise InvoiceError(f"item: количество {code!r} должно быть от 1 до {MAX_QUANTITY}")
+            raise InvoiceError(
+                f"item: количество {code!r} должно быть от 1 до {MAX_QUANTITY}",
+                code="quantity",
+                product=code,
+            )
         product = catalogue.get(code)
         if product is None or not product.active:
-            raise InvoiceError(f"item: нет товара {code!r} в каталоге")
+            raise InvoiceError(
+                f"item: нет товара {code!r} в каталоге", code="unknown_product", product=code
+            )
         if product.price is None:
-            raise InvoiceError(f"item: у товара {code!r} не задана цена (tolom catalog set-price)")
+            raise InvoiceError(
+                f"item: у товара {code!r} не задана цена (tolom catalog set-price)",
+                code="no_price",
+                product=code,
+            )
         lines.append(
             InvoiceLine(code, product.name, quantity, product.price, product.price * quantity)
         )
@@ -115,7 +159,7 @@ def create(
         except IntegrityError:
             continue  # a random number collided with an existing one: draw again
     else:
-        raise InvoiceError("не удалось выбрать свободный номер счёта")
+        raise InvoiceError("не удалось выбрать свободный номер счёта", code="no_number")
     conn.execute(
         insert(invoice_lines),
         [
@@ -148,6 +192,11 @@ def get(conn: Connection, number: str) -> Invoice | None:
             .order_by(invoice_lines.c.id)
         )
     )
+    return _from_row(row, lines)
+
+
+def _from_row(row: Any, lines: tuple[InvoiceLine, ...] = ()) -> Invoice:
+    """An `invoices` row as an Invoice (a listed one has no lines)."""
     return Invoice(
         row.id,
         row.number,
@@ -160,6 +209,7 @@ def get(conn: Connection, number: str) -> Invoice | None:
         as_utc(row.paid_at) if row.paid_at else None,
         row.payment_id,
         lines,
+        as_utc(row.cancelled_at) if row.cancelled_at else None,
     )
 
 
@@ -167,9 +217,9 @@ def cancel(conn: Connection, number: str, now: datetime | None = None) -> Invoic
     """Cancel an unpaid invoice; a paid one is refused (its payment must be reversed first)."""
     invoice = get(conn, number)
     if invoice is None:
-        raise InvoiceError(f"number: счёт {number} не найден")
+        raise InvoiceNotFound(f"number: счёт {number} не найден", code="not_found")
     if invoice.status == "paid":
-        raise InvoiceError(f"number: счёт {number} уже оплачен, отменить нельзя")
+        raise NotCancellable(f"number: счёт {number} уже оплачен, отменить нельзя", code="paid")
     if invoice.status == "open":
         conn.execute(
             update(invoices)
@@ -180,3 +230,165 @@ def cancel(conn: Connection, number: str, now: datetime | None = None) -> Invoic
     cancelled = get(conn, number)
     assert cancelled is not None
     return cancelled
+
+
+# --- the use cases the API and the pages share --------------------------------------------
+
+
+def search(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    inn: str | None = None,
+    number: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> list[Invoice]:
+    """Invoices matching every filter given, newest first, without their lines.
+
+    `status` is a state as `Invoice.state` says it ("expired": open and overdue at `now`);
+    `before_id` pages (keyset: the last id seen). Callers ask for one more than they show
+    to learn whether there is a next page.
+    """
+    if status is not None and status not in STATES:
+        raise InvoiceError(f"status: неизвестное состояние {status!r}", code="status")
+    now = now or datetime.now(UTC)
+    query: Select[Any] = select(invoices)
+    if status == "open":
+        query = query.where(invoices.c.status == "open", invoices.c.expires_at > now)
+    elif status == "expired":
+        query = query.where(invoices.c.status == "open", invoices.c.expires_at <= now)
+    elif status is not None:
+        query = query.where(invoices.c.status == status)
+    if inn is not None:
+        query = query.where(invoices.c.inn == inn)
+    if number is not None:
+        query = query.where(invoices.c.number == number)
+    if before_id is not None:
+        query = query.where(invoices.c.id < before_id)
+    rows = conn.execute(query.order_by(invoices.c.id.desc()).limit(limit))
+    return [_from_row(row) for row in rows]
+
+
+def _utc_text(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return as_utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def audit_view(invoice: Invoice, now: datetime) -> dict[str, Any]:
+    """The invoice as the audit log records it (the API's JSON shape: amounts as "1510.00",
+    moments in UTC)."""
+    return {
+        "number": invoice.number,
+        "inn": invoice.inn,
+        "payer_name": invoice.payer_name,
+        "total": format_amount(invoice.total),
+        "status": invoice.state(now),
+        "created_at": _utc_text(invoice.created_at),
+        "expires_at": _utc_text(invoice.expires_at),
+        "paid_at": _utc_text(invoice.paid_at),
+        "payment_id": invoice.payment_id,
+        "lines": [
+            {
+                "product": line.product_code,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": format_amount(line.unit_price),
+                "amount": format_amount(line.amount),
+            }
+            for line in invoice.lines
+        ],
+    }
+
+
+def create_audited(
+    conn: Connection,
+    *,
+    items: list[tuple[str, int]],
+    payer_name: str,
+    inn: str | None,
+    validity_days: int,
+    actor: str,
+    address: str | None,
+    now: datetime | None = None,
+) -> Invoice:
+    """Issue an invoice (`create`) and write `invoice.create` to the audit log, in the
+    caller's transaction."""
+    invoice = create(
+        conn, items=items, payer_name=payer_name, inn=inn, validity_days=validity_days, now=now
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action="invoice.create",
+        object_type="invoice",
+        object_id=invoice.number,
+        after=audit_view(invoice, now or datetime.now(UTC)),
+        address=address,
+    )
+    return invoice
+
+
+def cancel_audited(
+    conn: Connection,
+    number: str,
+    *,
+    actor: str,
+    address: str | None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Invoice, bool]:
+    """Cancel an unpaid invoice and write `invoice.cancel` (with the reason, if one is
+    given) to the audit log, in the caller's transaction.
+
+    Returns the invoice and whether it was cancelled now: one already cancelled is
+    returned as it is and nothing is written. A paid one raises NotCancellable (its
+    payment must be reversed first), an unknown number InvoiceNotFound.
+    """
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON or "\x00" in reason:
+        raise InvoiceError(
+            f"reason: причина — не длиннее {MAX_REASON} символов, без символа U+0000",
+            code="reason",
+        )
+    now = now or datetime.now(UTC)
+    before = get(conn, number)
+    if before is None:
+        raise InvoiceNotFound(f"number: счёт {number} не найден", code="not_found")
+    if before.status == "cancelled":
+        return before, False
+    if before.status == "paid":
+        raise NotCancellable(
+            f"number: счёт {number} уже оплачен (платёж №{before.payment_id}); "
+            "сначала отмените платёж",
+            code="paid",
+        )
+    after = cancel(conn, number, now=now)
+    if after.status != "cancelled":  # paid in between
+        raise NotCancellable(f"number: счёт {number} уже оплачен", code="paid")
+    audit.record(
+        conn,
+        actor=actor,
+        action="invoice.cancel",
+        object_type="invoice",
+        object_id=number,
+        before={"status": before.state(now)},
+        after={"status": "cancelled", "reason": reason} if reason else {"status": "cancelled"},
+        address=address,
+    )
+    return after, True
+
+
+def validity_days_until(due: date, now: datetime) -> int:
+    """The `validity_days` of an invoice due on `due` (a date in Bishkek): it can then be
+    paid until that day, at the time of day it was issued. The day must be after today
+    and at most MAX_VALIDITY_DAYS away."""
+    days = (due - as_utc(now).astimezone(ZONE).date()).days
+    if not 1 <= days <= MAX_VALIDITY_DAYS:
+        raise InvoiceError(
+            f"due: срок оплаты — с завтрашнего дня и не дальше {MAX_VALIDITY_DAYS} дней",
+            code="due",
+        )
+    return days

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from tolom import audit
 from tolom.billing import charges
 from tolom.db.schema import customers, invoice_lines, invoices, products, signature_orders
 from tolom.events.outbox import EventType, emit, inn_key
@@ -60,6 +61,15 @@ class OrderStateError(OrderError):
 
 class RefundImpossible(OrderError):
     """The refund has nowhere to go: no customer has the invoice's INN."""
+
+
+class RefundChanged(OrderStateError):
+    """The refund the caller was shown is no longer what the policy gives (the order moved
+    on meanwhile); `due` is what it gives now."""
+
+    def __init__(self, message: str, due: int) -> None:
+        super().__init__(message)
+        self.due = due
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +170,11 @@ def list_orders(
     invoice_number: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    oldest_first: bool = False,
+    after_id: int | None = None,
 ) -> list[Order]:
-    """Orders matching every filter given, newest first; `before_id` pages."""
+    """Orders matching every filter given, newest first (`before_id` pages), or with
+    `oldest_first` in the order they were paid, as a work queue (`after_id` pages)."""
     query = _ORDER
     if status is not None:
         query = query.where(signature_orders.c.status == status)
@@ -171,7 +184,10 @@ def list_orders(
         query = query.where(invoices.c.number == invoice_number)
     if before_id is not None:
         query = query.where(signature_orders.c.id < before_id)
-    rows = conn.execute(query.order_by(signature_orders.c.id.desc()).limit(limit))
+    if after_id is not None:
+        query = query.where(signature_orders.c.id > after_id)
+    order_by = signature_orders.c.id.asc() if oldest_first else signature_orders.c.id.desc()
+    rows = conn.execute(query.order_by(order_by).limit(limit))
     return [_from_row(r) for r in rows]
 
 
@@ -429,13 +445,16 @@ def cancel(
     refund_percent_in_production: int,
     no_refund: bool = False,
     now: datetime | None = None,
+    expected_refund: int | None = None,
 ) -> Transition:
     """paid | in_production → cancelled, refunding per policy to the customer's balance.
 
     The refund is a journal entry from `revenue:eds` to the balance of the customer with the
     invoice's INN. Without such a customer it is refused (RefundImpossible) unless
     `no_refund`: the operator says the money is returned outside Tolom, which the reason
-    then records, and nothing is posted.
+    then records, and nothing is posted. `expected_refund` (tyiyn), when given, is the
+    policy's refund the operator confirmed; if the order moved on meanwhile and the policy
+    now gives another sum, it is refused (RefundChanged) and nothing is written.
     """
     reason = reason.strip()
     if not reason:
@@ -447,6 +466,12 @@ def cancel(
         raise _refuse(order, "отменить")
     now = now or datetime.now(UTC)
     due = refund_due(order, refund_percent_in_production)
+    if expected_refund is not None and expected_refund != due:
+        raise RefundChanged(
+            f"Заказ №{order.id} {_STATE_TEXT[order.status]}: возврат по правилам теперь "
+            f"{format_amount(due)} сом, а не {format_amount(expected_refund)} сом",
+            due,
+        )
     entry_id = None
     # (customer id, account id, balance after the refund)
     credited: tuple[int, int, int] | None = None
@@ -486,6 +511,39 @@ def cancel(
     cancelled = get(conn, order.id)
     assert cancelled is not None
     return Transition(cancelled, changed=True, previous=order.status)
+
+
+def audit_transition(
+    conn: Connection,
+    done: Transition,
+    *,
+    action: str,
+    actor: str,
+    address: str | None = None,
+) -> None:
+    """The audit line of a transition, in its transaction; a repeat (nothing changed) has
+    none. The API, the CLI and the back office write the same line (`order.start`,
+    `order.issue`, `order.cancel`); amounts as "1510.00"."""
+    if not done.changed:
+        return
+    order = done.order
+    audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        object_type="order",
+        object_id=order.id,
+        before={"status": done.previous},
+        after={
+            "status": order.status,
+            "cancel_reason": order.cancel_reason,
+            "refund_amount": None
+            if order.refund_amount is None
+            else format_amount(order.refund_amount),
+            "valid_until": order.valid_until,
+        },
+        address=address,
+    )
 
 
 def _write_cancel(

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy import Connection, select
 
 from tolom import apikeys, audit, installation
+from tolom.agents import admin as agent_admin
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
 from tolom.cli import common
@@ -22,6 +23,7 @@ from tolom.cli.exports import export_app
 from tolom.cli.listen import listen
 from tolom.cli.orders import orders_app
 from tolom.cli.payments import payment_app
+from tolom.cli.reconcile import reconcile_app
 from tolom.cli.tariffs import tariff_app
 from tolom.cli.users import user_app
 from tolom.db import migrate
@@ -282,13 +284,14 @@ def agent_create(
     networks = ["*"] if allow_any_ip else (allow_ip or [])
     try:
         with _transaction() as conn:
-            secret = agents.create(
+            secret = agent_admin.create(
                 conn,
                 code=code,
                 name=name,
                 networks=networks,
                 service_codes=[s.strip() for s in services_.split(",") if s.strip()],
                 timezone=timezone,
+                actor=_cli_actor(),
             )
     except agents.AgentError as error:
         _fail(str(error), as_json)
@@ -328,7 +331,7 @@ def agent_list(
 def _set_enabled(code: str, enabled: bool) -> None:
     try:
         with _transaction() as conn:
-            agents.set_enabled(conn, code, enabled)
+            agent_admin.set_enabled(conn, code, enabled, actor=_cli_actor())
     except agents.AgentError as error:
         _fail(str(error))
     typer.echo(
@@ -353,7 +356,7 @@ def agent_rotate_secret(code: str, as_json: JsonOption = False) -> None:
     """Issue a new secret and signing key; the old ones stop working."""
     try:
         with _transaction() as conn:
-            secret = agents.rotate_secret(conn, code)
+            secret = agent_admin.rotate_secret(conn, code, actor=_cli_actor())
     except agents.AgentError as error:
         _fail(str(error), as_json)
     _emit_secret(code, secret, as_json, f"Новый секрет агента {code}.")
@@ -379,12 +382,13 @@ def agent_configure(
     networks = ["*"] if allow_any_ip else allow_ip
     try:
         with _transaction() as conn:
-            agents.configure(
+            agent_admin.configure(
                 conn,
                 code,
                 networks=networks,
                 timezone=timezone,
                 cancel_window_days=cancel_window_days,
+                actor=_cli_actor(),
             )
     except agents.AgentError as error:
         _fail(str(error))
@@ -402,13 +406,14 @@ def agent_set_limits(
     """Allow a service for an agent, with its own limits, or forbid it."""
     try:
         with _transaction() as conn:
-            agents.set_service(
+            agent_admin.set_service(
                 conn,
                 code,
                 service,
                 allowed=not forbid,
                 min_amount=_amount(min_amount) if min_amount else None,
                 max_amount=_amount(max_amount) if max_amount else None,
+                actor=_cli_actor(),
             )
     except agents.AgentError as error:
         _fail(str(error))
@@ -927,6 +932,7 @@ app.command("worker")(events_cli.worker)
 app.add_typer(tariff_app, name="tariff")
 app.add_typer(orders_app, name="order")
 app.add_typer(charge_app, name="charge")
+app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(user_app, name="user")
 invoice_app.command("pdf")(invoice_pdf)
 app.add_typer(payment_app, name="payment")

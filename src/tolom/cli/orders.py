@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
-from tolom import audit
 from tolom.billing import orders
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.money import format_amount
@@ -126,21 +125,7 @@ def _transition(
     try:
         with transaction() as conn:
             done = change(conn)
-            if done.changed:
-                audit.record(
-                    conn,
-                    actor=cli_actor(),
-                    action=action,
-                    object_type="order",
-                    object_id=order_id,
-                    before={"status": done.previous},
-                    after={
-                        "status": done.order.status,
-                        "cancel_reason": done.order.cancel_reason,
-                        "refund_amount": done.order.refund_amount,
-                        "valid_until": done.order.valid_until,
-                    },
-                )
+            orders.audit_transition(conn, done, action=action, actor=cli_actor())
     except orders.OrderError as error:
         fail(str(error), as_json)
     headline = done_text if done.changed else "Без изменений: заказ уже в этом состоянии."

@@ -28,13 +28,7 @@ PasswordStdin = Annotated[
 
 
 def _json(user: users.User) -> dict[str, Any]:
-    return {
-        "username": user.username,
-        "display_name": user.display_name,
-        "role": user.role,
-        "language": user.language,
-        "active": user.active,
-    }
+    return users.as_dict(user)
 
 
 def _line(user: users.User) -> str:

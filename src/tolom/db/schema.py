@@ -92,6 +92,8 @@ journal_entries = Table(
     Column("kind", String(24), nullable=False),
     Column("description", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    # What a statement asks of each of an account's entries (when), without the row.
+    Index("ix_journal_entries_moment", "id", "created_at"),
 )
 
 postings = Table(
@@ -104,8 +106,11 @@ postings = Table(
     Column("amount", BigInteger, nullable=False, comment="tyiyn, always > 0"),
     CheckConstraint("amount > 0", name="positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="two_accounts"),
-    Index("ix_postings_debit", "debit_account_id", "id"),
-    Index("ix_postings_credit", "credit_account_id", "id"),
+    # A statement reads an account's postings from these alone (PostgreSQL INCLUDE).
+    Index("ix_postings_debit", "debit_account_id", "id", postgresql_include=["entry_id", "amount"]),
+    Index(
+        "ix_postings_credit", "credit_account_id", "id", postgresql_include=["entry_id", "amount"]
+    ),
 )
 
 customers = Table(
@@ -251,6 +256,22 @@ payments = Table(
     Index("ix_payments_customer", "customer_id", "id"),
     Index("ix_payments_business_date", "business_date", "id"),
     Index("ix_payments_account", "account", "id"),
+    Index("ix_payments_txn_id", "txn_id", "id"),  # the list's search box: INN, txn_id or №
+    Index(
+        "ix_payments_accepted_day",  # the dashboard's and agents' day totals, index-only
+        "business_date",
+        "agent_id",
+        "service",
+        "amount",
+        postgresql_where=text("status = 'accepted'"),
+        sqlite_where=text("status = 'accepted'"),
+    ),
+    Index(
+        "ix_payments_reversed",
+        "id",
+        postgresql_where=text("status = 'reversed'"),
+        sqlite_where=text("status = 'reversed'"),
+    ),
 )
 
 payment_reversals = Table(
@@ -314,6 +335,13 @@ audit_log = Table(
     Column("before", Text, nullable=True, comment="JSON"),
     Column("after", Text, nullable=True, comment="JSON"),
     Index("ix_audit_log_object", "object_type", "object_id", "id"),
+    # The audit page's filters, newest first (exact or prefix).
+    Index("ix_audit_log_actor", "actor", "id", postgresql_ops={"actor": "varchar_pattern_ops"}),
+    Index("ix_audit_log_action", "action", "id", postgresql_ops={"action": "varchar_pattern_ops"}),
+    Index(
+        "ix_audit_log_address", "address", "id", postgresql_ops={"address": "varchar_pattern_ops"}
+    ),
+    Index("ix_audit_log_at", "at", "id"),
 )
 
 tariffs = Table(
@@ -429,6 +457,8 @@ events = Table(
     Column("customer_id", IdType, nullable=True),
     Column("payload", Text, nullable=False, comment="JSON"),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    # A customer's notifications (the customer's card), from the index alone.
+    Index("ix_events_customer", "customer_id", "id", postgresql_include=["type"]),
 )
 
 webhook_endpoints = Table(
@@ -554,4 +584,108 @@ receipts = Table(
         comment="secrets.token_urlsafe(24): 192 random bits, the public page's address",
     ),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+# --- reconciliation with agents (сверка) ----------------------------------------------------
+
+registry_formats = Table(
+    "registry_formats",
+    metadata,
+    Column("agent_id", IdType, ForeignKey("agents.id"), primary_key=True),
+    Column("settings", Text, nullable=False, comment="JSON of reconciliation.formats"),
+    Column("updated_at", Timestamp, nullable=False, server_default=NOW),
+)
+
+registries = Table(
+    "registries",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("agent_id", IdType, ForeignKey("agents.id"), nullable=False),
+    Column("business_date", Date, nullable=False, comment="the agent's day it lists"),
+    Column("sha256", String(64), nullable=False, comment="of the file's bytes"),
+    Column("file_name", Text, nullable=False),
+    Column("kind", String(8), nullable=False, comment="qiwi | csv | xlsx"),
+    Column("line_count", Integer, nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False, comment="current | superseded"),
+    Column(
+        "superseded_by",
+        IdType,
+        ForeignKey("registries.id"),
+        nullable=True,
+        comment="the corrected registry that replaced this one",
+    ),
+    Column("summary", Text, nullable=True, comment="JSON: counts and sums per class"),
+    Column("imported_by", String(80), nullable=False),
+    Column("imported_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("state IN ('current', 'superseded')", name="state"),
+    CheckConstraint("line_count >= 0 AND total_amount >= 0", name="totals"),
+    Index(
+        "uq_registries_current",
+        "agent_id",
+        "business_date",
+        unique=True,
+        postgresql_where=text("state = 'current'"),
+        sqlite_where=text("state = 'current'"),
+    ),
+)
+
+registry_lines = Table(
+    "registry_lines",
+    metadata,
+    # No foreign key: lines are written only by the import, with their registry, in one
+    # transaction; a per-row FK check would cost a third of a million-line import.
+    Column("registry_id", IdType, primary_key=True),
+    Column("line_no", Integer, primary_key=True, comment="the line's number in the file"),
+    Column("txn_id", String(64), nullable=False, comment="as payments.txn_id is keyed"),
+    Column("occurred_at", Timestamp, nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("account", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+)
+
+reconciliation_days = Table(
+    "reconciliation_days",
+    metadata,
+    Column("agent_id", IdType, ForeignKey("agents.id"), primary_key=True),
+    Column("business_date", Date, primary_key=True),
+    Column("state", String(16), nullable=False, server_default="open", comment="open | closed"),
+    Column("closed_by", String(80), nullable=True),
+    Column("closed_at", Timestamp, nullable=True),
+    CheckConstraint("state IN ('open', 'closed')", name="state"),
+    CheckConstraint("state = 'open' OR closed_at IS NOT NULL", name="closed"),
+)
+
+discrepancies = Table(
+    "discrepancies",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("registry_id", IdType, ForeignKey("registries.id"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("txn_id", String(64), nullable=False),
+    Column("line_no", Integer, nullable=True, comment="the registry's line; NULL: ours only"),
+    Column("payment_id", IdType, ForeignKey("payments.id"), nullable=True),
+    Column("their_account", String(32), nullable=True),
+    Column("their_amount", BigInteger, nullable=True),
+    Column("our_account", String(32), nullable=True),
+    Column("our_amount", BigInteger, nullable=True),
+    Column("resolution", String(16), nullable=True, comment="accepted | reversed | explained"),
+    Column("reason", Text, nullable=True),
+    Column("resolved_by", String(80), nullable=True),
+    Column("resolved_at", Timestamp, nullable=True),
+    Column("resolution_payment_id", IdType, ForeignKey("payments.id"), nullable=True),
+    CheckConstraint(
+        "kind IN ('missing_ours', 'missing_theirs', 'amount_mismatch', 'account_mismatch', "
+        "'duplicate')",
+        name="kind",
+    ),
+    CheckConstraint(
+        "resolution IS NULL OR resolution IN ('accepted', 'reversed', 'explained')",
+        name="resolution",
+    ),
+    CheckConstraint(
+        "(resolution IS NULL) = (reason IS NULL) AND (resolution IS NULL) = (resolved_at IS NULL)",
+        name="resolved",
+    ),
+    Index("ix_discrepancies_registry", "registry_id", "id"),
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from tolom import audit
 from tolom.db.schema import deliveries, events
@@ -17,7 +17,24 @@ STATUSES = ("pending", "delivered", "dead")
 
 
 class DeliveryError(ValueError):
-    """A request about deliveries that cannot be done, with a message for the operator."""
+    """A request about deliveries that cannot be done, with a message for the operator.
+
+    `code` says which refusal it is, for callers that word it themselves (the back office
+    in three languages): "status" (an unknown status), "nothing" (no delivery named),
+    "not_found", "not_dead"; `delivery_id` and `current` (its status) when they apply."""
+
+    def __init__(
+        self,
+        message: str,
+        code: str = "",
+        *,
+        delivery_id: int | None = None,
+        current: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.delivery_id = delivery_id
+        self.current = current
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +126,92 @@ def list_deliveries(
     status: str | None = None,
     destination: str | None = None,
     limit: int = 50,
+    event_type: str | None = None,
+    before_id: int | None = None,
 ) -> list[Delivery]:
-    """The latest deliveries, newest first."""
+    """The latest deliveries, newest first; `before_id` pages."""
     if status is not None and status not in STATUSES:
-        raise DeliveryError(f"неизвестный статус {status!r}; допустимы: {', '.join(STATUSES)}")
+        raise DeliveryError(
+            f"неизвестный статус {status!r}; допустимы: {', '.join(STATUSES)}", "status"
+        )
     query = _LIST.order_by(deliveries.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(deliveries.c.status == status)
     if destination is not None:
         query = query.where(deliveries.c.destination == destination)
+    if event_type is not None:
+        query = query.where(events.c.type == event_type)
+    if before_id is not None:
+        query = query.where(deliveries.c.id < before_id)
     return [_delivery(r) for r in conn.execute(query)]
+
+
+def get_delivery(conn: Connection, delivery_id: int) -> Delivery | None:
+    row = conn.execute(_LIST.where(deliveries.c.id == delivery_id)).one_or_none()
+    return None if row is None else _delivery(row)
+
+
+def backlog(conn: Connection) -> dict[str, dict[str, int]]:
+    """{destination: {"pending": n, "dead": n}}: what waits and what was given up on, per
+    destination. Reads only pending and dead rows (`ix_deliveries_status`), the backlog,
+    never the delivered ones."""
+    found: dict[str, dict[str, int]] = {}
+    rows = conn.execute(
+        select(deliveries.c.destination, deliveries.c.status, func.count())
+        .where(deliveries.c.status.in_(("pending", "dead")))
+        .group_by(deliveries.c.destination, deliveries.c.status)
+    )
+    for destination, status, count in rows:
+        found.setdefault(destination, {"pending": 0, "dead": 0})[status] = int(count)
+    return found
+
+
+NOTIFICATION_CHANNELS = ("email", "sms")  # the deliveries that are a customer's notifications
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An e-mail or an SMS to a customer: its delivery, and when its event happened."""
+
+    delivery: Delivery
+    created_at: datetime
+
+
+NOTIFICATION_WINDOW = 1000
+
+
+def customer_notifications(
+    conn: Connection, customer_id: int, limit: int = 20
+) -> list[Notification]:
+    """The customer's latest e-mails and SMS (deliveries to their contacts), newest first,
+    among their latest NOTIFICATION_WINDOW events.
+
+    The window keeps the page's cost bounded for a customer with thousands of events and
+    no contacts (none of which has a delivery to find): at most that many entries of the
+    events (customer_id, id) index and two unique-key probes of deliveries each."""
+    window = (
+        select(events.c.id)
+        .where(events.c.customer_id == customer_id)
+        .order_by(events.c.id.desc())
+        .limit(NOTIFICATION_WINDOW)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        _LIST.add_columns(events.c.created_at.label("event_created_at"))
+        .where(
+            events.c.id.in_(window),
+            deliveries.c.destination.in_(NOTIFICATION_CHANNELS),
+        )
+        .order_by(events.c.id.desc(), deliveries.c.id.desc())
+        .limit(limit)
+    )
+    return [Notification(_delivery(r), as_utc(r.event_created_at)) for r in rows]
 
 
 def show_event(conn: Connection, event_id: int) -> Event:
     row = conn.execute(select(events).where(events.c.id == event_id)).one_or_none()
     if row is None:
-        raise DeliveryError(f"событие {event_id} не найдено")
+        raise DeliveryError(f"событие {event_id} не найдено", "not_found")
     rows = conn.execute(
         _LIST.where(deliveries.c.event_id == event_id).order_by(deliveries.c.id)
     ).all()
@@ -146,6 +233,7 @@ def redrive(
     all_dead: bool = False,
     destination: str | None = None,
     actor: str,
+    address: str | None = None,
 ) -> list[int]:
     """Dead deliveries back to pending with fresh attempts, due now; returns their ids.
 
@@ -154,7 +242,7 @@ def redrive(
     if it is the oldest pending one there, so later pending events of its key wait for it.
     """
     if not delivery_ids and not all_dead:
-        raise DeliveryError("укажите доставки (--delivery ID) или --all-dead")
+        raise DeliveryError("укажите доставки (--delivery ID) или --all-dead", "nothing")
     query = select(
         deliveries.c.id, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error
     ).with_for_update()
@@ -168,10 +256,15 @@ def redrive(
     for delivery_id in delivery_ids or []:
         if delivery_id not in found:
             where = f" у получателя {destination}" if destination else ""
-            raise DeliveryError(f"доставка {delivery_id}{where} не найдена")
+            raise DeliveryError(
+                f"доставка {delivery_id}{where} не найдена", "not_found", delivery_id=delivery_id
+            )
         if found[delivery_id].status != "dead":
             raise DeliveryError(
-                f"доставка {delivery_id} не в статусе dead (сейчас {found[delivery_id].status})"
+                f"доставка {delivery_id} не в статусе dead (сейчас {found[delivery_id].status})",
+                "not_dead",
+                delivery_id=delivery_id,
+                current=found[delivery_id].status,
             )
     ids = sorted(found)
     if ids:
@@ -195,5 +288,6 @@ def redrive(
                 "last_error": found[delivery_id].last_error,
             },
             after={"status": "pending", "attempts": 0},
+            address=address,
         )
     return ids

@@ -25,11 +25,20 @@ from tolom.timestamps import as_utc
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 ALL_TYPES = "*"
+MAX_URL = 2000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class EndpointError(ValueError):
-    """An endpoint operation that cannot be done, with a message for the operator."""
+    """An endpoint operation that cannot be done, with a message for the operator.
+
+    `code` says which refusal it is, for callers that word it themselves (the back office
+    in three languages): "name", "url", "url_scheme", "url_host", "url_credentials",
+    "events", "exists", "not_found"."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +67,32 @@ class Endpoint:
         }
 
 
+def is_name(text: str) -> bool:
+    """Whether `text` is a well-formed endpoint name (what `add` accepts)."""
+    return _NAME.fullmatch(text) is not None
+
+
 def _new_secret() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def _check_url(url: str) -> str:
     url = url.strip()
+    if len(url) > MAX_URL or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise EndpointError(f"неверный адрес {url[:100]!r}", "url")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise EndpointError(f"неверный адрес {url!r}") from None
+        raise EndpointError(f"неверный адрес {url!r}", "url") from None
     if parts.scheme not in ("http", "https"):
-        raise EndpointError(f"адрес {url!r} должен начинаться с http:// или https://")
+        raise EndpointError(f"адрес {url!r} должен начинаться с http:// или https://", "url_scheme")
     if not parts.hostname:
-        raise EndpointError(f"в адресе {url!r} нет имени сервера")
+        raise EndpointError(f"в адресе {url!r} нет имени сервера", "url_host")
     if parts.username or parts.password:
-        raise EndpointError("адрес не должен содержать логин и пароль: запросы подписываются")
+        raise EndpointError(
+            "адрес не должен содержать логин и пароль: запросы подписываются", "url_credentials"
+        )
     return url
 
 
@@ -87,7 +105,8 @@ def parse_event_types(text: str) -> str:
     unknown = [w for w in words if w not in known]
     if unknown:
         raise EndpointError(
-            f"неизвестные типы событий: {', '.join(unknown)}; допустимы: {', '.join(sorted(known))}"
+            f"неизвестные типы событий: {', '.join(unknown)}; допустимы: {', '.join(sorted(known))}",
+            "events",
         )
     return " ".join(sorted(set(words)))
 
@@ -115,15 +134,24 @@ def get(conn: Connection, name: str) -> Endpoint:
         select(webhook_endpoints).where(webhook_endpoints.c.name == name)
     ).one_or_none()
     if row is None:
-        raise EndpointError(f"вебхук {name!r} не найден")
+        raise EndpointError(f"вебхук {name!r} не найден", "not_found")
     return _from_row(row)
 
 
-def add(conn: Connection, *, name: str, url: str, event_types: str, actor: str) -> tuple[int, str]:
+def add(
+    conn: Connection,
+    *,
+    name: str,
+    url: str,
+    event_types: str,
+    actor: str,
+    address: str | None = None,
+) -> tuple[int, str]:
     """Register an endpoint; returns its id and its secret (`whsec_…`, to show once)."""
-    if not _NAME.fullmatch(name):
+    if not is_name(name):
         raise EndpointError(
-            f"неверное имя {name!r}: латинские буквы, цифры, «-», «_», «.», до 64 знаков"
+            f"неверное имя {name[:100]!r}: латинские буквы, цифры, «-», «_», «.», до 64 знаков",
+            "name",
         )
     url, types = _check_url(url), parse_event_types(event_types)
     secret = _new_secret()
@@ -134,7 +162,7 @@ def add(conn: Connection, *, name: str, url: str, event_types: str, actor: str) 
             .returning(webhook_endpoints.c.id)
         ).scalar_one()
     except IntegrityError:  # the unique name; the caller's transaction rolls back
-        raise EndpointError(f"вебхук {name!r} уже есть") from None
+        raise EndpointError(f"вебхук {name!r} уже есть", "exists") from None
     audit.record(
         conn,
         actor=actor,
@@ -142,11 +170,14 @@ def add(conn: Connection, *, name: str, url: str, event_types: str, actor: str) 
         object_type="webhook_endpoint",
         object_id=name,
         after={"url": url, "events": types},
+        address=address,
     )
     return int(endpoint_id), SECRET_PREFIX + secret
 
 
-def set_enabled(conn: Connection, name: str, enabled: bool, *, actor: str) -> Endpoint:
+def set_enabled(
+    conn: Connection, name: str, enabled: bool, *, actor: str, address: str | None = None
+) -> Endpoint:
     """Disabled: no new events are queued for it, and those queued wait (see docs/events.md)."""
     before = get(conn, name)
     conn.execute(
@@ -160,11 +191,12 @@ def set_enabled(conn: Connection, name: str, enabled: bool, *, actor: str) -> En
         object_id=name,
         before={"enabled": before.enabled},
         after={"enabled": enabled},
+        address=address,
     )
     return get(conn, name)
 
 
-def rotate_secret(conn: Connection, name: str, *, actor: str) -> str:
+def rotate_secret(conn: Connection, name: str, *, actor: str, address: str | None = None) -> str:
     """A new secret signs every request from now on, retries of older events included."""
     endpoint = get(conn, name)
     secret = _new_secret()
@@ -177,5 +209,6 @@ def rotate_secret(conn: Connection, name: str, *, actor: str) -> str:
         action="webhook.rotate_secret",
         object_type="webhook_endpoint",
         object_id=name,
+        address=address,
     )
     return SECRET_PREFIX + secret

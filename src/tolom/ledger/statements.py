@@ -158,6 +158,7 @@ class Statement:
     credits: int  # sum of the period's credits (>= 0)
     debits: int  # sum of the period's debits (>= 0)
     lines: tuple[StatementLine, ...]
+    complete: bool = True  # False: a `limit` left out the period's later lines
 
 
 def _moment(conn: Connection, moment: datetime) -> Any:
@@ -175,13 +176,26 @@ def _moment(conn: Connection, moment: datetime) -> Any:
     return literal(utc, journal_entries.c.created_at.type)
 
 
-def statement(conn: Connection, account_id: int, start: datetime, end: datetime) -> Statement:
+def statement(
+    conn: Connection,
+    account_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    limit: int | None = None,
+) -> Statement:
     """Every posting of `account_id` whose entry was written in [start, end), in ledger order.
 
-    The opening balance is the sum of all earlier postings, so opening + the period's
-    movements = closing, and the closing balance of a period that reaches today equals
-    the account's balance.
+    The opening balance is the sum of all earlier postings (worked out from the balance
+    now), so opening + the period's movements = closing, and the closing balance of a
+    period that reaches today equals the account's balance.
+
+    With `limit`, only the period's first `limit` lines are read (a page stays fast however
+    busy the account); the totals and the closing balance are then summed in the database
+    over the whole period, and `complete` is False if lines were left out.
     """
+    if limit is not None and limit < 0:
+        raise ValueError("a statement's limit is not negative")
     if end <= start:
         raise ValueError("a statement's end comes after its start")
     legs = union_all(
@@ -197,14 +211,25 @@ def statement(conn: Connection, account_id: int, start: datetime, end: datetime)
         ).where(postings.c.debit_account_id == account_id),
     ).subquery()
     lower, upper = _moment(conn, start), _moment(conn, end)
-    opening = int(
-        conn.execute(
-            select(func.coalesce(func.sum(legs.c.amount), 0))
-            .select_from(legs.join(journal_entries, journal_entries.c.id == legs.c.entry_id))
-            .where(journal_entries.c.created_at < lower)
-        ).scalar_one()
+    # Opening = the balance now less every movement since `start`, in one statement (one
+    # snapshot): it reads the postings since the period began, not the account's whole
+    # history, so a recent period of a busy account stays cheap. Equal to the sum of the
+    # earlier postings, since a balance is the sum of all its postings (ledger.verify).
+    balance_now = (
+        select(func.coalesce(func.sum(account_balances.c.balance), 0))
+        .where(account_balances.c.account_id == account_id)
+        .scalar_subquery()
     )
-    rows = conn.execute(
+    since_start = (
+        select(func.coalesce(func.sum(legs.c.amount), 0))
+        .select_from(legs.join(journal_entries, journal_entries.c.id == legs.c.entry_id))
+        .where(journal_entries.c.created_at >= lower)
+        .scalar_subquery()
+    )
+    opening = int(conn.execute(select(balance_now - since_start)).scalar_one())
+    in_period = legs.join(journal_entries, journal_entries.c.id == legs.c.entry_id)
+    period = (journal_entries.c.created_at >= lower, journal_entries.c.created_at < upper)
+    query = (
         select(
             legs.c.posting_id,
             legs.c.entry_id,
@@ -213,13 +238,17 @@ def statement(conn: Connection, account_id: int, start: datetime, end: datetime)
             journal_entries.c.created_at,
             journal_entries.c.description,
         )
-        .select_from(legs.join(journal_entries, journal_entries.c.id == legs.c.entry_id))
-        .where(journal_entries.c.created_at >= lower, journal_entries.c.created_at < upper)
+        .select_from(in_period)
+        .where(*period)
         .order_by(legs.c.posting_id)
     )
+    if limit is not None:
+        query = query.limit(limit + 1)
+    rows = conn.execute(query).all()
+    complete = limit is None or len(rows) <= limit
     running, credits, debits = opening, 0, 0
     lines = []
-    for r in rows:
+    for r in rows[:limit] if limit is not None else rows:
         amount = int(r.amount)
         running += amount
         if amount > 0:
@@ -237,4 +266,22 @@ def statement(conn: Connection, account_id: int, start: datetime, end: datetime)
                 running,
             )
         )
-    return Statement(account_id, start, end, opening, running, credits, debits, tuple(lines))
+    if not complete:
+        credits, debits = _period_totals(conn, legs, in_period, period)
+    closing = opening + credits - debits
+    return Statement(
+        account_id, start, end, opening, closing, credits, debits, tuple(lines), complete
+    )
+
+
+def _period_totals(conn: Connection, legs: Any, in_period: Any, period: Any) -> tuple[int, int]:
+    """The credits and the debits (both >= 0) of a statement's whole period, summed in
+    the database."""
+    credit = case((legs.c.amount > 0, legs.c.amount), else_=0)
+    debit = case((legs.c.amount < 0, -legs.c.amount), else_=0)
+    row = conn.execute(
+        select(func.coalesce(func.sum(credit), 0), func.coalesce(func.sum(debit), 0))
+        .select_from(in_period)
+        .where(*period)
+    ).one()
+    return int(row[0]), int(row[1])

@@ -4,10 +4,30 @@
 `auth.may(action)` and render with `pages.render`.
 """
 
-from tolom.web import payments
+from tolom.web import (
+    agents,
+    audit,
+    cash,
+    customers,
+    events,
+    invoices,
+    orders,
+    payments,
+    reconciliation,
+    users,
+)
 from tolom.web.auth import WebOptions, may, signed_in
 from tolom.web.routes import router
 
 router.include_router(payments.router)
+router.include_router(agents.router)
+router.include_router(invoices.router)
+router.include_router(cash.router)
+router.include_router(users.router)
+router.include_router(audit.router)
+router.include_router(customers.router)
+router.include_router(orders.router)
+router.include_router(events.router)
+router.include_router(reconciliation.router)
 
 __all__ = ["WebOptions", "may", "router", "signed_in"]

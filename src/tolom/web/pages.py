@@ -24,6 +24,23 @@ SECURITY_HEADERS = {
 }
 
 
+# The header's sections: (page name, path, the action a user needs to see it or "" for all).
+# A page's `page` value is its section's name or starts with "<section>-" ("payments-one").
+SECTIONS = (
+    ("dashboard", "/", ""),
+    ("payments", "/payments", ""),
+    ("reconciliation", "/reconciliation", ""),
+    ("customers", "/customers", ""),
+    ("invoices", "/invoices", ""),
+    ("cash", "/cash", "cash"),
+    ("orders", "/orders", ""),
+    ("agents", "/agents", ""),
+    ("events", "/events", ""),
+    ("users", "/users", ""),
+    ("audit", "/audit", ""),
+)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The page templates, read from the installed package (works from a wheel too)."""
@@ -34,7 +51,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(languages=i18n.LANGUAGE_NAMES, day=i18n.day, moment=i18n.moment)
+    env.globals.update(
+        sections=SECTIONS, languages=i18n.LANGUAGE_NAMES, day=i18n.day, moment=i18n.moment
+    )
     return env
 
 

@@ -281,7 +281,7 @@ def _detail_page(
         status=status,
         t=t,
         session=session,
-        page="payment",
+        page="payments-one",
         title=t("payment.title", number=number),
         here=f"/payments/{number}",
         d=detail,

@@ -1,4 +1,5 @@
-"""The back-office pages of this increment: log in and out, password, language, dashboard.
+"""The back-office pages of this increment: log in and out, password, language, dashboard
+(with its 30-day chart, drawn as SVG on the server by `tolom.web.charts`).
 
 Thin adapters like the API's: the rules (passwords, lockout, sessions, roles) live in
 `tolom.backoffice.users`, the figures in `tolom.backoffice.dashboard`. Every change a user
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from tolom import audit
 from tolom.backoffice import dashboard, users
 from tolom.backoffice.users import LANGUAGES, MIN_PASSWORD, Session, UserError
-from tolom.web import i18n
+from tolom.web import charts, i18n
 from tolom.web.auth import (
     SESSION_COOKIE,
     PageRoute,
@@ -300,4 +301,6 @@ async def home(request: Request, session: SignedIn) -> Response:
         title=t("dashboard.title"),
         here=_here(request),
         d=figures,
+        chart=charts.layout(figures.chart) if figures.chart is not None else None,
+        axis_label=lambda tyiyn: charts.axis_label(tyiyn, t),
     )

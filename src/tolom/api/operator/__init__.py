@@ -12,6 +12,7 @@ from tolom.api.operator import (
     manual,
     orders,
     payments,
+    reconciliation,
     tariffs,
 )
 
@@ -24,3 +25,4 @@ router.include_router(ledger.router)
 router.include_router(charges.router)
 router.include_router(tariffs.router)
 router.include_router(orders.router)
+router.include_router(reconciliation.router)

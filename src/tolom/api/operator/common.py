@@ -79,6 +79,25 @@ class OperatorRoute(APIRoute):
         return route
 
 
+class RawBodyRoute(APIRoute):
+    """A route that reads its request body itself, as a file (a registry upload).
+
+    Unlike `OperatorRoute` it does not read the body before the caller is known (the
+    handler reads it with a size cap, after authentication) and does not refuse U+0000 in
+    it (a binary file holds it; the file's own reader judges it). U+0000 in the path or the
+    query is refused as on every route.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            request.state.nul_in = _nul_in(request.url.path, request.url.query, b"")
+            return await handler(request)
+
+        return route
+
+
 # U+0000 in a JSON string: `\u0000` after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 

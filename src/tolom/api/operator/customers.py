@@ -3,9 +3,8 @@ statement."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,8 +34,8 @@ from tolom.money import format_amount
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=OperatorRoute)
 
-STATEMENT_ZONE = ZoneInfo("Asia/Bishkek")
-MAX_STATEMENT_DAYS = 366
+STATEMENT_ZONE = customers.STATEMENT_ZONE
+MAX_STATEMENT_DAYS = customers.MAX_STATEMENT_DAYS
 MAX_IMPORT_ROWS = 10_000
 
 Inn = Annotated[
@@ -206,16 +205,6 @@ def _out(customer: customers.Customer, balance: int) -> Customer:
     )
 
 
-def _snapshot(customer: customers.Customer) -> dict[str, Any]:
-    return {
-        "inn": customer.inn,
-        "name": customer.name,
-        "legal_form": customer.legal_form,
-        "status": customer.status,
-        **customer.contacts(),
-    }
-
-
 def _contacts_refused(error: customers.ContactsError, prefix: str = "") -> list[FieldError]:
     return [
         FieldError(field=f"{prefix}{field}", message=message) for field, message in error.errors
@@ -241,19 +230,10 @@ def _found(conn: Connection, inn: str) -> customers.Customer:
     responses=responses(*AUTH, "invalid_request", "customer_exists"),
 )
 def create_customer(body: CustomerIn, caller: Writer) -> Customer:
-    try:
-        customers.validate(body.inn, body.name, body.legal_form)
-    except customers.CustomerError as error:
-        raise bad_input(core_message(error, "inn")) from None
-    try:
-        customers.normalise_contacts(email=body.email, phone=body.phone, language=body.language)
-    except customers.ContactsError as error:
-        raise bad_input(*error.errors) from None
+    exists = ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть")
     try:
         with transaction(caller.runtime) as conn:
-            if customers.get(conn, body.inn) is not None:
-                raise ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть")
-            customer = customers.add(
+            customer = customers.create_audited(
                 conn,
                 inn=body.inn,
                 name=body.name,
@@ -261,18 +241,17 @@ def create_customer(body: CustomerIn, caller: Writer) -> Customer:
                 email=body.email,
                 phone=body.phone,
                 language=body.language,
-            )
-            audit.record(
-                conn,
                 actor=caller.actor,
-                action="customer.create",
-                object_type="customer",
-                object_id=customer.inn,
-                after=_snapshot(customer),
                 address=caller.address,
             )
+    except customers.CustomerExists:
+        raise exists from None
+    except customers.ContactsError as error:
+        raise bad_input(*error.errors) from None
+    except customers.CustomerError as error:
+        raise bad_input(core_message(error, "inn")) from None
     except IntegrityError:  # registered by a concurrent request a moment ago
-        raise ProblemError("customer_exists", f"Абонент с ИНН {body.inn} уже есть") from None
+        raise exists from None
     return _out(customer, 0)
 
 
@@ -333,39 +312,24 @@ def update_customer_contacts(
         raise bad_input(*error.errors) from None
     with transaction(caller.runtime) as conn:
         _found(conn, inn)
-        before, after = customers.set_contacts(
-            conn, inn, email=email, phone=phone, language=language
+        _before, after = customers.set_contacts_audited(
+            conn,
+            inn,
+            email=email,
+            phone=phone,
+            language=language,
+            actor=caller.actor,
+            address=caller.address,
         )
-        old, new = customers.contact_changes(before, after)
-        if new:
-            audit.record(
-                conn,
-                actor=caller.actor,
-                action="customer.contacts",
-                object_type="customer",
-                object_id=inn,
-                before=old,
-                after=new,
-                address=caller.address,
-            )
         return _out(after, customers.balance(conn, after))
 
 
 def _set_status(inn: str, status: str, caller: Caller) -> Customer:
     with transaction(caller.runtime) as conn:
-        before = _found(conn, inn)
-        after = customers.set_status(conn, inn, status) if before.status != status else before
-        if after.status != before.status:
-            audit.record(
-                conn,
-                actor=caller.actor,
-                action="customer.block" if status == "blocked" else "customer.unblock",
-                object_type="customer",
-                object_id=inn,
-                before={"status": before.status},
-                after={"status": after.status},
-                address=caller.address,
-            )
+        _found(conn, inn)
+        _before, after = customers.set_status_audited(
+            conn, inn, status, actor=caller.actor, address=caller.address
+        )
         return _out(after, customers.balance(conn, after))
 
 
@@ -507,17 +471,15 @@ def customer_statement(
     date_to: Annotated[str | None, date_query("Last day, YYYY-MM-DD.")] = None,
 ) -> StatementOut:
     today = datetime.now(STATEMENT_ZONE).date()
-    last = date_of(date_to, "date_to") or today
-    first = date_of(date_from, "date_from") or last.replace(day=1)
-    if first > last:
-        raise bad_input(("date_from", "дата начала позже даты конца"))
-    if (last - first).days >= MAX_STATEMENT_DAYS:
-        raise bad_input(("date_to", f"период не длиннее {MAX_STATEMENT_DAYS} дней"))
-    start = datetime.combine(first, time(), STATEMENT_ZONE)
-    end = datetime.combine(last + timedelta(days=1), time(), STATEMENT_ZONE)
+    try:
+        first, last = customers.statement_period(
+            date_of(date_from, "date_from"), date_of(date_to, "date_to"), today=today
+        )
+    except customers.CustomerError as error:
+        raise bad_input(core_message(error, "date_from")) from None
     with transaction(caller.runtime) as conn:
         customer = _found(conn, inn)
-        found = statements.statement(conn, customer.account_id, start, end)
+        found = customers.statement(conn, customer, first, last)
     return StatementOut(
         inn=customer.inn,
         name=customer.name,

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from tolom import audit
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
     AUTH,
@@ -29,11 +28,9 @@ from tolom.api.operator.common import (
 from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
 from tolom.api.problems import ProblemError, responses
 from tolom.billing import invoices
-from tolom.db.schema import invoices as invoices_table
 from tolom.documents import invoice_pdf
 from tolom.identifiers import is_invoice_number
 from tolom.money import format_amount
-from tolom.timestamps import as_utc
 
 router = APIRouter(prefix="/invoices", tags=["invoices"], route_class=OperatorRoute)
 
@@ -158,27 +155,19 @@ def _found(conn: Connection, number: str) -> invoices.Invoice:
 def create_invoice(body: InvoiceIn, caller: Writer) -> Invoice:
     try:
         with transaction(caller.runtime) as conn:
-            invoice = invoices.create(
+            invoice = invoices.create_audited(
                 conn,
                 items=[(item.product, item.quantity) for item in body.items],
                 payer_name=body.payer_name,
                 inn=body.inn,
                 validity_days=caller.runtime.settings.invoice_validity_days,
-            )
-            out = _out(invoice)
-            audit.record(
-                conn,
                 actor=caller.actor,
-                action="invoice.create",
-                object_type="invoice",
-                object_id=invoice.number,
-                after=out.model_dump(mode="json"),
                 address=caller.address,
             )
     except invoices.InvoiceError as error:
         field, message = core_message(error, "items")
         raise bad_input((_FIELDS.get(field, field), message)) from None
-    return out
+    return _out(invoice)
 
 
 @router.get(
@@ -199,42 +188,14 @@ def list_invoices(
 ) -> InvoicePage:
     before_id = cursor_of(cursor)
     now = datetime.now(UTC)
-    query = select(invoices_table)
-    # The states as `Invoice.state` defines them, in SQL.
-    if status == "open":
-        query = query.where(invoices_table.c.status == "open", invoices_table.c.expires_at > now)
-    elif status == "expired":
-        query = query.where(invoices_table.c.status == "open", invoices_table.c.expires_at <= now)
-    elif status is not None:
-        query = query.where(invoices_table.c.status == status)
-    if inn is not None:
-        query = query.where(invoices_table.c.inn == inn)
-    if before_id is not None:
-        query = query.where(invoices_table.c.id < before_id)
-    query = query.order_by(invoices_table.c.id.desc()).limit(limit + 1)
     with transaction(caller.runtime) as conn:
-        rows = conn.execute(query).all()
-    shown, cursor_out = next_cursor([r.id for r in rows], limit)
+        found = invoices.search(
+            conn, status=status, inn=inn, before_id=before_id, limit=limit + 1, now=now
+        )
+    shown, cursor_out = next_cursor([i.id for i in found], limit)
     return InvoicePage(
-        items=[InvoiceSummary(**_summary(_listed(r), now)) for r in rows[:shown]],
+        items=[InvoiceSummary(**_summary(i, now)) for i in found[:shown]],
         next_cursor=cursor_out,
-    )
-
-
-def _listed(row: Any) -> invoices.Invoice:
-    """An invoice row of the list, without its lines (the list does not show them)."""
-    return invoices.Invoice(
-        row.id,
-        row.number,
-        row.inn,
-        row.payer_name,
-        row.total,
-        row.status,
-        as_utc(row.expires_at),
-        as_utc(row.created_at),
-        as_utc(row.paid_at) if row.paid_at else None,
-        row.payment_id,
-        (),
     )
 
 
@@ -280,30 +241,13 @@ def get_invoice_pdf(number: str, caller: Reader) -> PdfResponse:
 )
 def cancel_invoice(number: str, caller: Writer) -> Invoice:
     with transaction(caller.runtime) as conn:
-        before = _found(conn, number)
-        if before.status == "cancelled":
-            return _out(before)
-        if before.status == "paid":
-            raise ProblemError(
-                "invoice_not_cancellable",
-                f"Счёт {number} уже оплачен (платёж №{before.payment_id}); сначала отмените платёж",
-            )
+        _found(conn, number)
         try:
-            after = invoices.cancel(conn, number)
+            after, _changed = invoices.cancel_audited(
+                conn, number, actor=caller.actor, address=caller.address
+            )
         except invoices.InvoiceError as error:
             raise ProblemError(
                 "invoice_not_cancellable", core_message(error, "number")[1]
             ) from None
-        if after.status != "cancelled":  # paid in between
-            raise ProblemError("invoice_not_cancellable", f"Счёт {number} уже оплачен")
-        audit.record(
-            conn,
-            actor=caller.actor,
-            action="invoice.cancel",
-            object_type="invoice",
-            object_id=number,
-            before={"status": before.state(datetime.now(UTC))},
-            after={"status": after.status},
-            address=caller.address,
-        )
         return _out(after)

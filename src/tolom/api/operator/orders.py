@@ -11,7 +11,6 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from tolom import audit
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
     AUTH,
@@ -216,22 +215,9 @@ def _transition(
         with transaction(caller.runtime) as conn:
             done = change(conn, number)
             out = order_out(done.order)
-            if done.changed:
-                audit.record(
-                    conn,
-                    actor=caller.actor,
-                    action=action,
-                    object_type="order",
-                    object_id=number,
-                    before={"status": done.previous},
-                    after={
-                        "status": done.order.status,
-                        "cancel_reason": done.order.cancel_reason,
-                        "refund_amount": out.refund_amount,
-                        "valid_until": done.order.valid_until,
-                    },
-                    address=caller.address,
-                )
+            orders.audit_transition(
+                conn, done, action=action, actor=caller.actor, address=caller.address
+            )
     except orders.OrderNotFound as error:
         raise ProblemError("order_not_found", str(error)) from None
     except orders.OrderStateError as error:

@@ -110,7 +110,11 @@ class LoggedRequest(BaseModel):
 
     id: int
     received_at: UtcTime
-    protocol: str = Field(description="osmp | rest | api", examples=["osmp"])
+    protocol: str = Field(
+        description="osmp | rest | api (operator API) | web (back office) | reconciliation "
+        "(an agent's registry line accepted)",
+        examples=["osmp"],
+    )
     peer: str = Field(examples=["203.0.113.10"])
     method: str = Field(examples=["GET"])
     command: str | None = Field(examples=["pay"])

@@ -1,9 +1,5 @@
-"""Every text the back-office pages show, in Russian (the default), Kyrgyz and English.
-
-One dict per language with the same keys (a test holds them equal). Placeholders are
-`str.format` fields: `{minutes}`, `{days}`, `{role}`, `{min}`, `{count}`, `{amount}`,
-`{day}`. Language names are written in their own language, as switchers usually do.
-"""
+"""The texts every page shares (header, login, errors) and those of the dashboard and the
+payments pages, in Russian (the default), Kyrgyz and English."""
 
 from __future__ import annotations
 
@@ -52,6 +48,14 @@ RU: dict[str, str] = {
     "payment.not_found.title": "Платёж не найден",
     "payment.not_found.text": "Платежа с таким номером нет.",
     "nav.payments": "Платежи",
+    "nav.customers": "Абоненты",
+    "nav.invoices": "Счета",
+    "nav.cash": "Касса",
+    "nav.orders": "Заказы ЭЦП",
+    "nav.agents": "Агенты",
+    "nav.events": "Вебхуки и уведомления",
+    "nav.users": "Пользователи",
+    "nav.audit": "Журнал действий",
     "payments.title": "Платежи",
     "payments.filters": "Отбор",
     "payments.search": "ИНН, номер счёта, txn_id или номер квитанции",
@@ -127,6 +131,18 @@ RU: dict[str, str] = {
     "dashboard.dead_none": "Все доставки идут без сбоев.",
     "dashboard.expiring": "Подписи, срок которых истекает в ближайшие {days} дн.",
     "dashboard.expiring_none": "В ближайшие {days} дн. подписи не истекают.",
+    "dashboard.chart.title": "Принятые платежи за 30 дней",
+    "dashboard.chart.summary": "С {first} по {last}: платежей — {count}, на сумму {amount}. "
+    "Больше всего — {day}: {best}.",
+    "dashboard.chart.empty": "За последние 30 дней принятых платежей не было.",
+    "dashboard.chart.day": "{day}: платежей — {count}, сумма — {amount}",
+    "dashboard.chart.bar": "{day}, {service}: платежей — {count}, сумма — {amount}",
+    "dashboard.chart.today": "сегодня",
+    "dashboard.chart.as_table": "Показать таблицей",
+    "dashboard.chart.caption": "Принятые платежи по дням, {first} — {last}",
+    "dashboard.chart.day_column": "День",
+    "dashboard.chart.thousands": "{value} тыс. сом",
+    "dashboard.chart.millions": "{value} млн сом",
     "role.admin": "администратор",
     "role.operator": "оператор",
     "role.accountant": "бухгалтер",
@@ -198,6 +214,14 @@ KY: dict[str, str] = {
     "payment.not_found.title": "Төлөм табылган жок",
     "payment.not_found.text": "Мындай номердеги төлөм жок.",
     "nav.payments": "Төлөмдөр",
+    "nav.customers": "Абоненттер",
+    "nav.invoices": "Эсептер",
+    "nav.cash": "Касса",
+    "nav.orders": "ЭКК буйрутмалары",
+    "nav.agents": "Агенттер",
+    "nav.events": "Вебхуктар жана билдирүүлөр",
+    "nav.users": "Колдонуучулар",
+    "nav.audit": "Аракеттер журналы",
     "payments.title": "Төлөмдөр",
     "payments.filters": "Тандоо",
     "payments.search": "ИСН, эсептин номери, txn_id же квитанциянын номери",
@@ -274,6 +298,18 @@ KY: dict[str, str] = {
     "dashboard.dead_none": "Бардык жеткирүүлөр үзгүлтүксүз жүрүүдө.",
     "dashboard.expiring": "Жакынкы {days} күндө мөөнөтү бүтүүчү электрондук кол тамгалар",
     "dashboard.expiring_none": "Жакынкы {days} күндө мөөнөтү бүтүүчү кол тамгалар жок.",
+    "dashboard.chart.title": "Акыркы 30 күндө кабыл алынган төлөмдөр",
+    "dashboard.chart.summary": "{first} – {last}: төлөмдөр — {count}, жалпы суммасы {amount}. "
+    "Эң көп — {day}: {best}.",
+    "dashboard.chart.empty": "Акыркы 30 күндө кабыл алынган төлөмдөр болгон жок.",
+    "dashboard.chart.day": "{day}: төлөмдөр — {count}, сумма — {amount}",
+    "dashboard.chart.bar": "{day}, {service}: төлөмдөр — {count}, сумма — {amount}",
+    "dashboard.chart.today": "бүгүн",
+    "dashboard.chart.as_table": "Таблица түрүндө көрсөтүү",
+    "dashboard.chart.caption": "Күндөр боюнча кабыл алынган төлөмдөр, {first} — {last}",
+    "dashboard.chart.day_column": "Күн",
+    "dashboard.chart.thousands": "{value} миң сом",
+    "dashboard.chart.millions": "{value} миллион сом",
     "role.admin": "администратор",
     "role.operator": "оператор",
     "role.accountant": "бухгалтер",
@@ -346,6 +382,14 @@ EN: dict[str, str] = {
     "payment.not_found.title": "Payment not found",
     "payment.not_found.text": "There is no payment with this number.",
     "nav.payments": "Payments",
+    "nav.customers": "Customers",
+    "nav.invoices": "Invoices",
+    "nav.cash": "Cash desk",
+    "nav.orders": "Signature orders",
+    "nav.agents": "Agents",
+    "nav.events": "Webhooks and notifications",
+    "nav.users": "Users",
+    "nav.audit": "Audit log",
     "payments.title": "Payments",
     "payments.filters": "Filter",
     "payments.search": "INN, invoice number, txn_id or receipt number",
@@ -421,6 +465,18 @@ EN: dict[str, str] = {
     "dashboard.dead_none": "All deliveries are going through.",
     "dashboard.expiring": "Signatures expiring within {days} days",
     "dashboard.expiring_none": "No signatures expire within {days} days.",
+    "dashboard.chart.title": "Accepted payments, last 30 days",
+    "dashboard.chart.summary": "{first} to {last}: {count} payments totalling {amount}. "
+    "Busiest day: {day}, {best}.",
+    "dashboard.chart.empty": "No accepted payments in the last 30 days.",
+    "dashboard.chart.day": "{day}: {count} payments, {amount}",
+    "dashboard.chart.bar": "{day}, {service}: {count} payments, {amount}",
+    "dashboard.chart.today": "today",
+    "dashboard.chart.as_table": "Show as a table",
+    "dashboard.chart.caption": "Accepted payments by day, {first} to {last}",
+    "dashboard.chart.day_column": "Day",
+    "dashboard.chart.thousands": "{value}k KGS",
+    "dashboard.chart.millions": "{value}M KGS",
     "role.admin": "administrator",
     "role.operator": "operator",
     "role.accountant": "accountant",
@@ -443,5 +499,3 @@ EN: dict[str, str] = {
     "common.home": "To the dashboard",
     "common.login": "To the login page",
 }
-
-CATALOGUE: dict[str, dict[str, str]] = {"ru": RU, "ky": KY, "en": EN}

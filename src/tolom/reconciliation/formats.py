@@ -1,0 +1,146 @@
+"""How an agent writes its registry: the file kind, the columns, the encoding, the time zone.
+
+QIWI-style text is the default (tab-separated `txn_id date time account sum` and a final
+`Total: <count> <amount>` line). Agents that send CSV or XLSX get a mapping of our fields to
+their columns (by header name or 1-based position), their date and time formats, the file's
+encoding (cp1251 is common here) and the time zone their times are written in (default:
+the agent's own). One format per agent, stored as JSON in `registry_formats`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, delete, insert, select
+
+from tolom.db.schema import registry_formats
+
+KINDS = ("qiwi", "csv", "xlsx")
+FIELDS = ("txn_id", "date", "time", "datetime", "account", "amount")
+REQUIRED = ("txn_id", "account", "amount")
+AMOUNT_UNITS = ("som", "tyiyn")
+# "auto" reads 22.11.2026 and 2026-11-22 (never 11/22/2026: ambiguous with 22/11).
+AUTO = "auto"
+QIWI_COLUMNS: dict[str, str | int] = {"txn_id": 1, "date": 2, "time": 3, "account": 4, "amount": 5}
+
+
+class FormatError(ValueError):
+    """A registry format that cannot be used, with a message for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryFormat:
+    """One agent's registry layout. Column references are header names or 1-based numbers."""
+
+    kind: str = "qiwi"
+    encoding: str = "utf-8"
+    delimiter: str = ";"  # csv only; qiwi is tab-separated
+    header: bool = False  # the first row names the columns (csv, xlsx)
+    columns: dict[str, str | int] = field(default_factory=lambda: dict(QIWI_COLUMNS))
+    date_format: str = AUTO
+    time_format: str = "%H:%M:%S"
+    datetime_format: str = "%Y-%m-%d %H:%M:%S"
+    timezone: str | None = None  # None: the agent's zone
+    amount_unit: str = "som"
+    total_line: bool = True  # a final "Total: <count> <amount>" line (qiwi; csv optional)
+    sheet: str | None = None  # xlsx: the sheet's name; None: the first
+
+    def zone(self, agent_zone: ZoneInfo) -> ZoneInfo:
+        return agent_zone if self.timezone is None else ZoneInfo(self.timezone)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+DEFAULT = RegistryFormat()
+
+
+def _column(value: Any, name: str) -> str | int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise FormatError(f"колонка поля {name}: ожидается номер (с 1) или название")
+    if isinstance(value, int):
+        if not 1 <= value <= 200:
+            raise FormatError(f"колонка поля {name}: номер от 1 до 200")
+        return value
+    text = value.strip()
+    if text.isdigit():
+        return _column(int(text), name)
+    if not text or len(text) > 100:
+        raise FormatError(f"колонка поля {name}: пустое или слишком длинное название")
+    return text
+
+
+def validate(fmt: RegistryFormat) -> RegistryFormat:
+    """The format if it can be used; FormatError saying what is wrong otherwise."""
+    if fmt.kind not in KINDS:
+        raise FormatError(f"вид файла: один из {', '.join(KINDS)}")
+    try:
+        codecs.lookup(fmt.encoding)
+    except LookupError as error:
+        raise FormatError(f"неизвестная кодировка {fmt.encoding!r}") from error
+    if fmt.kind == "csv" and len(fmt.delimiter) != 1:
+        raise FormatError("разделитель CSV: ровно один символ")
+    if fmt.amount_unit not in AMOUNT_UNITS:
+        raise FormatError("единица суммы: som или tyiyn")
+    if fmt.timezone is not None:
+        try:
+            ZoneInfo(fmt.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise FormatError(f"неизвестный часовой пояс {fmt.timezone!r}") from error
+    unknown = set(fmt.columns) - set(FIELDS)
+    if unknown:
+        raise FormatError(f"неизвестные поля: {', '.join(sorted(unknown))}")
+    missing = [name for name in REQUIRED if name not in fmt.columns]
+    if "datetime" not in fmt.columns and "date" not in fmt.columns:
+        missing.append("date или datetime")
+    if missing:
+        raise FormatError(f"не указаны колонки полей: {', '.join(missing)}")
+    columns = {name: _column(value, name) for name, value in fmt.columns.items()}
+    named = [value for value in columns.values() if isinstance(value, str)]
+    if named and not fmt.header:
+        raise FormatError("колонки названы по имени, значит в файле должна быть строка заголовка")
+    if fmt.kind == "qiwi" and (fmt.header or named):
+        raise FormatError("в формате qiwi колонки указываются номерами, без заголовка")
+    if len(set(columns.values())) != len(columns):
+        raise FormatError("одна колонка указана для двух полей")
+    return replace(fmt, columns=columns)
+
+
+def from_mapping(data: dict[str, Any]) -> RegistryFormat:
+    """A format from JSON-like settings (unknown keys refused), validated."""
+    known = set(RegistryFormat.__dataclass_fields__)
+    unknown = set(data) - known
+    if unknown:
+        raise FormatError(f"неизвестные настройки: {', '.join(sorted(unknown))}")
+    try:
+        fmt = RegistryFormat(**data)
+    except TypeError as error:
+        raise FormatError(str(error)) from error
+    if not isinstance(fmt.columns, dict):
+        raise FormatError("columns: ожидается объект {поле: колонка}")
+    for name in ("kind", "encoding", "delimiter", "date_format", "time_format"):
+        if not isinstance(getattr(fmt, name), str):
+            raise FormatError(f"{name}: ожидается строка")
+    if not isinstance(fmt.header, bool) or not isinstance(fmt.total_line, bool):
+        raise FormatError("header и total_line: true или false")
+    return validate(fmt)
+
+
+def load(conn: Connection, agent_id: int) -> RegistryFormat:
+    """The agent's registry format; QIWI-style text when none was configured."""
+    stored = conn.execute(
+        select(registry_formats.c.settings).where(registry_formats.c.agent_id == agent_id)
+    ).scalar_one_or_none()
+    return DEFAULT if stored is None else from_mapping(json.loads(stored))
+
+
+def save(conn: Connection, agent_id: int, fmt: RegistryFormat) -> RegistryFormat:
+    """Store the agent's format (validated first) in the caller's transaction."""
+    checked = validate(fmt)
+    conn.execute(delete(registry_formats).where(registry_formats.c.agent_id == agent_id))
+    conn.execute(insert(registry_formats).values(agent_id=agent_id, settings=checked.to_json()))
+    return checked

@@ -1,0 +1,542 @@
+"""A registry file read into lines, or refused with the line and the field named.
+
+All or nothing: the first bad line refuses the whole file (`RegistryError`), so nothing of
+a broken registry is ever imported. Amounts become integer tyiyn without floats (an XLSX
+number is read through its shortest decimal text). Each line's moment is read in the
+format's time zone and its business day is its date in the agent's zone, which is how our
+payments' `business_date` was set: a payment at 23:59:59 Bishkek time is on the same day
+on both sides whatever zone the registry was written in.
+
+The loop is the hot path of a million-line import: dates are parsed once per distinct
+text, times by splitting, and zone conversions skipped when the registry is written in
+the agent's own zone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from tolom.formatting import som
+from tolom.identifiers import txn_key
+from tolom.reconciliation.formats import AUTO, RegistryFormat
+
+MAX_LINES = 2_000_000
+PROGRESS_EVERY = 50_000
+MAX_FIELD = 64
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_SOM = re.compile(r"(?P<som>[0-9]{1,15})(?:[.,](?P<tyiyn>[0-9]{1,2}))?")
+_TYIYN = re.compile(r"[0-9]{1,17}")
+_TOTAL = re.compile(
+    r"\s*(?:total|итого)\s*:?\s*(?P<count>[0-9]{1,9})\s+(?P<amount>[0-9 \u00a0\u202f]*[0-9](?:[.,][0-9]{1,2})?)\s*",
+    re.IGNORECASE,
+)
+_GROUPING = str.maketrans("", "", " \u00a0\u202f")
+FIELD_NAMES = {
+    "txn_id": "номер транзакции",
+    "date": "дата",
+    "time": "время",
+    "datetime": "дата и время",
+    "account": "лицевой счёт",
+    "amount": "сумма",
+}
+
+
+class RegistryError(ValueError):
+    """Why a registry file is refused: the line (1-based) and field, when there is one."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = []
+        if line is not None:
+            where.append(f"строка {line}")
+        if field is not None:
+            where.append(f"поле «{FIELD_NAMES.get(field, field)}»")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix[:1].upper()}{prefix[1:]}: {message}" if prefix else message)
+
+
+class Line(NamedTuple):
+    line_no: int
+    txn_id: str
+    occurred_at: str  # ISO 8601 with the offset of the registry's zone, as written
+    business_date: date  # the agent-local date
+    account: str
+    amount: int  # tyiyn
+
+
+class ParsedRegistry(NamedTuple):
+    lines: list[Line]
+    total: int  # tyiyn, the sum of the lines (verified against the Total line if any)
+
+    @property
+    def days(self) -> set[date]:
+        return {line.business_date for line in self.lines}
+
+
+Row = tuple[int, list[Any]]  # (line number in the file, cells)
+
+
+# --- reading rows out of the file ---------------------------------------------------------
+
+
+def _decode(content: bytes, encoding: str) -> str:
+    if not content.strip():
+        raise RegistryError("файл пустой")
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return content.decode(codec)
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise RegistryError(
+            f"не читается в кодировке {encoding} (байт 0x{content[error.start]:02x}); "
+            "проверьте кодировку в настройках формата агента",
+            line=line,
+        ) from error
+
+
+def _text_rows(text: str, kind: str, delimiter: str) -> Iterator[Row]:
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise RegistryError("в файле нулевой байт: это не текстовый реестр", line=line)
+    if kind == "qiwi":
+        for number, raw in enumerate(text.splitlines(), start=1):
+            yield number, raw.split("\t")
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        for cells in reader:
+            yield reader.line_num, cells
+    except csv.Error as error:
+        raise RegistryError(f"строка CSV не разбирается ({error})", line=reader.line_num) from error
+
+
+def _xlsx_rows(content: bytes, sheet: str | None) -> Iterator[Row]:
+    from openpyxl import load_workbook  # imported here: only XLSX registries need it
+
+    if not content:
+        raise RegistryError("файл пустой")
+    try:
+        book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as error:  # zipfile, XML and openpyxl errors alike: not a workbook
+        raise RegistryError("файл не читается как книга Excel (XLSX)") from error
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise RegistryError(f"в книге нет листа «{sheet}»")
+        worksheet = book[sheet] if sheet is not None else book.worksheets[0]
+        for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+            yield number, list(values)
+    finally:
+        book.close()
+
+
+def _blank(cells: list[Any]) -> bool:
+    first = cells[0] if cells else None
+    if type(first) is str and first.strip():
+        return False
+    return all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells)
+
+
+def _may_be_total(cells: list[Any]) -> bool:
+    """Cheap pre-test: the Total line starts with a word, a payment line with its txn_id."""
+    first = cells[0]
+    return not (type(first) is str and first[:1].isdigit()) and not isinstance(first, int)
+
+
+# --- fields -------------------------------------------------------------------------------
+
+
+def _text(cell: Any, line: int, field: str) -> str:
+    if type(cell) is str:  # the common case, first
+        value = cell.strip()
+        if value and len(value) <= MAX_FIELD and value.isprintable():
+            return value
+    if cell is None:
+        raise RegistryError("пусто", line=line, field=field)
+    if isinstance(cell, bool):
+        raise RegistryError("ожидается текст или число", line=line, field=field)
+    if isinstance(cell, float):
+        if not cell.is_integer():
+            raise RegistryError(f"«{cell}» — не целое число", line=line, field=field)
+        cell = int(cell)
+    value = str(cell).strip()
+    if not value:
+        raise RegistryError("пусто", line=line, field=field)
+    if len(value) > MAX_FIELD or not value.isprintable():
+        raise RegistryError("недопустимые символы или слишком длинно", line=line, field=field)
+    return value
+
+
+def _txn_id(cell: Any, line: int, gateway: bool) -> str:
+    value = _text(cell, line, "txn_id")
+    if not gateway:
+        return value
+    if _DIGITS.fullmatch(value) is None:
+        raise RegistryError(f"«{value}» — ожидается от 1 до 20 цифр", line=line, field="txn_id")
+    return txn_key(value)
+
+
+def _account(cell: Any, line: int) -> str:
+    value = _text(cell, line, "account")
+    if isinstance(cell, int | float) and value.isdigit() and len(value) < 14:
+        value = value.zfill(14)  # Excel drops an INN's leading zeros when it stores a number
+    if len(value) > 32:
+        raise RegistryError("длиннее 32 символов", line=line, field="account")
+    return value
+
+
+def _amount(cell: Any, line: int, unit: str) -> int:
+    if isinstance(cell, bool) or cell is None:
+        raise RegistryError("пусто или не число", line=line, field="amount")
+    if isinstance(cell, int | float | Decimal):
+        try:
+            number = Decimal(str(cell))
+        except InvalidOperation as error:
+            raise RegistryError(f"«{cell}» — не число", line=line, field="amount") from error
+        scaled = number * 100 if unit == "som" else number
+        if scaled != scaled.to_integral_value():
+            detail = "больше двух знаков после запятой" if unit == "som" else "дробные тыйыны"
+            raise RegistryError(f"«{cell}» — {detail}", line=line, field="amount")
+        value = int(scaled)
+    else:
+        text = str(cell).strip()
+        if not text.isdigit() and not text.replace(".", "", 1).isdigit():
+            text = text.translate(_GROUPING)
+        match = (_SOM if unit == "som" else _TYIYN).fullmatch(text)
+        if match is None:
+            shown = str(cell).strip()[:30]
+            expected = "сумма в сомах, не больше двух знаков после запятой"
+            raise RegistryError(
+                f"«{shown}» — {expected if unit == 'som' else 'целое число тыйынов'}",
+                line=line,
+                field="amount",
+            )
+        if unit == "som":
+            value = int(match["som"]) * 100 + int((match["tyiyn"] or "0").ljust(2, "0"))
+        else:
+            value = int(text)
+    if value <= 0:
+        raise RegistryError("сумма должна быть больше нуля", line=line, field="amount")
+    return value
+
+
+class _Clock:
+    """Dates and times of one file: each distinct date text parsed once."""
+
+    def __init__(self, fmt: RegistryFormat) -> None:
+        self.fmt = fmt
+        self.dates: dict[str, date] = {}
+
+    def day(self, cell: Any, line: int) -> date:
+        if isinstance(cell, datetime):
+            return cell.date()
+        if isinstance(cell, date):
+            return cell
+        text = _text(cell, line, "date")
+        found = self.dates.get(text)
+        if found is None:
+            found = self._parse_day(text, line)
+            _check_year(found.year, line)
+            if len(self.dates) < 10_000:
+                self.dates[text] = found
+        return found
+
+    def _parse_day(self, text: str, line: int) -> date:
+        try:
+            if self.fmt.date_format != AUTO:
+                return datetime.strptime(text, self.fmt.date_format).date()
+            if len(text) == 10 and text[2] == "." and text[5] == ".":
+                return date(int(text[6:]), int(text[3:5]), int(text[:2]))
+            if len(text) == 10 and text[4] == "-" and text[7] == "-":
+                return date.fromisoformat(text)
+        except ValueError:
+            pass
+        expected = "ДД.ММ.ГГГГ или ГГГГ-ММ-ДД" if self.fmt.date_format == AUTO else None
+        raise RegistryError(
+            f"«{text[:30]}» — не дата"
+            + (f" ({expected})" if expected else f" в формате {self.fmt.date_format}"),
+            line=line,
+            field="date",
+        )
+
+    def clock_time(self, cell: Any, line: int) -> time:
+        if isinstance(cell, datetime):
+            return cell.time()
+        if isinstance(cell, time):
+            return cell
+        text = _text(cell, line, "time")
+        try:
+            if self.fmt.time_format == "%H:%M:%S":
+                if len(text) == 8 and text[2] == ":" and text[5] == ":" and text.isascii():
+                    return time(int(text[:2]), int(text[3:5]), int(text[6:]))
+                hours, minutes, seconds = text.split(":")
+                if len(minutes) == 2 and len(seconds) == 2 and 1 <= len(hours) <= 2:
+                    return time(int(hours), int(minutes), int(seconds))
+            else:
+                return datetime.strptime(text, self.fmt.time_format).time()
+        except ValueError:
+            pass
+        raise RegistryError(
+            f"«{text[:30]}» — не время в формате {self.fmt.time_format}", line=line, field="time"
+        )
+
+    def moment(self, cell: Any, line: int) -> datetime:
+        if isinstance(cell, datetime):
+            return cell.replace(tzinfo=None)
+        text = _text(cell, line, "datetime")
+        try:
+            return datetime.strptime(text, self.fmt.datetime_format)
+        except ValueError:
+            raise RegistryError(
+                f"«{text[:30]}» — не дата и время в формате {self.fmt.datetime_format}",
+                line=line,
+                field="datetime",
+            ) from None
+
+
+# --- the file -------------------------------------------------------------------------------
+
+
+def _positions(fmt: RegistryFormat, header: list[Any] | None, line: int) -> dict[str, int]:
+    """0-based cell index of each field, from numbers or the header's names."""
+    found: dict[str, int] = {}
+    names = [str(cell).strip().casefold() if cell is not None else "" for cell in header or []]
+    for name, column in fmt.columns.items():
+        if isinstance(column, int):
+            found[name] = column - 1
+            continue
+        try:
+            found[name] = names.index(column.strip().casefold())
+        except ValueError:
+            raise RegistryError(
+                f"в заголовке нет колонки «{column}» (для поля «{FIELD_NAMES[name]}»)", line=line
+            ) from None
+    return found
+
+
+def _total_of(cells: list[Any], line: int) -> tuple[int, int] | None:
+    text = " ".join(str(cell) for cell in cells if cell is not None and str(cell).strip())
+    match = _TOTAL.fullmatch(text)
+    if match is None:
+        return None
+    if not match["amount"].translate(_GROUPING).strip("0.,"):  # "Total: 0 0.00": no payments
+        return int(match["count"]), 0
+    return int(match["count"]), _amount(match["amount"], line, "som")
+
+
+def _rows(content: bytes, fmt: RegistryFormat) -> Iterable[Row]:
+    if fmt.kind == "xlsx":
+        return _xlsx_rows(content, fmt.sheet)
+    return _text_rows(_decode(content, fmt.encoding), fmt.kind, fmt.delimiter)
+
+
+class _Moments:
+    """A written local moment as stored (ISO 8601 with the zone's offset) and its business
+    day in the agent's zone, worked out once per minute of the file, not once per line."""
+
+    def __init__(self, zone: ZoneInfo, agent_zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.agent_zone = agent_zone
+        self.same = zone.key == agent_zone.key
+        self.cache: dict[tuple[date, int, int], tuple[str, str, date]] = {}
+
+    def of(self, day: date, hour: int, minute: int, second: int) -> tuple[str, date]:
+        key = (day, hour, minute)
+        found = self.cache.get(key)
+        if found is None:
+            written = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.zone)
+            offset = written.strftime("%z")
+            business = day if self.same else written.astimezone(self.agent_zone).date()
+            found = (
+                f"{day.isoformat()}T{hour:02d}:{minute:02d}:",
+                f"{offset[:3]}:{offset[3:]}",
+                business,
+            )
+            if len(self.cache) < 500_000:
+                self.cache[key] = found
+        return f"{found[0]}{second:02d}{found[1]}", found[2]
+
+
+# The default QIWI layout read with one expression per line; a line it does not match goes
+# through the general path, which either reads it or says exactly what is wrong with it.
+_QIWI_LINE = re.compile(
+    r"([0-9]{1,20})\t([0-9]{2}\.[0-9]{2}\.[0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2})\t"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})\t([0-9]{1,32})\t([0-9]{1,15})(?:[.,]([0-9]{1,2}))?"
+)
+
+
+def _fast_qiwi(fmt: RegistryFormat) -> bool:
+    return (
+        fmt.kind == "qiwi"
+        and fmt.columns == {"txn_id": 1, "date": 2, "time": 3, "account": 4, "amount": 5}
+        and fmt.date_format in (AUTO, "%d.%m.%Y")
+        and fmt.time_format == "%H:%M:%S"
+        and fmt.amount_unit == "som"
+    )
+
+
+class _Reader:
+    """The state of one file being read: formats, caches, the lines so far."""
+
+    def __init__(
+        self,
+        fmt: RegistryFormat,
+        agent_zone: ZoneInfo,
+        gateway: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.fmt = fmt
+        self.progress = progress
+        self.gateway = gateway
+        self.clock = _Clock(fmt)
+        self.moments = _Moments(fmt.zone(agent_zone), agent_zone)
+        self.positions: dict[str, int] | None = None
+        if fmt.kind == "qiwi" or not fmt.header:
+            self.positions = _positions(fmt, None, 1)
+        self.lines: list[Line] = []
+        self.total = 0
+        self.declared: tuple[int, int] | None = None
+        self.declared_at = 0
+
+    def row(self, number: int, cells: list[Any]) -> None:
+        """Read one row of cells: a header, a payment, the Total line or nothing."""
+        if _blank(cells):
+            return
+        if self.positions is None:  # the header row
+            self.positions = _positions(self.fmt, cells, number)
+            return
+        if self.declared is not None:
+            raise RegistryError(
+                f"после итоговой строки (строка {self.declared_at}) не должно быть платежей",
+                line=number,
+            )
+        if self.fmt.total_line and _may_be_total(cells):
+            total_line = _total_of(cells, number)
+            if total_line is not None:
+                self.declared, self.declared_at = total_line, number
+                return
+        positions = self.positions
+        width = max(positions.values()) + 1
+        if len(cells) < width:
+            expected = "через табуляцию" if self.fmt.kind == "qiwi" else "в строке"
+            raise RegistryError(
+                f"ожидалось не меньше {width} полей {expected}, найдено {len(cells)}", line=number
+            )
+        txn_id = _txn_id(cells[positions["txn_id"]], number, self.gateway)
+        account = _account(cells[positions["account"]], number)
+        amount = _amount(cells[positions["amount"]], number, self.fmt.amount_unit)
+        if "datetime" in positions:
+            written = self.clock.moment(cells[positions["datetime"]], number)
+            _check_year(written.year, number)
+            day, at = written.date(), written.time()
+        else:
+            day = self.clock.day(cells[positions["date"]], number)
+            at = (
+                self.clock.clock_time(cells[positions["time"]], number)
+                if "time" in positions
+                else time()
+            )
+        occurred, business_date = self.moments.of(day, at.hour, at.minute, at.second)
+        self.add(Line(number, txn_id, occurred, business_date, account, amount))
+
+    def add(self, line: Line) -> None:
+        if len(self.lines) >= MAX_LINES:
+            raise RegistryError(f"больше {MAX_LINES} строк: разделите реестр", line=line.line_no)
+        self.lines.append(line)
+        self.total += line.amount
+
+    def qiwi_text(self, text: str) -> None:
+        """The default QIWI layout, a line at a time, fast when the line is well formed."""
+        if "\x00" in text:
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise RegistryError("в файле нулевой байт: это не текстовый реестр", line=line)
+        match_line = _QIWI_LINE.fullmatch
+        dates = self.clock.dates
+        moment = self.moments.of
+        lines, gateway = self.lines, self.gateway
+        progress = self.progress
+        for number, raw in enumerate(text.splitlines(), start=1):
+            if progress is not None and not number % PROGRESS_EVERY:
+                progress(number)
+            found = match_line(raw) if self.declared is None else None
+            if found is None:
+                self.row(number, raw.split("\t"))
+                continue
+            txn, day_text, hh, mm, ss, account, som_part, tyiyn_part = found.groups()
+            hour, minute, second = int(hh), int(mm), int(ss)
+            amount = int(som_part) * 100 + (int(tyiyn_part.ljust(2, "0")) if tyiyn_part else 0)
+            day = dates.get(day_text)
+            if day is None or hour > 23 or minute > 59 or second > 59 or amount == 0:
+                self.row(number, raw.split("\t"))  # reads it, or says what is wrong
+                continue
+            occurred, business_date = moment(day, hour, minute, second)
+            if len(lines) >= MAX_LINES:
+                raise RegistryError(f"больше {MAX_LINES} строк: разделите реестр", line=number)
+            lines.append(
+                Line(
+                    number,
+                    str(int(txn)) if gateway else txn,
+                    occurred,
+                    business_date,
+                    account,
+                    amount,
+                )
+            )
+            self.total += amount
+
+    def result(self) -> ParsedRegistry:
+        if self.positions is None:
+            raise RegistryError("в файле только заголовок, нет ни одной строки")
+        if self.fmt.total_line:
+            if self.declared is None:
+                raise RegistryError(
+                    "нет итоговой строки «Total: <количество> <сумма>» в конце файла"
+                )
+            count, amount = self.declared
+            if (count, amount) != (len(self.lines), self.total):
+                raise RegistryError(
+                    f"итоговая строка говорит: платежей — {count}, сумма — {som(amount)}; "
+                    f"в реестре: платежей — {len(self.lines)}, сумма — {som(self.total)}",
+                    line=self.declared_at,
+                )
+        elif not self.lines:
+            raise RegistryError("в файле нет ни одной строки с платежом")
+        return ParsedRegistry(self.lines, self.total)
+
+
+def _check_year(year: int, line: int) -> None:
+    if not 2000 <= year <= 2099:
+        raise RegistryError(f"год {year} вне 2000–2099", line=line, field="date")
+
+
+def parse(
+    content: bytes,
+    fmt: RegistryFormat,
+    agent_zone: ZoneInfo,
+    *,
+    gateway: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ParsedRegistry:
+    """Every payment line of the file, or RegistryError for the first thing wrong with it.
+
+    `gateway`: the agent's txn_ids are numbers ("0090" and "90" are one, as at pay);
+    otherwise (the bank, the cash desk) references are compared as written. `progress` is
+    told the number of lines read every PROGRESS_EVERY lines.
+    """
+    reader = _Reader(fmt, agent_zone, gateway, progress)
+    if _fast_qiwi(fmt):
+        reader.qiwi_text(_decode(content, fmt.encoding))
+    else:
+        for number, cells in _rows(content, fmt):
+            if progress is not None and not number % PROGRESS_EVERY:
+                progress(number)
+            reader.row(number, cells)
+    return reader.result()

@@ -1,0 +1,672 @@
+"""The back office's agents pages: the list with each agent's figures, a new agent, one
+agent with its forms (new secret, allow-list, time zone and cancel window, limits per
+service, enable/disable).
+
+A thin adapter: the rules and the audit live in `tolom.agents.admin` (which the command
+line uses too), the figures in `tolom.backoffice.agent_figures`. Everyone signed in reads;
+changes need the "agents" action (administrators). A secret and its REST signing key are
+shown once, in the answer to the POST that made them (never stored in clear, never shown
+again; every page is sent with `Cache-Control: no-store`).
+
+A change reaches the running gateway at once in this process (`AgentDirectory.forget`)
+and within `TOLOM_AGENT_CACHE_SECONDS` in the other server processes, as a change made
+with the command line does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import available_timezones
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import Connection, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tolom import audit
+from tolom.agents import admin
+from tolom.agents.service import AgentError, signing_key_for
+from tolom.backoffice import agent_figures
+from tolom.backoffice.agent_figures import Figures, Row
+from tolom.backoffice.users import Session
+from tolom.db.schema import agent_services, agents, services
+from tolom.money import MalformedAmount, format_amount, parse_som
+from tolom.web import i18n
+from tolom.web.auth import (
+    PageRoute,
+    address,
+    checked_form,
+    may,
+    message_page,
+    options,
+    redirect,
+    runtime,
+    signed_in,
+)
+from tolom.web.pages import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SignedIn = Annotated[Session, Depends(signed_in)]
+MayChange = Annotated[Session, Depends(may("agents"))]
+
+PAGE_SIZE = 100
+HISTORY = 10
+DEFAULT_ZONE = "Asia/Bishkek"
+NETWORKS_MAX_CHARS = 8000
+NETWORKS_MAX = 200
+_CODE_SHAPE = re.compile(r"[a-z][a-z0-9_-]{1,31}")
+_SEPARATORS = re.compile(r"[\s,;]+")
+_ZONE_AREAS = (
+    "Africa/",
+    "America/",
+    "Antarctica/",
+    "Arctic/",
+    "Asia/",
+    "Atlantic/",
+    "Australia/",
+    "Europe/",
+    "Indian/",
+    "Pacific/",
+)
+# What each successful change says on the agent's page (`?done=`).
+DONE = ("networks", "settings", "limits", "enabled", "disabled")
+
+
+def as_json(value: Any) -> str:
+    """An audit line's before/after as compact JSON, letters as they are ("" for none)."""
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+
+
+def _actor(session: Session) -> str:
+    return f"user:{session.user.username}"
+
+
+@lru_cache(maxsize=1)
+def zones() -> tuple[str, ...]:
+    """The time zones the forms offer: the IANA zones of the world's areas, and UTC."""
+    found = sorted(z for z in available_timezones() if z.startswith(_ZONE_AREAS))
+    return ("UTC", *found)
+
+
+def _zone_options(current: str) -> tuple[str, ...]:
+    # An agent's zone set with the command line may be one the forms do not offer.
+    return zones() if current in zones() else (current, *zones())
+
+
+def _shown(typed: str) -> str:
+    """What was typed, to show back in its field: without U+0000 (no page shows that)."""
+    return typed.replace("\x00", "")
+
+
+def _known_code(code: str) -> bool:
+    return bool(_CODE_SHAPE.fullmatch(code))
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLine:
+    """A service as the agent's page shows it: allowed or not, its own limits (None: the
+    service's default) and the defaults, in tyiyn."""
+
+    code: str
+    allowed: bool
+    min_override: int | None
+    max_override: int | None
+    default_min: int
+    default_max: int
+
+    @property
+    def min_amount(self) -> int:
+        return self.min_override or self.default_min
+
+    @property
+    def max_amount(self) -> int:
+        return self.max_override or self.default_max
+
+    @property
+    def min_field(self) -> str:
+        return "" if self.min_override is None else format_amount(self.min_override)
+
+    @property
+    def max_field(self) -> str:
+        return "" if self.max_override is None else format_amount(self.max_override)
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """Everything the agent's page shows."""
+
+    agent: Row
+    figures: Figures
+    services: list[ServiceLine]
+    history: list[dict[str, Any]]
+    version: str  # of the current secret, for the rotation form
+
+
+def _service_lines(conn: Connection, agent_id: int) -> list[ServiceLine]:
+    own = {
+        r.service: r
+        for r in conn.execute(select(agent_services).where(agent_services.c.agent_id == agent_id))
+    }
+    lines = []
+    for s in conn.execute(select(services).order_by(services.c.code)):
+        mine = own.get(s.code)
+        lines.append(
+            ServiceLine(
+                s.code,
+                mine is not None,
+                None if mine is None else mine.min_amount,
+                None if mine is None else mine.max_amount,
+                int(s.min_amount),
+                int(s.max_amount),
+            )
+        )
+    return lines
+
+
+def _service_codes(conn: Connection) -> list[str]:
+    return list(conn.execute(select(services.c.code).order_by(services.c.code)).scalars())
+
+
+def _load_detail(request: Request, code: str) -> Detail | None:
+    if not _known_code(code):
+        return None
+    engine, now = runtime(request).engine, options(request).clock()
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(agents.c.id, agents.c.secret_hash).where(
+                agents.c.code == code, agents.c.kind == "gateway"
+            )
+        ).first()
+        if row is None:
+            return None
+        listed = agent_figures.gateway_agents(conn, after=None, limit=1, code=code)
+        agent = listed[0]
+        figures = agent_figures.of_agents(conn, [(agent.id, agent.timezone)], now)[agent.id]
+        return Detail(
+            agent,
+            figures,
+            _service_lines(conn, agent.id),
+            audit.entries(conn, admin.OBJECT_TYPE, code, limit=HISTORY),
+            admin.credentials_version(row.secret_hash),
+        )
+
+
+# --- the list -----------------------------------------------------------------------------
+
+
+@router.get("/agents")
+async def agent_list(request: Request, session: SignedIn) -> Response:
+    after = request.query_params.get("after") or None
+    if after is not None and not _known_code(after):
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    engine, now = runtime(request).engine, options(request).clock()
+
+    def load() -> tuple[list[Row], dict[int, Figures]]:
+        with engine.connect() as conn:
+            rows = agent_figures.gateway_agents(conn, after=after, limit=PAGE_SIZE + 1)
+            shown = rows[:PAGE_SIZE]
+            found = agent_figures.of_agents(conn, [(r.id, r.timezone) for r in shown], now)
+            return rows, found
+
+    rows, figures = await run_in_threadpool(load)
+    shown = rows[:PAGE_SIZE]
+    more = urlencode({"after": shown[-1].code}) if len(rows) > PAGE_SIZE else None
+    t = i18n.translator(session.user.language)
+    return render(
+        "agents.html",
+        t=t,
+        session=session,
+        page="agents",
+        title=t("agents.title"),
+        here="/agents" + (f"?after={after}" if after else ""),
+        rows=shown,
+        figures=figures,
+        more=more,
+        first_page=after is None,
+        may_change=session.user.may("agents"),
+    )
+
+
+# --- a new agent ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NewForm:
+    """The new agent's form as typed."""
+
+    code: str = ""
+    name: str = ""
+    networks: str = ""
+    timezone: str = DEFAULT_ZONE
+    cancel_window_days: str = "0"
+    services: list[str] = field(default_factory=list)
+
+
+def _new_page(
+    request: Request,
+    session: Session,
+    form: NewForm,
+    known_services: list[str],
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    t = i18n.translator(session.user.language)
+    return render(
+        "agent_new.html",
+        status=status,
+        t=t,
+        session=session,
+        page="agents-new",
+        title=t("agents.new.title"),
+        here="/agents/new",
+        form=form,
+        errors=errors or {},
+        zones=_zone_options(form.timezone),
+        known_services=known_services,
+    )
+
+
+async def _known_services(request: Request) -> list[str]:
+    engine = runtime(request).engine
+
+    def load() -> list[str]:
+        with engine.connect() as conn:
+            return _service_codes(conn)
+
+    return await run_in_threadpool(load)
+
+
+@router.get("/agents/new")
+async def new_agent_form(request: Request, session: MayChange) -> Response:
+    known = await _known_services(request)
+    return _new_page(request, session, NewForm(services=known), known)
+
+
+class FormError(ValueError):
+    """A field the page itself refuses, before the core is asked: (field, message key)."""
+
+    def __init__(self, field_name: str, key: str, **values: Any) -> None:
+        super().__init__(key)
+        self.field = field_name
+        self.key = key
+        self.values = values
+
+
+def _text(fields: dict[str, str], name: str, limit: int) -> str:
+    value = fields.get(name, "")
+    if len(value) > limit:
+        raise FormError(name, f"agents.error.{name}.too_long", max=limit)
+    return value
+
+
+def networks_of(text: str) -> list[str]:
+    """The allow-list as typed: one network (CIDR) or address a line; commas and spaces
+    separate too. Checked by `parse_networks` in the core."""
+    if len(text) > NETWORKS_MAX_CHARS:
+        raise FormError("networks", "agents.error.networks.too_long", max=NETWORKS_MAX_CHARS)
+    values = [v for v in _SEPARATORS.split(text) if v]
+    if len(values) > NETWORKS_MAX:
+        raise FormError("networks", "agents.error.networks.too_many", max=NETWORKS_MAX)
+    return values
+
+
+def _zone_of(fields: dict[str, str], current: str | None = None) -> str:
+    value = fields.get("timezone", "")
+    if value not in zones() and value != current:
+        raise FormError("timezone", "agents.error.timezone.unknown")
+    return value
+
+
+def _days_of(fields: dict[str, str]) -> int:
+    value = fields.get("cancel_window_days", "").strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 3):
+        raise FormError("cancel_window_days", "agents.error.cancel_window.range")
+    return int(value)
+
+
+def _amount_of(fields: dict[str, str], name: str) -> int | None:
+    value = fields.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > 32:
+        raise FormError("limits", f"agents.error.{name}.malformed")
+    try:
+        return parse_som(value)
+    except MalformedAmount as error:
+        raise FormError("limits", f"agents.error.{name}.malformed") from error
+
+
+# Where the core's refusals are said on the forms: its reason key → (field, message key).
+_CORE_ERRORS = {
+    "code.format": ("code", "agents.error.code.format"),
+    "code.taken": ("code", "agents.error.code.taken"),
+    "name.length": ("name", "agents.error.name.length"),
+    "name.control": ("name", "agents.error.name.control"),
+    "networks.empty": ("networks", "agents.error.networks.empty"),
+    "networks.bad": ("networks", "agents.error.networks.bad"),
+    "timezone.unknown": ("timezone", "agents.error.timezone.unknown"),
+    "services.unknown": ("services", "agents.error.services.none"),
+    "cancel_window.range": ("cancel_window_days", "agents.error.cancel_window.range"),
+    "amount.not_positive": ("limits", "agents.error.amount.not_positive"),
+    "amount.min_over_max": ("limits", "agents.error.amount.min_over_max"),
+    "secret.changed": ("rotate", "agents.error.secret.changed"),
+}
+
+
+def _core_error(error: AgentError) -> FormError:
+    field_name, key = _CORE_ERRORS.get(error.key, ("form", "agents.error.refused"))
+    return FormError(field_name, key, value=error.value)
+
+
+def _say(t: i18n.Translator, error: FormError) -> str:
+    values = dict(error.values)
+    if "value" in values:
+        values["value"] = str(values["value"])[:80]
+    return t(error.key, **values) if values else t(error.key)
+
+
+def _status_of(error: FormError) -> int:
+    return 409 if error.key in ("agents.error.code.taken", "agents.error.secret.changed") else 422
+
+
+@router.post("/agents/new")
+async def create_agent(request: Request, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+    known = await _known_services(request)
+    t = i18n.translator(session.user.language)
+    form = NewForm(
+        code=_shown(fields.get("code", "").strip()[:64]),
+        name=_shown(fields.get("name", "")[:400]),
+        networks=_shown(fields.get("networks", "")[:NETWORKS_MAX_CHARS]),
+        timezone=fields.get("timezone", DEFAULT_ZONE)[:64],
+        cancel_window_days=fields.get("cancel_window_days", "0")[:8],
+        services=[s for s in known if fields.get(f"service_{s}") == "1"],
+    )
+    if "\x00" in form.timezone or form.timezone not in zones():
+        form.timezone = DEFAULT_ZONE  # never offer back what the select does not have
+    code = fields.get("code", "").strip()  # as typed: the core says what is wrong with it
+    try:
+        name = _text(fields, "name", admin.NAME_MAX * 2)
+        networks = networks_of(fields.get("networks", ""))
+        zone = _zone_of(fields)
+        days = _days_of(fields)
+        if not form.services:
+            raise FormError("services", "agents.error.services.none")
+    except FormError as error:
+        errors = {error.field: _say(t, error)}
+        return _new_page(request, session, form, known, errors=errors, status=_status_of(error))
+    engine, client = runtime(request).engine, address(request)
+
+    def attempt() -> str:
+        with engine.begin() as conn:
+            return admin.create(
+                conn,
+                code=code,
+                name=name,
+                networks=networks,
+                service_codes=form.services,
+                timezone=zone,
+                cancel_window_days=days,
+                actor=_actor(session),
+                address=client,
+            )
+
+    try:
+        secret = await run_in_threadpool(attempt)
+    except AgentError as refused:
+        problem = _core_error(refused)
+        errors = {problem.field: _say(t, problem)}
+        return _new_page(request, session, form, known, errors=errors, status=_status_of(problem))
+    runtime(request).agents.forget(code)  # a code asked for before it existed
+    return _secret_page(request, session, code, secret, form.services, rotated=False)
+
+
+def _secret_page(
+    request: Request,
+    session: Session,
+    code: str,
+    secret: str,
+    service_codes: list[str],
+    *,
+    rotated: bool,
+) -> Response:
+    """The one and only time a secret and its signing key are shown."""
+    t = i18n.translator(session.user.language)
+    response = render(
+        "agent_secret.html",
+        status=201 if not rotated else 200,
+        t=t,
+        session=session,
+        page="agents-secret",
+        title=t("agents.secret.title", code=code),
+        here=f"/agents/{code}",  # the language form must not post this page again
+        code=code,
+        secret=secret,
+        signing_key=signing_key_for(secret),
+        base=runtime(request).settings.public_base_url,
+        service_codes=service_codes,
+        rotated=rotated,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+# --- one agent ------------------------------------------------------------------------------
+
+
+def _detail_page(
+    request: Request,
+    session: Session,
+    detail: Detail,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    typed: dict[str, str] | None = None,
+    done: str | None = None,
+) -> Response:
+    t = i18n.translator(session.user.language)
+    agent = detail.agent
+    return render(
+        "agent.html",
+        status=status,
+        t=t,
+        session=session,
+        page="agents-one",
+        title=t("agents.one.title", code=agent.code),
+        here=f"/agents/{agent.code}",
+        d=detail,
+        a=agent,
+        f=detail.figures,
+        may_change=session.user.may("agents"),
+        zones=_zone_options(agent.timezone),
+        errors=errors or {},
+        typed=typed or {},
+        done=done,
+        as_json=as_json,
+    )
+
+
+def _not_found(request: Request, session: Session) -> Response:
+    return message_page(request, session, "not-found", "agents.not_found", status=404)
+
+
+@router.get("/agents/{code}")
+async def agent_page(request: Request, code: str, session: SignedIn) -> Response:
+    detail = await run_in_threadpool(_load_detail, request, code)
+    if detail is None:
+        return _not_found(request, session)
+    done = request.query_params.get("done")
+    return _detail_page(request, session, detail, done=done if done in DONE else None)
+
+
+async def _change(
+    request: Request,
+    session: Session,
+    code: str,
+    fields: dict[str, str],
+    change: Any,
+    done: str,
+) -> Response:
+    """Run `change(conn, actor, address)` for an existing gateway agent; on a refusal show
+    the agent's page with the error next to its form, nothing changed."""
+    if not _known_code(code):
+        return _not_found(request, session)
+    engine, client = runtime(request).engine, address(request)
+    t = i18n.translator(session.user.language)
+
+    def attempt() -> FormError | None:
+        try:
+            with engine.begin() as conn:
+                exists = conn.execute(
+                    select(agents.c.id).where(agents.c.code == code, agents.c.kind == "gateway")
+                ).first()
+                if exists is None:
+                    return FormError("form", "agents.not_found.text")
+                change(conn, _actor(session), client)
+        except AgentError as refused:
+            return _core_error(refused)
+        except FormError as refused:
+            return refused
+        return None
+
+    problem = await run_in_threadpool(attempt)
+    if problem is not None and problem.key == "agents.not_found.text":
+        return _not_found(request, session)
+    if problem is None:
+        runtime(request).agents.forget(code)
+        return redirect(f"/agents/{code}?done={done}")
+    detail = await run_in_threadpool(_load_detail, request, code)
+    if detail is None:
+        return _not_found(request, session)
+    errors = {problem.field: _say(t, problem)}
+    typed = {k: _shown(v[:NETWORKS_MAX_CHARS]) for k, v in fields.items() if k != "csrf"}
+    return _detail_page(
+        request, session, detail, status=_status_of(problem), errors=errors, typed=typed
+    )
+
+
+@router.post("/agents/{code}/rotate")
+async def rotate(request: Request, code: str, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+    if not _known_code(code):
+        return _not_found(request, session)
+    t = i18n.translator(session.user.language)
+    problem: FormError | None = None
+    if fields.get("confirm") != "1":
+        problem = FormError("rotate", "agents.error.rotate.confirm")
+    version = fields.get("version", "")[:64]
+    engine, client = runtime(request).engine, address(request)
+
+    def attempt() -> tuple[str, list[str]] | FormError | None:
+        try:
+            with engine.begin() as conn:
+                if admin.current_version(conn, code) is None:
+                    return None
+                secret = admin.rotate_secret(
+                    conn, code, actor=_actor(session), address=client, expected_version=version
+                )
+                own = select(agent_services.c.service).join(
+                    agents, agents.c.id == agent_services.c.agent_id
+                )
+                mine = conn.execute(own.where(agents.c.code == code).order_by("service"))
+                return secret, list(mine.scalars())
+        except AgentError as refused:
+            return _core_error(refused)
+
+    if problem is None:
+        result = await run_in_threadpool(attempt)
+        if result is None:
+            return _not_found(request, session)
+        if isinstance(result, tuple):
+            runtime(request).agents.forget(code)
+            secret, service_codes = result
+            return _secret_page(request, session, code, secret, service_codes, rotated=True)
+        problem = result
+    detail = await run_in_threadpool(_load_detail, request, code)
+    if detail is None:
+        return _not_found(request, session)
+    errors = {problem.field: _say(t, problem)}
+    return _detail_page(request, session, detail, status=_status_of(problem), errors=errors)
+
+
+@router.post("/agents/{code}/networks")
+async def change_networks(request: Request, code: str, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+
+    def change(conn: Connection, actor: str, client: str) -> None:
+        networks = networks_of(fields.get("networks", ""))
+        admin.configure(conn, code, networks=networks, actor=actor, address=client)
+
+    return await _change(request, session, code, fields, change, "networks")
+
+
+@router.post("/agents/{code}/settings")
+async def change_settings(request: Request, code: str, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+
+    def change(conn: Connection, actor: str, client: str) -> None:
+        current = conn.execute(select(agents.c.timezone).where(agents.c.code == code)).scalar()
+        zone = _zone_of(fields, current)
+        days = _days_of(fields)
+        admin.configure(
+            conn, code, timezone=zone, cancel_window_days=days, actor=actor, address=client
+        )
+
+    return await _change(request, session, code, fields, change, "settings")
+
+
+@router.post("/agents/{code}/services/{service_code}")
+async def change_limits(
+    request: Request, code: str, service_code: str, session: MayChange
+) -> Response:
+    fields = await checked_form(request, session)
+
+    def change(conn: Connection, actor: str, client: str) -> None:
+        if service_code not in _service_codes(conn):
+            raise FormError("limits", "agents.error.service.unknown")
+        allowed = fields.get("allowed") == "1"
+        low = _amount_of(fields, "min") if allowed else None
+        high = _amount_of(fields, "max") if allowed else None
+        admin.set_service(
+            conn,
+            code,
+            service_code,
+            allowed=allowed,
+            min_amount=low,
+            max_amount=high,
+            replace=True,
+            actor=actor,
+            address=client,
+        )
+
+    fields = {**fields, "service": service_code[:16]}
+    return await _change(request, session, code, fields, change, "limits")
+
+
+@router.post("/agents/{code}/enabled")
+async def change_enabled(request: Request, code: str, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+    value = fields.get("enabled")
+    if value not in ("0", "1"):
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    enabled = value == "1"
+
+    def change(conn: Connection, actor: str, client: str) -> None:
+        admin.set_enabled(conn, code, enabled, actor=actor, address=client)
+
+    return await _change(
+        request, session, code, fields, change, "enabled" if enabled else "disabled"
+    )

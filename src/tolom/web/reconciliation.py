@@ -1,0 +1,557 @@
+"""The back office's reconciliation pages: the calendar of agent-days, the upload of an
+agent's registry, one agent-day with its discrepancies (resolved with a reason), closing and
+reopening the day, and the act and our registry as downloads.
+
+A thin adapter over `tolom.reconciliation` (the CLI's `tolom reconcile` calls the same
+functions): the core checks, changes and audits; this module reads forms and renders pages.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from calendar import monthrange
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tolom.backoffice import exports
+from tolom.backoffice.users import Session
+from tolom.db.schema import agents as agents_table
+from tolom.db.schema import registries as registries_table
+from tolom.reconciliation import act, days, formats, outbound, registries
+from tolom.reconciliation.days import Day, Discrepancy, NotFound, ReconciliationError
+from tolom.reconciliation.matching import KINDS
+from tolom.reconciliation.parsing import RegistryError
+from tolom.web import i18n
+from tolom.web.auth import (
+    PageRoute,
+    address,
+    checked_form,
+    may,
+    message_page,
+    options,
+    redirect,
+    runtime,
+    signed_in,
+)
+from tolom.web.pages import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SignedIn = Annotated[Session, Depends(signed_in)]
+MayReconcile = Annotated[Session, Depends(may("reconciliation"))]
+MayReopen = Annotated[Session, Depends(may("reopen_days"))]
+
+BISHKEK = ZoneInfo("Asia/Bishkek")
+MAX_UPLOAD_MB = 64
+MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
+LIST_LIMIT = 500
+REASON_MAX = days.REASON_MAX
+STATES = ("none", "waiting", "open", "ready", "closed")
+
+
+def _actor(session: Session) -> str:
+    return f"user:{session.user.username}"
+
+
+def _month_of(value: str, today: date) -> date | None:
+    """The first day of the month "YYYY-MM" (today's month when empty); None if malformed."""
+    if not value:
+        return today.replace(day=1)
+    if len(value) != 7 or value[4] != "-" or not (value[:4] + value[5:]).isdigit():
+        return None
+    year, month = int(value[:4]), int(value[5:])
+    if not (2000 <= year <= 2099 and 1 <= month <= 12):
+        return None
+    return date(year, month, 1)
+
+
+def _shift(first: date, months: int) -> date:
+    index = first.year * 12 + first.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _day_of(value: str) -> date | None:
+    if len(value) != 10:
+        return None
+    try:
+        found = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return found if 2000 <= found.year <= 2099 else None
+
+
+def _code_ok(code: str) -> bool:
+    return 0 < len(code) <= 32 and "\x00" not in code
+
+
+def _today(request: Request) -> date:
+    return options(request).clock().astimezone(BISHKEK).date()
+
+
+# --- the calendar ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    agent: str
+    name: str
+    cells: list[days.Cell]
+
+
+@dataclass(slots=True)
+class UploadForm:
+    agent: str = ""
+    day: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def _load_calendar(request: Request, first: date) -> tuple[list[Row], list[date]]:
+    last = first.replace(day=monthrange(first.year, first.month)[1])
+    with runtime(request).engine.connect() as conn:
+        cells = days.calendar(conn, first, last)
+        names = dict(
+            conn.execute(
+                select(agents_table.c.code, agents_table.c.name).where(
+                    agents_table.c.kind == "gateway"
+                )
+            ).all()
+        )
+    by_agent: dict[str, list[days.Cell]] = {}
+    for cell in cells:
+        by_agent.setdefault(cell.agent, []).append(cell)
+    rows = [Row(code, str(names.get(code, code)), found) for code, found in by_agent.items()]
+    every = [first.replace(day=n) for n in range(1, last.day + 1)]
+    return rows, every
+
+
+async def _calendar_page(
+    request: Request,
+    session: Session,
+    first: date,
+    *,
+    form: UploadForm | None = None,
+    status: int = 200,
+) -> Response:
+    rows, every = await run_in_threadpool(_load_calendar, request, first)
+    t = i18n.translator(session.user.language)
+    month = f"{first:%Y-%m}"
+    return render(
+        "reconciliation.html",
+        status=status,
+        t=t,
+        session=session,
+        page="reconciliation",
+        title=t("recon.title"),
+        here=f"/reconciliation?month={month}",
+        month=month,
+        month_name=f"{first:%m.%Y}",
+        prev_month=f"{_shift(first, -1):%Y-%m}",
+        next_month=f"{_shift(first, 1):%Y-%m}",
+        rows=rows,
+        every=every,
+        states=STATES,
+        form=form or UploadForm(),
+        may_upload=session.user.may("reconciliation"),
+        max_mb=MAX_UPLOAD_MB,
+    )
+
+
+def _bad_request(request: Request, session: Session) -> Response:
+    return message_page(request, session, "bad-request", "error.bad_request", status=400)
+
+
+def _not_found(request: Request, session: Session) -> Response:
+    return message_page(request, session, "not-found", "recon.not_found", status=404)
+
+
+@router.get("/reconciliation")
+async def calendar_page(request: Request, session: SignedIn) -> Response:
+    first = _month_of(request.query_params.get("month", ""), _today(request))
+    if first is None:
+        return _bad_request(request, session)
+    return await _calendar_page(request, session, first)
+
+
+@router.post("/reconciliation/upload")
+async def upload(request: Request, session: MayReconcile) -> Response:
+    t = i18n.translator(session.user.language)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_UPLOAD + 64 * 1024:
+        # Refused before the body is read: nothing is parsed, nothing imported.
+        return message_page(
+            request, session, "too-large", "recon.too_large", status=413, mb=MAX_UPLOAD_MB
+        )
+    fields = await checked_form(request, session)
+    upload_file = (await request.form()).get("file")
+    form = UploadForm(fields.get("agent", "").strip(), fields.get("day", "").strip())
+    first = _today(request).replace(day=1)
+    engine = runtime(request).engine
+
+    def gateway_agents() -> set[str]:
+        with engine.connect() as conn:
+            query = select(agents_table.c.code).where(agents_table.c.kind == "gateway")
+            return set(conn.execute(query).scalars())
+
+    chosen_day: date | None = None
+    if form.agent not in await run_in_threadpool(gateway_agents):
+        form.errors.append(t("recon.upload.no_agent"))
+    if form.day:
+        chosen_day = _day_of(form.day)
+        if chosen_day is None:
+            form.errors.append(t("recon.upload.bad_day"))
+        else:
+            first = chosen_day.replace(day=1)
+    content = b""
+    if not isinstance(upload_file, UploadFile) or not upload_file.filename:
+        form.errors.append(t("recon.upload.no_file"))
+    else:
+        content = await upload_file.read(MAX_UPLOAD + 1)
+        if len(content) > MAX_UPLOAD:
+            form.errors.append(t("recon.upload.too_large", mb=MAX_UPLOAD_MB))
+    if form.errors:
+        return await _calendar_page(request, session, first, form=form, status=422)
+    assert isinstance(upload_file, UploadFile)
+    name = (upload_file.filename or "registry")[-200:]
+    client = address(request)
+
+    def attempt() -> registries.Imported:
+        return registries.import_registry(
+            engine,
+            form.agent,
+            content,
+            file_name=name,
+            actor=_actor(session),
+            day=chosen_day,
+            address=client,
+        )
+
+    try:
+        done = await run_in_threadpool(attempt)
+    except RegistryError as error:
+        form.errors.append(t("recon.upload.refused", reason=str(error)))
+        status = 409 if isinstance(error, registries.DayClosed) else 422
+        return await _calendar_page(request, session, first, form=form, status=status)
+    outcome = "replayed=1" if done.replayed else "imported=1"
+    return redirect(f"/reconciliation/{done.agent}/{done.business_date.isoformat()}?{outcome}")
+
+
+# --- one agent-day --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayView:
+    day: Day
+    listed: list[Discrepancy]
+    more: bool
+    line_count: int | None
+    total: int | None
+
+
+def _load_day(request: Request, code: str, when: date, only_open: bool) -> DayView | None:
+    with runtime(request).engine.connect() as conn:
+        try:
+            found = days.day(conn, code, when)
+        except NotFound:
+            return None
+        listed: list[Discrepancy] = []
+        count = total = None
+        if found.registry_id is not None:
+            listed = days.discrepancies_of(
+                conn, found.registry_id, unresolved_only=only_open, limit=LIST_LIMIT + 1
+            )
+            row = conn.execute(
+                select(registries_table.c.line_count, registries_table.c.total_amount).where(
+                    registries_table.c.id == found.registry_id
+                )
+            ).one()
+            count, total = int(row.line_count), int(row.total_amount)
+    return DayView(found, listed[:LIST_LIMIT], len(listed) > LIST_LIMIT, count, total)
+
+
+def _target(request: Request, agent: str, day_text: str) -> tuple[str, date] | None:
+    when = _day_of(day_text)
+    if when is None or not _code_ok(agent):
+        return None
+    return agent, when
+
+
+async def _day_page(
+    request: Request,
+    session: Session,
+    agent: str,
+    when: date,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    errors: dict[int, str] | None = None,
+    reasons: dict[int, str] | None = None,
+    reopen_reason: str = "",
+) -> Response:
+    only_open = request.query_params.get("only") == "open"
+    view = await run_in_threadpool(_load_day, request, agent, when, only_open)
+    if view is None:
+        return _not_found(request, session)
+    t = i18n.translator(session.user.language)
+    params = request.query_params
+    notice = None
+    if params.get("imported") == "1" and view.line_count is not None and view.total is not None:
+        notice = t(
+            "recon.imported",
+            file=view.day.file_name or "",
+            lines=t.number(view.line_count),
+            amount=t.money(view.total),
+        )
+    elif params.get("replayed") == "1":
+        notice = t("recon.replayed")
+    elif params.get("closed") == "1":
+        notice = t("recon.closed_now")
+    elif params.get("reopened") == "1":
+        notice = t("recon.reopened_now")
+    elif params.get("resolved", "").isdigit() and len(params["resolved"]) <= 18:
+        notice = t("recon.resolved_now", number=params["resolved"])
+    base = f"/reconciliation/{agent}/{when.isoformat()}"
+    return render(
+        "reconciliation_day.html",
+        status=status,
+        t=t,
+        session=session,
+        page="reconciliation-day",
+        title=t("recon.day.title", agent=agent, day=i18n.day(when)),
+        here=base + ("?only=open" if only_open else ""),
+        v=view,
+        base=base,
+        kinds=KINDS,
+        only_open=only_open,
+        list_limit=LIST_LIMIT,
+        notice=notice,
+        error=error,
+        errors=errors or {},
+        reasons=reasons or {},
+        reopen_reason=reopen_reason,
+        reason_max=REASON_MAX,
+        may_reconcile=session.user.may("reconciliation"),
+        may_reopen=session.user.may("reopen_days"),
+        month=f"{when:%Y-%m}",
+    )
+
+
+@router.get("/reconciliation/{agent}/{day_text}")
+async def day_page(request: Request, agent: str, day_text: str, session: SignedIn) -> Response:
+    target = _target(request, agent, day_text)
+    if target is None:
+        return _bad_request(request, session)
+    return await _day_page(request, session, *target)
+
+
+def _reason_error(t: i18n.Translator, reason: str) -> str | None:
+    if not reason:
+        return t("recon.reason_required")
+    if len(reason) > REASON_MAX or "\x00" in reason:
+        return t("recon.reason_too_long", max=REASON_MAX)
+    return None
+
+
+def _discrepancy_of_day(
+    request: Request, agent: str, when: date, number: int
+) -> Discrepancy | None:
+    """The discrepancy if it belongs to a registry of this agent-day (any version)."""
+    with runtime(request).engine.connect() as conn:
+        try:
+            found = days.get_discrepancy(conn, number)
+        except NotFound:
+            return None
+        row = conn.execute(
+            select(agents_table.c.code, registries_table.c.business_date)
+            .join(agents_table, agents_table.c.id == registries_table.c.agent_id)
+            .where(registries_table.c.id == found.registry_id)
+        ).one()
+    return found if (row.code, row.business_date) == (agent, when) else None
+
+
+@router.post("/reconciliation/{agent}/{day_text}/discrepancies/{number}")
+async def resolve(
+    request: Request, agent: str, day_text: str, number: str, session: MayReconcile
+) -> Response:
+    fields = await checked_form(request, session)
+    target = _target(request, agent, day_text)
+    if target is None or not (number.isascii() and number.isdigit() and len(number) <= 18):
+        return _bad_request(request, session)
+    code, when = target
+    found = await run_in_threadpool(_discrepancy_of_day, request, code, when, int(number))
+    if found is None:
+        return _not_found(request, session)
+    t = i18n.translator(session.user.language)
+    action = fields.get("action", "")
+    reason = fields.get("reason", "").strip()
+    error = _reason_error(t, reason)
+    status = 422
+    if error is None and not found.resolved and action not in [a.value for a in found.actions]:
+        error = t("recon.bad_action")
+    if error is None:
+        engine, client = runtime(request).engine, address(request)
+
+        def attempt() -> None:
+            days.resolve(engine, found.id, action, reason, actor=_actor(session), address=client)
+
+        try:
+            await run_in_threadpool(attempt)
+        except ReconciliationError as refused:
+            error, status = t("recon.refused", reason=str(refused)), 409
+        else:
+            return redirect(
+                f"/reconciliation/{code}/{when.isoformat()}?resolved={found.id}#d-{found.id}"
+            )
+    return await _day_page(
+        request,
+        session,
+        code,
+        when,
+        status=status,
+        errors={found.id: error},
+        reasons={found.id: reason[:REASON_MAX]},
+    )
+
+
+@router.post("/reconciliation/{agent}/{day_text}/close")
+async def close_day(request: Request, agent: str, day_text: str, session: MayReconcile) -> Response:
+    await checked_form(request, session)
+    target = _target(request, agent, day_text)
+    if target is None:
+        return _bad_request(request, session)
+    code, when = target
+    engine, client = runtime(request).engine, address(request)
+    t = i18n.translator(session.user.language)
+
+    def attempt() -> None:
+        days.close(engine, code, when, actor=_actor(session), address=client)
+
+    try:
+        await run_in_threadpool(attempt)
+    except NotFound:
+        return _not_found(request, session)
+    except ReconciliationError as refused:
+        error = t("recon.refused", reason=str(refused))
+        return await _day_page(request, session, code, when, status=409, error=error)
+    return redirect(f"/reconciliation/{code}/{when.isoformat()}?closed=1")
+
+
+@router.post("/reconciliation/{agent}/{day_text}/reopen")
+async def reopen_day(request: Request, agent: str, day_text: str, session: MayReopen) -> Response:
+    fields = await checked_form(request, session)
+    target = _target(request, agent, day_text)
+    if target is None:
+        return _bad_request(request, session)
+    code, when = target
+    t = i18n.translator(session.user.language)
+    reason = fields.get("reason", "").strip()
+    error = _reason_error(t, reason)
+    status = 422
+    if error is None:
+        engine, client = runtime(request).engine, address(request)
+
+        def attempt() -> None:
+            days.reopen(engine, code, when, reason, actor=_actor(session), address=client)
+
+        try:
+            await run_in_threadpool(attempt)
+        except NotFound:
+            return _not_found(request, session)
+        except ReconciliationError as refused:
+            error, status = t("recon.refused", reason=str(refused)), 409
+        else:
+            return redirect(f"/reconciliation/{code}/{when.isoformat()}?reopened=1")
+    return await _day_page(
+        request, session, code, when, status=status, error=error, reopen_reason=reason[:REASON_MAX]
+    )
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+async def _act_file(
+    request: Request, session: Session, agent: str, day_text: str, kind: str
+) -> Response:
+    target = _target(request, agent, day_text)
+    if target is None:
+        return _bad_request(request, session)
+    code, when = target
+    engine, settings = runtime(request).engine, runtime(request).settings
+
+    def build() -> bytes | str:
+        with engine.connect() as conn:
+            try:
+                found = act.load(conn, code, when)
+            except NotFound:
+                return "not-found"
+            except ReconciliationError:
+                return "no-act"
+        return act.pdf(found, settings) if kind == "pdf" else act.xlsx(found, settings)
+
+    content = await run_in_threadpool(build)
+    if content == "not-found":
+        return _not_found(request, session)
+    if isinstance(content, str):
+        return message_page(request, session, "no-act", "recon.no_act", status=404)
+    media = "application/pdf" if kind == "pdf" else outbound.MEDIA_TYPES["xlsx"]
+    name = f"akt-{code}-{when.isoformat()}.{kind}"
+    return Response(
+        content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.get("/reconciliation/{agent}/{day_text}/act.pdf")
+async def act_pdf(request: Request, agent: str, day_text: str, session: SignedIn) -> Response:
+    return await _act_file(request, session, agent, day_text, "pdf")
+
+
+@router.get("/reconciliation/{agent}/{day_text}/act.xlsx")
+async def act_xlsx(request: Request, agent: str, day_text: str, session: SignedIn) -> Response:
+    return await _act_file(request, session, agent, day_text, "xlsx")
+
+
+@router.get("/reconciliation/{agent}/{day_text}/our-registry")
+async def our_registry(request: Request, agent: str, day_text: str, session: SignedIn) -> Response:
+    target = _target(request, agent, day_text)
+    if target is None:
+        return _bad_request(request, session)
+    code, when = target
+    engine = runtime(request).engine
+
+    def build() -> tuple[IO[bytes], int, str, str] | None:
+        with engine.connect() as conn:
+            try:
+                found = registries.agent_for_registry(conn, code)
+            except RegistryError:
+                return None
+            fmt = formats.load(conn, found.id)
+        # On disk, not in memory: a busy agent-day is a million lines.
+        file = tempfile.TemporaryFile(prefix="tolom-registry-")  # noqa: SIM115
+        try:
+            outbound.write(engine, found, when, fmt, file)
+            size = file.tell()
+            file.seek(0)
+        except BaseException:
+            file.close()
+            raise
+        return file, size, outbound.filename(found, when, fmt), outbound.MEDIA_TYPES[fmt.kind]
+
+    built = await run_in_threadpool(build)
+    if built is None:
+        return _not_found(request, session)
+    file, size, name, media = built
+    return StreamingResponse(
+        exports.file_chunks(file),
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(size),
+        },
+    )

@@ -1,0 +1,413 @@
+"""The back office's users pages: the list, a new user, one user with their forms (role and
+language, disable/enable, a new password, unlock).
+
+A thin adapter: the rules live in `tolom.backoffice.users` (which the command line uses
+too): the last active administrator stays one, nobody changes their own role or disables
+themself, a role change or disabling ends the user's sessions, a new password unlocks and
+ends them. Everyone signed in reads the list (no password hashes, session tokens or
+failure counters: only "locked until"); changes need the "users" action (administrators)
+and are audited with the command line's action names (`user.create`, `user.role`,
+`user.language`, `user.disable`, `user.enable`, `user.reset_password`) and `user.unlock`.
+
+A generated password is shown once, in the answer to the POST that made it (every page is
+sent with `Cache-Control: no-store`); only its argon2id hash is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tolom import audit
+from tolom.backoffice import users
+from tolom.backoffice.users import (
+    DISPLAY_NAME_MAX,
+    LANGUAGES,
+    MIN_PASSWORD,
+    ROLES,
+    Overview,
+    Session,
+    UserError,
+)
+from tolom.web import i18n
+from tolom.web.auth import (
+    PageRoute,
+    address,
+    checked_form,
+    may,
+    message_page,
+    options,
+    redirect,
+    runtime,
+    signed_in,
+)
+from tolom.web.messages import CATALOGUE
+from tolom.web.pages import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+SignedIn = Annotated[Session, Depends(signed_in)]
+MayChange = Annotated[Session, Depends(may("users"))]
+
+_USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
+# What each successful change says on the user's page (`?done=`).
+DONE = ("created", "changed", "disabled", "enabled", "unlocked", "unchanged")
+
+
+def _actor(session: Session) -> str:
+    return f"user:{session.user.username}"
+
+
+def _known(username: str) -> bool:
+    return bool(_USERNAME.fullmatch(username))
+
+
+def _shown(typed: str) -> str:
+    """What was typed, to show back in its field: without U+0000 (no page shows that)."""
+    return typed.replace("\x00", "")[:200]
+
+
+def _error_text(t: i18n.Translator, error: UserError) -> str:
+    key = f"users.error.{error.code}"
+    if key not in CATALOGUE[i18n.DEFAULT]:
+        key = "users.error.other"
+    return t(key, min=MIN_PASSWORD, max=DISPLAY_NAME_MAX)
+
+
+def _not_found(request: Request, session: Session) -> Response:
+    return message_page(request, session, "not-found", "users.not_found", status=404)
+
+
+# --- the list -----------------------------------------------------------------------------
+
+
+@router.get("/users")
+async def user_list(request: Request, session: SignedIn) -> Response:
+    engine, now = runtime(request).engine, options(request).clock()
+
+    def load() -> list[Overview]:
+        with engine.connect() as conn:
+            return users.overview(conn, now)
+
+    found = await run_in_threadpool(load)
+    t = i18n.translator(session.user.language)
+    return render(
+        "users.html",
+        t=t,
+        session=session,
+        page="users",
+        title=t("users.title"),
+        here="/users",
+        rows=found,
+        may_change=session.user.may("users"),
+    )
+
+
+# --- a new user ---------------------------------------------------------------------------
+
+
+def _new_form(
+    request: Request,
+    session: Session,
+    *,
+    fields: dict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    t = i18n.translator(session.user.language)
+    typed = fields or {}
+    role = typed.get("role", "operator")
+    language = typed.get("language", "ru")
+    return render(
+        "user_new.html",
+        status=status,
+        t=t,
+        session=session,
+        page="users-new",
+        title=t("users.new.title"),
+        here="/users/new",
+        roles=ROLES,
+        languages_offered=LANGUAGES,
+        username=_shown(typed.get("username", "")),
+        display_name=_shown(typed.get("display_name", "")),
+        role=role if role in ROLES else "operator",
+        language=language if language in LANGUAGES else "ru",
+        error=error,
+        min_length=MIN_PASSWORD,
+    )
+
+
+@router.get("/users/new")
+async def new_user_form(request: Request, session: MayChange) -> Response:
+    return _new_form(request, session)
+
+
+@router.post("/users/new")
+async def create_user(request: Request, session: MayChange) -> Response:
+    fields = await checked_form(request, session)
+    t = i18n.translator(session.user.language)
+    username = fields.get("username", "").strip()
+    display_name = fields.get("display_name", "")
+    role, language = fields.get("role", ""), fields.get("language", "ru")
+    password, repeat = fields.get("password", ""), fields.get("repeat_password", "")
+    if role not in ROLES or language not in LANGUAGES:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    if password != repeat:
+        return _new_form(
+            request, session, fields=fields, error=t("users.error.mismatch"), status=422
+        )
+    generated = not password
+    chosen = users.generate_password() if generated else password
+    engine, client = runtime(request).engine, address(request)
+
+    def create() -> users.User:
+        with engine.begin() as conn:
+            user = users.create(
+                conn,
+                username=username,
+                display_name=display_name,
+                role=role,
+                password=chosen,
+                language=language,
+            )
+            audit.record(
+                conn,
+                actor=_actor(session),
+                action="user.create",
+                object_type="user",
+                object_id=user.username,
+                after=users.as_dict(user),
+                address=client,
+            )
+            return user
+
+    try:
+        user = await run_in_threadpool(create)
+    except UserError as error:
+        status = 409 if error.code == "username.taken" else 422
+        return _new_form(
+            request, session, fields=fields, error=_error_text(t, error), status=status
+        )
+    if not generated:
+        return redirect(f"/users/{user.username}?done=created")
+    return _secret_page(request, session, user, chosen, created=True)
+
+
+def _secret_page(
+    request: Request, session: Session, user: users.User, password: str, *, created: bool
+) -> Response:
+    t = i18n.translator(session.user.language)
+    return render(
+        "user_secret.html",
+        t=t,
+        session=session,
+        page="users-secret",
+        title=t("users.secret.title", username=user.username),
+        here=f"/users/{user.username}",
+        target=user,
+        password=password,
+        created=created,
+    )
+
+
+# --- one user -----------------------------------------------------------------------------
+
+
+def _load(request: Request, username: str) -> Overview | None:
+    if not _known(username):
+        return None
+    engine, now = runtime(request).engine, options(request).clock()
+    with engine.connect() as conn:
+        found = users.overview(conn, now, username=username)
+    return found[0] if found else None
+
+
+def _user_page(
+    request: Request,
+    session: Session,
+    shown: Overview,
+    *,
+    status: int = 200,
+    error: str | None = None,
+) -> Response:
+    t = i18n.translator(session.user.language)
+    done = request.query_params.get("done", "") if request.method == "GET" else ""
+    target = shown.user
+    return render(
+        "user.html",
+        status=status,
+        t=t,
+        session=session,
+        page="users-one",
+        title=t("users.one.title", username=target.username),
+        here=f"/users/{target.username}",
+        o=shown,
+        target=target,
+        roles=ROLES,
+        languages_offered=LANGUAGES,
+        may_change=session.user.may("users"),
+        own=target.username == session.user.username,
+        done=done if done in DONE else "",
+        error=error,
+    )
+
+
+@router.get("/users/{username}")
+async def user_page(request: Request, username: str, session: SignedIn) -> Response:
+    shown = await run_in_threadpool(_load, request, username)
+    if shown is None:
+        return _not_found(request, session)
+    return _user_page(request, session, shown)
+
+
+async def _refused(request: Request, session: Session, username: str, error: UserError) -> Response:
+    """The user's page again with why the change was refused (nothing was changed)."""
+    shown = await run_in_threadpool(_load, request, username)
+    if shown is None or error.code == "user.not_found":
+        return _not_found(request, session)
+    t = i18n.translator(session.user.language)
+    status = 409 if error.code in ("last_admin", "own_account") else 422
+    return _user_page(request, session, shown, status=status, error=_error_text(t, error))
+
+
+def _audit_change(
+    conn: Any, session: Session, client: str, action: str, before: users.User, after: users.User
+) -> None:
+    audit.record(
+        conn,
+        actor=_actor(session),
+        action=action,
+        object_type="user",
+        object_id=after.username,
+        before=users.as_dict(before),
+        after=users.as_dict(after),
+        address=client,
+    )
+
+
+@router.post("/users/{username}/change")
+async def change_user(request: Request, username: str, session: MayChange) -> Response:
+    """Role and language, each audited as the command line does (`user.role`,
+    `user.language`); a new role ends the user's sessions."""
+    fields = await checked_form(request, session)
+    if not _known(username):
+        return _not_found(request, session)
+    role, language = fields.get("role", ""), fields.get("language", "")
+    if role not in ROLES or language not in LANGUAGES:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    engine, client = runtime(request).engine, address(request)
+
+    def change() -> bool:
+        changed = False
+        with engine.begin() as conn:
+            for action, values in (
+                ("user.role", {"role": role}),
+                ("user.language", {"language": language}),
+            ):
+                before, after = users.change(conn, username, by=session.user, **values)
+                if before != after:
+                    _audit_change(conn, session, client, action, before, after)
+                    changed = True
+        return changed
+
+    try:
+        changed = await run_in_threadpool(change)
+    except UserError as error:
+        return await _refused(request, session, username, error)
+    return redirect(f"/users/{username}?done={'changed' if changed else 'unchanged'}")
+
+
+async def _set_active(request: Request, username: str, session: Session, active: bool) -> Response:
+    await checked_form(request, session)
+    if not _known(username):
+        return _not_found(request, session)
+    engine, client = runtime(request).engine, address(request)
+    action = "user.enable" if active else "user.disable"
+
+    def change() -> bool:
+        with engine.begin() as conn:
+            before, after = users.change(conn, username, by=session.user, active=active)
+            if before != after:
+                _audit_change(conn, session, client, action, before, after)
+            return before != after
+
+    try:
+        changed = await run_in_threadpool(change)
+    except UserError as error:
+        return await _refused(request, session, username, error)
+    done = ("enabled" if active else "disabled") if changed else "unchanged"
+    return redirect(f"/users/{username}?done={done}")
+
+
+@router.post("/users/{username}/disable")
+async def disable_user(request: Request, username: str, session: MayChange) -> Response:
+    return await _set_active(request, username, session, False)
+
+
+@router.post("/users/{username}/enable")
+async def enable_user(request: Request, username: str, session: MayChange) -> Response:
+    return await _set_active(request, username, session, True)
+
+
+@router.post("/users/{username}/reset-password")
+async def reset_password(request: Request, username: str, session: MayChange) -> Response:
+    """A generated password, shown once in this answer; the user's sessions end and any
+    lock is lifted."""
+    await checked_form(request, session)
+    if not _known(username):
+        return _not_found(request, session)
+    engine, client = runtime(request).engine, address(request)
+
+    def reset() -> tuple[users.User, str]:
+        with engine.begin() as conn:
+            user, password = users.reset_password(conn, username, by=session.user)
+            audit.record(
+                conn,
+                actor=_actor(session),
+                action="user.reset_password",
+                object_type="user",
+                object_id=username,
+                address=client,
+            )
+            return user, password
+
+    try:
+        user, password = await run_in_threadpool(reset)
+    except UserError as error:
+        return await _refused(request, session, username, error)
+    return _secret_page(request, session, user, password, created=False)
+
+
+@router.post("/users/{username}/unlock")
+async def unlock_user(request: Request, username: str, session: MayChange) -> Response:
+    await checked_form(request, session)
+    if not _known(username):
+        return _not_found(request, session)
+    engine, client, now = runtime(request).engine, address(request), options(request).clock()
+
+    def unlock() -> bool:
+        with engine.begin() as conn:
+            lifted = users.unlock(conn, username, now)
+            if lifted is None:
+                return False
+            audit.record(
+                conn,
+                actor=_actor(session),
+                action="user.unlock",
+                object_type="user",
+                object_id=username,
+                before={"locked_until": lifted.isoformat()},
+                after={"locked_until": None},
+                address=client,
+            )
+            return True
+
+    try:
+        unlocked = await run_in_threadpool(unlock)
+    except UserError as error:
+        return await _refused(request, session, username, error)
+    return redirect(f"/users/{username}?done={'unlocked' if unlocked else 'unchanged'}")

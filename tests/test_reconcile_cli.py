@@ -1,0 +1,159 @@
+"""`tolom reconcile`: import with progress, show, resolve, close, reopen, calendar, format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from tests.factories import Cli
+from tests.test_reconciliation import DAY, planted, registry
+from tolom.db.schema import registries
+
+__all__ = ["planted"]  # the fixture, used by name
+
+
+def _json(result: Any) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_day_from_registry_to_closing(
+    cli: Cli, engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    file = tmp_path / "optima-2026-11-21.txt"
+    file.write_bytes(planted["content"])
+    shown = cli("reconcile", "import", "optima", str(file))
+    assert shown.exit_code == 0, shown.output
+    assert "Реестр №1 агента optima за 21.11.2026: 6 строк на 870,00" in shown.stdout
+    assert "нет у агента: 1" in shown.stdout and "разница (агент − мы): -180,00" in shown.stdout
+    assert "Сверка" in shown.stderr or "Разбор" in shown.stderr  # the progress bar
+
+    again = _json(cli("reconcile", "import", "optima", str(file), "--json"))
+    assert again["replayed"] is True and again["summary"]["difference"] == -18000
+
+    day = _json(cli("reconcile", "show", "optima", "2026-11-21", "--json"))
+    assert day["state"] == "open" and len(day["discrepancies"]) == 5
+    refused = cli("reconcile", "close", "optima", "2026-11-21")
+    assert refused.exit_code == 1 and "не разобрано расхождений — 5" in refused.stderr
+
+    for item in day["discrepancies"]:
+        action = "accept" if item["kind"] == "missing_ours" else "explain"
+        done = _json(
+            cli("reconcile", "resolve", str(item["id"]), action, "--reason", "сверено", "--json")
+        )
+        assert done["resolution"] in ("accepted", "explained")
+    assert "закрыт" in cli("reconcile", "close", "optima", "2026-11-21").stdout
+    bad = cli("reconcile", "import", "optima", str(file), "--day", "2026-11-21")
+    assert bad.exit_code == 0  # the same file: nothing to change, even on a closed day
+    calendar = _json(
+        cli("reconcile", "days", "--from", "2026-11-20", "--to", "2026-11-21", "--json")
+    )
+    states = {(c["agent"], c["day"]): c["state"] for c in calendar}
+    assert states[("optima", "2026-11-21")] == "closed"
+    assert states[("optima", "2026-11-20")] == "none"
+    reopened = cli("reconcile", "reopen", "optima", "2026-11-21", "--reason", "исправление")
+    assert reopened.exit_code == 0 and "снова открыт" in reopened.stdout
+
+
+def test_bad_input_is_a_message_never_a_traceback(
+    cli: Cli, engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.txt"
+    broken.write_bytes(b"101\t21.11.2026\t09:00:00\t01234567890123\t5.00\n")
+    result = cli("reconcile", "import", "optima", str(broken))
+    assert result.exit_code == 1 and "итоговой строки" in result.stderr
+    assert cli("reconcile", "show", "optima", "вчера").exit_code == 1
+    assert "нет агента" in cli("reconcile", "show", "nobody", "2026-11-21").stderr
+    assert cli("reconcile", "resolve", "999", "accept", "--reason", "x").exit_code == 1
+    settings = tmp_path / "format.json"
+    settings.write_text('{"kind": "csv", "delimiter": ";;"}', encoding="utf-8")
+    assert "разделитель" in cli("reconcile", "format", "optima", "--file", str(settings)).stderr
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(registries)).scalar_one() == 0
+
+
+def test_a_csv_agent_in_cp1251(cli: Cli, planted: dict[str, Any], tmp_path: Path) -> None:
+    settings = tmp_path / "format.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "kind": "csv",
+                "encoding": "cp1251",
+                "header": True,
+                "total_line": False,
+                "columns": {
+                    "txn_id": "Номер",
+                    "date": "Дата",
+                    "time": "Время",
+                    "account": "ИНН",
+                    "amount": "Сумма",
+                },
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    assert cli("reconcile", "format", "optima", "--file", str(settings)).exit_code == 0
+    shown = _json(cli("reconcile", "format", "optima"))
+    assert shown["encoding"] == "cp1251"
+    inn = planted["inn"]
+    text = "Номер;Дата;Время;ИНН;Сумма\n" + "".join(
+        f"{txn};21.11.2026;{at};{inn};{amount}\n"
+        for txn, at, amount in (
+            ("101", "09:00:00", "100,00"),
+            ("102", "10:00:00", "200,00"),
+            ("103", "11:00:00", "300,00"),
+            ("104", "12:00:00", "400,00"),
+            ("105", "23:59:59", "50,00"),
+        )
+    )
+    file = tmp_path / "optima.csv"
+    file.write_bytes(text.encode("cp1251"))
+    done = _json(cli("reconcile", "import", "optima", str(file), "--json"))
+    assert done["day"] == DAY.isoformat() and done["summary"]["matched_count"] == 5
+    assert registry  # the QIWI helper is shared with the core tests
+
+
+def test_export_act_and_the_watched_folder(
+    cli: Cli, engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    import os
+
+    ours = tmp_path / "ours.txt"
+    exported = cli("reconcile", "export", "optima", "2026-11-21", "-o", str(ours))
+    assert exported.exit_code == 0 and "5 платежей" in exported.stdout
+    assert ours.read_text(encoding="utf-8").endswith("Total: 5 1050.00\n")
+
+    folder = tmp_path / "inbox"
+    (folder / "optima").mkdir(parents=True)
+    (folder / "nobody").mkdir()
+    good = folder / "optima" / "reestr_2026-11-21.txt"
+    good.write_bytes(planted["content"])
+    bad = folder / "optima" / "broken.txt"
+    bad.write_bytes(b"garbage\n")
+    stranger = folder / "nobody" / "x.txt"
+    stranger.write_bytes(planted["content"])
+    fresh = folder / "optima" / "still-writing.txt"
+    fresh.write_bytes(b"101\t21.11.2026")
+    for path in (good, bad, stranger):
+        os.utime(path, (1, 1))  # long untouched: completely written
+    result = cli("reconcile", "watch", str(folder), "--once")
+    assert result.exit_code == 0, result.output
+    assert "reestr_2026-11-21.txt: 21.11.2026, 6 строк, расхождений 5" in result.stdout
+    assert "broken.txt: отклонён" in result.stderr and "нет агента" in result.stderr
+    assert (folder / "optima" / "done" / "reestr_2026-11-21.txt").exists()
+    summary = json.loads(
+        (folder / "optima" / "done" / "reestr_2026-11-21.txt.result.json").read_text()
+    )
+    assert summary["summary"]["classes"]["missing_theirs"]["count"] == 1
+    assert "Строка 1" in (folder / "optima" / "failed" / "broken.txt.error.txt").read_text()
+    assert fresh.exists()  # left for the next pass
+
+    draft = tmp_path / "akt.pdf"
+    made = cli("reconcile", "act", "optima", "2026-11-21", "--pdf", str(draft))
+    assert made.exit_code == 0 and draft.read_bytes().startswith(b"%PDF")
+    assert "черновик" in made.stderr
+    assert "нет реестра" in cli("reconcile", "act", "optima", "2026-11-20").stderr
