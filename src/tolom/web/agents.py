@@ -41,6 +41,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -83,10 +84,6 @@ def as_json(value: Any) -> str:
     if value is None:
         return ""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 @lru_cache(maxsize=1)
@@ -419,7 +416,7 @@ async def create_agent(request: Request, session: MayChange) -> Response:
                 service_codes=form.services,
                 timezone=zone,
                 cancel_window_days=days,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 address=client,
             )
 
@@ -535,7 +532,7 @@ async def _change(
                 ).first()
                 if exists is None:
                     return FormError("form", "agents.not_found.text")
-                change(conn, _actor(session), client)
+                change(conn, audit_actor(session), client)
         except AgentError as refused:
             return _core_error(refused)
         except FormError as refused:
@@ -576,7 +573,7 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
                 if admin.current_version(conn, code) is None:
                     return None
                 secret = admin.rotate_secret(
-                    conn, code, actor=_actor(session), address=client, expected_version=version
+                    conn, code, actor=audit_actor(session), address=client, expected_version=version
                 )
                 own = select(agent_services.c.service).join(
                     agents, agents.c.id == agent_services.c.agent_id

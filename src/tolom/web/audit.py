@@ -36,6 +36,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -43,10 +44,6 @@ SignedIn = Annotated[Session, Depends(signed_in)]
 
 PAGE_SIZE = 50
 _OBJECT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
-class BadFilter(ValueError):
-    """A filter value the form could not have sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +114,6 @@ def list_form(request: Request) -> ListForm:
     return ListForm(actor, action, object_type, object_id, date_from, date_to, client, where)
 
 
-def _cursor(value: str | None) -> int | None:
-    if not value:
-        return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        raise BadFilter(value)
-    return int(value)
-
-
 def object_link(object_type: str, object_id: str) -> str | None:
     """The page of the object a line names, where there is one."""
     prefix = audit_log.OBJECT_PAGES.get(object_type)
@@ -141,7 +130,7 @@ def _bad(request: Request, session: Session) -> Response:
 async def audit_list(request: Request, session: SignedIn) -> Response:
     try:
         form = list_form(request)
-        before = _cursor(request.query_params.get("before"))
+        before = cursor(request.query_params.get("before"))
     except BadFilter:
         return _bad(request, session)
     engine = runtime(request).engine

@@ -69,6 +69,11 @@ def runtime(request: Request) -> Runtime:
     return found
 
 
+def audit_actor(session: Session) -> str:
+    """How a back-office user appears in the audit log and in reversal records."""
+    return f"user:{session.user.username}"
+
+
 def address(request: Request) -> str:
     """The client's address, believing X-Forwarded-For only from trusted proxies."""
     return client_address(

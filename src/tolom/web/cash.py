@@ -43,6 +43,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -89,10 +90,6 @@ _DATETIME_LOCAL = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 def new_reference() -> str:
     """A form's idempotency reference: random, made when the form is shown."""
     return f"web-{secrets.token_hex(10)}"
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 class BadForm(ValueError):
@@ -443,7 +440,7 @@ async def _pay(
             engine,
             agent,
             payment,
-            actor=_actor(session),
+            actor=audit_actor(session),
             address=client,
             protocol=PROTOCOL,
             params=form.params(),
@@ -514,7 +511,9 @@ async def receipt_page(request: Request, payment_id: str, session: SignedIn) -> 
         if number is None:
             return None
         with engine.begin() as conn:
-            return receipts.document(conn, number, settings, actor=_actor(session), address=client)
+            return receipts.document(
+                conn, number, settings, actor=audit_actor(session), address=client
+            )
 
     found = await run_in_threadpool(load)
     if found is None:

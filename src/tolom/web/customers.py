@@ -37,6 +37,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -69,10 +70,6 @@ DONE = {
     "already_blocked": "customer.done.already_blocked",
     "already_active": "customer.done.already_active",
 }
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 def _compact(text: str) -> str:
@@ -222,7 +219,7 @@ async def create_customer(request: Request, session: MayChange) -> Response:
                 email=form.email or None,
                 phone=form.phone or None,
                 language=form.language,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 address=client,
             )
 
@@ -454,7 +451,7 @@ async def change_contacts(request: Request, inn: str, session: MayChange) -> Res
                 email=form.email,
                 phone=form.phone,
                 language=form.language,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 address=client,
             )
         return before != after
@@ -484,7 +481,7 @@ async def _set_status(request: Request, inn: str, session: Session, status: str)
         """Whether the status changed."""
         with engine.begin() as conn:
             before, after = customers.set_status_audited(
-                conn, inn, status, actor=_actor(session), address=client
+                conn, inn, status, actor=audit_actor(session), address=client
             )
         return before.status != after.status
 

@@ -30,6 +30,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -47,10 +48,6 @@ PAGE_SIZE = 50
 DEAD_SHOWN = 10  # the newest dead deliveries shown above the list
 TYPES = tuple(t.value for t in EventType)
 _NOTIFICATIONS = ("email", "sms")
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 def _number(value: str | None) -> int | None:
@@ -255,7 +252,9 @@ async def redrive_one(request: Request, delivery_id: str, session: MayWebhooks) 
     def attempt() -> admin.DeliveryError | None:
         try:
             with engine.begin() as conn:
-                admin.redrive(conn, delivery_ids=[number], actor=_actor(session), address=client)
+                admin.redrive(
+                    conn, delivery_ids=[number], actor=audit_actor(session), address=client
+                )
         except admin.DeliveryError as error:
             return error
         return None
@@ -296,7 +295,7 @@ async def redrive_dead(request: Request, session: MayWebhooks) -> Response:
                     conn,
                     all_dead=True,
                     destination=destination,
-                    actor=_actor(session),
+                    actor=audit_actor(session),
                     address=client,
                 )
             )
@@ -414,7 +413,7 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
                     name=name,
                     url=url,
                     event_types=types,
-                    actor=_actor(session),
+                    actor=audit_actor(session),
                     address=client,
                 )
         except endpoints.EndpointError as error:
@@ -453,7 +452,7 @@ async def _change_endpoint(
     await checked_form(request, session)
     if not endpoints.is_name(name):
         return message_page(request, session, "not-found", "webhook.not_found", status=404)
-    engine, client, actor = runtime(request).engine, address(request), _actor(session)
+    engine, client, actor = runtime(request).engine, address(request), audit_actor(session)
 
     def attempt() -> str | None:
         try:

@@ -36,6 +36,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -44,6 +45,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -57,17 +59,9 @@ _QUANTITY_DIGITS = 7  # longer is refused before it is read as a number
 _FIELD_MAX = 1000  # any posted text longer than this is not something the form sends
 
 
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
-
-
 def _digits(text: str) -> str:
     """What a person typed for a number, without the spaces they put between digits."""
     return "".join(text.split())
-
-
-class BadFilter(ValueError):
-    """A filter value no form offers."""
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -106,20 +100,12 @@ def list_form(request: Request, t: i18n.Translator) -> ListForm:
     return ListForm(q, inn, status, errors)
 
 
-def _cursor(value: str | None) -> int | None:
-    if not value:
-        return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        raise BadFilter(value)
-    return int(value)
-
-
 @router.get("/invoices")
 async def invoice_list(request: Request, session: SignedIn) -> Response:
     t = i18n.translator(session.user.language)
     try:
         form = list_form(request, t)
-        before = _cursor(request.query_params.get("before"))
+        before = cursor(request.query_params.get("before"))
     except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
     engine, now = runtime(request).engine, options(request).clock()
@@ -325,7 +311,7 @@ async def create_invoice(request: Request, session: MayInvoice) -> Response:
                 payer_name=payer,
                 inn=inn,
                 validity_days=validity or settings.invoice_validity_days,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 address=client,
                 now=now,
             )
@@ -474,7 +460,7 @@ async def cancel_invoice(request: Request, number: str, session: MayInvoice) -> 
         try:
             with engine.begin() as conn:
                 _after, changed = invoices.cancel_audited(
-                    conn, number, actor=_actor(session), address=client, reason=reason, now=now
+                    conn, number, actor=audit_actor(session), address=client, reason=reason, now=now
                 )
         except invoices.InvoiceNotFound:
             return "not_found"

@@ -34,6 +34,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -55,10 +56,6 @@ MAX_WITHIN_DAYS = 366
 REASON_MAX = 1000  # as the API's CancelIn
 _MAX_INVOICE = 32
 _DONE = ("start", "issue", "cancel", "unchanged")
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 class BadFilter(ValueError):
@@ -362,7 +359,7 @@ async def _transition(
             with engine.begin() as conn:
                 done = change(conn, number)
                 orders.audit_transition(
-                    conn, done, action=f"order.{action}", actor=_actor(session), address=client
+                    conn, done, action=f"order.{action}", actor=audit_actor(session), address=client
                 )
                 return done
         except orders.OrderError as error:  # not found, refused, refund changed/impossible

@@ -24,10 +24,11 @@ from tolom.db.schema import agents
 from tolom.documents import receipt_pdf, receipts
 from tolom.payments import records, reversal
 from tolom.payments.model import CancelOutcome, CancelResult
-from tolom.web import i18n
+from tolom.web import forms, i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -35,6 +36,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -46,14 +48,6 @@ PAGE_SIZE = 50
 SERVICES = ("sochi", "eds")
 STATUSES = ("accepted", "reversed")
 _MAX_KEY = 64
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
-
-
-class BadFilter(ValueError):
-    """A filter value the form could not have sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +110,11 @@ def list_form(request: Request) -> ListForm:
     return ListForm(q, agent, service, status, date_from, date_to, where)
 
 
-def _cursor(value: str | None) -> int | None:
-    if not value:
-        return None
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        raise BadFilter(value)
-    return int(value)
-
-
 @router.get("/payments")
 async def payment_list(request: Request, session: SignedIn) -> Response:
     try:
         form = list_form(request)
-        before = _cursor(request.query_params.get("before"))
+        before = cursor(request.query_params.get("before"))
     except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
     engine = runtime(request).engine
@@ -240,12 +226,6 @@ def params_text(stored: str) -> str:
         return stored
 
 
-def _payment_id(value: str) -> int | None:
-    if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        return None
-    return int(value)
-
-
 def _load_detail(request: Request, session: Session, payment_id: int) -> Detail | None:
     engine, settings = runtime(request).engine, runtime(request).settings
     with engine.begin() as conn:
@@ -259,7 +239,7 @@ def _load_detail(request: Request, session: Session, payment_id: int) -> Detail 
         agent_id = records.agent_id_of(conn, record.id)
         logged = records.requests_of(conn, record, agent_id) if agent_id is not None else []
         receipt = receipts.token_for(
-            conn, record.id, actor=_actor(session), address=address(request)
+            conn, record.id, actor=audit_actor(session), address=address(request)
         )
     url = receipts.public_url(settings, receipt.token) if receipt is not None else ""
     return Detail(record, posted, logged, url)
@@ -299,7 +279,7 @@ def _not_found(request: Request, session: Session) -> Response:
 
 @router.get("/payments/{payment_id}")
 async def payment_page(request: Request, payment_id: str, session: SignedIn) -> Response:
-    number = _payment_id(payment_id)
+    number = forms.number(payment_id)
     detail = None
     if number is not None:
         detail = await run_in_threadpool(_load_detail, request, session, number)
@@ -310,14 +290,16 @@ async def payment_page(request: Request, payment_id: str, session: SignedIn) -> 
 
 @router.get("/payments/{payment_id}/receipt.pdf")
 async def receipt_pdf_file(request: Request, payment_id: str, session: SignedIn) -> Response:
-    number = _payment_id(payment_id)
+    number = forms.number(payment_id)
     engine, settings, client = runtime(request).engine, runtime(request).settings, address(request)
 
     def build() -> bytes | None:
         if number is None:
             return None
         with engine.begin() as conn:
-            found = receipts.document(conn, number, settings, actor=_actor(session), address=client)
+            found = receipts.document(
+                conn, number, settings, actor=audit_actor(session), address=client
+            )
         return None if found is None else receipt_pdf.render(found, settings)
 
     content = await run_in_threadpool(build)
@@ -350,7 +332,7 @@ class _Refused(Exception):
 @router.post("/payments/{payment_id}/reverse")
 async def reverse(request: Request, payment_id: str, session: MayReverse) -> Response:
     fields = await checked_form(request, session)
-    number = _payment_id(payment_id)
+    number = forms.number(payment_id)
     if number is None:
         return _not_found(request, session)
     reason = fields.get("reason", "").strip()
@@ -366,7 +348,7 @@ async def reverse(request: Request, payment_id: str, session: MayReverse) -> Res
         try:
             with engine.begin() as conn:
                 result = reversal.reverse_audited(
-                    conn, number, reason, actor=_actor(session), address=client
+                    conn, number, reason, actor=audit_actor(session), address=client
                 )
                 if result.outcome is not CancelOutcome.OK or result.replayed:
                     raise _Refused(result)  # rolls the transaction back

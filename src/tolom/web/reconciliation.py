@@ -34,6 +34,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -55,10 +56,6 @@ MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
 LIST_LIMIT = 500
 REASON_MAX = days.REASON_MAX
 STATES = ("none", "waiting", "open", "ready", "closed")
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 def _month_of(value: str, today: date) -> date | None:
@@ -228,7 +225,7 @@ async def upload(request: Request, session: MayReconcile) -> Response:
             form.agent,
             content,
             file_name=name,
-            actor=_actor(session),
+            actor=audit_actor(session),
             day=chosen_day,
             address=client,
         )
@@ -399,7 +396,9 @@ async def resolve(
         engine, client = runtime(request).engine, address(request)
 
         def attempt() -> None:
-            days.resolve(engine, found.id, action, reason, actor=_actor(session), address=client)
+            days.resolve(
+                engine, found.id, action, reason, actor=audit_actor(session), address=client
+            )
 
         try:
             await run_in_threadpool(attempt)
@@ -431,7 +430,7 @@ async def close_day(request: Request, agent: str, day_text: str, session: MayRec
     t = i18n.translator(session.user.language)
 
     def attempt() -> None:
-        days.close(engine, code, when, actor=_actor(session), address=client)
+        days.close(engine, code, when, actor=audit_actor(session), address=client)
 
     try:
         await run_in_threadpool(attempt)
@@ -458,7 +457,7 @@ async def reopen_day(request: Request, agent: str, day_text: str, session: MayRe
         engine, client = runtime(request).engine, address(request)
 
         def attempt() -> None:
-            days.reopen(engine, code, when, reason, actor=_actor(session), address=client)
+            days.reopen(engine, code, when, reason, actor=audit_actor(session), address=client)
 
         try:
             await run_in_threadpool(attempt)

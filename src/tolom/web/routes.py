@@ -26,6 +26,7 @@ from tolom.web.auth import (
     SESSION_COOKIE,
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     csrf_refused,
     current_session,
@@ -59,10 +60,6 @@ WRONG_OLD_PASSWORD_DELAY = 1.0
 def _here(request: Request) -> str:
     query = request.url.query
     return safe_next(request.url.path + (f"?{query}" if query else ""))
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 # --- log in and out -----------------------------------------------------------------------
@@ -171,7 +168,7 @@ async def logout(request: Request, session: SignedIn) -> Response:
             users.logout(conn, token)
             audit.record(
                 conn,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 action="user.logout",
                 object_type="user",
                 object_id=session.user.username,
@@ -226,7 +223,7 @@ async def change_password(request: Request, session: SignedIn) -> Response:
             )
             audit.record(
                 conn,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 action="user.change_password",
                 object_type="user",
                 object_id=session.user.username,
@@ -264,7 +261,7 @@ async def change_language(request: Request, session: SignedIn) -> Response:
             if before != after:
                 audit.record(
                     conn,
-                    actor=_actor(session),
+                    actor=audit_actor(session),
                     action="user.language",
                     object_type="user",
                     object_id=session.user.username,

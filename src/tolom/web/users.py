@@ -38,6 +38,7 @@ from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
     address,
+    audit_actor,
     checked_form,
     may,
     message_page,
@@ -56,10 +57,6 @@ MayChange = Annotated[Session, Depends(may("users"))]
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 # What each successful change says on the user's page (`?done=`).
 DONE = ("created", "changed", "disabled", "enabled", "unlocked", "unchanged")
-
-
-def _actor(session: Session) -> str:
-    return f"user:{session.user.username}"
 
 
 def _known(username: str) -> bool:
@@ -176,7 +173,7 @@ async def create_user(request: Request, session: MayChange) -> Response:
             )
             audit.record(
                 conn,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 action="user.create",
                 object_type="user",
                 object_id=user.username,
@@ -279,7 +276,7 @@ def _audit_change(
 ) -> None:
     audit.record(
         conn,
-        actor=_actor(session),
+        actor=audit_actor(session),
         action=action,
         object_type="user",
         object_id=after.username,
@@ -367,7 +364,7 @@ async def reset_password(request: Request, username: str, session: MayChange) ->
             user, password = users.reset_password(conn, username, by=session.user)
             audit.record(
                 conn,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 action="user.reset_password",
                 object_type="user",
                 object_id=username,
@@ -396,7 +393,7 @@ async def unlock_user(request: Request, username: str, session: MayChange) -> Re
                 return False
             audit.record(
                 conn,
-                actor=_actor(session),
+                actor=audit_actor(session),
                 action="user.unlock",
                 object_type="user",
                 object_id=username,
