@@ -35,6 +35,7 @@ from tolom.web.auth import (
     message_page,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
@@ -144,14 +145,13 @@ async def audit_list(request: Request, session: SignedIn) -> Response:
     shown = found[:PAGE_SIZE]
     more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
     t = i18n.translator(session.user.language)
-    here = "/audit" + (f"?{request.url.query}" if request.url.query else "")
     return render(
         "audit.html",
         t=t,
         session=session,
         page="audit",
         title=t("audit.title"),
-        here=here if len(here) <= 2048 else "/audit",
+        here=this_page(request),
         form=form,
         rows=shown,
         object_types=types,

@@ -136,6 +136,14 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+def this_page(request: Request) -> str:
+    """This page's address with its query, to come back to (after a language switch or a
+    login); without the query when that is too long or not a safe local path."""
+    query = request.url.query
+    full = safe_next(request.url.path + (f"?{query}" if query else ""))
+    return full if full != "/" else safe_next(request.url.path)
+
+
 def redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303)
 
@@ -144,8 +152,7 @@ def login_redirect(request: Request) -> RedirectResponse:
     """To the login page, coming back here afterwards (for a page one reads, GET)."""
     if request.method != "GET":
         return redirect("/login")
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return redirect("/login?next=" + quote(safe_next(here), safe=""))
+    return redirect("/login?next=" + quote(this_page(request), safe=""))
 
 
 # --- pages of refusal ---------------------------------------------------------------------

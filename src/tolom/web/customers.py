@@ -45,6 +45,7 @@ from tolom.web.auth import (
     redirect,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.pages import render
 
@@ -116,14 +117,13 @@ async def customer_list(request: Request, session: SignedIn) -> Response:
 
     rows = await run_in_threadpool(load)
     t = i18n.translator(session.user.language)
-    here = "/customers" + (f"?{request.url.query}" if request.url.query else "")
     return render(
         "customers.html",
         t=t,
         session=session,
         page="customers",
         title=t("customers.title"),
-        here=here if len(here) <= 2048 else "/customers",
+        here=this_page(request),
         q=q,
         max_query=MAX_QUERY,
         rows=rows[:SEARCH_LIMIT],

@@ -37,6 +37,7 @@ from tolom.web.auth import (
     redirect,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.pages import render
 
@@ -161,7 +162,6 @@ async def delivery_list(request: Request, session: SignedIn) -> Response:
     found, dead = await run_in_threadpool(load)
     shown = found[:PAGE_SIZE]
     more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
-    here = "/events" + (f"?{request.url.query}" if request.url.query else "")
     dead_form = ListForm("dead", form.destination, form.type)
     return render(
         "events.html",
@@ -169,7 +169,7 @@ async def delivery_list(request: Request, session: SignedIn) -> Response:
         session=session,
         page="events",
         title=t("events.title"),
-        here=here if len(here) <= 2048 else "/events",
+        here=this_page(request),
         form=form,
         statuses=admin.STATUSES,
         destinations=sorted(known.items(), key=lambda item: item[1]),

@@ -44,6 +44,7 @@ from tolom.web.auth import (
     redirect,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
@@ -125,7 +126,6 @@ async def invoice_list(request: Request, session: SignedIn) -> Response:
     found = [] if form.errors else await run_in_threadpool(load)
     shown = found[:PAGE_SIZE]
     more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
-    here = "/invoices" + (f"?{request.url.query}" if request.url.query else "")
     return render(
         "invoices.html",
         status=400 if form.errors else 200,
@@ -133,7 +133,7 @@ async def invoice_list(request: Request, session: SignedIn) -> Response:
         session=session,
         page="invoices",
         title=t("invoices.title"),
-        here=here if len(here) <= 2048 else "/invoices",
+        here=this_page(request),
         form=form,
         states=invoices.STATES,
         rows=shown,

@@ -42,6 +42,7 @@ from tolom.web.auth import (
     redirect,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.pages import render
 
@@ -120,11 +121,6 @@ def list_form(request: Request) -> ListForm:
     return ListForm(status, inn, invoice)
 
 
-def _here(request: Request, path: str) -> str:
-    here = path + (f"?{request.url.query}" if request.url.query else "")
-    return here if len(here) <= 2048 else path
-
-
 def _bad_request(request: Request, session: Session) -> Response:
     return message_page(request, session, "bad-request", "error.bad_request", status=400)
 
@@ -166,7 +162,7 @@ async def order_list(request: Request, session: SignedIn) -> Response:
         session=session,
         page="orders",
         title=t("orders.title"),
-        here=_here(request, "/orders"),
+        here=this_page(request),
         view=form.status,
         form=form,
         views=VIEWS,
@@ -213,7 +209,7 @@ async def expiring_list(request: Request, session: SignedIn) -> Response:
         session=session,
         page="orders-expiring",
         title=t("orders.expiring.title"),
-        here=_here(request, "/orders/expiring"),
+        here=this_page(request),
         view="expiring",
         form=ListForm("", "", ""),
         views=VIEWS,

@@ -35,6 +35,7 @@ from tolom.web.auth import (
     redirect,
     runtime,
     signed_in,
+    this_page,
 )
 from tolom.web.forms import BadFilter, cursor
 from tolom.web.pages import render
@@ -134,14 +135,13 @@ async def payment_list(request: Request, session: SignedIn) -> Response:
     shown = found[:PAGE_SIZE]
     more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
     t = i18n.translator(session.user.language)
-    here = "/payments" + (f"?{request.url.query}" if request.url.query else "")
     return render(
         "payments.html",
         t=t,
         session=session,
         page="payments",
         title=t("payments.title"),
-        here=here if len(here) <= 2048 else "/payments",
+        here=this_page(request),
         form=form,
         agents=known_agents,
         services=SERVICES,

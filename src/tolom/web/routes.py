@@ -43,6 +43,7 @@ from tolom.web.auth import (
     set_login_csrf_cookie,
     set_session_cookie,
     signed_in,
+    this_page,
     tokens_match,
 )
 from tolom.web.pages import render
@@ -55,11 +56,6 @@ SignedIn = Annotated[Session, Depends(signed_in)]
 # A wrong current password on the password form is answered this much later: a stolen
 # session cookie must not become a fast way to guess the password.
 WRONG_OLD_PASSWORD_DELAY = 1.0
-
-
-def _here(request: Request) -> str:
-    query = request.url.query
-    return safe_next(request.url.path + (f"?{query}" if query else ""))
 
 
 # --- log in and out -----------------------------------------------------------------------
@@ -296,7 +292,7 @@ async def home(request: Request, session: SignedIn) -> Response:
         session=session,
         page="dashboard",
         title=t("dashboard.title"),
-        here=_here(request),
+        here=this_page(request),
         d=figures,
         chart=charts.layout(figures.chart) if figures.chart is not None else None,
         axis_label=lambda tyiyn: charts.axis_label(tyiyn, t),
