@@ -28,19 +28,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import Connection, Engine, select
 
 from tolom.db.schema import customers, invoices, payments
 from tolom.money import format_amount
 from tolom.payments import records
+
+# openpyxl is imported where a workbook is written, not here: it costs every server process
+# ~0.05 s of CPU at startup, and most never write one (docs/operations.md).
+if TYPE_CHECKING:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 ZONE = ZoneInfo("Asia/Bishkek")
 PAGE_SIZE = 5000
@@ -302,6 +303,8 @@ def _xlsx_text(sheet: WriteOnlyWorksheet, value: str | None) -> Any:
     clean = _NOT_IN_XML.sub("\ufffd", value)
     if not clean.startswith("="):
         return clean  # openpyxl stores any other str as a string cell
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(sheet, value=clean)
     cell.data_type = "s"
     return cell
@@ -314,6 +317,8 @@ def xlsx_text(sheet: WriteOnlyWorksheet, value: str | None) -> Any:
 
 
 def _xlsx_formatted(sheet: WriteOnlyWorksheet, value: Any, number_format: str) -> WriteOnlyCell:
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(sheet, value=value)
     cell.number_format = number_format
     return cell
@@ -343,6 +348,11 @@ def _xlsx_cells(sheet: WriteOnlyWorksheet, row: ExportRow) -> list[Any]:
 def write_xlsx(rows: Iterable[ExportRow], target: str | Path | IO[bytes]) -> int:
     """Write the XLSX (openpyxl's write-only mode: rows go to disk as they come) to a path or
     a binary stream; returns the number of payments written."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
     book = Workbook(write_only=True)
     sheet = book.create_sheet("Платежи")
     sheet.freeze_panes = "A2"

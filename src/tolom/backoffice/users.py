@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -39,8 +40,17 @@ MIN_PASSWORD = 10
 FAILURE_DELAY = 1.0  # seconds before a failed login is answered
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so that both cost the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that both cost the same time.
+
+    Made by the first login, not at import: an argon2 hash costs every server process
+    ~0.1 s of CPU at startup otherwise (docs/operations.md). `login` makes it whichever
+    the username, so that the first login costs the same for a known and an unknown one.
+    """
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class UserError(ValueError):
@@ -246,11 +256,12 @@ def login(
     hash as a known one.
     """
     now = now or datetime.now(UTC)
+    dummy = _dummy_hash()  # for every login: an unknown name must not cost more, even once
     row = conn.execute(
         select(users).where(users.c.username == username.strip().lower()).with_for_update()
     ).first()
     if row is None or not row.active:
-        _verify(_DUMMY_HASH, password)
+        _verify(dummy, password)
         return LoginResult(None, refusal="bad_credentials", delay_seconds=FAILURE_DELAY)
     if row.locked_until is not None and as_utc(row.locked_until) > now:
         return LoginResult(None, refusal="locked", delay_seconds=FAILURE_DELAY)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Connection, select
 
-from tolom import apikeys, audit, installation
+from tolom import apikeys, audit, installation, logs
 from tolom.agents import admin as agent_admin
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
@@ -26,7 +26,6 @@ from tolom.cli.payments import payment_app
 from tolom.cli.reconcile import reconcile_app
 from tolom.cli.tariffs import tariff_app
 from tolom.cli.users import user_app
-from tolom.db import migrate
 from tolom.db.schema import services
 from tolom.ledger.statements import latest_entries
 from tolom.ledger.verify import verify_ledger
@@ -79,6 +78,8 @@ _cli_actor = common.cli_actor
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema, then add the shipped services, products and accounts."""
+    from tolom.db import migrate  # alembic and mako: only for this command
+
     engine = _engine()
     try:
         migrate.upgrade(engine)
@@ -97,6 +98,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (use several on PostgreSQL).")] = 1,
+    timeout_worker_healthcheck: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help="With --workers 2 or more: seconds a worker has to answer the supervisor's "
+            "ping (sent every 0.5 s) before it is killed and replaced; also how long a "
+            "worker restarted by SIGHUP may take to start. Default: uvicorn's.",
+        ),
+    ] = 5,
     access_log: Annotated[bool, typer.Option(help="Print one line per request.")] = False,
     with_worker: Annotated[
         bool,
@@ -107,11 +118,9 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP server (agent gateways, APIs, docs)."""
-    import copy
     import os
 
     import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
 
     if workers > 1 and get_settings().database_url.startswith("sqlite"):
         typer.secho(
@@ -120,9 +129,10 @@ def serve(
     if with_worker:
         os.environ["TOLOM_WORKER_IN_SERVER"] = "true"  # read by each server process
         get_settings.cache_clear()
-    # Tolom's own log lines (deliveries, console e-mail and SMS) beside uvicorn's.
-    log_config = copy.deepcopy(LOGGING_CONFIG)
-    log_config["loggers"]["tolom"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    # Tolom's own log lines (gateway failures, deliveries, console e-mail and SMS) beside
+    # uvicorn's, as text or JSON lines (TOLOM_LOG_FORMAT): the same config in every worker.
+    settings = get_settings()
+    log_config = logs.config(settings.log_format, settings.log_level)
     uvicorn.run(
         "tolom.app:create_app",
         factory=True,
@@ -135,6 +145,7 @@ def serve(
         access_log=access_log,
         server_header=False,
         timeout_keep_alive=75,
+        timeout_worker_healthcheck=timeout_worker_healthcheck,
         log_config=log_config,
     )
 

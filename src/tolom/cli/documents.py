@@ -10,7 +10,6 @@ import typer
 
 from tolom.billing import invoices
 from tolom.cli.common import JsonOption, emit, fail, transaction
-from tolom.documents import invoice_pdf as invoice_document
 from tolom.identifiers import is_invoice_number
 from tolom.settings import get_settings
 
@@ -48,6 +47,8 @@ def invoice_pdf(number: str, output: Output = None, as_json: JsonOption = False)
         invoice = invoices.get(conn, number)
     if invoice is None:
         fail(f"счёт {number} не найден", as_json)
+    from tolom.documents import invoice_pdf as invoice_document  # fpdf: only when writing one
+
     settings = get_settings()
     written = write_pdf(
         invoice_document.render(invoice, settings), output, f"invoice-{number}.pdf", as_json

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
+from tolom import logs
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.db.engine import make_engine
 from tolom.events import admin, endpoints
-from tolom.events.worker import Worker
 from tolom.settings import get_settings
 
 webhook_app = typer.Typer(help="Webhook endpoints that receive events.", no_args_is_help=True)
@@ -218,11 +218,12 @@ def worker(
     ] = None,
 ) -> None:
     """Deliver events to webhooks, e-mail and SMS until SIGTERM or Ctrl-C."""
+    # The worker brings httpx (and its rich/click/pygments CLI): imported by this command,
+    # not by every `tolom` run, nor by each `tolom serve` worker (docs/operations.md).
+    from tolom.events.worker import Worker
+
     settings = get_settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the worker logs each attempt itself
+    logs.configure(settings.log_format, settings.log_level)  # httpx quiet: we log each attempt
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from tolom.cli.common import fail, transaction
 from tolom.db.schema import webhook_endpoints
-from tolom.events.inbox import Inbox, server
 
 
 def listen(
@@ -20,6 +19,8 @@ def listen(
     ] = 0,
 ) -> None:
     """Be the endpoint's receiver on this machine: verify signatures, print events once each."""
+    from tolom.events.inbox import Inbox, server  # brings httpx: only for this command
+
     with transaction() as conn:
         row = conn.execute(
             select(webhook_endpoints.c.url, webhook_endpoints.c.secret).where(

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tolom import audit
 from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, transaction
 from tolom.formatting import som
-from tolom.reconciliation import act, days, formats, outbound, registries, watch
+from tolom.reconciliation import days, formats, outbound, registries, watch
 from tolom.reconciliation.days import ReconciliationError
 from tolom.reconciliation.formats import FormatError
 from tolom.reconciliation.matching import KINDS, Summary
@@ -382,6 +382,7 @@ def act_file(
     xlsx: Annotated[Path | None, typer.Option(help="Write the act as XLSX here.")] = None,
 ) -> None:
     """The act of reconciliation of the agent's day (a draft until the day is closed)."""
+    from tolom.reconciliation import act  # brings fpdf: only for this command
     from tolom.settings import get_settings
 
     when = _day(day)

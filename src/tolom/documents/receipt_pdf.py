@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tolom.documents.pdf import A5, GREY, Document, qr_code, stamp
 from tolom.documents.receipts import ReceiptDocument
 from tolom.formatting import date_time, som
 from tolom.settings import Settings
@@ -33,6 +32,10 @@ def status_text(receipt: ReceiptDocument) -> str:
 
 def render(receipt: ReceiptDocument, settings: Settings, *, now: datetime | None = None) -> bytes:
     """The receipt PDF. It is the payer's own, so it names the account and the payer."""
+    # Imported by the first PDF, not with this module: fpdf costs every server process
+    # ~0.25 s of CPU at startup, and the pages only need requisites_line (docs/operations.md).
+    from tolom.documents.pdf import A5, GREY, Document, qr_code, stamp
+
     pdf = Document(A5, title=f"Квитанция № {receipt.number}", author=receipt.payee, margin=MARGIN)
     pdf.add_page()
     pdf.line_of_text(receipt.payee, 13, bold=True)

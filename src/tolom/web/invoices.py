@@ -28,7 +28,6 @@ from tolom.billing import catalog, customers, invoices, orders
 from tolom.billing.catalog import Product
 from tolom.billing.customers import Customer
 from tolom.db.engine import is_temporary
-from tolom.documents import invoice_pdf
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn, is_invoice_number
 from tolom.payments import records
@@ -416,6 +415,10 @@ async def invoice_pdf_file(request: Request, number: str, session: SignedIn) -> 
     engine, settings = runtime(request).engine, runtime(request).settings
 
     def build() -> bytes | None:
+        # Imported by the first PDF: fpdf costs every server process ~0.25 s of CPU at
+        # startup otherwise (docs/operations.md).
+        from tolom.documents import invoice_pdf
+
         if not is_invoice_number(number):
             return None
         with engine.connect() as conn:

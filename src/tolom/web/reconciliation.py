@@ -26,7 +26,7 @@ from tolom.backoffice import exports
 from tolom.backoffice.users import Session
 from tolom.db.schema import agents as agents_table
 from tolom.db.schema import registries as registries_table
-from tolom.reconciliation import act, days, formats, outbound, registries
+from tolom.reconciliation import days, formats, outbound, registries
 from tolom.reconciliation.days import Day, Discrepancy, NotFound, ReconciliationError
 from tolom.reconciliation.matching import KINDS
 from tolom.reconciliation.parsing import RegistryError
@@ -485,6 +485,10 @@ async def _act_file(
     engine, settings = runtime(request).engine, runtime(request).settings
 
     def build() -> bytes | str:
+        # The act module brings fpdf, ~0.25 s of CPU: imported by the first act, not by
+        # every server process at startup (docs/operations.md).
+        from tolom.reconciliation import act
+
         with engine.connect() as conn:
             try:
                 found = act.load(conn, code, when)

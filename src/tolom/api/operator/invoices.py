@@ -28,7 +28,6 @@ from tolom.api.operator.common import (
 from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
 from tolom.api.problems import ProblemError, responses
 from tolom.billing import invoices
-from tolom.documents import invoice_pdf
 from tolom.identifiers import is_invoice_number
 from tolom.money import format_amount
 
@@ -225,6 +224,10 @@ def get_invoice(number: str, caller: Reader) -> Invoice:
     },
 )
 def get_invoice_pdf(number: str, caller: Reader) -> PdfResponse:
+    # Imported by the first PDF: fpdf costs every server process ~0.25 s of CPU at startup
+    # otherwise (docs/operations.md).
+    from tolom.documents import invoice_pdf
+
     with transaction(caller.runtime) as conn:
         invoice = _found(conn, number)
     content = invoice_pdf.render(invoice, caller.runtime.settings)

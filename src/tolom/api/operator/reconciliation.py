@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Annotated, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -52,11 +52,14 @@ from tolom.api.security import Caller
 from tolom.backoffice import exports
 from tolom.db.engine import is_temporary
 from tolom.money import format_amount
-from tolom.reconciliation import act, days, formats, matching, outbound, registries
+from tolom.reconciliation import days, formats, matching, outbound, registries
 from tolom.reconciliation.days import NotFound, ReconciliationError
 from tolom.reconciliation.formats import FormatError, RegistryFormat
 from tolom.reconciliation.parsing import RegistryError
 from tolom.reconciliation.registries import DayClosed, Imported
+
+if TYPE_CHECKING:
+    from tolom.reconciliation.act import Act
 
 router = APIRouter(tags=["reconciliation"], route_class=OperatorRoute)
 # The upload reads its body itself, after the caller is known, with a size cap.
@@ -915,7 +918,11 @@ def _disposition(example: str) -> dict[str, Any]:
     }
 
 
-def _act(caller: Caller, code: str, when: date) -> act.Act:
+def _act(caller: Caller, code: str, when: date) -> Act:
+    # The act module brings fpdf, ~0.25 s of CPU: imported by the first act, not by every
+    # server process at startup (docs/operations.md).
+    from tolom.reconciliation import act
+
     with transaction(caller.runtime) as conn:
         try:
             return act.load(conn, code, when)
@@ -942,6 +949,8 @@ _ACT = (
     },
 )
 def get_act_pdf(code: AgentCode, day: DayText, caller: Reader) -> PdfResponse:
+    from tolom.reconciliation import act
+
     when = _day_of(day)
     found = _act(caller, code, when)
     content = act.pdf(found, caller.runtime.settings)
@@ -963,6 +972,8 @@ def get_act_pdf(code: AgentCode, day: DayText, caller: Reader) -> PdfResponse:
     },
 )
 def get_act_xlsx(code: AgentCode, day: DayText, caller: Reader) -> XlsxResponse:
+    from tolom.reconciliation import act
+
     when = _day_of(day)
     found = _act(caller, code, when)
     content = act.xlsx(found, caller.runtime.settings)
