@@ -92,8 +92,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, agent_cache_seconds=0, lock_timeout_ms=2000)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        agent_cache_seconds=0,
+        lock_timeout_ms=2000,
+        request_spool_dir=str(tmp_path / "spool"),
+    )
 
 
 @pytest.fixture

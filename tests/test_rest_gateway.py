@@ -24,7 +24,6 @@ from tolom.ledger.accounts import LedgerAccount, account_balance, system_account
 from tolom.ledger.posting import Transfer, post_entry
 from tolom.payments import service as core
 from tolom.payments.model import CancelOutcome
-from tolom.payments.requestlog import Answer, Exchange
 
 PROBLEM = "application/problem+json"
 
@@ -527,16 +526,10 @@ def _at_once(count: int, action: Any) -> list[Any]:
 
 
 def _core_cancel(runtime: Any, txn_id: str) -> CancelOutcome:
+    """The cancel use case straight on the core, in a transaction of its own."""
     agent = runtime.agents.get("optima")
-    outcome: list[CancelOutcome] = []
-
-    def render(result: Any) -> Answer:
-        outcome.append(result.outcome)
-        return Answer(200, None, result.outcome.value)
-
-    exchange = Exchange(protocol="test", peer="127.0.0.1", method="POST", params=[])
-    core.cancel(runtime.engine, agent, txn_id, "race", exchange, render)
-    return outcome[-1]
+    with runtime.engine.begin() as conn:
+        return core.cancel(conn, agent, txn_id, "race").outcome
 
 
 @postgres_only

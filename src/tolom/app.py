@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from tolom import __version__
 from tolom.api import operator
@@ -27,6 +29,7 @@ from tolom.api.public import router as public_router
 from tolom.gateway import osmp, rest
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
+from tolom.supervision import start_parent_watchdog
 from tolom.web import router as web_router
 
 STATIC = Path(__file__).parent / "static"
@@ -47,6 +50,64 @@ is an RFC 9457 problem (`application/problem+json`) with a stable `code`.
 log = logging.getLogger(__name__)
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class TolomApp(FastAPI):
+    """FastAPI, with a lean road in front for the agent gateways.
+
+    Agents' requests are most of the traffic and want the least work: they are matched
+    by their exact paths here and handed to their adapters, without the router's walk
+    over every back-office route and without the middleware stack. Everything else —
+    and a gateway path with a method it does not take — goes through FastAPI as usual.
+    The REST routes stay registered with FastAPI too, for the OpenAPI document.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = _gateway_route(scope["method"], scope["path"])
+            if found is not None:
+                handler, path_params = found
+                scope["app"] = self
+                scope["path_params"] = path_params
+                try:
+                    response = await handler(Request(scope, receive))
+                except Exception:  # the agent gets a plain 500, never our traceback
+                    log.exception("unhandled error in a gateway request")
+                    response = PlainTextResponse(
+                        "Внутренняя ошибка / internal error", status_code=500
+                    )
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+_OSMP_PREFIX = "/gateway/osmp/"
+_REST_PREFIX = "/api/v1/agent/"
+
+
+def _gateway_route(method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+    """The adapter for an agent gateway path (and its path parameters), or None."""
+    if path.startswith(_OSMP_PREFIX):
+        service = path[len(_OSMP_PREFIX) :]
+        if service in ("sochi", "eds"):
+            return osmp.endpoint, {"service": service}
+        return None
+    if not path.startswith(_REST_PREFIX) or method not in ("GET", "POST"):
+        return None
+    rest_path = path[len(_REST_PREFIX) :]
+    if method == "POST" and rest_path == "payments":
+        return rest.pay, {}
+    if method == "POST" and rest_path == "check":
+        return rest.check, {}
+    parts = rest_path.split("/")
+    if len(parts) == 2 and parts[0] == "payments" and method == "GET" and parts[1]:
+        return rest.payment_status, {"txn_id": parts[1]}
+    if len(parts) == 3 and parts[0] == "payments" and parts[2] == "cancel" and parts[1]:
+        return (rest.cancel_payment, {"txn_id": parts[1]}) if method == "POST" else None
+    return None
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """Build the ASGI app. Pass a runtime to share an engine (tests), or settings to make one."""
     own_runtime = runtime is None
@@ -54,10 +115,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if own_runtime:  # a worker of `serve --workers N` stops if its supervisor is killed
+            start_parent_watchdog()
         worker = (
             _start_worker(runtime) if own_runtime and runtime.settings.worker_in_server else None
         )
+        if own_runtime:  # records spooled during an outage, by this or a crashed process
+            threading.Thread(
+                target=runtime.spool.drain, args=(runtime.engine,), daemon=True
+            ).start()
         yield
+        _log_group_commit(runtime)
         if worker is not None:
             stop, thread = worker
             stop.set()
@@ -65,7 +133,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if own_runtime:
             runtime.close()
 
-    app = FastAPI(
+    app = TolomApp(
         title="Tolom",
         version=__version__,
         description=DESCRIPTION,
@@ -181,6 +249,27 @@ def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
     thread.start()
     log.info("delivery worker started inside the server process")
     return stop, thread
+
+
+def _log_group_commit(runtime: Runtime) -> None:
+    """How the gateway's transactions were shared, for the operator and the benchmark."""
+    from tolom.gateway.step import GroupCommit
+
+    sizes: Counter[int] = Counter()
+    for lanes in runtime.group_commits.values():
+        if isinstance(lanes, GroupCommit):
+            sizes.update(lanes.sizes)
+    if sizes:
+        transactions = sum(sizes.values())
+        calls = sum(size * count for size, count in sizes.items())
+        log.info(
+            "group commit: %d requests in %d transactions (mean %.2f); sizes %s",
+            calls,
+            transactions,
+            calls / transactions,
+            " ".join(f"{size}x{count}" for size, count in sorted(sizes.items())),
+            extra={"batch_sizes": dict(sorted(sizes.items()))},
+        )
 
 
 def _ping(runtime: Runtime) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from tolom.agents.service import AgentDirectory
 from tolom.apikeys import KeyDirectory
 from tolom.db.engine import make_engine
+from tolom.gateway.spool import RequestSpool
 from tolom.settings import Settings
 
 
@@ -18,6 +21,9 @@ class Runtime:
     engine: Engine
     agents: AgentDirectory
     keys: KeyDirectory
+    spool: RequestSpool
+    # The gateway step's group commit, one per event loop (its futures belong to that loop).
+    group_commits: dict[asyncio.AbstractEventLoop, object] = field(default_factory=dict)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -27,7 +33,21 @@ class Runtime:
     def on(cls, settings: Settings, engine: Engine) -> Runtime:
         """A runtime around an existing engine (tests share theirs)."""
         ttl = settings.agent_cache_seconds
-        return cls(settings, engine, AgentDirectory(engine, ttl), KeyDirectory(engine, ttl))
+        return cls(
+            settings,
+            engine,
+            AgentDirectory(engine, ttl),
+            KeyDirectory(engine, ttl),
+            RequestSpool(Path(settings.request_spool_dir)),
+        )
+
+    def remember_group_commit(self, loop: asyncio.AbstractEventLoop, lanes: object) -> None:
+        """Keep a loop's group commit; forget those of loops that have closed (tests make
+        one loop per request)."""
+        if len(self.group_commits) > 16:
+            for old in [old for old in self.group_commits if old.is_closed()]:
+                del self.group_commits[old]
+        self.group_commits[loop] = lanes
 
     def close(self) -> None:
         self.engine.dispose()

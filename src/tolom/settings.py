@@ -51,6 +51,42 @@ class Settings(BaseSettings):
         default=8192, ge=256, description="Largest OSMP request body accepted."
     )
 
+    # --- the gateway step: group commit, the request spool, logs ------------------------
+    gateway_batch_max: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="Most agent requests carried in one database transaction (group "
+        "commit). 1 turns group commit off.",
+    )
+    gateway_batch_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Gateway transactions in flight at once per server process "
+        "(PostgreSQL; SQLite has one writer and always uses 1). Requests arriving while "
+        "they are busy queue and travel together in the next one.",
+    )
+    gateway_batch_wait_ms: float = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="How long a transaction waits for more requests before it starts. "
+        "0: never on purpose; batches form from the requests that queue under load.",
+    )
+    request_spool_dir: str = Field(
+        default="var/spool",
+        description="Where request records go while the database is unreachable (one "
+        "append-only file per process); they are moved into gateway_requests when it returns.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Server and worker logs: one text line per event, or JSON lines.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The least severe log lines written."
+    )
+
     # --- events: the outbox worker (`tolom worker`) -------------------------------------
     worker_poll_seconds: float = Field(
         default=1.0, gt=0, description="How often an idle worker looks for due deliveries."

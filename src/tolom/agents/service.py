@@ -373,6 +373,15 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
     )
 
 
+def verify_secret(agent: Agent | None, secret: str) -> Agent | None:
+    """The agent if `secret` is its secret, else None (also when there is no agent)."""
+    if agent is None:
+        # Same work as a real comparison, so timing does not reveal which codes exist.
+        secret_matches(secret, "0" * 64)
+        return None
+    return agent if secret_matches(secret, agent.secret_hash) else None
+
+
 class AgentDirectory:
     """Agents by code, cached for `ttl` seconds so authentication costs no query per request.
 
@@ -386,6 +395,15 @@ class AgentDirectory:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Agent | None]] = {}
+
+    MISS = object()  # `cached` found nothing fresh: ask `get`
+
+    def cached(self, code: str) -> Agent | object | None:
+        """The agent from the cache without touching the database, or `MISS`."""
+        cached = self._cache.get(code)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        return self.MISS
 
     def get(self, code: str) -> Agent | None:
         """The agent with this code, or None; from the cache when fresh."""
@@ -403,12 +421,7 @@ class AgentDirectory:
 
     def authenticate(self, code: str, secret: str) -> Agent | None:
         """The agent if the code exists and the secret is right, else None."""
-        agent = self.get(code)
-        if agent is None:
-            # Same work as a real comparison, so timing does not reveal which codes exist.
-            secret_matches(secret, "0" * 64)
-            return None
-        return agent if secret_matches(secret, agent.secret_hash) else None
+        return verify_secret(self.get(code), secret)
 
     def signer(self, code: str) -> Agent | None:
         """A gateway agent that can sign REST requests, by code; the caller checks the HMAC."""

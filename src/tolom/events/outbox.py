@@ -20,10 +20,12 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Connection,
     String,
     bindparam,
     cast,
+    func,
     insert,
     literal,
     or_,
@@ -160,19 +162,18 @@ def _two_statements(notify: bool) -> Any:
     return insert(deliveries).from_select(_DELIVERY_COLUMNS, _targets(_EVENT_ID, None, notify))
 
 
-def _one_statement(notify: bool) -> Any:
-    """PostgreSQL: the event and its deliveries in one round trip (data-modifying CTEs)."""
-    event = _INSERT_EVENT.cte("event")
-    queued = (
-        insert(deliveries)
-        .from_select(_DELIVERY_COLUMNS, _targets(event.c.id, event, notify))
-        .cte("queued")
-    )
-    return select(event.c.id).add_cte(queued)
-
-
 _INSERT_DELIVERIES = {notify: _two_statements(notify) for notify in (True, False)}
-_EMIT_POSTGRESQL = {notify: _one_statement(notify) for notify in (True, False)}
+# PostgreSQL: the event and its deliveries in one round trip, by the server-side function
+# that the batched pay path (`payments.pgbatch`) calls too (migration 0008).
+_EMIT_POSTGRESQL = select(
+    func.tolom_emit(
+        bindparam("b_type", type_=String),
+        bindparam("b_key", type_=String),
+        bindparam("b_customer", type_=BigInteger),
+        bindparam("b_payload", type_=String),
+        bindparam("b_notify", type_=Boolean),
+    )
+)
 
 
 def emit(
@@ -192,7 +193,7 @@ def emit(
         "b_payload": encode(payload),
     }
     if conn.dialect.name == "postgresql":
-        return int(conn.execute(_EMIT_POSTGRESQL[notify], params).scalar_one())
+        return int(conn.execute(_EMIT_POSTGRESQL, {**params, "b_notify": notify}).scalar_one())
     event_id = int(conn.execute(_INSERT_EVENT, params).scalar_one())
     conn.execute(_INSERT_DELIVERIES[notify], {**params, "b_event": event_id})
     return event_id

@@ -14,17 +14,17 @@ from datetime import datetime
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape, quoteattr
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tolom.agents.service import Agent
+from tolom.agents.service import Agent, verify_secret
+from tolom.gateway import step
 from tolom.gateway.peers import basic_credentials, client_address
 from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
-from tolom.payments import service as core
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
+from tolom.payments.service import TEMPORARY_MESSAGE
 from tolom.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -185,17 +185,8 @@ def _pay_answer(request: OsmpRequest) -> Callable[[PayResult], Answer]:
     return answer
 
 
-def _respond(answer: Answer, extra_headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        answer.body,
-        status_code=answer.http_status,
-        media_type=answer.media_type,
-        headers=extra_headers,
-    )
-
-
 async def endpoint(request: Request) -> Response:
-    """GET or POST /gateway/osmp/{service}."""
+    """GET or POST /gateway/osmp/{service}: parse, authenticate, one gateway step, answer."""
     if request.method not in ("GET", "POST"):  # Starlette adds HEAD to GET routes: no pays
         return Response(status_code=405, headers={"Allow": "GET, POST"})
     runtime: Runtime = request.app.state.runtime
@@ -217,56 +208,58 @@ async def endpoint(request: Request) -> Response:
         exchange.params = parse_params(request.url.query, body)
     except Malformed as error:
         unreadable = error  # answered after authentication: strangers get 401, not details
-
-    credentials = basic_credentials(request.headers.get("authorization"))
-    # One hop to a worker thread per request: authentication, the core and the log are all
-    # blocking database work, and each extra hop costs as much as a statement.
-    answer, headers = await run_in_threadpool(
-        _handle, runtime, service, exchange, credentials, unreadable
+    call = await _call(
+        runtime,
+        service,
+        exchange,
+        basic_credentials(request.headers.get("authorization")),
+        unreadable,
     )
-    return _respond(answer, headers)
+    answer = await step.execute(runtime, call)
+    return Response(
+        answer.body,
+        status_code=answer.http_status,
+        media_type=answer.media_type,
+        headers=dict(answer.headers) or None,
+    )
 
 
-def _handle(
+async def _call(
     runtime: Runtime,
     service: Service,
     exchange: Exchange,
     credentials: tuple[str, str] | None,
     unreadable: Malformed | None,
-) -> tuple[Answer, dict[str, str] | None]:
-    """Authenticate, interpret and call the core; runs in a worker thread."""
-    try:
-        agent = runtime.agents.authenticate(*credentials) if credentials else None
-    except Exception as error:  # the agents' table is out of reach: temporary
-        log.warning("osmp: cannot authenticate, database unreachable: %s", type(error).__name__)
-        return _refuse(runtime, exchange, 200, RESULT_CODES[Outcome.RETRY], core.TEMPORARY_MESSAGE)
+) -> step.Call:
+    """Authenticate and interpret: the call for the gateway step, or a refusal to record."""
+    agent: Agent | None = None
+    if credentials is not None:
+        try:
+            agent = verify_secret(await step.agent(runtime, credentials[0]), credentials[1])
+        except step.Unavailable:
+            return _refuse(exchange, 200, RESULT_CODES[Outcome.RETRY], TEMPORARY_MESSAGE)
     if agent is None:
         return _refuse(
-            runtime,
             exchange,
             401,
             RESULT_NOT_AUTHORISED,
             "Неверные учётные данные агента",
-            {"WWW-Authenticate": 'Basic realm="tolom", charset="UTF-8"'},
+            (("WWW-Authenticate", 'Basic realm="tolom", charset="UTF-8"'),),
         )
     exchange.agent_id = agent.id
     if not agent.enabled:
-        return _refuse(runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
+        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
     if not agent.allows_address(exchange.peer):
-        return _refuse(
-            runtime, exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса"
-        )
+        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса")
     if unreadable is not None:
-        return _refuse(runtime, exchange, 200, 300, str(unreadable))
-
+        return _refuse(exchange, 200, RESULT_CODES[Outcome.MALFORMED], str(unreadable))
     try:
         parsed = interpret(exchange.params)
         exchange.command, exchange.txn_id = parsed.command, parsed.txn_id
         if parsed.command == "check":
-            answer = core.check(
-                runtime.engine, agent, service, parsed.account, exchange, _check_answer(parsed)
+            return step.Call(
+                exchange, agent, step.Check(service, parsed.account), _check_answer(parsed)
             )
-            return answer, None
         assert parsed.txn_date_raw is not None and parsed.sum is not None
         pay_request = PayRequest(
             service=service,
@@ -277,9 +270,8 @@ def _handle(
             txn_date_raw=parsed.txn_date_raw,
         )
     except Malformed as error:
-        exchange.command = exchange.command or _safe_command(exchange.params)
-        return _refuse(runtime, exchange, 200, 300, str(error))
-    return core.pay(runtime.engine, agent, pay_request, exchange, _pay_answer(parsed)), None
+        return _refuse(exchange, 200, RESULT_CODES[Outcome.MALFORMED], str(error))
+    return step.Call(exchange, agent, step.Pay(pay_request), _pay_answer(parsed))
 
 
 def _safe_command(params: list[tuple[str, str]]) -> str | None:
@@ -305,18 +297,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _refuse(
-    runtime: Runtime,
     exchange: Exchange,
     http_status: int,
     code: int,
     comment: str,
-    headers: dict[str, str] | None = None,
-) -> tuple[Answer, dict[str, str] | None]:
-    """Answer without reaching the core, and log the request all the same."""
+    headers: tuple[tuple[str, str], ...] = (),
+) -> step.Call:
+    """An answer given without reaching the core; the step records it all the same."""
     txn_id = exchange.txn_id or next(
         (v for k, v in exchange.params if k == "txn_id" and is_txn_id(v)), None
     )
     exchange.txn_id = txn_id
-    answer = Answer(http_status, code, render(result=code, comment=comment, txn_id=txn_id))
-    core.record_separately(runtime.engine, exchange, answer)
-    return answer, headers
+    exchange.command = exchange.command or _safe_command(exchange.params)
+    body = render(result=code, comment=comment, txn_id=txn_id)
+    return step.refused(exchange, Answer(http_status, code, body, headers=headers))

@@ -18,11 +18,10 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tolom.agents.service import Agent
+from tolom.agents.service import GATEWAY, Agent
 from tolom.api.problems import (
     PROBLEM_MEDIA_TYPE,
     FieldError,
@@ -34,11 +33,10 @@ from tolom.api.problems import (
     problem_headers,
     responses,
 )
-from tolom.gateway import signing
+from tolom.gateway import signing, step
 from tolom.gateway.peers import client_address
 from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
-from tolom.payments import service as core
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -50,6 +48,7 @@ from tolom.payments.model import (
 )
 from tolom.payments.records import PaymentRecord
 from tolom.payments.requestlog import Answer, Exchange
+from tolom.payments.service import TXN_YEARS
 from tolom.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -231,7 +230,7 @@ def parse_txn_date(value: str) -> datetime:
         raise ValueError("нужна дата и время ISO 8601 с часовым поясом") from error
     if moment.tzinfo is None:
         raise ValueError("укажите часовой пояс (например +06:00)")
-    low, high = core.TXN_YEARS
+    low, high = TXN_YEARS
     if not low <= moment.year <= high:
         raise ValueError(f"год должен быть от {low} до {high}")
     return moment
@@ -327,8 +326,11 @@ def _cancel_answer(txn_id: str) -> Callable[[CancelResult], Answer]:
     return answer
 
 
-def _status_answer(txn_id: str) -> Callable[[PaymentRecord | None], Answer]:
-    def answer(found: PaymentRecord | None) -> Answer:
+def _status_answer(txn_id: str) -> Callable[[step.Lookup], Answer]:
+    def answer(lookup: step.Lookup) -> Answer:
+        if lookup.retry:
+            return _problem(make_problem("temporarily_unavailable"))
+        found = lookup.record
         if found is None:
             detail = f"Платежа с txn_id {txn_id} нет"
             return _problem(make_problem("payment_not_found", detail, txn_id=txn_id))
@@ -368,14 +370,12 @@ class _Call:
             command=command,
         )
 
-    def refuse(self, problem: Problem) -> Answer:
-        """Answer without reaching the core, and log the request all the same."""
-        answer = _problem(problem)
-        core.record_separately(self.runtime.engine, self.exchange, answer)
-        return answer
+    def refuse(self, problem: Problem) -> step.Call:
+        """An answer given without reaching the core; the step records it all the same."""
+        return step.refused(self.exchange, _problem(problem))
 
-    def authenticate(self) -> Agent:
-        """The signing agent, or ProblemError; runs in a worker thread (cache or database)."""
+    async def authenticate(self) -> Agent:
+        """The signing agent (from the cache; the database on a miss), or ProblemError."""
         claimed = signing.parse_authorization(self.authorization)
         if claimed is None:
             raise ProblemError(
@@ -383,10 +383,10 @@ class _Call:
                 f"Нужен заголовок Authorization: {signing.SCHEME} agent=…,timestamp=…,signature=…",
             )
         try:
-            agent = self.runtime.agents.signer(claimed.agent)
-        except Exception as error:
-            log.warning("rest: cannot authenticate, database unreachable: %s", type(error).__name__)
+            found = await step.agent(self.runtime, claimed.agent)
+        except step.Unavailable as error:
             raise ProblemError("temporarily_unavailable") from error
+        agent = found if found is not None and found.kind == GATEWAY else None
         key = agent.signing_key if agent is not None else None
         if not signing.signature_matches(key, claimed, self.method, self.target, self.body):
             detail = (
@@ -457,9 +457,9 @@ def _loggable(value: Any) -> str:
 
 
 async def _serve(
-    request: Request, command: str, handle: Callable[[_Call, Agent], Answer]
+    request: Request, command: str, handle: Callable[[_Call, Agent], step.Call]
 ) -> Response:
-    """Read the body, then authenticate and handle in one worker-thread hop."""
+    """Read the body, authenticate, let the route build its call, one gateway step."""
     runtime: Runtime = request.app.state.runtime
     too_large = False
     try:
@@ -467,20 +467,14 @@ async def _serve(
     except _TooLarge:
         body, too_large = b"", True
     call = _Call(request, runtime, command, body)
-
-    def work() -> Answer:
-        if too_large:  # unread, so its signature cannot be checked: refused to anyone
-            return call.refuse(make_problem("request_too_large"))
+    if too_large:  # unread, so its signature cannot be checked: refused to anyone
+        work = call.refuse(make_problem("request_too_large"))
+    else:
         try:
-            agent = call.authenticate()
+            work = handle(call, await call.authenticate())
         except ProblemError as error:
-            return call.refuse(error.problem)
-        try:
-            return handle(call, agent)
-        except ProblemError as error:
-            return call.refuse(error.problem)
-
-    answer = await run_in_threadpool(work)
+            work = call.refuse(error.problem)
+    answer = await step.execute(runtime, work)
     return Response(
         answer.body,
         status_code=answer.http_status,
@@ -565,14 +559,12 @@ _TXN_ID_PARAM = {
     openapi_extra=_doc(CheckIn),
 )
 async def check(request: Request) -> Response:
-    def handle(call: _Call, agent: Agent) -> Answer:
+    def handle(call: _Call, agent: Agent) -> step.Call:
         asked = call.parse(CheckIn)
-        return core.check(
-            call.runtime.engine,
-            agent,
-            asked.service,
-            asked.account,
+        return step.Call(
             call.exchange,
+            agent,
+            step.Check(asked.service, asked.account),
             _check_answer(asked.service, asked.account),
         )
 
@@ -602,7 +594,7 @@ async def check(request: Request) -> Response:
     openapi_extra=_doc(PayIn),
 )
 async def pay(request: Request) -> Response:
-    def handle(call: _Call, agent: Agent) -> Answer:
+    def handle(call: _Call, agent: Agent) -> step.Call:
         asked = call.parse(PayIn)
         try:
             amount = parse_amount(asked.amount)
@@ -616,12 +608,8 @@ async def pay(request: Request) -> Response:
             txn_date=parse_txn_date(asked.txn_date),
             txn_date_raw=asked.txn_date,
         )
-        return core.pay(
-            call.runtime.engine,
-            agent,
-            pay_request,
-            call.exchange,
-            _pay_answer(asked, call.exchange),
+        return step.Call(
+            call.exchange, agent, step.Pay(pay_request), _pay_answer(asked, call.exchange)
         )
 
     return await _serve(request, "pay", handle)
@@ -639,14 +627,9 @@ async def pay(request: Request) -> Response:
     openapi_extra=_doc(None, _TXN_ID_PARAM),
 )
 async def payment_status(request: Request) -> Response:
-    def handle(call: _Call, agent: Agent) -> Answer:
+    def handle(call: _Call, agent: Agent) -> step.Call:
         txn_id = _txn_id_from_path(call, request.path_params["txn_id"])
-        try:
-            return core.find(
-                call.runtime.engine, agent, txn_id, call.exchange, _status_answer(txn_id)
-            )
-        except Exception as error:
-            raise ProblemError("temporarily_unavailable") from error
+        return step.Call(call.exchange, agent, step.Status(txn_id), _status_answer(txn_id))
 
     return await _serve(request, "status", handle)
 
@@ -671,11 +654,11 @@ async def payment_status(request: Request) -> Response:
     openapi_extra=_doc(CancelIn, _TXN_ID_PARAM),
 )
 async def cancel_payment(request: Request) -> Response:
-    def handle(call: _Call, agent: Agent) -> Answer:
+    def handle(call: _Call, agent: Agent) -> step.Call:
         txn_id = _txn_id_from_path(call, request.path_params["txn_id"])
         asked = call.parse(CancelIn)
-        return core.cancel(
-            call.runtime.engine, agent, txn_id, asked.reason, call.exchange, _cancel_answer(txn_id)
+        return step.Call(
+            call.exchange, agent, step.Cancel(txn_id, asked.reason), _cancel_answer(txn_id)
         )
 
     return await _serve(request, "cancel", handle)

@@ -27,6 +27,7 @@ from tolom.money import format_amount
 from tolom.payments import records, service
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
+from tolom.payments.unit import run_logged
 
 CHANNELS: tuple[str, ...] = ("cash_desk", "bank")
 SERVICES: tuple[str, ...] = tuple(s.value for s in Service)
@@ -200,11 +201,6 @@ def record(
         agent_id=agent.id,
         command="pay",
     )
-    answered: list[PayResult] = []
-
-    def rendered(result: PayResult) -> Answer:
-        answered.append(result)
-        return render(result)
 
     def write_audit(conn: Connection, result: PayResult) -> None:
         assert result.payment_id is not None
@@ -218,8 +214,16 @@ def record(
             address=address,
         )
 
-    service.pay(engine, agent, request, exchange, rendered, on_accept=write_audit)
-    return answered[-1]
+    exchange.txn_id = request.txn_id
+    result, _answer = run_logged(
+        engine,
+        exchange,
+        lambda conn: service.pay(conn, agent, request, on_accept=write_audit),
+        render,
+        retry=PayResult(Outcome.RETRY, service.TEMPORARY_MESSAGE),
+        payment_of=lambda result: result.payment_id,
+    )
+    return result
 
 
 def preview(
@@ -244,14 +248,15 @@ def preview(
         agent_id=agent.id,
         command="check",
     )
-    answered: list[CheckResult] = []
-
-    def rendered(result: CheckResult) -> Answer:
-        answered.append(result)
-        return render(result)
-
-    service.check(engine, agent, service_, account, exchange, rendered)
-    return answered[-1]
+    result, _answer = run_logged(
+        engine,
+        exchange,
+        lambda conn: service.check(conn, agent, service_, account),
+        render,
+        retry=CheckResult(Outcome.RETRY, service.TEMPORARY_MESSAGE),
+        payment_of=lambda _result: None,
+    )
+    return result
 
 
 def payment_of(conn: Connection, agent: Agent, reference: str) -> int | None:

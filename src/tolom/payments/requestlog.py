@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, insert
 
@@ -60,26 +61,28 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()  # e.g. Retry-After; not logged
 
 
+def log_row(exchange: Exchange, answer: Answer, payment_id: int | None = None) -> dict[str, Any]:
+    """The `gateway_requests` row for an exchange and its answer (column name → value)."""
+    return {
+        "received_at": exchange.received_at,
+        "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
+        "protocol": exchange.protocol,
+        "service": exchange.service,
+        "agent_id": exchange.agent_id,
+        "peer": clean_text(exchange.peer, 64),
+        "method": exchange.method[:8],
+        "command": clean_text(exchange.command, 16) if exchange.command else None,
+        "txn_id": exchange.txn_id,
+        "params": redact(exchange.params),
+        "http_status": answer.http_status,
+        "result": answer.result,
+        "response": answer.body,
+        "payment_id": payment_id,
+    }
+
+
 def record(
     conn: Connection, exchange: Exchange, answer: Answer, payment_id: int | None = None
 ) -> None:
     """Insert the exchange and its answer into `gateway_requests`, in the caller's transaction."""
-    conn.execute(
-        insert(gateway_requests),
-        {
-            "received_at": exchange.received_at,
-            "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
-            "protocol": exchange.protocol,
-            "service": exchange.service,
-            "agent_id": exchange.agent_id,
-            "peer": clean_text(exchange.peer, 64),
-            "method": exchange.method[:8],
-            "command": clean_text(exchange.command, 16) if exchange.command else None,
-            "txn_id": exchange.txn_id,
-            "params": redact(exchange.params),
-            "http_status": answer.http_status,
-            "result": answer.result,
-            "response": answer.body,
-            "payment_id": payment_id,
-        },
-    )
+    conn.execute(insert(gateway_requests), log_row(exchange, answer, payment_id))

@@ -1,10 +1,21 @@
-"""The check and pay use cases: every rule about what an agent may do, in one place.
+"""The check, pay and cancel use cases: every rule about what an agent may do, in one place.
 
-Each use case runs in one database transaction that also stores the request record, so a
-payment, its journal entry, the balance (or the invoice's paid state) and the log of the
-request that made it commit together or not at all. Exactly-once is the database's job:
-the unique key (agent_id, txn_id) on `payments` decides which of several identical
-concurrent requests pays; the others wait for it and answer from its row.
+Each use case takes plain values and a connection whose transaction the caller owns (the
+gateway step, the cash desk, reconciliation), decides, writes, and returns a domain result
+(`CheckResult`, `PayResult`, `CancelResult`). It never renders an answer and never logs a
+request: the caller turns the result into its protocol's answer and writes the request
+record in the same transaction, so a payment, its journal entry, the balance (or the
+invoice's paid state), its event and the record of the request that made it commit
+together or not at all.
+
+Exactly-once is the database's job: the unique key (agent_id, txn_id) on `payments`
+decides which of several identical concurrent requests pays; the others wait for it and
+answer from its row.
+
+On PostgreSQL, gateway top-ups (`sochi`) take a faster road with the same rules:
+`payments.pgbatch` runs many of them in one server-side call (see its docstring). Everything
+here is the reference implementation that SQLite, invoices and operators' payments use; the
+tests run every rule on both databases and expect identical answers.
 """
 
 from __future__ import annotations
@@ -15,13 +26,11 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
-from tolom.agents.service import GATEWAY, Agent
+from tolom.agents.service import GATEWAY, Agent, Limits
 from tolom.billing import charges, orders
-from tolom.db.engine import is_temporary
 from tolom.db.schema import (
     accounts,
     agents,
@@ -47,12 +56,25 @@ from tolom.payments.model import (
     Service,
 )
 from tolom.payments.records import PaymentRecord
-from tolom.payments.requestlog import Answer, Exchange, record
 from tolom.timestamps import as_utc
 
 log = logging.getLogger(__name__)
 
-Render = Callable[[Any], Answer]
+TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
+TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed request
+
+# What each refusal says; the adapters show it (OSMP <comment>, REST problem detail).
+_MESSAGES: dict[Outcome, str] = {
+    Outcome.OK: "OK",
+    Outcome.RETRY: TEMPORARY_MESSAGE,
+    Outcome.FORBIDDEN: "Услуга недоступна для этого агента",
+    Outcome.ALREADY_PAID: "Счёт уже оплачен",
+}
+_NOT_FOUND = {
+    Service.SOCHI: "Абонент с таким ИНН не найден",
+    Service.EDS: "Счёт на оплату не найден",
+}
+_BAD_ACCOUNT = {Service.SOCHI: "ИНН: 14 цифр", Service.EDS: "номер счёта: 16 цифр"}
 
 _CUSTOMER_BY_INN = select(
     customers.c.id, customers.c.name, customers.c.status, customers.c.account_id
@@ -94,16 +116,8 @@ _MARK_INVOICE_PAID = (
     .values(status="paid", paid_at=bindparam("now"), payment_id=bindparam("b_payment"))
 )
 
-TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
-TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed request
 
-
-class _Undo(Exception):
-    """Roll the transaction back and answer with `result`."""
-
-    def __init__(self, result: PayResult) -> None:
-        super().__init__(result.message)
-        self.result = result
+# --- the rules that need no database ----------------------------------------------------
 
 
 def account_format_ok(service: Service, account: str) -> bool:
@@ -120,146 +134,228 @@ def payment_key(agent: Agent, txn_id: str) -> str:
     return txn_key(txn_id) if agent.kind == GATEWAY else txn_id
 
 
+def refusal(outcome: Outcome, service: Service, *, limit: int | None = None) -> CheckResult:
+    """A refusal with its message: the one place where refusals are worded."""
+    if outcome is Outcome.NOT_FOUND:
+        message = _NOT_FOUND[service]
+    elif outcome is Outcome.BAD_ACCOUNT:
+        message = f"Неверный формат лицевого счёта ({_BAD_ACCOUNT[service]})"
+    elif outcome is Outcome.TOO_SMALL:
+        message = f"Сумма меньше допустимой ({format_amount(limit or 0)})"
+    elif outcome is Outcome.TOO_LARGE:
+        message = f"Сумма больше допустимой ({format_amount(limit or 0)})"
+    else:
+        message = _MESSAGES[outcome]
+    return CheckResult(outcome, message)
+
+
+def inactive(reason: str) -> CheckResult:
+    """Result 79: the account exists but cannot be paid now."""
+    return CheckResult(Outcome.INACTIVE, reason)
+
+
+CUSTOMER_BLOCKED = "Абонент заблокирован"
+INVOICE_CANCELLED = "Счёт аннулирован"
+INVOICE_EXPIRED = "Срок оплаты счёта истёк"
+
+
+def precheck(agent: Agent, service: Service, account: str) -> CheckResult | None:
+    """The refusal that needs no lookup (service not allowed, malformed account), or None."""
+    if service.value not in agent.services:
+        return refusal(Outcome.FORBIDDEN, service)
+    if not account_format_ok(service, account):
+        return refusal(Outcome.BAD_ACCOUNT, service)
+    return None
+
+
+def prepare_pay(agent: Agent, request: PayRequest) -> PayRequest | PayResult:
+    """The request under its payment key, or the refusal that needs no database."""
+    request = replace(request, txn_id=payment_key(agent, request.txn_id))
+    if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
+        # Also keeps absurd dates (year 1) from overflowing in the UTC conversion.
+        return PayResult(
+            Outcome.MALFORMED,
+            f"Неверный txn_date: год должен быть от {TXN_YEARS[0]} до {TXN_YEARS[1]}",
+        )
+    early = precheck(agent, request.service, request.account)
+    return as_pay(early) if early is not None else request
+
+
+def judge_customer(row: Any, limits: Limits) -> CheckResult:
+    """What a check says of a customer row (None: no such INN)."""
+    if row is None:
+        return refusal(Outcome.NOT_FOUND, Service.SOCHI)
+    if row.status != "active":
+        return inactive(CUSTOMER_BLOCKED)
+    return CheckResult(
+        Outcome.OK,
+        "OK",
+        display_name=row.name,
+        min_amount=limits.min_amount,
+        max_amount=limits.max_amount,
+    )
+
+
+def judge_invoice(row: Any) -> CheckResult:
+    """What a check says of an invoice row (None: no such number)."""
+    if row is None:
+        return refusal(Outcome.NOT_FOUND, Service.EDS)
+    if row.status == "cancelled":
+        return inactive(INVOICE_CANCELLED)
+    if row.status == "paid":
+        return refusal(Outcome.ALREADY_PAID, Service.EDS)
+    if as_utc(row.expires_at) <= datetime.now(UTC):
+        return inactive(INVOICE_EXPIRED)
+    return CheckResult(Outcome.OK, "OK", display_name=row.payer_name, amount_due=row.total)
+
+
+def judge_amount(verdict: CheckResult, amount: int) -> CheckResult:
+    """A payable account's verdict on an amount: too small, too large, or as it was."""
+    low = verdict.amount_due if verdict.amount_due is not None else verdict.min_amount
+    high = verdict.amount_due if verdict.amount_due is not None else verdict.max_amount
+    assert low is not None and high is not None
+    service = Service.EDS if verdict.amount_due is not None else Service.SOCHI
+    if amount < low:
+        return refusal(Outcome.TOO_SMALL, service, limit=low)
+    if amount > high:
+        return refusal(Outcome.TOO_LARGE, service, limit=high)
+    return verdict
+
+
+def as_pay(verdict: CheckResult) -> PayResult:
+    return PayResult(verdict.outcome, verdict.message)
+
+
+def replay(existing: Any, request: PayRequest) -> PayResult:
+    """The answer to a repeat: the original payment, or a conflict if anything differs."""
+    same = (
+        existing.service == request.service.value
+        and existing.account == request.account
+        and existing.amount == request.amount
+    )
+    if request.manual is not None:  # an operator's details are part of what was recorded
+        same = same and (
+            existing.payment_code,
+            existing.bank_reference,
+            existing.payer,
+            existing.note,
+        ) == (
+            request.manual.payment_code,
+            request.manual.bank_reference,
+            request.manual.payer,
+            request.manual.note,
+        )
+    if not same:
+        return conflict(request)
+    return PayResult(
+        Outcome.OK,
+        "OK",
+        payment_id=existing.id,
+        amount=existing.amount,
+        replayed=True,
+        status=existing.status,
+        txn_date=as_utc(existing.txn_date),
+        business_date=existing.business_date,
+        created_at=as_utc(existing.created_at),
+    )
+
+
+def conflict(request: PayRequest) -> PayResult:
+    """Result 300: this txn_id (or reference) was used for a different payment."""
+    return PayResult(
+        Outcome.CONFLICT,
+        f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой"
+        if request.manual is None
+        else f"Ссылка {request.txn_id} уже использована для другого платежа "
+        "(другие счёт, сумма или реквизиты)",
+    )
+
+
+def describe(agent: Agent, request: PayRequest) -> str:
+    """The journal entry's description of a payment."""
+    what = "Пополнение баланса СОЧИ, ИНН" if request.service is Service.SOCHI else "Оплата счёта"
+    if agent.kind == GATEWAY:
+        return f"{what} {request.account}; агент {agent.code}, txn_id {request.txn_id}"
+    return f"{what} {request.account}; {agent.name}, документ {request.txn_id}"
+
+
+# --- check --------------------------------------------------------------------------------
+
+
+def check(conn: Connection, agent: Agent, service: Service, account: str) -> CheckResult:
+    """Whether `account` can be paid and who or what it is. Writes nothing."""
+    return _evaluate(conn, agent, service, account, lock=False)[0]
+
+
 def _evaluate(
     conn: Connection, agent: Agent, service: Service, account: str, *, lock: bool
 ) -> tuple[CheckResult, Any]:
     """What a check says about this account, and the row it found (customer or invoice)."""
-    limits = agent.services.get(service.value)
-    if limits is None:
-        return CheckResult(Outcome.FORBIDDEN, "Услуга недоступна для этого агента"), None
-    if not account_format_ok(service, account):
-        expected = "ИНН: 14 цифр" if service is Service.SOCHI else "номер счёта: 16 цифр"
-        return CheckResult(
-            Outcome.BAD_ACCOUNT, f"Неверный формат лицевого счёта ({expected})"
-        ), None
+    early = precheck(agent, service, account)
+    if early is not None:
+        return early, None
     if service is Service.SOCHI:
         customer = conn.execute(_CUSTOMER_BY_INN, {"account": account}).first()
-        if customer is None:
-            return CheckResult(Outcome.NOT_FOUND, "Абонент с таким ИНН не найден"), None
-        if customer.status != "active":
-            return CheckResult(Outcome.INACTIVE, "Абонент заблокирован"), customer
-        return (
-            CheckResult(
-                Outcome.OK,
-                "OK",
-                display_name=customer.name,
-                min_amount=limits.min_amount,
-                max_amount=limits.max_amount,
-            ),
-            customer,
-        )
+        return judge_customer(customer, agent.services[service.value]), customer
     query = _INVOICE_BY_NUMBER_LOCKED if lock else _INVOICE_BY_NUMBER
     invoice = conn.execute(query, {"account": account}).first()
-    if invoice is None:
-        return CheckResult(Outcome.NOT_FOUND, "Счёт на оплату не найден"), None
-    if invoice.status == "cancelled":
-        return CheckResult(Outcome.INACTIVE, "Счёт аннулирован"), invoice
-    if invoice.status == "paid":
-        return CheckResult(Outcome.ALREADY_PAID, "Счёт уже оплачен"), invoice
-    if as_utc(invoice.expires_at) <= datetime.now(UTC):
-        return CheckResult(Outcome.INACTIVE, "Срок оплаты счёта истёк"), invoice
-    return (
-        CheckResult(Outcome.OK, "OK", display_name=invoice.payer_name, amount_due=invoice.total),
-        invoice,
-    )
+    return judge_invoice(invoice), invoice
 
 
-def check(
-    engine: Engine,
-    agent: Agent,
-    service: Service,
-    account: str,
-    exchange: Exchange,
-    render: Callable[[CheckResult], Answer],
-) -> Answer:
-    """Say whether `account` can be paid and who or what it is. Writes only the log record."""
-    try:
-        with engine.begin() as conn:
-            result, _row = _evaluate(conn, agent, service, account, lock=False)
-            answer = render(result)
-            record(conn, exchange, answer)
-            return answer
-    except Exception as error:  # the agent gets "retry", never our traceback
-        _log_failure("check", error)
-        answer = render(CheckResult(Outcome.RETRY, TEMPORARY_MESSAGE))
-        record_separately(engine, exchange, answer)
-        return answer
+# --- pay ------------------------------------------------------------------------------------
+
+
+class _Undo(Exception):
+    """Roll the payment's savepoint back and answer with `result`."""
+
+    def __init__(self, result: PayResult) -> None:
+        super().__init__(result.message)
+        self.result = result
 
 
 def pay(
-    engine: Engine,
+    conn: Connection,
     agent: Agent,
     request: PayRequest,
-    exchange: Exchange,
-    render: Callable[[PayResult], Answer],
     *,
     on_accept: Callable[[Connection, PayResult], None] | None = None,
-) -> Answer:
+) -> PayResult:
     """Accept a payment exactly once per (agent, txn_id) and answer as the first time.
 
-    Sets `exchange.txn_id` to the payment's key (`payment_key`) before rendering.
-
-    `on_accept` runs in the payment's transaction when a new payment was accepted (not on
-    a repeat), so what it writes (an audit line) commits with the payment or not at all.
+    Runs in the caller's transaction, inside a savepoint of its own: a refusal leaves
+    nothing behind, and the caller still writes its request record and commits. Database
+    errors propagate (the caller answers "retry" after rolling back). `on_accept` runs in
+    the same transaction when a new payment was accepted (not on a repeat), so what it
+    writes (an audit line) commits with the payment or not at all.
     """
-    request = replace(request, txn_id=payment_key(agent, request.txn_id))
-    exchange.txn_id = request.txn_id
-    if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
-        # Also keeps absurd dates (year 1) from overflowing in the UTC conversion below.
-        result = PayResult(
-            Outcome.MALFORMED,
-            f"Неверный txn_date: год должен быть от {TXN_YEARS[0]} до {TXN_YEARS[1]}",
-        )
-    else:
-        try:
-            with engine.begin() as conn:
-                result = _pay(conn, agent, request)
-                if on_accept is not None and not result.replayed:
-                    on_accept(conn, result)
-                answer = render(result)
-                record(conn, exchange, answer, payment_id=result.payment_id)
-                return answer
-        except _Undo as undo:
-            result = undo.result
-        except Exception as error:
-            # Rolled back, so nothing moved: "retry" is safe, and a repeat will find the
-            # payment if the commit did go through before the connection broke.
-            _log_failure("pay", error)
-            result = PayResult(Outcome.RETRY, TEMPORARY_MESSAGE)
-    answer = render(result)
-    record_separately(engine, exchange, answer, payment_id=result.payment_id)
-    return answer
+    prepared = prepare_pay(agent, request)
+    if isinstance(prepared, PayResult):
+        return prepared
+    try:
+        with conn.begin_nested():
+            result = _pay(conn, agent, prepared)
+            if on_accept is not None and not result.replayed:
+                on_accept(conn, result)
+            return result
+    except _Undo as undo:
+        return undo.result
 
 
 def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
     verdict, target = _evaluate(conn, agent, request.service, request.account, lock=True)
-    refusal = verdict.outcome if verdict.outcome is not Outcome.OK else None
-    message = verdict.message
-    if refusal is None:
-        limits = agent.services[request.service.value]
-        low, high = (
-            (verdict.amount_due, verdict.amount_due)
-            if request.service is Service.EDS
-            else (limits.min_amount, limits.max_amount)
-        )
-        assert low is not None and high is not None
-        if request.amount < low:
-            refusal = Outcome.TOO_SMALL
-            message = f"Сумма меньше допустимой ({format_amount(low)})"
-        elif request.amount > high:
-            refusal = Outcome.TOO_LARGE
-            message = f"Сумма больше допустимой ({format_amount(high)})"
-    if refusal is not None:
+    if verdict.outcome is Outcome.OK:
+        verdict = judge_amount(verdict, request.amount)
+    if verdict.outcome is not Outcome.OK:
         # A repeat of a pay that succeeded earlier gets its original answer even if the
         # account has since been blocked, the invoice paid or the limits changed.
         existing = conn.execute(
             _EXISTING_PAYMENT, {"agent_id": agent.id, "txn_id": request.txn_id}
         ).first()
-        raise _Undo(_replay(existing, request) if existing else PayResult(refusal, message))
+        raise _Undo(replay(existing, request) if existing else as_pay(verdict))
 
     assert target is not None
     business_date = request.txn_date.astimezone(agent.timezone).date()
-    entry_id = open_entry(conn, kind="payment", description=_describe(agent, request))
+    entry_id = open_entry(conn, kind="payment", description=describe(agent, request))
     inserted = conn.execute(
         _insert_payment_once(conn),
         {
@@ -282,7 +378,7 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
         existing = conn.execute(
             _EXISTING_PAYMENT, {"agent_id": agent.id, "txn_id": request.txn_id}
         ).one()
-        raise _Undo(_replay(existing, request))
+        raise _Undo(replay(existing, request))
     payment_id = inserted.id
 
     if request.service is Service.SOCHI:
@@ -294,7 +390,7 @@ def _pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
             {"invoice_id": target.id, "now": datetime.now(UTC), "b_payment": payment_id},
         )
         if paid.rowcount != 1:  # cannot happen under the row lock; refuse rather than guess
-            raise _Undo(PayResult(Outcome.ALREADY_PAID, "Счёт уже оплачен"))
+            raise _Undo(as_pay(refusal(Outcome.ALREADY_PAID, Service.EDS)))
     if request.manual is not None:
         conn.execute(
             insert(manual_payments).values(payment_id=payment_id, **asdict(request.manual))
@@ -360,46 +456,6 @@ def _announce_payment(
     )
 
 
-def _replay(existing: Any, request: PayRequest) -> PayResult:
-    """The answer to a repeat: the original payment, or a conflict if anything differs."""
-    same = (
-        existing.service == request.service.value
-        and existing.account == request.account
-        and existing.amount == request.amount
-    )
-    if request.manual is not None:  # an operator's details are part of what was recorded
-        same = same and (
-            existing.payment_code,
-            existing.bank_reference,
-            existing.payer,
-            existing.note,
-        ) == (
-            request.manual.payment_code,
-            request.manual.bank_reference,
-            request.manual.payer,
-            request.manual.note,
-        )
-    if not same:
-        return PayResult(
-            Outcome.CONFLICT,
-            f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой"
-            if request.manual is None
-            else f"Ссылка {request.txn_id} уже использована для другого платежа "
-            "(другие счёт, сумма или реквизиты)",
-        )
-    return PayResult(
-        Outcome.OK,
-        "OK",
-        payment_id=existing.id,
-        amount=existing.amount,
-        replayed=True,
-        status=existing.status,
-        txn_date=as_utc(existing.txn_date),
-        business_date=existing.business_date,
-        created_at=as_utc(existing.created_at),
-    )
-
-
 _PAYMENT_COLUMNS = (
     "agent_id",
     "txn_id",
@@ -436,37 +492,12 @@ def _insert_payment_once(conn: Connection) -> Any:
     return _INSERT_PAYMENT_ONCE[conn.dialect.name]
 
 
-def _describe(agent: Agent, request: PayRequest) -> str:
-    what = "Пополнение баланса СОЧИ, ИНН" if request.service is Service.SOCHI else "Оплата счёта"
-    if agent.kind == GATEWAY:
-        return f"{what} {request.account}; агент {agent.code}, txn_id {request.txn_id}"
-    return f"{what} {request.account}; {agent.name}, документ {request.txn_id}"
+# --- status ---------------------------------------------------------------------------------
 
 
-def _log_failure(what: str, error: BaseException) -> None:
-    if isinstance(error, SQLAlchemyError) and is_temporary(error):
-        log.warning("%s: temporary database failure: %s", what, error.__class__.__name__)
-    else:
-        log.exception("%s: unexpected failure, answered 'retry'", what)
-
-
-def record_separately(
-    engine: Engine, exchange: Exchange, answer: Answer, payment_id: int | None = None
-) -> None:
-    """Log a request outside a use case's transaction (refused early, or rolled back).
-
-    Best effort: when the database is down the answer still goes out, and the failure is
-    in the server log.
-    """
-    try:
-        with engine.begin() as conn:
-            record(conn, exchange, answer, payment_id=payment_id)
-    except Exception as error:
-        log.error(
-            "could not record a gateway request (%s): %s",
-            exchange.protocol,
-            error.__class__.__name__,
-        )
+def find(conn: Connection, agent: Agent, txn_id: str) -> PaymentRecord | None:
+    """An agent's payment by its txn_id, as it stands now."""
+    return records.by_txn(conn, agent.id, payment_key(agent, txn_id))
 
 
 # --- cancellation (reversal) ------------------------------------------------------------
@@ -499,53 +530,19 @@ _REOPEN_INVOICE = (
 )
 
 
-def cancel(
-    engine: Engine,
-    agent: Agent,
-    txn_id: str,
-    reason: str,
-    exchange: Exchange,
-    render: Callable[[CancelResult], Answer],
-) -> Answer:
-    """An agent cancels its own payment, within its cancel window; logged like a pay."""
-    key = payment_key(agent, txn_id)
-    exchange.txn_id = key
-    try:
-        with engine.begin() as conn:
-            where = (payments.c.agent_id == agent.id) & (payments.c.txn_id == key)
-            result = _reverse(conn, where, reason, agent.actor, window=agent)
-            result = replace(result, record=records.by_id(conn, result.payment_id or 0))
-            answer = render(result)
-            record(conn, exchange, answer, payment_id=result.payment_id)
-            return answer
-    except _UndoCancel as undo:
-        result = undo.result
-    except Exception as error:
-        _log_failure("cancel", error)
-        result = CancelResult(CancelOutcome.RETRY, TEMPORARY_MESSAGE)
-    answer = render(result)
-    record_separately(engine, exchange, answer, payment_id=result.payment_id)
-    return answer
+def cancel(conn: Connection, agent: Agent, txn_id: str, reason: str) -> CancelResult:
+    """An agent cancels its own payment, within its cancel window.
 
-
-def find(
-    engine: Engine,
-    agent: Agent,
-    txn_id: str,
-    exchange: Exchange,
-    render: Callable[[PaymentRecord | None], Answer],
-) -> Answer:
-    """An agent asks how its payment stands; the question is logged like the others.
-
-    Raises on database trouble: the adapter answers "retry" and logs separately.
+    Runs in the caller's transaction inside a savepoint: a refusal leaves nothing behind.
     """
     key = payment_key(agent, txn_id)
-    exchange.txn_id = key
-    with engine.begin() as conn:
-        found = records.by_txn(conn, agent.id, key)
-        answer = render(found)
-        record(conn, exchange, answer, payment_id=found.id if found else None)
-        return answer
+    where = (payments.c.agent_id == agent.id) & (payments.c.txn_id == key)
+    try:
+        with conn.begin_nested():
+            result = _reverse(conn, where, reason, agent.actor, window=agent)
+    except _UndoCancel as undo:
+        return undo.result
+    return replace(result, record=records.by_id(conn, result.payment_id or 0))
 
 
 def reverse(conn: Connection, payment_id: int, reason: str, actor: str) -> CancelResult:

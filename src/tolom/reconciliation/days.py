@@ -40,6 +40,7 @@ from tolom.money import format_amount
 from tolom.payments import reversal, service
 from tolom.payments.model import CancelOutcome, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
+from tolom.payments.unit import run_logged
 from tolom.reconciliation.matching import Summary
 
 REASON_MAX = 500
@@ -310,14 +311,15 @@ def _accept(engine: Engine, found: Discrepancy, *, actor: str, address: str | No
         agent_id=agent.id,
         command="pay",
     )
-    outcome: list[PayResult] = []
-
-    def render(result: PayResult) -> Answer:
-        outcome.append(result)
-        return _json_answer(result)
-
-    service.pay(engine, agent, request, exchange, render)
-    result = outcome[-1]
+    exchange.txn_id = service.payment_key(agent, request.txn_id)
+    result, _answer = run_logged(
+        engine,
+        exchange,
+        lambda conn: service.pay(conn, agent, request),
+        _json_answer,
+        retry=PayResult(Outcome.RETRY, service.TEMPORARY_MESSAGE),
+        payment_of=lambda result: result.payment_id,
+    )
     if result.outcome is not Outcome.OK or result.payment_id is None:
         raise ReconciliationError(f"платёж агента не принят: {result.message}")
     return result.payment_id

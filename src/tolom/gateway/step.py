@@ -1,0 +1,355 @@
+"""The gateway step: what every agent request goes through between parsing and rendering.
+
+An adapter (OSMP, REST) reads its protocol, authenticates the agent through `agent()` (from
+the cache; the database only on a miss) and builds a `Call`: the exchange to record, the
+agent, a command (check, pay, cancel, status — or none, when the adapter has already
+refused) and how to render a result. `execute()` carries the call through one unit of
+work: the core's use case, the adapter's rendering, the request record, one commit. The
+adapter then only sends the answer.
+
+Group commit: calls that arrive while earlier ones are in flight travel together in the
+next transaction (at most `gateway_batch_max` of them, at most
+`gateway_batch_concurrency` transactions at once per process). Each call gets its own
+answer; nothing is answered before its transaction committed. If a batch fails, each of
+its calls is run again alone, so one bad item never fails its neighbours; a call that
+fails alone is answered "retry" and recorded apart (or spooled while the database is away).
+
+On PostgreSQL, `sochi` pays and checks take `payments.pgbatch` (one server-side call for
+the whole batch); every other command runs the core in Python, alone in its transaction.
+On SQLite, every command runs the Python core, batched (one writer: one fsync for many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+
+from tolom.agents.service import Agent
+from tolom.db.engine import is_temporary
+from tolom.db.schema import gateway_requests
+from tolom.payments import pgbatch, service
+from tolom.payments.model import (
+    CancelOutcome,
+    CancelResult,
+    CheckResult,
+    Outcome,
+    PayRequest,
+    PayResult,
+    Service,
+)
+from tolom.payments.records import PaymentRecord
+from tolom.payments.requestlog import Answer, Exchange, log_row
+from tolom.payments.unit import log_failure, record_separately
+from tolom.runtime import Runtime
+
+log = logging.getLogger("tolom.gateway")
+
+
+# --- what an adapter hands over -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    service: Service
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pay:
+    request: PayRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    txn_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    txn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a status command found: the payment, or None; `retry` when we could not look."""
+
+    record: PaymentRecord | None
+    retry: bool = False
+
+
+Command = Check | Pay | Cancel | Status
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated request on its way through the step (`command` None: record only)."""
+
+    exchange: Exchange
+    agent: Agent | None
+    command: Command | None
+    render: Callable[[Any], Answer]
+
+
+def refused(exchange: Exchange, answer: Answer) -> Call:
+    """A call the adapter has answered already (bad credentials, malformed): record it."""
+    return Call(exchange, None, None, lambda _result: answer)
+
+
+class Unavailable(Exception):
+    """The agents' table is out of reach: the adapter answers "retry"."""
+
+
+async def agent(runtime: Runtime, code: str) -> Agent | None:
+    """The agent with this code (None: no such agent); from the cache when fresh."""
+    cached = runtime.agents.cached(code)
+    if cached is not runtime.agents.MISS:
+        return cached  # type: ignore[return-value]
+    try:
+        return await run_in_threadpool(runtime.agents.get, code)
+    except Exception as error:
+        log.warning("cannot authenticate, database unreachable: %s", type(error).__name__)
+        raise Unavailable from error
+
+
+async def execute(runtime: Runtime, call: Call) -> Answer:
+    """Run the call in a unit of work (batched with its neighbours) and return its answer."""
+    return await _lanes(runtime).submit(call)
+
+
+# --- running a batch: one transaction -------------------------------------------------------
+
+
+def _retry(command: Command | None) -> Any:
+    if isinstance(command, Check):
+        return CheckResult(Outcome.RETRY, service.TEMPORARY_MESSAGE)
+    if isinstance(command, Pay):
+        return PayResult(Outcome.RETRY, service.TEMPORARY_MESSAGE)
+    if isinstance(command, Cancel):
+        return CancelResult(CancelOutcome.RETRY, service.TEMPORARY_MESSAGE)
+    if isinstance(command, Status):
+        return Lookup(None, retry=True)
+    return None
+
+
+def _payment_of(result: Any) -> int | None:
+    if isinstance(result, PayResult | CancelResult):
+        return result.payment_id
+    if isinstance(result, Lookup) and result.record is not None:
+        return result.record.id
+    return None
+
+
+def _fast(call: Call, postgresql: bool) -> bool:
+    """Whether the call takes PostgreSQL's batched road (`payments.pgbatch`)."""
+    if not postgresql or call.agent is None:
+        return False
+    command = call.command
+    if isinstance(command, Check):
+        return command.service is Service.SOCHI
+    if isinstance(command, Pay):
+        return command.request.service is Service.SOCHI and command.request.manual is None
+    return False
+
+
+def _run_core(conn: Connection, call: Call) -> Any:
+    """The Python core for one call, in the batch's transaction (a savepoint inside)."""
+    command, agent_ = call.command, call.agent
+    if command is None:
+        return None
+    assert agent_ is not None
+    if isinstance(command, Check):
+        return service.check(conn, agent_, command.service, command.account)
+    if isinstance(command, Pay):
+        return service.pay(conn, agent_, command.request)
+    if isinstance(command, Cancel):
+        return service.cancel(conn, agent_, command.txn_id, command.reason)
+    return Lookup(service.find(conn, agent_, command.txn_id))
+
+
+def _results(conn: Connection, calls: Sequence[Call], postgresql: bool) -> list[Any]:
+    results: list[Any] = [None] * len(calls)
+    checks: list[tuple[int, Agent, str]] = []
+    pays: list[tuple[int, Agent, PayRequest]] = []
+    for n, call in enumerate(calls):
+        if not _fast(call, postgresql):
+            continue
+        assert call.agent is not None
+        if isinstance(call.command, Check):
+            early = service.precheck(call.agent, call.command.service, call.command.account)
+            if early is not None:
+                results[n] = early
+            else:
+                checks.append((n, call.agent, call.command.account))
+        elif isinstance(call.command, Pay):
+            prepared = service.prepare_pay(call.agent, call.command.request)
+            if isinstance(prepared, PayResult):
+                results[n] = prepared
+            else:
+                pays.append((n, call.agent, prepared))
+    if checks or pays:
+        checked, paid = pgbatch.check_and_pay(
+            conn, [(a, account) for _, a, account in checks], [(a, r) for _, a, r in pays]
+        )
+        for (n, _, _), checked_result in zip(checks, checked, strict=True):
+            results[n] = checked_result
+        for (n, _, _), paid_result in zip(pays, paid, strict=True):
+            results[n] = paid_result
+    for n, call in enumerate(calls):
+        if not _fast(call, postgresql):
+            results[n] = _run_core(conn, call)
+    return results
+
+
+def run_calls(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
+    """A batch from the queue: on PostgreSQL, the calls of the fast road (and records) go
+    together, every other call alone — they lock rows in no common order. Never raises."""
+    if runtime.engine.dialect.name != "postgresql" or len(calls) == 1:
+        return run_batch(runtime, calls)
+    together = [n for n, call in enumerate(calls) if call.command is None or _fast(call, True)]
+    answers: list[Answer | None] = [None] * len(calls)
+    if together:
+        batch = run_batch(runtime, [calls[n] for n in together])
+        for n, answer in zip(together, batch, strict=True):
+            answers[n] = answer
+    for n, call in enumerate(calls):
+        if answers[n] is None:
+            answers[n] = run_batch(runtime, [call])[0]
+    return [answer for answer in answers if answer is not None]
+
+
+def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
+    """Run calls in one transaction and return their answers; never raises."""
+    engine = runtime.engine
+    postgresql = engine.dialect.name == "postgresql"
+    for call in calls:  # the key the payment is stored under, for the record and the answer
+        if call.agent is not None and isinstance(call.command, Pay | Cancel | Status):
+            txn_id = (
+                call.command.request.txn_id
+                if isinstance(call.command, Pay)
+                else call.command.txn_id
+            )
+            call.exchange.txn_id = service.payment_key(call.agent, txn_id)
+    try:
+        with engine.begin() as conn:
+            results = _results(conn, calls, postgresql)
+            answers = [call.render(result) for call, result in zip(calls, results, strict=True)]
+            rows = [
+                log_row(call.exchange, answer, _payment_of(result))
+                for call, answer, result in zip(calls, answers, results, strict=True)
+            ]
+            if postgresql:
+                pgbatch.record_and_commit(conn, rows)
+            else:
+                conn.execute(insert(gateway_requests), rows)
+        if runtime.spool.pending():  # the database is back: move what the outage spooled
+            threading.Thread(target=runtime.spool.drain, args=(engine,), daemon=True).start()
+        return answers
+    except Exception as error:
+        if len(calls) > 1 and not _outage(error):
+            # One item may have sunk the batch: each runs again alone and gets its own answer.
+            return [run_batch(runtime, [call])[0] for call in calls]
+        answers = []
+        for call in calls:
+            log_failure(call.exchange, error)
+            answer = call.render(_retry(call.command))
+            record_separately(engine, call.exchange, answer, spool=runtime.spool)
+            answers.append(answer)
+        return answers
+
+
+def _outage(error: BaseException) -> bool:
+    """The database itself is away (not one item's trouble): retrying alone would not help."""
+    if not isinstance(error, DBAPIError) or not is_temporary(error):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+class GroupCommit:
+    """Calls queue here; up to `concurrency` drainers each take the next batch and run it.
+
+    Natural batching: nothing waits on purpose unless `max_wait` is set, so a lone request
+    goes straight through, and under load the queue that builds up while transactions are
+    in flight becomes the next batch.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[Call]], list[Answer]],
+        *,
+        max_batch: int,
+        concurrency: int,
+        max_wait: float,
+    ) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._concurrency = concurrency
+        self._max_wait = max_wait
+        self._queue: deque[tuple[Call, asyncio.Future[Answer]]] = deque()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sizes: Counter[int] = Counter()  # batch size → how many batches
+
+    async def submit(self, call: Call) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._queue.append((call, future))
+        if self._in_flight < self._concurrency:
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        try:
+            if self._max_wait > 0 and len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._max_wait)
+            while self._queue:
+                size = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(size)]
+                self.sizes[size] += 1
+                try:
+                    answers = await run_in_threadpool(self._run, [call for call, _ in batch])
+                except BaseException as error:  # a bug or shutdown: nobody waits forever
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    raise
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(answer)
+        finally:
+            self._in_flight -= 1
+
+
+def _lanes(runtime: Runtime) -> GroupCommit:
+    """This event loop's group commit (futures belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    lanes = runtime.group_commits.get(loop)
+    if lanes is None:
+        settings = runtime.settings
+        sqlite = runtime.engine.dialect.name == "sqlite"
+        lanes = GroupCommit(
+            lambda calls: run_calls(runtime, calls),
+            max_batch=settings.gateway_batch_max,
+            concurrency=1 if sqlite else settings.gateway_batch_concurrency,
+            max_wait=settings.gateway_batch_wait_ms / 1000,
+        )
+        runtime.remember_group_commit(loop, lanes)
+    assert isinstance(lanes, GroupCommit)
+    return lanes

@@ -1,0 +1,111 @@
+"""A use case as one unit of work together with the record of the request that asked for it.
+
+Every caller of the core that answers somebody — the agent gateways, the cash desk, the
+operator API, reconciliation — runs the use case, renders its own answer from the result
+and stores the request record (`gateway_requests`) in the same transaction. When that
+transaction fails, the answer is "retry", and the record is written on its own; when even
+that fails (the database is away), it goes to the local spool and reaches the table later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, insert
+from sqlalchemy.exc import DBAPIError
+
+from tolom.db.engine import is_temporary
+from tolom.db.schema import gateway_requests
+from tolom.payments.requestlog import Answer, Exchange, log_row
+
+log = logging.getLogger("tolom.gateway")
+
+Result = TypeVar("Result")
+
+
+class Spool(Protocol):
+    """Where request records go while the database cannot take them."""
+
+    def append(self, row: dict[str, object]) -> None: ...
+
+
+def run_logged(
+    engine: Engine,
+    exchange: Exchange,
+    use_case: Callable[[Connection], Result],
+    render: Callable[[Result], Answer],
+    *,
+    retry: Result,
+    payment_of: Callable[[Result], int | None],
+    spool: Spool | None = None,
+) -> tuple[Result, Answer]:
+    """Run `use_case` and record its answer in one transaction; the result and the answer.
+
+    Any failure rolls everything back and answers `retry` (rendered), which is always safe:
+    nothing moved, and a repeat finds the payment if a commit did go through before the
+    connection broke.
+    """
+    try:
+        with engine.begin() as conn:
+            result = use_case(conn)
+            answer = render(result)
+            conn.execute(insert(gateway_requests), log_row(exchange, answer, payment_of(result)))
+        return result, answer
+    except Exception as error:
+        log_failure(exchange, error)
+    answer = render(retry)
+    record_separately(engine, exchange, answer, spool=spool)
+    return retry, answer
+
+
+def record_separately(
+    engine: Engine,
+    exchange: Exchange,
+    answer: Answer,
+    payment_id: int | None = None,
+    *,
+    spool: Spool | None = None,
+) -> None:
+    """Store a request record in a transaction of its own (or, failing that, the spool).
+
+    Never raises: the answer goes out whatever happens here.
+    """
+    row = log_row(exchange, answer, payment_id)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(gateway_requests), row)
+        return
+    except Exception as error:
+        log.error(
+            "could not record a request (%s): %s; %s",
+            exchange.protocol,
+            type(error).__name__,
+            "spooled" if spool is not None else "lost",
+        )
+    if spool is not None:
+        spool.append(row)
+
+
+def log_failure(exchange: Exchange, error: BaseException) -> None:
+    """One log line per failed request: who, what, why (SQLSTATE or class) and how long."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    fields = {
+        "agent_id": exchange.agent_id,
+        "protocol": exchange.protocol,
+        "command": exchange.command,
+        "txn_id": exchange.txn_id,
+        "sqlstate": sqlstate,
+        "error": type(getattr(error, "orig", None) or error).__name__,
+        "duration_ms": round((time.perf_counter() - exchange.started) * 1000, 1),
+    }
+    temporary = isinstance(error, DBAPIError) and is_temporary(error)
+    log.log(
+        logging.WARNING if temporary else logging.ERROR,
+        "%s failed, answered 'retry'",
+        exchange.command or "request",
+        extra={key: value for key, value in fields.items() if value is not None},
+        exc_info=None if temporary else error,
+    )
