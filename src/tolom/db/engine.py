@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tolom.settings import Settings
 
@@ -78,13 +79,24 @@ def _sqlite_engine(settings: Settings) -> Engine:
     return engine
 
 
+def driver_error(error: BaseException) -> BaseException | None:
+    """The driver's own exception behind `error` (SQLAlchemy wraps it; raw psycopg on the
+    gateway's fast road does not), or None when it is no database error at all."""
+    original = error.orig if isinstance(error, DBAPIError) else error
+    if original is None or not type(original).__module__.startswith(("psycopg", "sqlite3")):
+        return None
+    return original
+
+
 def is_temporary(error: BaseException) -> bool:
     """True when a database error means "retry later" rather than "this will never work"."""
-    if not isinstance(error, DBAPIError):
-        return False
-    if error.connection_invalidated:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    original = error.orig
+    if isinstance(error, PoolTimeout):  # every connection of the pool is busy
+        return True
+    original = driver_error(error)
+    if original is None:
+        return False
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate is not None:
         return sqlstate in _TEMPORARY_SQLSTATES or sqlstate.startswith("08")
@@ -94,3 +106,15 @@ def is_temporary(error: BaseException) -> bool:
         # sqlite3 raises it for "database is locked" and disk I/O trouble.
         return True
     return False
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database itself is away (no connection, shutting down), not one statement's
+    trouble: trying again at once, or with fewer rows, would not help."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    original = driver_error(error)
+    if original is None or not is_temporary(error):
+        return False
+    sqlstate = getattr(original, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from tolom.agents.service import Agent
-from tolom.db.engine import is_temporary
+from tolom.db.engine import driver_error, is_outage
 from tolom.db.schema import gateway_requests
 from tolom.payments import pgbatch, service
 from tolom.payments.model import (
@@ -255,26 +254,24 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
             threading.Thread(target=runtime.spool.drain, args=(engine,), daemon=True).start()
         return answers
     except Exception as error:
-        if len(calls) > 1 and not _outage(error):
+        if len(calls) > 1 and not is_outage(error):
             # One item may have sunk the batch: each runs again alone and gets its own answer.
+            log.warning(
+                "a batch of %d failed (%s); running its calls one by one",
+                len(calls),
+                type(driver_error(error) or error).__name__,
+            )
             return [run_batch(runtime, [call])[0] for call in calls]
         answers = []
         for call in calls:
             log_failure(call.exchange, error)
-            answer = call.render(_retry(call.command))
-            record_separately(engine, call.exchange, answer, spool=runtime.spool)
-            answers.append(answer)
+            answers.append(call.render(_retry(call.command)))
+        record_separately(
+            engine,
+            [(call.exchange, answer, None) for call, answer in zip(calls, answers, strict=True)],
+            spool=runtime.spool,
+        )
         return answers
-
-
-def _outage(error: BaseException) -> bool:
-    """The database itself is away (not one item's trouble): retrying alone would not help."""
-    if not isinstance(error, DBAPIError) or not is_temporary(error):
-        return False
-    if error.connection_invalidated:
-        return True
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 # --- group commit ---------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, insert
-from sqlalchemy.exc import DBAPIError
 
-from tolom.db.engine import is_temporary
+from tolom.db.engine import driver_error, is_temporary
 from tolom.db.schema import gateway_requests
 from tolom.payments.requestlog import Answer, Exchange, log_row
 
@@ -57,51 +56,50 @@ def run_logged(
     except Exception as error:
         log_failure(exchange, error)
     answer = render(retry)
-    record_separately(engine, exchange, answer, spool=spool)
+    record_separately(engine, [(exchange, answer, None)], spool=spool)
     return retry, answer
 
 
 def record_separately(
     engine: Engine,
-    exchange: Exchange,
-    answer: Answer,
-    payment_id: int | None = None,
+    records: list[tuple[Exchange, Answer, int | None]],
     *,
     spool: Spool | None = None,
 ) -> None:
-    """Store a request record in a transaction of its own (or, failing that, the spool).
+    """Store request records in a transaction of their own (or, failing that, the spool).
 
-    Never raises: the answer goes out whatever happens here.
+    Never raises: the answers go out whatever happens here.
     """
-    row = log_row(exchange, answer, payment_id)
+    rows = [log_row(exchange, answer, payment_id) for exchange, answer, payment_id in records]
     try:
         with engine.begin() as conn:
-            conn.execute(insert(gateway_requests), row)
+            conn.execute(insert(gateway_requests), rows)
         return
     except Exception as error:
         log.error(
-            "could not record a request (%s): %s; %s",
-            exchange.protocol,
-            type(error).__name__,
+            "could not record %d request(s): %s; %s",
+            len(rows),
+            type(driver_error(error) or error).__name__,
             "spooled" if spool is not None else "lost",
         )
     if spool is not None:
-        spool.append(row)
+        for row in rows:
+            spool.append(row)
 
 
 def log_failure(exchange: Exchange, error: BaseException) -> None:
     """One log line per failed request: who, what, why (SQLSTATE or class) and how long."""
-    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    original = driver_error(error)
     fields = {
         "agent_id": exchange.agent_id,
         "protocol": exchange.protocol,
         "command": exchange.command,
         "txn_id": exchange.txn_id,
-        "sqlstate": sqlstate,
-        "error": type(getattr(error, "orig", None) or error).__name__,
+        "sqlstate": getattr(original, "sqlstate", None),
+        "error": type(original or error).__name__,
         "duration_ms": round((time.perf_counter() - exchange.started) * 1000, 1),
     }
-    temporary = isinstance(error, DBAPIError) and is_temporary(error)
+    temporary = is_temporary(error)
     log.log(
         logging.WARNING if temporary else logging.ERROR,
         "%s failed, answered 'retry'",
