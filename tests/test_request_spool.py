@@ -29,7 +29,7 @@ def make_row(txn_id: str, *, agent_id: int | None = 7, body: str = "<response/>"
         command="pay",
         txn_id=txn_id,
     )
-    return log_row(exchange, Answer(http_status=200, result=1, body=body))
+    return log_row(exchange, Answer(http_status=200, result=1, body=body, media_type="text/xml"))
 
 
 def stored(engine: Engine) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ RESULT_CODES: dict[Outcome, int] = {
     Outcome.CONFLICT: 300,
     Outcome.MALFORMED: 300,
 }
+MEDIA_TYPE = "text/xml; charset=utf-8"
 RESULT_NOT_AUTHORISED = 8  # "forbidden for technical reasons": the body of a 401/403
 _TXN_DATE = re.compile(r"[0-9]{14}")
 _MAX_FIELDS = 32
@@ -164,7 +165,7 @@ def _check_answer(request: OsmpRequest) -> Callable[[CheckResult], Answer]:
             amount=request.sum,
             fields=fields,
         )
-        return Answer(200, code, body)
+        return Answer(200, code, body, MEDIA_TYPE)
 
     return answer
 
@@ -180,7 +181,7 @@ def _pay_answer(request: OsmpRequest) -> Callable[[PayResult], Answer]:
             prv_txn=result.payment_id if ok else None,
             amount=result.amount if ok else request.sum,
         )
-        return Answer(200, code, body)
+        return Answer(200, code, body, MEDIA_TYPE)
 
     return answer
 
@@ -310,4 +311,4 @@ def _refuse(
     exchange.txn_id = txn_id
     exchange.command = exchange.command or _safe_command(exchange.params)
     body = render(result=code, comment=comment, txn_id=txn_id)
-    return step.refused(exchange, Answer(http_status, code, body, headers=headers))
+    return step.refused(exchange, Answer(http_status, code, body, MEDIA_TYPE, headers))

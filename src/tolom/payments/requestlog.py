@@ -57,7 +57,7 @@ class Answer:
     http_status: int
     result: int | None
     body: str
-    media_type: str = "text/xml; charset=utf-8"
+    media_type: str  # the adapter's: the core knows no protocol
     headers: tuple[tuple[str, str], ...] = ()  # e.g. Retry-After; not logged
 
 
