@@ -91,6 +91,7 @@ DECLARE
     found_payment record;
     found_customer record;
     todo boolean[] := array_fill(false, ARRAY[n]);
+    repeat boolean[] := array_fill(false, ARRAY[n]);
     customer bigint[] := array_fill(NULL::bigint, ARRAY[n]);
     credit bigint[] := array_fill(NULL::bigint, ARRAY[n]);
     customer_name text[] := array_fill(NULL::text, ARRAY[n]);
@@ -108,23 +109,9 @@ DECLARE
 BEGIN
     -- 1. Decide every pay from what is already there; nothing is locked yet.
     FOR i IN 1..n LOOP
-        SELECT p.id, p.service, p.account, p.amount, p.status, p.txn_date, p.business_date,
-               p.created_at
-          INTO found_payment
-          FROM payments p
-         WHERE p.agent_id = p_agent[i] AND p.txn_id = p_txn_id[i];
-        IF FOUND THEN  -- a repeat: the original answer, or a conflict
-            IF found_payment.service = 'sochi' AND found_payment.account = p_account[i]
-               AND found_payment.amount = p_amount[i] THEN
-                RETURN QUERY SELECT i, 'ok', found_payment.id, found_payment.amount,
-                    found_payment.status::text, found_payment.txn_date,
-                    found_payment.business_date, found_payment.created_at, true,
-                    NULL::bigint, NULL::bigint, false, NULL::bigint;
-            ELSE
-                RETURN QUERY SELECT i, 'conflict', NULL::bigint, NULL::bigint, NULL::text,
-                    NULL::timestamptz, NULL::date, NULL::timestamptz, false, NULL::bigint,
-                    NULL::bigint, false, NULL::bigint;
-            END IF;
+        IF EXISTS (SELECT 1 FROM payments p
+                    WHERE p.agent_id = p_agent[i] AND p.txn_id = p_txn_id[i]) THEN
+            repeat[i] := true;  -- answered in step 4
             CONTINUE;
         END IF;
         SELECT c.id, c.name, c.status, c.account_id INTO found_customer
@@ -183,22 +170,7 @@ BEGIN
           FROM paid;
         IF NOT FOUND THEN
             -- A twin committed after step 1 (we waited for it on the unique index).
-            SELECT p.id, p.service, p.account, p.amount, p.status, p.txn_date,
-                   p.business_date, p.created_at
-              INTO found_payment
-              FROM payments p
-             WHERE p.agent_id = p_agent[i] AND p.txn_id = p_txn_id[i];
-            IF found_payment.service = 'sochi' AND found_payment.account = p_account[i]
-               AND found_payment.amount = p_amount[i] THEN
-                RETURN QUERY SELECT i, 'ok', found_payment.id, found_payment.amount,
-                    found_payment.status::text, found_payment.txn_date,
-                    found_payment.business_date, found_payment.created_at, true,
-                    NULL::bigint, NULL::bigint, false, NULL::bigint;
-            ELSE
-                RETURN QUERY SELECT i, 'conflict', NULL::bigint, NULL::bigint, NULL::text,
-                    NULL::timestamptz, NULL::date, NULL::timestamptz, false, NULL::bigint,
-                    NULL::bigint, false, NULL::bigint;
-            END IF;
+            repeat[i] := true;
             CONTINUE;
         END IF;
         INSERT INTO postings (entry_id, debit_account_id, credit_account_id, amount)
@@ -239,6 +211,27 @@ BEGIN
             EXISTS (SELECT 1 FROM charges ch
                      WHERE ch.customer_id = customer[i] AND ch.status = 'awaiting_payment'),
             v_balance;
+    END LOOP;
+
+    -- 4. Repeats: the original answer, or a conflict when anything differs.
+    FOR i IN 1..n LOOP
+        CONTINUE WHEN NOT repeat[i];
+        SELECT p.id, p.service, p.account, p.amount, p.status, p.txn_date, p.business_date,
+               p.created_at
+          INTO found_payment
+          FROM payments p
+         WHERE p.agent_id = p_agent[i] AND p.txn_id = p_txn_id[i];
+        IF found_payment.service = 'sochi' AND found_payment.account = p_account[i]
+           AND found_payment.amount = p_amount[i] THEN
+            RETURN QUERY SELECT i, 'ok', found_payment.id, found_payment.amount,
+                found_payment.status::text, found_payment.txn_date,
+                found_payment.business_date, found_payment.created_at, true,
+                NULL::bigint, NULL::bigint, false, NULL::bigint;
+        ELSE
+            RETURN QUERY SELECT i, 'conflict', NULL::bigint, NULL::bigint, NULL::text,
+                NULL::timestamptz, NULL::date, NULL::timestamptz, false, NULL::bigint,
+                NULL::bigint, false, NULL::bigint;
+        END IF;
     END LOOP;
 END $$
 """
