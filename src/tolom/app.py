@@ -253,12 +253,9 @@ def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
 
 def _log_group_commit(runtime: Runtime) -> None:
     """How the gateway's transactions were shared, for the operator and the benchmark."""
-    from tolom.gateway.step import GroupCommit
-
     sizes: Counter[int] = Counter()
     for lanes in runtime.group_commits.values():
-        if isinstance(lanes, GroupCommit):
-            sizes.update(lanes.sizes)
+        sizes.update(lanes.sizes)
     if sizes:
         transactions = sum(sizes.values())
         calls = sum(size * count for size, count in sizes.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -13,6 +14,9 @@ from tolom.apikeys import KeyDirectory
 from tolom.db.engine import make_engine
 from tolom.gateway.spool import RequestSpool
 from tolom.settings import Settings
+
+if TYPE_CHECKING:
+    from tolom.gateway.step import GroupCommit
 
 
 @dataclass(slots=True)
@@ -23,7 +27,7 @@ class Runtime:
     keys: KeyDirectory
     spool: RequestSpool
     # The gateway step's group commit, one per event loop (its futures belong to that loop).
-    group_commits: dict[asyncio.AbstractEventLoop, object] = field(default_factory=dict)
+    group_commits: dict[asyncio.AbstractEventLoop, GroupCommit] = field(default_factory=dict)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -41,7 +45,7 @@ class Runtime:
             RequestSpool(Path(settings.request_spool_dir)),
         )
 
-    def remember_group_commit(self, loop: asyncio.AbstractEventLoop, lanes: object) -> None:
+    def remember_group_commit(self, loop: asyncio.AbstractEventLoop, lanes: GroupCommit) -> None:
         """Keep a loop's group commit; forget those of loops that have closed (tests make
         one loop per request)."""
         if len(self.group_commits) > 16:

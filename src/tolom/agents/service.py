@@ -407,10 +407,10 @@ class AgentDirectory:
 
     def get(self, code: str) -> Agent | None:
         """The agent with this code, or None; from the cache when fresh."""
+        cached = self.cached(code)
+        if cached is not self.MISS:
+            return cached  # type: ignore[return-value]
         now = time.monotonic()
-        cached = self._cache.get(code)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
         with self._engine.connect() as conn:
             agent = load(conn, code)
         with self._lock:
@@ -418,15 +418,6 @@ class AgentDirectory:
                 self._cache.clear()
             self._cache[code] = (now, agent)
         return agent
-
-    def authenticate(self, code: str, secret: str) -> Agent | None:
-        """The agent if the code exists and the secret is right, else None."""
-        return verify_secret(self.get(code), secret)
-
-    def signer(self, code: str) -> Agent | None:
-        """A gateway agent that can sign REST requests, by code; the caller checks the HMAC."""
-        agent = self.get(code)
-        return agent if agent is not None and agent.kind == GATEWAY else None
 
     def clear(self) -> None:
         """Forget everything (tests, and after changes made in this process)."""

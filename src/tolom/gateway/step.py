@@ -29,12 +29,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from tolom.agents.service import Agent
 from tolom.db.engine import driver_error, is_outage
-from tolom.db.schema import gateway_requests
 from tolom.payments import pgbatch, service
 from tolom.payments.model import (
     CancelOutcome,
@@ -46,7 +45,7 @@ from tolom.payments.model import (
     Service,
 )
 from tolom.payments.records import PaymentRecord
-from tolom.payments.requestlog import Answer, Exchange, log_row
+from tolom.payments.requestlog import Answer, Exchange, log_row, record
 from tolom.payments.unit import log_failure, record_separately
 from tolom.runtime import Runtime
 
@@ -179,8 +178,10 @@ def _results(conn: Connection, calls: Sequence[Call], postgresql: bool) -> list[
     results: list[Any] = [None] * len(calls)
     checks: list[tuple[int, Agent, str]] = []
     pays: list[tuple[int, Agent, PayRequest]] = []
+    by_core: list[int] = []
     for n, call in enumerate(calls):
         if not _fast(call, postgresql):
+            by_core.append(n)
             continue
         assert call.agent is not None
         if isinstance(call.command, Check):
@@ -203,9 +204,8 @@ def _results(conn: Connection, calls: Sequence[Call], postgresql: bool) -> list[
             results[n] = checked_result
         for (n, _, _), paid_result in zip(pays, paid, strict=True):
             results[n] = paid_result
-    for n, call in enumerate(calls):
-        if not _fast(call, postgresql):
-            results[n] = _run_core(conn, call)
+    for n in by_core:
+        results[n] = _run_core(conn, calls[n])
     return results
 
 
@@ -247,9 +247,9 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
                 for call, answer, result in zip(calls, answers, results, strict=True)
             ]
             if postgresql:
-                pgbatch.record_and_commit(conn, rows)
+                pgbatch.record_and_commit(conn, rows)  # the commit travels with the INSERT
             else:
-                conn.execute(insert(gateway_requests), rows)
+                record(conn, rows)
         if runtime.spool.pending():  # the database is back: move what the outage spooled
             threading.Thread(target=runtime.spool.drain, args=(engine,), daemon=True).start()
         return answers
@@ -348,5 +348,4 @@ def _lanes(runtime: Runtime) -> GroupCommit:
             max_wait=settings.gateway_batch_wait_ms / 1000,
         )
         runtime.remember_group_commit(loop, lanes)
-    assert isinstance(lanes, GroupCommit)
     return lanes

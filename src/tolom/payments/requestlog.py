@@ -81,8 +81,7 @@ def log_row(exchange: Exchange, answer: Answer, payment_id: int | None = None) -
     }
 
 
-def record(
-    conn: Connection, exchange: Exchange, answer: Answer, payment_id: int | None = None
-) -> None:
-    """Insert the exchange and its answer into `gateway_requests`, in the caller's transaction."""
-    conn.execute(insert(gateway_requests), log_row(exchange, answer, payment_id))
+def record(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert request records (`log_row`) into `gateway_requests`, in the caller's
+    transaction. (The PostgreSQL gateway road has its own: `pgbatch.record_and_commit`.)"""
+    conn.execute(insert(gateway_requests), rows)

@@ -134,11 +134,16 @@ def payment_key(agent: Agent, txn_id: str) -> str:
     return txn_key(txn_id) if agent.kind == GATEWAY else txn_id
 
 
-def refusal(outcome: Outcome, service: Service, *, limit: int | None = None) -> CheckResult:
-    """A refusal with its message: the one place where refusals are worded."""
+def refusal(
+    outcome: Outcome, service: Service | None = None, *, limit: int | None = None
+) -> CheckResult:
+    """A refusal with its message: the one place where refusals are worded. `service`
+    names the account (not found, bad format); `limit` the amount (too small, too large)."""
     if outcome is Outcome.NOT_FOUND:
+        assert service is not None
         message = _NOT_FOUND[service]
     elif outcome is Outcome.BAD_ACCOUNT:
+        assert service is not None
         message = f"Неверный формат лицевого счёта ({_BAD_ACCOUNT[service]})"
     elif outcome is Outcome.TOO_SMALL:
         message = f"Сумма меньше допустимой ({format_amount(limit or 0)})"
@@ -214,11 +219,10 @@ def judge_amount(verdict: CheckResult, amount: int) -> CheckResult:
     low = verdict.amount_due if verdict.amount_due is not None else verdict.min_amount
     high = verdict.amount_due if verdict.amount_due is not None else verdict.max_amount
     assert low is not None and high is not None
-    service = Service.EDS if verdict.amount_due is not None else Service.SOCHI
     if amount < low:
-        return refusal(Outcome.TOO_SMALL, service, limit=low)
+        return refusal(Outcome.TOO_SMALL, limit=low)
     if amount > high:
-        return refusal(Outcome.TOO_LARGE, service, limit=high)
+        return refusal(Outcome.TOO_LARGE, limit=high)
     return verdict
 
 

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
 
 from tolom.db.engine import driver_error, is_temporary
-from tolom.db.schema import gateway_requests
-from tolom.payments.requestlog import Answer, Exchange, log_row
+from tolom.payments.requestlog import Answer, Exchange, log_row, record
 
 log = logging.getLogger("tolom.gateway")
 
@@ -51,7 +50,7 @@ def run_logged(
         with engine.begin() as conn:
             result = use_case(conn)
             answer = render(result)
-            conn.execute(insert(gateway_requests), log_row(exchange, answer, payment_of(result)))
+            record(conn, [log_row(exchange, answer, payment_of(result))])
         return result, answer
     except Exception as error:
         log_failure(exchange, error)
@@ -73,7 +72,7 @@ def record_separately(
     rows = [log_row(exchange, answer, payment_id) for exchange, answer, payment_id in records]
     try:
         with engine.begin() as conn:
-            conn.execute(insert(gateway_requests), rows)
+            record(conn, rows)
         return
     except Exception as error:
         log.error(
