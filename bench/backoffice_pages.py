@@ -70,7 +70,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from tolom import installation  # noqa: E402
+from tolom import installation, secretbox  # noqa: E402
 from tolom.agents import service as agent_service  # noqa: E402
 from tolom.backoffice import users  # noqa: E402
 from tolom.db import migrate  # noqa: E402
@@ -668,7 +668,7 @@ def _statements(size: Size, now: datetime, ids: dict[str, Any]) -> list[tuple[st
         (
             "deliveries",
             f"""
-            INSERT INTO webhook_endpoints (id, name, url, secret, event_types, enabled,
+            INSERT INTO webhook_endpoints (id, name, url, secret_sealed, event_types, enabled,
                                            created_at)
               VALUES (1, 'crm', 'https://crm.example.kg/hooks/tolom',
                       {_literal(ids["webhook_secret"])}, '*', true, {webhook_at});
@@ -952,7 +952,9 @@ def generate(database_url: str, schema: str, size: Size, *, log: Callable[[str],
                 "revenue_sochi": conn.execute(
                     select(accounts.c.id).where(accounts.c.code == "revenue:sochi")
                 ).scalar_one(),
-                "webhook_secret": "YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMhISE=",
+                "webhook_secret": secretbox.for_connection(conn).seal(
+                    "YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMhISE="
+                ),
             }
     finally:
         engine.dispose()
@@ -1546,6 +1548,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema = _schema_name(args.schema)
     size = Size(args.payments, args.customers, args.days)
     out = print
+    if not os.environ.get("TOLOM_SECRET_KEY_FILE"):  # required with PostgreSQL
+        key_file = ROOT / "var" / "bench-secret.key"  # kept: a reused data set needs it
+        secretbox.create_key_file(key_file)
+        os.environ["TOLOM_SECRET_KEY_FILE"] = str(key_file)
 
     out(
         f"Back-office pages with {size.payments:,} payments "

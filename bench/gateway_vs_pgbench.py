@@ -38,8 +38,9 @@ are not written during the next, and then the script waits (at most --quiet-wait
 the machine is idle: it may be shared. For every measured phase it also reports where the
 CPU went (from /proc): cores and CPU milliseconds per operation for PostgreSQL, the tolom
 server, the load generator, interrupts and everything else.
-The servers get only TOLOM_DATABASE_URL (other TOLOM_* variables, PYTHONPATH and any .env
-are left out; the baseline gets PYTHONPATH=DIR), so they run with the shipped defaults.
+The servers get only TOLOM_DATABASE_URL and TOLOM_SECRET_KEY_FILE (a key file in the work
+directory, required with PostgreSQL; other TOLOM_* variables, PYTHONPATH and any .env are
+left out; the baseline gets PYTHONPATH=DIR), so they run with the shipped defaults.
 
 Why --scale 16: in TPC-B every transaction updates one of `scale` branch rows, so with fewer
 branches than clients pgbench measures waits on those row locks, not the server. Scale =
@@ -534,10 +535,18 @@ class Tolom:
     inns: list[str] = field(default_factory=list)
 
 
-def tolom_env(server: Server, dbname: str, pythonpath: Path | None) -> dict[str, str]:
-    """The environment without any TOLOM_* but the database: production defaults."""
+def tolom_env(
+    server: Server, dbname: str, pythonpath: Path | None, workdir: Path
+) -> dict[str, str]:
+    """The environment without any TOLOM_* but the database and the key file PostgreSQL
+    requires (TOLOM_SECRET_KEY_FILE, in `workdir`): production defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLOM_") and k != "PYTHONPATH"}
     env["TOLOM_DATABASE_URL"] = server.sqlalchemy_url(dbname)
+    key_file = workdir / "secret.key"
+    if not key_file.exists():
+        key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
+        key_file.chmod(0o600)
+    env["TOLOM_SECRET_KEY_FILE"] = str(key_file)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
@@ -574,7 +583,7 @@ def git_state(directory: Path) -> str:
 
 def make_sides(args: argparse.Namespace, server: Server, workdir: Path) -> list[Tolom]:
     """The current tolom (this venv's install) and, with --baseline-src, the baseline."""
-    env = tolom_env(server, BENCH_DB, None)
+    env = tolom_env(server, BENCH_DB, None, workdir)
     current_file = imported_from(env, workdir)
     current_src = Path(current_file).resolve().parent.parent
     sides = [
@@ -593,7 +602,7 @@ def make_sides(args: argparse.Namespace, server: Server, workdir: Path) -> list[
     ]
     if args.baseline_src is not None:
         src = args.baseline_src
-        env = tolom_env(server, BASELINE_DB, src)
+        env = tolom_env(server, BASELINE_DB, src, workdir)
         baseline_file = imported_from(env, workdir)
         if not Path(baseline_file).resolve().is_relative_to(src):
             raise SystemExit(

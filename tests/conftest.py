@@ -17,7 +17,7 @@ from typer.testing import Result
 
 from tests.factories import Cli, Gateway, run_cli
 from tests.mailserver import MailServer
-from tolom import installation
+from tolom import installation, secretbox
 from tolom.app import create_app
 from tolom.db import migrate
 from tolom.db.engine import make_engine
@@ -29,6 +29,17 @@ from tolom.settings import Settings, get_settings
 PG_URL = os.environ.get("TOLOM_TEST_DATABASE_URL")
 PG_SCHEMA = os.environ.get("TOLOM_TEST_SCHEMA", "tolom_test")  # parallel runs: differ
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The key file sealing agents' and webhooks' secrets, in TOLOM_SECRET_KEY_FILE for the
+    whole run: the CLI and the server processes tests start find the same key."""
+    path = tmp_path_factory.mktemp("keys") / secretbox.KEY_FILE_NAME
+    secretbox.create_key_file(path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TOLOM_SECRET_KEY_FILE", str(path))
+        yield path
 
 
 def _prepare(engine: Engine) -> None:
@@ -92,9 +103,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path, secret_key_file: Path) -> Settings:
     return Settings(
         database_url=database_url,
+        secret_key_file=str(secret_key_file),
         agent_cache_seconds=0,
         lock_timeout_ms=2000,
         request_spool_dir=str(tmp_path / "spool"),

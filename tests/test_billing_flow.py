@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select, update
 
 from tests.factories import Gateway, add_customer
 from tests.mailserver import MailServer
+from tests.test_webhooks import LOCAL
 from tolom.billing import charges, customers
 from tolom.db.schema import deliveries, webhook_endpoints
 from tolom.events import endpoints, inbox
@@ -33,7 +34,9 @@ def receiver(engine: Engine) -> Iterator[inbox.Inbox]:
     http = inbox.server("http://127.0.0.1:0/tolom-webhooks", received)
     url = f"http://127.0.0.1:{http.server_address[1]}/tolom-webhooks"
     with engine.begin() as conn:
-        _id, secret = endpoints.add(conn, name="sochi", url=url, event_types="*", actor="test")
+        _id, secret = endpoints.add(
+            conn, name="sochi", url=url, event_types="*", actor="test", allowed_networks=LOCAL
+        )
     received.secret = secret
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -85,6 +88,7 @@ def test_a_top_up_through_osmp_releases_reports_and_everyone_hears_of_it(
             "smtp_host": "127.0.0.1",
             "smtp_port": mail_server.port,
             "smtp_timeout_seconds": 5.0,
+            "webhook_allowed_networks": LOCAL,
         }
     )
     Worker(worker_settings, engine).run(once=True)
@@ -121,13 +125,22 @@ def test_webhook_listen_receives_verifies_and_counts(
 ) -> None:
     """`tolom webhook listen NAME` as an operator runs it: a process of its own."""
     with engine.begin() as conn:
-        endpoints.add(conn, name="watch", url="http://127.0.0.1:1/hook", event_types="*", actor="t")
+        endpoints.add(
+            conn,
+            name="watch",
+            url="http://127.0.0.1:1/hook",
+            event_types="*",
+            actor="t",
+            allowed_networks=LOCAL,
+        )
     inn = add_customer(engine)
     waiting_reports(engine, inn, 100_00)
     output = tmp_path / "listen.log"
     listener = _listen(engine, database_url, output)
     try:
-        fast = settings.model_copy(update={"delivery_backoff_seconds": 0.01})
+        fast = settings.model_copy(
+            update={"delivery_backoff_seconds": 0.01, "webhook_allowed_networks": LOCAL}
+        )
         Worker(fast, engine).run(once=True)  # refused (503): due again 0.01 s later
         time.sleep(0.1)
         Worker(fast, engine).run(once=True)  # delivered

@@ -231,18 +231,9 @@ def test_demo_json_and_if_empty_on_an_empty_database(cli: Cli, engine: Engine) -
     assert data["api_key"] in data["api"][0]
     # One back-office user per role, each able to log in with the password shown once.
     assert set(data["users"]) == {"admin", "operator", "accountant", "auditor"}
-    with engine.begin() as conn:
-        for name, password in data["users"].items():
-            result = users.login(
-                conn,
-                name,
-                password,
-                address=None,
-                session_hours=1,
-                max_failures=5,
-                lockout_minutes=1,
-            )
-            assert result.user is not None and result.user.role == name
+    for name, password in data["users"].items():
+        result = users.login(engine, name, password, address=None, session_hours=1)
+        assert result.user is not None and result.user.role == name
     assert data["webhook"]["name"] == "demo-inbox" and len(data["waiting_charges"]) == 2
     refused(cli("demo", "--json"))
 

@@ -148,8 +148,10 @@ def tolom(cluster: pgcluster.Cluster, tmp_path: Path) -> Tolom:
         "TOLOM_DATABASE_URL": cluster.url,
         "TOLOM_REQUEST_SPOOL_DIR": str(spool),
         "TOLOM_LOCK_TIMEOUT_MS": "2000",
+        "TOLOM_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
         "PYTHONUNBUFFERED": "1",
     }
+    _tolom(env, tmp_path, "secrets", "init")  # required with PostgreSQL, as in production
     _tolom(env, tmp_path, "db", "upgrade")
     inns = [f"{10_000_000_000_000 + i * 7:014d}" for i in range(1, CUSTOMERS + 1)]
     csv_path = tmp_path / "customers.csv"

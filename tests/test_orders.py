@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from starlette.testclient import TestClient
 
 from tests.factories import Gateway, RestAgent, add_customer, new_txn_id
-from tolom import apikeys, audit
+from tolom import apikeys, audit, secretbox
 from tolom.billing import catalog, customers, invoices, orders
 from tolom.db.schema import (
     accounts,
@@ -127,7 +127,9 @@ def add_webhook(engine: Engine) -> int:
                 .values(
                     name="crm",
                     url="http://127.0.0.1:9/hook",
-                    secret="c2VjcmV0LWtleS1mb3ItdGVzdHM=",
+                    secret_sealed=secretbox.for_connection(conn).seal(
+                        "c2VjcmV0LWtleS1mb3ItdGVzdHM="
+                    ),
                     event_types="*",
                 )
                 .returning(webhook_endpoints.c.id)

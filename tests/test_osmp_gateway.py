@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text
@@ -415,6 +418,42 @@ def test_trusted_proxy_passes_the_client_address(app, engine, runtime) -> None:
     assert spoofed.status_code == 403
 
 
+def test_repeated_forwarded_for_lines_are_read_as_one_list(app, engine, runtime) -> None:
+    """A proxy that appends its own X-Forwarded-For line (HAProxy `option forwardfor`)
+    instead of extending the client's: the client's forged first line must not win."""
+    import ipaddress
+
+    from starlette.testclient import TestClient
+
+    runtime.settings = runtime.settings.model_copy(
+        update={"trusted_proxies": [ipaddress.ip_network("192.168.5.0/24")]}
+    )
+    gateway = Gateway.create(app, engine, code="aiyl", networks=["10.20.0.0/16"])
+    gateway.client = TestClient(app, client=("192.168.5.10", 40000))
+    inn = add_customer(engine)
+    url = "/gateway/osmp/sochi?" + urlencode(
+        {"command": "check", "txn_id": "1", "account": inn, "sum": "10"}
+    )
+
+    def from_lines(*lines: str) -> int:
+        headers = [*gateway.auth_header.items()] + [("X-Forwarded-For", v) for v in lines]
+        return gateway.client.get(url, headers=headers).status_code
+
+    assert from_lines("10.20.1.1", "6.6.6.6") == 403  # forged by 6.6.6.6, appended by us
+    assert from_lines("6.6.6.6", "10.20.1.1") == 200  # the agent, behind another proxy
+    assert from_lines("10.20.1.1, 6.6.6.6", "192.168.5.11") == 403
+
+
+def test_a_txn_date_ahead_of_our_clock_is_refused(gateway: Gateway, engine) -> None:
+    inn = add_customer(engine)
+    answer = gateway.pay("sochi", inn, "10", txn_date="20991231000000")
+    assert answer["result"] == 300 and "txn_date" in answer["comment"]
+    ahead = (datetime.now(UTC) + timedelta(hours=7)).astimezone(ZoneInfo("Asia/Bishkek"))
+    assert gateway.pay("sochi", inn, "10", txn_date=ahead.strftime("%Y%m%d%H%M%S"))["result"] == 300
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(payments)) == 0
+
+
 # --- the request log -------------------------------------------------------------------
 
 
@@ -531,10 +570,37 @@ def test_strangers_get_401_even_for_unreadable_requests(gateway: Gateway) -> Non
     assert response.status_code == 401
 
 
+def test_strangers_are_recorded_briefly_and_then_refused_unrecorded(
+    gateway: Gateway, engine, runtime
+) -> None:
+    from starlette.testclient import TestClient
+
+    from tolom.gateway.strangers import StrangerLimit
+
+    runtime.strangers = StrangerLimit(per_minute=3)
+    stranger = TestClient(gateway.client.app, client=("6.6.6.6", 40000))
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"optima:wrong").decode()}
+    long_query = "command=check&txn_id=1&account=1&" + "&".join(
+        f"field{i}={'x' * 250}" for i in range(30)
+    )
+    answers = [stranger.get(f"/gateway/osmp/sochi?{long_query}", headers=wrong) for _ in range(6)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert parse_answer(answers[-1].text)["result"] == 8
+    inn = add_customer(engine)
+    assert gateway.pay("sochi", inn, "10")["result"] == 0  # an agent is never held back
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(gateway_requests).where(gateway_requests.c.http_status == 401)
+        ).all()
+    assert len(rows) == 3
+    assert all(len(r.params) + len(r.response) <= 1024 for r in rows)
+
+
 def test_ipv4_mapped_proxy_address_is_trusted() -> None:
     import ipaddress
 
-    from tolom.gateway.peers import client_address
+    from tolom.httpkit.clients import client_address
 
     trusted = [ipaddress.ip_network("10.0.0.0/8")]
     assert client_address("::ffff:10.0.0.5", "6.6.6.6", trusted) == "6.6.6.6"

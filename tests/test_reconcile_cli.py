@@ -157,3 +157,88 @@ def test_export_act_and_the_watched_folder(
     assert made.exit_code == 0 and draft.read_bytes().startswith(b"%PDF")
     assert "черновик" in made.stderr
     assert "нет реестра" in cli("reconcile", "act", "optima", "2026-11-20").stderr
+
+
+SECRET = "SECRET-TOKEN-0123456789"
+
+
+def _watched(tmp_path: Path) -> tuple[Path, Path]:
+    """An inbox with the agent's folder, and a file outside it that must stay unread."""
+    folder = tmp_path / "inbox"
+    (folder / "optima").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text(f"{SECRET}\t21.11.2026\t10:00:00\t1\t5.00\nTotal: 1 5.00\n")
+    return folder, secret
+
+
+def _settle(*paths: Path) -> None:
+    import os
+
+    for path in paths:
+        os.utime(path, (1, 1), follow_symlinks=False)
+
+
+def test_the_watched_folder_never_follows_a_link(
+    engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    from tolom.reconciliation import watch
+
+    folder, secret = _watched(tmp_path)
+    link = folder / "optima" / "reestr.txt"
+    link.symlink_to(secret)
+    _settle(link, secret)
+    [outcome] = watch.scan_once(engine, folder)
+    assert outcome.imported is None and outcome.error is not None
+    assert "символическая ссылка" in outcome.error and SECRET not in outcome.error
+    moved = folder / "optima" / "failed" / "reestr.txt"
+    assert moved.is_symlink() and not link.exists()  # the link moved, not what it points at
+    note = (folder / "optima" / "failed" / "reestr.txt.error.txt").read_text()
+    assert "символическая ссылка" in note and SECRET not in note
+    assert secret.read_text().startswith(SECRET)
+
+    # A linked agent folder is not entered: nothing in it is read, moved or written.
+    elsewhere = tmp_path / "outside" / "agent"
+    elsewhere.mkdir()
+    (elsewhere / "reestr.txt").write_bytes(planted["content"])
+    _settle(elsewhere / "reestr.txt")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    [outcome] = watch.scan_once(engine, folder)
+    assert outcome.agent == "linked" and "символическая ссылка" in (outcome.error or "")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["reestr.txt"]
+
+
+def test_the_watched_folder_writes_nothing_through_a_link(
+    engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    from tolom.reconciliation import watch
+
+    folder, secret = _watched(tmp_path)
+    # A note planted as a link to a file outside: the note replaces the link, not the file.
+    (folder / "optima" / "failed").mkdir()
+    (folder / "optima" / "failed" / "broken.txt.error.txt").symlink_to(secret)
+    broken = folder / "optima" / "broken.txt"
+    broken.write_bytes(b"garbage\n")
+    _settle(broken)
+    [outcome] = watch.scan_once(engine, folder)
+    assert outcome.error is not None and "Строка 1" in outcome.error
+    assert secret.read_text().startswith(SECRET)
+    note = folder / "optima" / "failed" / "broken.txt.error.txt"
+    assert not note.is_symlink() and "Строка 1" in note.read_text()
+
+    # done/ and failed/ as links to a folder outside: nothing is moved there.
+    outside = secret.parent
+    (folder / "optima" / "failed").rename(tmp_path / "old-failed")
+    for name in ("done", "failed"):
+        (folder / "optima" / name).symlink_to(outside, target_is_directory=True)
+    good = folder / "optima" / "reestr_2026-11-21.txt"
+    good.write_bytes(planted["content"])
+    bad = folder / "optima" / "broken-again.txt"
+    bad.write_bytes(b"garbage\n")
+    _settle(good, bad)
+    outcomes = {outcome.file: outcome for outcome in watch.scan_once(engine, folder)}
+    assert outcomes["reestr_2026-11-21.txt"].imported is not None
+    assert "Строка 1" in (outcomes["broken-again.txt"].error or "")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert bad.exists()  # refused, but left where it is: its failed/ is not a real folder

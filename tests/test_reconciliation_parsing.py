@@ -3,10 +3,16 @@ zones; every kind of bad file refused with its line and field named."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +22,7 @@ from openpyxl import Workbook
 
 from tolom.reconciliation.formats import FormatError, RegistryFormat, from_mapping
 from tolom.reconciliation.parsing import RegistryError, parse
+from tolom.settings import get_settings
 
 BISHKEK = ZoneInfo("Asia/Bishkek")
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -265,3 +272,159 @@ def test_the_fast_and_the_general_path_agree(
         written = moment.replace(microsecond=0, tzinfo=ZoneInfo(zone))
         assert datetime.fromisoformat(line.occurred_at) == written
         assert line.business_date == written.astimezone(BISHKEK).date()
+
+
+# --- XLSX bombs: a workbook costs what its real content costs, or is refused ----------------
+
+XLSX = from_mapping(
+    {
+        "kind": "xlsx",
+        "header": True,
+        "total_line": False,
+        "columns": {"txn_id": "ID", "date": "Дата", "account": "ИНН", "amount": "Сумма"},
+    }
+)
+SHEET = "xl/worksheets/sheet1.xml"
+
+
+def _registry_xlsx() -> bytes:
+    return _xlsx(
+        [
+            ["ID", "Дата", "ИНН", "Сумма"],
+            [9001, "22.11.2026", "01234567890123", 150.5],
+            [9002, "22.11.2026", "22222222222222", 10],
+        ]
+    )
+
+
+def _rewritten(content: bytes, change: Callable[[str], str], *, extra: int = 0) -> bytes:
+    """The workbook with its sheet's XML changed (and `extra` empty parts added)."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(content)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == SHEET:
+                data = change(data.decode()).encode()
+            target.writestr(member.filename, data)
+        for number in range(extra):
+            target.writestr(f"xl/padding/{number}.xml", b"")
+    return out.getvalue()
+
+
+def _padded(megabytes: int) -> Callable[[str], str]:
+    """Whitespace inside <sheetData>: valid XML, compressed about a thousand times."""
+    return lambda xml: xml.replace("<sheetData>", "<sheetData>" + " " * (megabytes << 20), 1)
+
+
+@pytest.fixture
+def xlsx_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set `registry_xlsx_*` settings for one test (TOLOM_REGISTRY_XLSX_<NAME>)."""
+
+    def configure(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"TOLOM_REGISTRY_XLSX_{name.upper()}", str(value))
+        get_settings.cache_clear()
+
+    yield configure
+    get_settings.cache_clear()
+
+
+def test_a_declared_dimension_is_not_believed() -> None:
+    """A few KB declaring A1:XFD1048576 with a last (blank) row at 1048576: openpyxl's
+    read-only rows filled in every row between, each 16384 cells wide (~16 minutes)."""
+
+    def bomb(xml: str) -> str:
+        xml = re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:XFD1048576"', xml)
+        last = '<row r="1048576"><c r="A1048576" t="inlineStr"><is><t> </t></is></c></row>'
+        return xml.replace("</sheetData>", last + "</sheetData>")
+
+    content = _rewritten(_registry_xlsx(), bomb)
+    assert len(content) < 10_000
+    parsed = parse(content, XLSX, BISHKEK)
+    assert [(line.txn_id, line.amount) for line in parsed.lines] == [
+        ("9001", 15050),
+        ("9002", 1000),
+    ]
+
+
+def test_rows_and_columns_past_the_caps_are_refused() -> None:
+    far_row = _rewritten(
+        _registry_xlsx(),
+        lambda xml: xml.replace(
+            "</sheetData>",
+            '<row r="2000000"><c r="A2000000" t="inlineStr"><is><t>x</t></is></c></row>'
+            "</sheetData>",
+        ),
+    )
+    error = refused(far_row, XLSX)
+    assert error.line == 2000000 and "1048576 строк" in str(error), str(error)
+    far_column = _rewritten(
+        _registry_xlsx(),
+        lambda xml: xml.replace(
+            "</row></sheetData>",
+            '<c r="XFD3" t="inlineStr"><is><t>x</t></is></c></row></sheetData>',
+        ),
+    )
+    error = refused(far_column, XLSX)
+    assert error.line == 3 and "колонке 16384" in str(error), str(error)
+    # A far row of no values (formatting only) costs nothing and is skipped.
+    styled = _rewritten(
+        _registry_xlsx(),
+        lambda xml: xml.replace(
+            "</sheetData>", '<row r="900000"><c r="XFD900000"/></row></sheetData>'
+        ),
+    )
+    assert len(parse(styled, XLSX, BISHKEK).lines) == 2
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(
+    xlsx_settings: Callable[..., None],
+) -> None:
+    bomb = _rewritten(_registry_xlsx(), _padded(20))
+    assert len(bomb) < 200_000  # 20 MB of sheet in a few dozen KB
+    error = refused(bomb, XLSX)
+    assert "сжата в" in str(error) and "sheet1.xml" in str(error), str(error)
+    assert error.line is None
+    xlsx_settings(max_unpacked_mb=5)
+    error = refused(bomb, XLSX)
+    assert "больше чем в 5 МБ" in str(error), str(error)
+    error = refused(_rewritten(_registry_xlsx(), str, extra=1000), XLSX)
+    assert "частей" in str(error), str(error)
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return found
+
+
+def test_a_workbook_read_too_long_is_refused_and_its_reader_killed(
+    xlsx_settings: Callable[..., None],
+) -> None:
+    before = _children()
+    xlsx_settings(max_ratio=100_000, timeout_seconds=0.2)
+    error = refused(_rewritten(_registry_xlsx(), _padded(40)), XLSX)
+    assert "дольше 0.2 с" in str(error), str(error)
+    assert _children() <= before  # the child process is gone, not left running
+
+
+def test_a_workbook_read_stops_when_its_client_has_gone(
+    xlsx_settings: Callable[..., None],
+) -> None:
+    import threading
+
+    from tolom.reconciliation.xlsx import cancelled_when
+
+    before = _children()
+    xlsx_settings(max_ratio=100_000, timeout_seconds=600)
+    gone = threading.Event()
+    gone.set()
+    with cancelled_when(gone):
+        error = refused(_rewritten(_registry_xlsx(), _padded(40)), XLSX)
+    assert "разбор прерван" in str(error), str(error)
+    assert _children() <= before

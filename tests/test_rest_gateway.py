@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -357,12 +357,16 @@ def test_cancel_is_refused_when_the_balance_was_spent(rest: RestAgent, engine: E
 
 
 def _move_business_date(engine: Engine, txn_id: str, days_ago: int) -> None:
+    """As if the payment had been accepted `days_ago` days ago."""
     today = datetime.now(ZoneInfo("Asia/Bishkek")).date()
     with engine.begin() as conn:
         conn.execute(
             update(payments)
             .where(payments.c.txn_id == txn_id)
-            .values(business_date=today - timedelta(days=days_ago))
+            .values(
+                business_date=today - timedelta(days=days_ago),
+                created_at=datetime.now(UTC) - timedelta(days=days_ago),
+            )
         )
 
 
@@ -378,6 +382,63 @@ def test_cancel_window_is_the_business_day_by_default(rest: RestAgent, engine: E
     assert rest.cancel("801").status_code == 200
     problem(rest.cancel("802"), 409, "cancel_window_closed")
     assert balance(engine, inn) == 1000
+
+
+def test_cancel_window_counts_from_acceptance_not_the_agents_txn_date(
+    rest: RestAgent, engine: Engine
+) -> None:
+    """An agent's txn_date (a day in the past, or slightly ahead) does not move the window."""
+    inn = add_customer(engine)
+    rest.pay("sochi", inn, "10", txn_id="811", txn_date="2026-01-05T10:00:00+06:00")
+    assert rest.cancel("811").status_code == 200  # accepted today: cancellable today
+    rest.pay("sochi", inn, "10", txn_id="812")
+    with engine.begin() as conn:  # accepted two days ago, though dated today
+        conn.execute(
+            update(payments)
+            .where(payments.c.txn_id == "812")
+            .values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    problem(rest.cancel("812"), 409, "cancel_window_closed")
+
+
+def test_a_txn_date_ahead_of_our_clock_is_refused(rest: RestAgent, engine: Engine) -> None:
+    inn = add_customer(engine)
+    body = problem(
+        rest.pay("sochi", inn, "10", txn_id="821", txn_date="2099-12-31T00:00:00+06:00"),
+        422,
+        "invalid_request",
+    )
+    assert "txn_date" in body["detail"]
+    soon = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    problem(rest.pay("sochi", inn, "10", txn_id="822", txn_date=soon), 422, "invalid_request")
+    assert count(engine, payments) == 0 and balance(engine, inn) == 0
+    skewed = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    assert rest.pay("sochi", inn, "10", txn_id="823", txn_date=skewed).status_code in (200, 201)
+
+
+def test_deeply_nested_json_is_422_and_logged(rest: RestAgent, engine: Engine) -> None:
+    depth = 3000  # within the 8 KB body cap; deeper than Python's recursion limit
+    raw = ('{"service": "sochi", "x": ' + "[" * depth + "]" * depth + "}").encode()
+    problem(rest.send("POST", "/api/v1/agent/check", raw=raw), 422, "invalid_request")
+    with engine.connect() as conn:
+        logged = conn.execute(select(gateway_requests.c.http_status)).scalars().all()
+    assert logged == [422]
+
+
+def test_unsigned_requests_past_the_stranger_limit_are_429_unrecorded(
+    rest: RestAgent, engine: Engine, runtime
+) -> None:  # type: ignore[no-untyped-def]
+    from tolom.gateway.strangers import StrangerLimit
+
+    runtime.strangers = StrangerLimit(per_minute=2)
+    body = {"service": "sochi", "account": "1" * 5000}
+    answers = [rest.client.post("/api/v1/agent/check", json=body) for _ in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 429, 429]
+    problem(answers[-1], 429, "too_many_requests")
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    with engine.connect() as conn:
+        rows = conn.execute(select(gateway_requests.c.params, gateway_requests.c.response)).all()
+    assert len(rows) == 2 and all(len(r.params) + len(r.response) <= 1024 for r in rows)
 
 
 def test_cancel_refusals(rest: RestAgent, engine: Engine) -> None:
@@ -458,7 +519,7 @@ def test_disabled_agent_and_foreign_address_are_403(app, engine: Engine) -> None
 
 def test_an_agent_without_a_signing_key_is_told_to_rotate(rest: RestAgent, engine: Engine) -> None:
     with engine.begin() as conn:  # agents created before REST existed have none
-        conn.execute(update(agents_table).values(signing_key=None))
+        conn.execute(update(agents_table).values(signing_key_sealed=None))
     body = problem(rest.check("sochi", add_customer(engine)), 401, "bad_signature")
     assert "rotate-secret" in body["detail"]
     with engine.begin() as conn:

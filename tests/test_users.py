@@ -11,7 +11,8 @@ from sqlalchemy import Engine, func, select
 
 from tests.factories import Cli
 from tolom import audit
-from tolom.backoffice import users
+from tolom.backoffice import passwords, users
+from tolom.backoffice.login_throttle import Policy
 from tolom.db.schema import users as users_table
 from tolom.db.schema import web_sessions
 
@@ -19,8 +20,7 @@ PASSWORD = "верный-пароль-123"
 LOGIN: dict[str, Any] = {
     "address": "127.0.0.1",
     "session_hours": 12,
-    "max_failures": 3,
-    "lockout_minutes": 15,
+    "policy": Policy(lockout_after=3, lockout_minutes=15),
 }
 
 
@@ -32,8 +32,7 @@ def make(engine: Engine, username: str = "aida", role: str = "operator") -> user
 
 
 def login(engine: Engine, password: str, now: datetime | None = None, **extra: Any) -> Any:
-    with engine.begin() as conn:
-        return users.login(conn, extra.pop("username", "aida"), password, now=now, **LOGIN)
+    return users.login(engine, extra.pop("username", "aida"), password, now=now, **LOGIN)
 
 
 def test_the_password_is_stored_as_argon2id_never_as_given(engine: Engine) -> None:
@@ -72,7 +71,7 @@ def test_failures_slow_down_then_lock_even_the_right_password(engine: Engine) ->
     make(engine)
     now = datetime.now(UTC)
     delays = [login(engine, "нет", now=now).delay_seconds for _ in range(2)]
-    assert delays == [users.FAILURE_DELAY] * 2  # every failure is answered late, alike
+    assert delays == [0.5, 1.0]  # every failure is answered late, later the more there were
     third = login(engine, "нет", now=now)
     assert third.refusal == "locked"
     assert login(engine, PASSWORD, now=now + timedelta(minutes=14)).refusal == "locked"
@@ -108,10 +107,15 @@ def test_sessions_expire_and_end_with_a_disabled_user_or_a_new_role(engine: Engi
 def test_changing_the_password_ends_the_other_sessions(engine: Engine) -> None:
     user = make(engine)
     old = login(engine, PASSWORD).token
+    with engine.connect() as conn:
+        stale = users.password_hash_of(conn, user.id)
+    fields: dict[str, Any] = {"new": "новый-пароль-456", "session_hours": 12}
+    fields["new_hash"] = passwords.hash_password(fields["new"])
     with engine.begin() as conn, pytest.raises(users.UserError, match="old_password"):
-        users.change_password(conn, user, "не тот", "новый-пароль-456", session_hours=12)
+        # The hash the current password was checked against changed meanwhile: refused.
+        users.change_password(conn, user, verified_hash="$argon2id$other", **fields)
     with engine.begin() as conn:
-        new = users.change_password(conn, user, PASSWORD, "новый-пароль-456", session_hours=12)
+        new = users.change_password(conn, user, verified_hash=stale, **fields)
     with engine.connect() as conn:
         assert users.session(conn, old) is None and users.session(conn, new) is not None
     assert login(engine, "новый-пароль-456").token
@@ -169,8 +173,7 @@ def test_the_user_commands(cli: Cli, engine: Engine) -> None:
     )
     assert created.exit_code == 0, created.output
     assert json.loads(created.stdout)["role"] == "admin"
-    with engine.begin() as conn:
-        assert users.login(conn, "admin", PASSWORD, **LOGIN).token
+    assert users.login(engine, "admin", PASSWORD, **LOGIN).token
     assert "администратор" in cli("user", "list").output
 
     last = cli("user", "set-role", "admin", "auditor")  # the only active admin stays one
@@ -178,13 +181,11 @@ def test_the_user_commands(cli: Cli, engine: Engine) -> None:
     make(engine, "boss", role="admin")
     assert cli("user", "set-role", "admin", "auditor").exit_code == 0
     assert cli("user", "disable", "admin").exit_code == 0
-    with engine.begin() as conn:
-        assert users.login(conn, "admin", PASSWORD, **LOGIN).refusal == "bad_credentials"
+    assert users.login(engine, "admin", PASSWORD, **LOGIN).refusal == "bad_credentials"
     assert cli("user", "enable", "admin").exit_code == 0
     reset = cli("user", "reset-password", "admin", "--password-stdin", input="другой-пароль-9\n")
     assert reset.exit_code == 0, reset.output
-    with engine.begin() as conn:
-        assert users.login(conn, "admin", "другой-пароль-9", **LOGIN).token
+    assert users.login(engine, "admin", "другой-пароль-9", **LOGIN).token
 
     refused = cli(
         "user",

@@ -53,12 +53,16 @@ def _state(engine: Engine, code: str) -> dict[str, Any]:
     """Everything about an agent a page may change, credentials included."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(agents_table.c.secret_hash, agents_table.c.signing_key).where(
+            select(agents_table.c.secret_hash, agents_table.c.signing_key_sealed).where(
                 agents_table.c.code == code
             )
         ).one()
         snap = admin.snapshot(conn, code)
-    return {"secret_hash": row.secret_hash, "signing_key": row.signing_key, **(snap or {})}
+    return {
+        "secret_hash": row.secret_hash,
+        "signing_key": row.signing_key_sealed,
+        **(snap or {}),
+    }
 
 
 def _audit(engine: Engine) -> list[Any]:

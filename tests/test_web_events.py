@@ -17,7 +17,8 @@ from starlette.testclient import TestClient
 
 from tests.test_web import Web, add_user, audit_actions, csrf_in, page_of, text_of
 from tests.test_web import web as web
-from tests.test_webhooks import Receiver, add_endpoint, fast, receiving
+from tests.test_webhooks import LOCAL, Receiver, add_endpoint, fast, receiving
+from tolom import secretbox
 from tolom.db.schema import audit_log, deliveries, webhook_endpoints
 from tolom.events import admin, endpoints, outbox
 from tolom.events.outbox import EventType
@@ -43,7 +44,9 @@ def _staff(web: Web, role: str) -> TestClient:
 
 def _endpoint(engine: Engine, name: str = "crm", url: str = "http://127.0.0.1:9/hooks") -> int:
     with engine.begin() as conn:
-        endpoint_id, _ = endpoints.add(conn, name=name, url=url, event_types="*", actor="test")
+        endpoint_id, _ = endpoints.add(
+            conn, name=name, url=url, event_types="*", actor="test", allowed_networks=LOCAL
+        )
     return endpoint_id
 
 
@@ -84,6 +87,12 @@ def _endpoint_row(engine: Engine, name: str) -> Any:
         return conn.execute(
             select(webhook_endpoints).where(webhook_endpoints.c.name == name)
         ).one_or_none()
+
+
+def _secret(engine: Engine, name: str) -> str:
+    """The endpoint's signing secret, opened (it is stored sealed)."""
+    with engine.connect() as conn:
+        return secretbox.for_connection(conn).open(_endpoint_row(engine, name).secret_sealed)
 
 
 def _changes_by_users(engine: Engine) -> list[str]:
@@ -305,7 +314,7 @@ def test_add_rotate_disable_and_enable_a_webhook(web: Web) -> None:
     secret = text_of(added.text, "webhook-secret")
     assert secret.startswith("whsec_")
     row = _endpoint_row(web.engine, "crm")
-    assert endpoints.SECRET_PREFIX + row.secret == secret
+    assert endpoints.SECRET_PREFIX + _secret(web.engine, "crm") == secret
     assert row.event_types == "charge.settled payment.accepted" and row.enabled
     [line] = [r for r in _audit_lines(web.engine) if r.action == "webhook.add"]
     assert line.actor == "user:admin" and line.address == "testclient"
@@ -314,7 +323,7 @@ def test_add_rotate_disable_and_enable_a_webhook(web: Web) -> None:
     listed = browser.get("/webhooks").text
     assert 'data-name="crm" data-enabled="yes"' in listed
     assert "charge.settled, payment.accepted" in listed
-    assert secret not in listed and row.secret not in listed  # shown once, only there
+    assert secret not in listed and row.secret_sealed not in listed  # shown once, only there
 
     # Refusals: the form again with the reason, nothing added.
     for data, status, fragment in [
@@ -348,7 +357,7 @@ def test_add_rotate_disable_and_enable_a_webhook(web: Web) -> None:
     assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
     new_secret = text_of(rotated.text, "webhook-secret")
     assert new_secret.startswith("whsec_") and new_secret != secret
-    assert endpoints.SECRET_PREFIX + _endpoint_row(web.engine, "crm").secret == new_secret
+    assert endpoints.SECRET_PREFIX + _secret(web.engine, "crm") == new_secret
     actions = [a for a in audit_actions(web.engine) if a.startswith("webhook.")]
     assert actions == ["webhook.add", "webhook.disable", "webhook.enable", "webhook.rotate_secret"]
     _no_secret_in_the_audit(web.engine, secret)
@@ -415,7 +424,7 @@ def test_posts_without_the_csrf_token_change_nothing(web: Web, token: str | None
     [delivery] = _deliveries(web.engine, event_id)
     _kill(web.engine, delivery.id)
     browser = _staff(web, "accountant")
-    secret = _endpoint_row(web.engine, "crm").secret
+    secret = _endpoint_row(web.engine, "crm").secret_sealed
     extra = {} if token is None else {"csrf": token}
     for path, data in [
         (f"/events/deliveries/{delivery.id}/redrive", {}),
@@ -428,7 +437,7 @@ def test_posts_without_the_csrf_token_change_nothing(web: Web, token: str | None
         assert refused.status_code == 403 and page_of(refused) == "csrf", path
     assert _status(web.engine, delivery.id) == "dead"
     row = _endpoint_row(web.engine, "crm")
-    assert row.enabled and row.secret == secret
+    assert row.enabled and row.secret_sealed == secret
     assert _endpoint_row(web.engine, "other") is None
     assert _changes_by_users(web.engine) == []
 

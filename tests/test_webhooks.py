@@ -4,6 +4,7 @@ receiver on 127.0.0.1. `Receiver` is shared with tests/test_worker.py."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import threading
@@ -19,12 +20,16 @@ from sqlalchemy import Engine, select
 from typer.testing import Result
 
 from tests.factories import run_cli
-from tolom import audit
+from tolom import audit, secretbox
 from tolom.db.schema import deliveries, webhook_endpoints
 from tolom.events import endpoints, outbox, webhooks
 from tolom.events.outbox import EventType
 from tolom.events.worker import Worker, retry_delay
 from tolom.settings import Settings
+
+# The receivers here listen on 127.0.0.1, an internal address webhooks go to only when
+# allowed (TOLOM_WEBHOOK_ALLOWED_NETWORKS; see tests/test_webhook_targets.py).
+LOCAL = [ipaddress.ip_network("127.0.0.1/32")]
 
 # --- a real receiver ------------------------------------------------------------------
 
@@ -123,7 +128,12 @@ def add_endpoint(engine: Engine, receiver: Receiver, name: str = "sochi", types:
     """Register the receiver as an endpoint; it learns its secret."""
     with engine.begin() as conn:
         endpoint_id, receiver.secret = endpoints.add(
-            conn, name=name, url=receiver.url, event_types=types, actor="test"
+            conn,
+            name=name,
+            url=receiver.url,
+            event_types=types,
+            actor="test",
+            allowed_networks=LOCAL,
         )
     return endpoint_id
 
@@ -162,9 +172,14 @@ def emit(
 
 
 def fast(settings: Settings, **changes: Any) -> Settings:
-    """Worker settings for tests: short waits everywhere."""
+    """Worker settings for tests: short waits everywhere, receivers on 127.0.0.1 allowed."""
     return settings.model_copy(
-        update={"worker_poll_seconds": 0.05, "webhook_timeout_seconds": 10.0, **changes}
+        update={
+            "worker_poll_seconds": 0.05,
+            "webhook_timeout_seconds": 10.0,
+            "webhook_allowed_networks": LOCAL,
+            **changes,
+        }
     )
 
 
@@ -247,6 +262,7 @@ def test_endpoint_commands(
     def cli(*args: str) -> Result:
         return run_cli(database_url, monkeypatch, list(args))
 
+    monkeypatch.setenv("TOLOM_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")  # "cert" below
     added = cli(
         "webhook",
         "add",
@@ -261,7 +277,8 @@ def test_endpoint_commands(
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
     with engine.connect() as conn:
         row = conn.execute(select(webhook_endpoints)).one()
-    assert row.secret == secret.removeprefix("whsec_")  # stored without the prefix
+        stored = secretbox.for_connection(conn).open(row.secret_sealed)
+    assert stored == secret.removeprefix("whsec_")  # stored sealed, without the prefix
     assert row.event_types == "charge.settled payment.accepted"
 
     human = cli("webhook", "add", "cert", "http://127.0.0.1:9/x")
@@ -299,9 +316,10 @@ def test_endpoint_commands(
     new_secret = json.loads(rotated.output)["secret"]
     assert new_secret != secret
     with engine.connect() as conn:
-        assert conn.execute(
-            select(webhook_endpoints.c.secret).where(webhook_endpoints.c.name == "sochi")
-        ).scalar_one() == new_secret.removeprefix("whsec_")
+        sealed = conn.execute(
+            select(webhook_endpoints.c.secret_sealed).where(webhook_endpoints.c.name == "sochi")
+        ).scalar_one()
+        assert secretbox.for_connection(conn).open(sealed) == new_secret.removeprefix("whsec_")
         trail = audit.entries(conn, object_type="webhook_endpoint", object_id="sochi")
     assert [e["action"] for e in trail] == [
         "webhook.rotate_secret",

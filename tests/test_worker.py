@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 
 from tests.factories import add_customer, run_cli
 from tests.test_webhooks import (
+    LOCAL,
     Hit,
     Receiver,
     add_endpoint,
@@ -176,6 +177,7 @@ def test_backoff_dead_letter_and_redrive(
         assert rows(engine)[0].status == "dead", "a refused re-drive changes nothing"
 
         healthy.set()
+        monkeypatch.setenv("TOLOM_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")  # `tolom worker`
         redriven = cli("events", "redrive", "--delivery", str(dead.id))
         assert redriven.exit_code == 0, redriven.output
         again = rows(engine)[0]
@@ -197,7 +199,14 @@ def test_redrive_all_dead_of_one_destination(
     with receiving(Receiver(respond=lambda n, hit: 500)) as receiver:
         add_endpoint(engine, receiver, name="one")
         with engine.begin() as conn:
-            endpoints.add(conn, name="two", url=receiver.url, event_types="*", actor="test")
+            endpoints.add(
+                conn,
+                name="two",
+                url=receiver.url,
+                event_types="*",
+                actor="test",
+                allowed_networks=LOCAL,
+            )
         emit(engine, key="a")
         emit(engine, key="b")
         Worker(fast(settings, delivery_max_attempts=1), engine).run(once=True)
@@ -318,7 +327,14 @@ def test_concurrent_claims_are_disjoint(engine: Engine, settings: Settings) -> N
     """Of the rows several workers race for, each is taken by exactly one; a row under
     someone else's lease is not taken (the conditional UPDATE)."""
     with engine.begin() as conn:
-        endpoints.add(conn, name="x", url="http://127.0.0.1:9/", event_types="*", actor="t")
+        endpoints.add(
+            conn,
+            name="x",
+            url="http://127.0.0.1:9/",
+            event_types="*",
+            actor="t",
+            allowed_networks=LOCAL,
+        )
     for i in range(30):
         emit(engine, key=f"k{i}")
     taken: list[int] = []
@@ -353,6 +369,7 @@ def _worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
         "TOLOM_DELIVERY_LEASE_SECONDS": "1",
         "TOLOM_WEBHOOK_TIMEOUT_SECONDS": "120",
         "TOLOM_WORKER_POLL_SECONDS": "0.1",
+        "TOLOM_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",  # the receiver's address
     }
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,10 +28,14 @@ from tolom.api import operator
 from tolom.api.problems import Problem, ProblemError, invalid, make_problem, problem_response
 from tolom.api.public import router as public_router
 from tolom.gateway import osmp, rest
+from tolom.httpkit.bodies import BodyLimit
+from tolom.httpkit.headers import docs_policy, with_security_headers
+from tolom.reconciliation.registries import MAX_FILE_BYTES
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
 from tolom.supervision import start_parent_watchdog
 from tolom.web import router as web_router
+from tolom.web.reconciliation import MAX_UPLOAD
 
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """
@@ -65,6 +70,7 @@ class TolomApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            send = with_security_headers(scope, send, self.state.runtime.settings.https)
             found = _gateway_route(scope["method"], scope["path"])
             if found is not None:
                 handler, path_params = found
@@ -146,19 +152,25 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="Tolom API",
             swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
         )
+        page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
+        page.headers["X-Content-Type-Options"] = "nosniff"
+        return page
 
     app.include_router(rest.router)
     app.include_router(operator.router)
     app.include_router(public_router)  # /r/{token}: public receipt confirmations
     app.include_router(web_router)  # the back-office pages
     _answer_api_errors_as_problems(app)
+    app.add_middleware(
+        BodyLimit, limit_of=_body_limits(runtime.settings), too_large=_body_too_large
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_route(
         "/gateway/osmp/{service:str}", _osmp_route, methods=["GET", "POST"], include_in_schema=False
@@ -183,6 +195,42 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return PlainTextResponse("Внутренняя ошибка / internal error", status_code=500)
 
     return app
+
+
+# The two routes that take files: a registry through the API, or through the upload page
+# (a multipart form: the file plus a few fields).
+_API_REGISTRY_UPLOAD = re.compile(r"/api/v1/agents/[^/]+/registries")
+_PAGE_REGISTRY_UPLOAD = "/reconciliation/upload"
+_MULTIPART_FIELDS = 64 * 1024
+
+
+def _body_limits(settings: Settings) -> Callable[[Scope], int]:
+    """How large a body each route takes: every route has a cap (see httpkit.bodies)."""
+
+    def limit_of(scope: Scope) -> int:
+        path: str = scope["path"]
+        if path.startswith("/api/"):
+            if _API_REGISTRY_UPLOAD.fullmatch(path):
+                return MAX_FILE_BYTES
+            return settings.max_api_body_bytes
+        if path == _PAGE_REGISTRY_UPLOAD:
+            return MAX_UPLOAD + _MULTIPART_FIELDS
+        return settings.max_form_bytes
+
+    return limit_of
+
+
+def _body_too_large(scope: Scope, limit: int) -> Response:
+    """413 in the route's own terms: a problem document under /api/, plain text elsewhere."""
+    size = f"{limit // 1024 // 1024} МБ" if limit >= 1024 * 1024 else f"{limit // 1024} КБ"
+    if scope["path"].startswith("/api/"):
+        problem = make_problem("request_too_large", f"Тело запроса больше {size}")
+        return problem_response(problem, {"Connection": "close"})
+    return PlainTextResponse(
+        f"Слишком большой запрос: не больше {size}",
+        status_code=413,
+        headers={"Connection": "close"},
+    )
 
 
 def _is_api(request: Request) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import secrets
 from dataclasses import dataclass
@@ -156,7 +157,16 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
         made.append(DemoAgent(code, name, secret))
     api_key = apikeys.create(conn, name="demo-admin", scopes=["admin"])
     # After the charges: the listener shows what a top-up does, not the demo's own set-up.
-    endpoints.add(conn, name=DEMO_WEBHOOK[0], url=DEMO_WEBHOOK[1], event_types="*", actor="demo")
+    # The listener is on this host: the demo allows it, the worker needs
+    # TOLOM_WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32 to deliver there (scripts/dev run sets it).
+    endpoints.add(
+        conn,
+        name=DEMO_WEBHOOK[0],
+        url=DEMO_WEBHOOK[1],
+        event_types="*",
+        actor="demo",
+        allowed_networks=[ipaddress.ip_network("127.0.0.1/32")],
+    )
     people = {}
     for role, name in DEMO_USERS.items():
         password = secrets.token_urlsafe(9)

@@ -13,6 +13,7 @@ from tolom.agents.service import AgentDirectory
 from tolom.apikeys import KeyDirectory
 from tolom.db.engine import make_engine
 from tolom.gateway.spool import RequestSpool
+from tolom.gateway.strangers import StrangerLimit
 from tolom.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class Runtime:
     agents: AgentDirectory
     keys: KeyDirectory
     spool: RequestSpool
+    strangers: StrangerLimit  # unauthenticated gateway requests per address
     # The gateway step's group commit, one per event loop (its futures belong to that loop).
     group_commits: dict[asyncio.AbstractEventLoop, GroupCommit] = field(default_factory=dict)
 
@@ -43,6 +45,7 @@ class Runtime:
             AgentDirectory(engine, ttl),
             KeyDirectory(engine, ttl),
             RequestSpool(Path(settings.request_spool_dir)),
+            StrangerLimit(settings.gateway_strangers_per_minute),
         )
 
     def remember_group_commit(self, loop: asyncio.AbstractEventLoop, lanes: GroupCommit) -> None:

@@ -48,7 +48,28 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Database connections per server process."
     )
     max_request_bytes: int = Field(
-        default=8192, ge=256, description="Largest OSMP request body accepted."
+        default=8192,
+        ge=256,
+        description="Largest agent request body accepted (OSMP and the REST agent API).",
+    )
+    max_api_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON body of the operator API (413 above it). Read only after "
+        "the API key is checked. Registry uploads have their own cap (256 MB).",
+    )
+    max_form_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest back-office form or other request body (413 above it). The "
+        "registry upload page has its own cap (64 MB).",
+    )
+
+    gateway_strangers_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Unauthenticated agent-gateway requests recorded per client address per "
+        "minute; past that they are answered 429 (Retry-After) without a record each.",
     )
 
     # --- the gateway step: group commit, the request spool, logs ------------------------
@@ -126,6 +147,14 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How long a webhook receiver has to answer."
     )
 
+    # --- webhook targets (SSRF protection, docs/events.md) -------------------------------
+    webhook_allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs of internal networks webhooks may be sent to. "
+        "Empty: only public addresses; loopback, private, link-local (cloud metadata), CGNAT, "
+        "multicast and reserved addresses are refused at registration and at delivery.",
+    )
+
     # --- customer notifications ---------------------------------------------------------
     email_backend: Literal["smtp", "console"] = Field(
         default="console",
@@ -172,15 +201,64 @@ class Settings(BaseSettings):
         default=12, gt=0, description="How long a back-office login lasts."
     )
     login_lockout_after: int = Field(
-        default=5, ge=1, description="Failed logins in a row that lock a user out."
+        default=5,
+        ge=1,
+        description="Failed logins in a row for one username from one client address that "
+        "lock that username out from that address.",
     )
     login_lockout_minutes: float = Field(
-        default=15, gt=0, description="How long a locked-out user is refused."
+        default=15,
+        gt=0,
+        description="How long a username is refused from an address it was locked out from.",
     )
     session_cookie_secure: bool = Field(
         default=False,
-        description="Send the session cookie over HTTPS only. Set true in production (behind "
-        "TLS); false lets the demo work on http://127.0.0.1.",
+        description="Send the session cookie over HTTPS only. On by itself whenever "
+        "public_base_url is https://; false lets the demo work on http://127.0.0.1.",
+    )
+
+    # --- back-office login throttling and password hashing (docs/backoffice.md) --------
+    login_address_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Failed logins from one client address within the throttle window after "
+        "which that address is answered 429 until the window ends.",
+    )
+    login_username_limit: int = Field(
+        default=50,
+        ge=1,
+        description="Failed logins for one username, from every address, within the throttle "
+        "window after which each further attempt at that name waits "
+        "`login_username_pause_seconds` (429). It slows guessing; it never locks the name.",
+    )
+    login_throttle_window_minutes: float = Field(
+        default=15, gt=0, description="The window the address and username counts cover."
+    )
+    login_username_pause_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="The wait between attempts at a username past `login_username_limit`.",
+    )
+    password_hash_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Threads per server process that hash and verify passwords (argon2), "
+        "apart from the threads that serve agents.",
+    )
+    password_hash_queue: int = Field(
+        default=16,
+        ge=0,
+        description="Password hashes that may wait for one of those threads; beyond that a "
+        "login is answered 429 (try again shortly) instead of queueing.",
+    )
+
+    # --- secrets at rest (docs/operations.md) --------------------------------------------
+    secret_key_file: str = Field(
+        default="",
+        description="The key file that seals agents' REST signing keys and webhook secrets "
+        "in the database: one key per line, the first seals, all open (`tolom secrets "
+        "init`, `rotate`). Back it up apart from the database. Empty: secret.key next to a "
+        "SQLite database, created on first start; required with PostgreSQL.",
     )
 
     # --- documents: receipts and invoices (docs/documents.md) ---------------------------
@@ -214,12 +292,66 @@ class Settings(BaseSettings):
         "shipped tolom/data/payment_instructions.json (same format). Empty: the shipped one.",
     )
 
+    # --- XLSX registries: limits of the child process that reads them (docs/reconciliation.md)
+    registry_xlsx_max_rows: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Rows an XLSX registry's sheet may have (Excel's own limit by default); "
+        "a row numbered past it refuses the file.",
+    )
+    registry_xlsx_max_columns: int = Field(
+        default=256,
+        ge=1,
+        description="The last column an XLSX registry may hold a value in; further refuses it.",
+    )
+    registry_xlsx_max_unpacked_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Megabytes an XLSX registry's parts may unpack to together, as its zip "
+        "declares them (a million-line sheet is about 300 MB). Checked before unpacking.",
+    )
+    registry_xlsx_max_ratio: int = Field(
+        default=100,
+        ge=2,
+        description="How many times a part over 1 MB may be compressed. Real sheets compress "
+        "about 10 times; whitespace or repeated filler (a zip bomb) about 1000.",
+    )
+    registry_xlsx_timeout_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="How long reading one XLSX registry may take; then its child process is "
+        "killed and the file refused.",
+    )
+    registry_xlsx_max_memory_mb: int = Field(
+        default=4096,
+        ge=256,
+        description="Address space of the child process reading an XLSX registry (a "
+        "million-line sheet needs about 1 GB); past it the file is refused.",
+    )
+
+    # --- serving in production (SECURITY.md) --------------------------------------------
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Let `tolom serve` listen on a non-loopback address although the public "
+        "base URL is plain http (cookies then travel unencrypted). Only for a closed test "
+        "network; in production put TLS in front and set an https:// public_base_url.",
+    )
+
+    @property
+    def https(self) -> bool:
+        """Whether browsers reach us over https: then cookies are Secure and HSTS is sent."""
+        return self.public_base_url.startswith("https://")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.session_cookie_secure or self.https
+
     @field_validator("public_base_url", mode="after")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,7 +2,9 @@
 
 Secrets are 256-bit random tokens, so a single SHA-256 is enough to store them safely
 (a slow password hash protects guessable passwords, which these are not) and costs the
-hot path microseconds, not the tens of milliseconds of bcrypt or argon2.
+hot path microseconds, not the tens of milliseconds of bcrypt or argon2. The REST signing
+key must be used, not only compared, so it is stored sealed (`tolom.secretbox`) and
+opened once per cache load, never per request.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 import secrets
 import threading
@@ -19,10 +22,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from tolom import secretbox
 from tolom.addresses import IPNetwork, in_networks
 from tolom.db.schema import accounts, agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
 from tolom.money import format_amount
+
+log = logging.getLogger(__name__)
 
 ANY_ADDRESS = "*"
 _CODE = re.compile(r"[a-z][a-z0-9_-]{1,31}")
@@ -171,7 +177,7 @@ def create(
             code=code,
             name=name,
             secret_hash=hash_secret(secret),
-            signing_key=signing_key_for(secret),
+            signing_key_sealed=secretbox.for_connection(conn).seal(signing_key_for(secret)),
             allowed_networks=stored_networks,
             timezone=timezone,
             clearing_account_id=clearing.id,
@@ -237,7 +243,10 @@ def rotate_secret(conn: Connection, code: str) -> str:
     conn.execute(
         update(agents)
         .where(agents.c.id == agent_id)
-        .values(secret_hash=hash_secret(secret), signing_key=signing_key_for(secret))
+        .values(
+            secret_hash=hash_secret(secret),
+            signing_key_sealed=secretbox.for_connection(conn).seal(signing_key_for(secret)),
+        )
     )
     return secret
 
@@ -356,7 +365,6 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
     slots = conn.execute(
         select(accounts.c.slots).where(accounts.c.id == row.clearing_account_id)  # type: ignore[attr-defined]
     ).scalar_one()
-    signing_key = row.signing_key  # type: ignore[attr-defined]
     return Agent(
         id=row.id,  # type: ignore[attr-defined]
         code=row.code,  # type: ignore[attr-defined]
@@ -368,9 +376,22 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
         clearing_account=LedgerAccount(row.clearing_account_id, slots),  # type: ignore[attr-defined]
         services=limits,
         kind=row.kind,  # type: ignore[attr-defined]
-        signing_key=bytes.fromhex(signing_key) if signing_key else None,
+        signing_key=_signing_key(conn, row),
         cancel_window_days=row.cancel_window_days,  # type: ignore[attr-defined]
     )
+
+
+def _signing_key(conn: Connection, row: object) -> bytes | None:
+    """The agent's REST signing key, opened; None when it has none or it cannot be opened
+    (then OSMP still works, REST refuses, and the log says why)."""
+    sealed = row.signing_key_sealed  # type: ignore[attr-defined]
+    if not sealed:
+        return None
+    try:
+        return bytes.fromhex(secretbox.for_connection(conn).open(sealed))
+    except (secretbox.SecretKeyError, secretbox.SealError) as error:
+        log.error("agent %s: its REST signing key cannot be opened: %s", row.code, error)  # type: ignore[attr-defined]
+        return None
 
 
 def verify_secret(agent: Agent | None, secret: str) -> Agent | None:

@@ -62,6 +62,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "reconciliation_refused": (409, "Сверка не допускает этого действия"),
     "request_too_large": (413, "Слишком большой запрос"),
     "unsupported_media_type": (415, "Нужен Content-Type: application/json"),
+    "too_many_requests": (429, "Слишком много запросов, повторите позже"),
     "temporarily_unavailable": (503, "Временная ошибка, повторите запрос позже"),
     "internal_error": (500, "Внутренняя ошибка"),
 }

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tolom.api.problems import FieldError, ProblemError
 from tolom.apikeys import ApiKey
-from tolom.gateway.peers import client_address
+from tolom.httpkit.clients import request_address
 from tolom.runtime import Runtime
 
 bearer = HTTPBearer(
@@ -38,6 +38,20 @@ class Caller:
         return self.key.actor
 
 
+def authenticate(runtime: Runtime, token: str | None) -> ApiKey:
+    """The caller's key, or the problem that refuses them (401, or 503 if keys are out of
+    reach). Blocking (a cache miss reads the database): call it off the event loop."""
+    if token is None:
+        raise ProblemError("unauthenticated", "Нужен заголовок Authorization: Bearer <ключ API>")
+    try:
+        key = runtime.keys.authenticate(token)
+    except Exception as error:  # the keys' table is out of reach
+        raise ProblemError("temporarily_unavailable") from error
+    if key is None:
+        raise ProblemError("invalid_api_key", headers=CHALLENGE)
+    return key
+
+
 def require(scope: str, *alternatives: str) -> Callable[..., Caller]:
     """A dependency that lets the request through only with a key that grants `scope` (or
     one of the `alternatives`: e.g. charges are read by the СОЧИ system and by operators)."""
@@ -48,16 +62,9 @@ def require(scope: str, *alternatives: str) -> Callable[..., Caller]:
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> Caller:
         runtime: Runtime = request.app.state.runtime
-        if credentials is None:
-            raise ProblemError(
-                "unauthenticated", "Нужен заголовок Authorization: Bearer <ключ API>"
-            )
-        try:
-            key = runtime.keys.authenticate(credentials.credentials)
-        except Exception as error:  # the keys' table is out of reach
-            raise ProblemError("temporarily_unavailable") from error
+        key = getattr(request.state, "api_key", None)  # OperatorRoute's, before the body
         if key is None:
-            raise ProblemError("invalid_api_key", headers=CHALLENGE)
+            key = authenticate(runtime, credentials.credentials if credentials else None)
         if not any(key.grants(s) for s in accepted):
             wanted = " или ".join(repr(s) for s in accepted)
             raise ProblemError(
@@ -70,11 +77,7 @@ def require(scope: str, *alternatives: str) -> Callable[..., Caller]:
                 f"Неверный запрос: {where}: {NUL_MESSAGE}",
                 errors=[FieldError(field=where, message=NUL_MESSAGE)],
             )
-        address = client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
-            runtime.settings.trusted_proxies,
-        )
+        address = request_address(request, runtime.settings.trusted_proxies)
         return Caller(key, address, runtime)
 
     return dependency

@@ -3,6 +3,11 @@
 Passwords are chosen by people, so unlike agents' and API keys' random secrets they are
 stored with a slow hash (argon2id). Sessions are random 256-bit tokens in a cookie, stored
 as SHA-256 (a stolen database does not log anyone in) with their CSRF token beside them.
+
+A login never hashes inside a transaction: `check_login` (a short read), then
+`LoginCheck.verification` on the hashing pool (`passwords`) with no connection held, then
+`finish_login` (a short write). Failures are counted, slowed down and locked per username
+and client address by `login_throttle`.
 """
 
 from __future__ import annotations
@@ -13,13 +18,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from tolom.backoffice import login_throttle, passwords
+from tolom.backoffice.login_throttle import Policy
 from tolom.db.schema import audit_log, users, web_sessions
 from tolom.timestamps import as_utc
 
@@ -37,20 +41,9 @@ _CHANGES: dict[str, frozenset[str]] = {
 ACTIONS = frozenset().union(*_CHANGES.values())
 
 MIN_PASSWORD = 10
-FAILURE_DELAY = 1.0  # seconds before a failed login is answered
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
-_hasher = PasswordHasher()
-
-
-@cache
-def _dummy_hash() -> str:
-    """Verified against when the username is unknown, so that both cost the same time.
-
-    Made by the first login, not at import: an argon2 hash costs every server process
-    ~0.1 s of CPU at startup otherwise (docs/operations.md). `login` makes it whichever
-    the username, so that the first login costs the same for a known and an unknown one.
-    """
-    return _hasher.hash(secrets.token_urlsafe(16))
+# Made by the first login, not at import (see `passwords.dummy_hash`).
+_dummy_hash = passwords.dummy_hash
 
 
 class UserError(ValueError):
@@ -97,12 +90,40 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
-    """`token` on success; otherwise why not, and how long to hold the answer back."""
+    """`token` on success; otherwise why not, and how long to hold the answer back (a
+    failure) or how long the client must wait before trying again (`throttled`, 429)."""
 
     token: str | None
     user: User | None = None
-    refusal: str | None = None  # bad_credentials | locked
+    refusal: str | None = None  # bad_credentials | locked | throttled | busy
     delay_seconds: float = 0.0
+    retry_after: int = 0  # seconds, for `throttled` and `busy`
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCheck:
+    """What the short read before a login found: the hash to verify the password against
+    (the dummy one when there is no such active user), and any block on the attempt."""
+
+    username: str
+    address: str | None
+    user_id: int | None
+    password_hash: str | None  # None: verify against the dummy hash
+    throttled_until: datetime | None
+    locked_until: datetime | None
+
+    def verification(self, password: str) -> tuple[bool, str | None]:
+        """What runs on a hashing thread: whether the password matches, and its new hash
+        when the stored one uses old parameters. The same argon2 work whoever asks."""
+        dummy = passwords.dummy_hash()  # made by the first login, whichever the name
+        if self.password_hash is None:
+            passwords.verify(dummy, password)
+            return False, None
+        if not passwords.verify(self.password_hash, password):
+            return False, None
+        if passwords.needs_rehash(self.password_hash):
+            return True, passwords.hash_password(password)
+        return True, None
 
 
 def _user(row: Any) -> User:
@@ -128,7 +149,10 @@ def create(
     role: str,
     password: str,
     language: str = "ru",
+    password_hash: str | None = None,
 ) -> User:
+    """Add a user. `password_hash`: `password` hashed by the caller before it opened its
+    transaction (`passwords.hash_with_pool`); otherwise it is hashed here, on the pool."""
     if not _USERNAME.fullmatch(username):
         raise UserError(
             f"username: {username!r}: строчные латинские буквы, цифры, «.», «-», «_», 2–64 знака",
@@ -149,7 +173,7 @@ def create(
         .values(
             username=username,
             display_name=display_name.strip(),
-            password_hash=_hasher.hash(password),
+            password_hash=password_hash or passwords.hash_with_pool(password),
             role=role,
             language=language,
         )
@@ -202,89 +226,172 @@ def change(
     return before, after
 
 
-def set_password(conn: Connection, user_id: int, password: str) -> None:
-    """Set a new password, unlock, and end every session of the user."""
+def set_password(
+    conn: Connection, user_id: int, password: str, *, password_hash: str | None = None
+) -> None:
+    """Set a new password, unlock, and end every session of the user.
+
+    `password_hash`, when the caller hashed `password` before opening its transaction (so
+    that the transaction is not held open for the hash); otherwise it is hashed here."""
     check_password(password)
-    conn.execute(
+    encoded = password_hash or passwords.hash_with_pool(password)
+    username = conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(
-            password_hash=_hasher.hash(password),
+            password_hash=encoded,
             password_changed_at=datetime.now(UTC),
             failed_logins=0,
             locked_until=None,
         )
-    )
+        .returning(users.c.username)
+    ).scalar_one()
+    login_throttle.clear_username(conn, username)
     end_sessions(conn, user_id)
 
 
+def password_hash_of(conn: Connection, user_id: int) -> str:
+    """The stored hash, to verify a password against outside the transaction."""
+    found: str = conn.execute(
+        select(users.c.password_hash).where(users.c.id == user_id)
+    ).scalar_one()
+    return found
+
+
 def change_password(
-    conn: Connection, user: User, old: str, new: str, *, session_hours: float
+    conn: Connection,
+    user: User,
+    *,
+    verified_hash: str,
+    new: str,
+    new_hash: str,
+    session_hours: float,
 ) -> str:
-    """A user changes their own password; returns a new session token (the old ones end)."""
-    row = conn.execute(select(users.c.password_hash).where(users.c.id == user.id)).one()
-    if not _verify(row.password_hash, old):
+    """A user changes their own password; returns a new session token (the old ones end).
+
+    The caller verified the current password against `verified_hash` and hashed `new` as
+    `new_hash` beforehand, with no transaction open; if the stored hash changed meanwhile,
+    the current password is refused as wrong."""
+    if password_hash_of(conn, user.id) != verified_hash:
         raise UserError("old_password: текущий пароль неверен", "old_password.wrong")
-    set_password(conn, user.id, new)
+    set_password(conn, user.id, new, password_hash=new_hash)
     return _open_session(conn, user.id, None, hours=session_hours)[0]
 
 
-def _verify(encoded: str, password: str) -> bool:
-    try:
-        return _hasher.verify(encoded, password)
-    except (VerificationError, InvalidHashError):
-        return False
+def check_login(
+    conn: Connection, username: str, address: str | None, *, now: datetime
+) -> LoginCheck:
+    """The short read before a login: the user's hash and the throttle's blocks. Nothing
+    here may tell a known username from an unknown one to the caller's client."""
+    name = username.strip().lower()
+    found = None
+    if name:
+        found = conn.execute(
+            select(users.c.id, users.c.password_hash, users.c.active).where(
+                users.c.username == name
+            )
+        ).first()
+    state = login_throttle.state(conn, name, address, now)
+    usable = found is not None and found.active
+    return LoginCheck(
+        username=name,
+        address=address,
+        user_id=found.id if usable and found is not None else None,
+        password_hash=found.password_hash if usable and found is not None else None,
+        throttled_until=state.throttled_until,
+        locked_until=state.locked_until,
+    )
+
+
+def finish_login(
+    conn: Connection,
+    check: LoginCheck,
+    verified: bool,
+    new_hash: str | None,
+    *,
+    policy: Policy,
+    session_hours: float,
+    now: datetime,
+) -> LoginResult:
+    """The short write after a login's password was verified (outside any transaction):
+    a session on success; otherwise count the failure. Every failure is answered alike
+    (unknown name, wrong password, disabled user, or locked from this address), after a
+    delay that grows with the failures in a row of this name from this address."""
+    row = None
+    if verified and check.locked_until is None and check.user_id is not None:
+        row = conn.execute(select(users).where(users.c.id == check.user_id)).first()
+        if row is None or not row.active or row.password_hash != check.password_hash:
+            row = None  # changed while the password was being verified: refuse
+    if row is None:
+        failure = login_throttle.record_failure(conn, check.username, check.address, policy, now)
+        if failure.locked_until is not None and check.user_id is not None:
+            # The users page shows (and `unlock` lifts) the latest lock from any address.
+            conn.execute(
+                update(users)
+                .where(users.c.id == check.user_id)
+                .values(locked_until=failure.locked_until)
+            )
+        return LoginResult(
+            None,
+            refusal="locked" if failure.locked_until is not None else "bad_credentials",
+            delay_seconds=failure.delay_seconds,
+        )
+    login_throttle.record_success(conn, check.username, check.address)
+    if new_hash is not None:
+        conn.execute(update(users).where(users.c.id == row.id).values(password_hash=new_hash))
+    token, _csrf = _open_session(conn, row.id, check.address, hours=session_hours, now=now)
+    return LoginResult(token, user=_user(row))
+
+
+def refused_early(check: LoginCheck, now: datetime) -> LoginResult | None:
+    """`throttled` (429) when the address or the username is held back: answered before
+    any password is hashed, whether or not the name exists."""
+    if check.throttled_until is None:
+        return None
+    return LoginResult(
+        None,
+        refusal="throttled",
+        retry_after=login_throttle.retry_after(check.throttled_until, now),
+    )
 
 
 def login(
-    conn: Connection,
+    engine: Engine,
     username: str,
     password: str,
     *,
     address: str | None,
     session_hours: float,
-    max_failures: int,
-    lockout_minutes: float,
+    policy: Policy | None = None,
     now: datetime | None = None,
 ) -> LoginResult:
-    """Check a username and password; on success open a session.
+    """Check a username and password and, if right, open a session (for threads: the CLI
+    and tests; the login page does the same steps without holding a thread).
 
-    Every failure is answered after the same delay (the caller waits `delay_seconds`), so
-    neither the time nor the answer tells a known username from an unknown one; failures
-    are counted on the user, and after `max_failures` in a row the user is locked for
-    `lockout_minutes`, even for the right password. An unknown username costs the same
-    hash as a known one.
-    """
+    A short read, the argon2 verify on the hashing pool with no connection held, then a
+    short write: a login never keeps a transaction open (on SQLite, the write lock every
+    gateway needs) while the password is hashed."""
     now = now or datetime.now(UTC)
-    dummy = _dummy_hash()  # for every login: an unknown name must not cost more, even once
-    row = conn.execute(
-        select(users).where(users.c.username == username.strip().lower()).with_for_update()
-    ).first()
-    if row is None or not row.active:
-        _verify(dummy, password)
-        return LoginResult(None, refusal="bad_credentials", delay_seconds=FAILURE_DELAY)
-    if row.locked_until is not None and as_utc(row.locked_until) > now:
-        return LoginResult(None, refusal="locked", delay_seconds=FAILURE_DELAY)
-    if not _verify(row.password_hash, password):
-        failures = row.failed_logins + 1
-        locked = now + timedelta(minutes=lockout_minutes) if failures >= max_failures else None
-        conn.execute(
-            update(users)
-            .where(users.c.id == row.id)
-            .values(failed_logins=0 if locked else failures, locked_until=locked)
+    policy = policy or Policy()
+    with engine.connect() as conn:
+        check = check_login(conn, username, address, now=now)
+    early = refused_early(check, now)
+    if early is not None:
+        return early
+    try:
+        verified, new_hash = passwords.pool().call(lambda: check.verification(password))
+    except passwords.PoolBusy:
+        return LoginResult(None, refusal="busy", retry_after=1)
+    with engine.begin() as conn:
+        return finish_login(
+            conn,
+            check,
+            verified,
+            new_hash,
+            policy=policy,
+            session_hours=session_hours,
+            now=now,
         )
-        return LoginResult(
-            None, refusal="locked" if locked else "bad_credentials", delay_seconds=FAILURE_DELAY
-        )
-    conn.execute(
-        update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None)
-    )
-    if _hasher.check_needs_rehash(row.password_hash):
-        conn.execute(
-            update(users).where(users.c.id == row.id).values(password_hash=_hasher.hash(password))
-        )
-    token, _csrf = _open_session(conn, row.id, address, hours=session_hours, now=now)
-    return LoginResult(token, user=_user(row))
 
 
 def _open_session(
@@ -432,8 +539,8 @@ def overview(
 
 
 def unlock(conn: Connection, username: str, now: datetime | None = None) -> datetime | None:
-    """End a user's lockout (and their count of failed logins); returns when the lock would
-    have ended, or None, changing nothing, if they were not locked."""
+    """End a user's lockouts from every address (and their counts of failed logins);
+    returns when the latest lock would have ended, or None if none was in force."""
     now = now or datetime.now(UTC)
     row = conn.execute(
         select(users.c.id, users.c.locked_until)
@@ -443,22 +550,38 @@ def unlock(conn: Connection, username: str, now: datetime | None = None) -> date
     if row is None:
         raise UserError(f"username: пользователь {username} не найден", "user.not_found")
     locked = as_utc(row.locked_until) if row.locked_until is not None else None
+    login_throttle.clear_username(conn, username)
     if locked is None or locked <= now:
-        return None  # not locked: nothing to change (an old lock ended by itself)
+        return None  # not locked: nothing to lift (an old lock ended by itself)
     conn.execute(
         update(users).where(users.c.id == row.id).values(failed_logins=0, locked_until=None)
     )
     return locked
 
 
-def reset_password(conn: Connection, username: str, *, by: User | None = None) -> tuple[User, str]:
+def reset_password(
+    conn: Connection,
+    username: str,
+    *,
+    by: User | None = None,
+    generated: tuple[str, str] | None = None,
+) -> tuple[User, str]:
     """Give a user a new generated password (shown once by the caller); also unlocks them
-    and ends their sessions. `by` may not reset their own (the password page is for that)."""
+    and ends their sessions. `by` may not reset their own (the password page is for that).
+
+    `generated`: a (password, hash) pair from `new_password()`, made before the caller's
+    transaction so that it is not held open for the hash."""
     user = get(conn, username)
     if user is None:
         raise UserError(f"username: пользователь {username} не найден", "user.not_found")
     if by is not None and by.username == username:
         raise OwnAccountError("username: свой пароль меняют на странице пароля", "own_account")
-    password = generate_password()
-    set_password(conn, user.id, password)
+    password, encoded = generated or (generate_password(), None)
+    set_password(conn, user.id, password, password_hash=encoded)
     return user, password
+
+
+def new_password() -> tuple[str, str]:
+    """A generated password and its hash (hashed on the pool), for `reset_password`."""
+    password = generate_password()
+    return password, passwords.hash_with_pool(password)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import Connection, select
 
-from tolom import apikeys, audit, installation, logs
+from tolom import apikeys, audit, installation, logs, secretbox
 from tolom.agents import admin as agent_admin
 from tolom.agents import service as agents
 from tolom.billing import catalog, customers, invoices
@@ -24,6 +24,7 @@ from tolom.cli.listen import listen
 from tolom.cli.orders import orders_app
 from tolom.cli.payments import payment_app
 from tolom.cli.reconcile import reconcile_app
+from tolom.cli.secrets import secrets_app
 from tolom.cli.tariffs import tariff_app
 from tolom.cli.users import user_app
 from tolom.db.schema import services
@@ -60,6 +61,7 @@ for sub, name in [
     (invoice_app, "invoice"),
     (ledger_app, "ledger"),
     (apikey_app, "apikey"),
+    (secrets_app, "secrets"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -132,6 +134,21 @@ def serve(
     # Tolom's own log lines (gateway failures, deliveries, console e-mail and SMS) beside
     # uvicorn's, as text or JSON lines (TOLOM_LOG_FORMAT): the same config in every worker.
     settings = get_settings()
+    try:  # every worker would fail to start without it: say so once, plainly
+        secretbox.for_settings(settings).check()
+    except secretbox.SecretKeyError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(2) from None
+    if not _loopback(host) and not settings.secure_cookies and not settings.allow_insecure_http:
+        typer.secho(
+            f"Не запускаю на {host}: адрес доступен из сети, а TOLOM_PUBLIC_BASE_URL — не "
+            "https://, и вход в бэк-офис шёл бы открытым текстом. Поставьте TLS (nginx) "
+            "впереди и задайте TOLOM_PUBLIC_BASE_URL=https://…, или, только для закрытой "
+            "тестовой сети, TOLOM_ALLOW_INSECURE_HTTP=true.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
     log_config = logs.config(settings.log_format, settings.log_level)
     uvicorn.run(
         "tolom.app:create_app",
@@ -148,6 +165,18 @@ def serve(
         timeout_worker_healthcheck=timeout_worker_healthcheck,
         log_config=log_config,
     )
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 @app.command()
@@ -239,7 +268,8 @@ def demo(
         f"({customer.name}, ИНН {customer.inn}). Пополнение их отпустит:",
         f"  1) в другом окне примите вебхуки: .venv/bin/tolom webhook listen {webhook_name}",
         f"  2) пополните баланс (вторая команда OSMP выше, 500.00 сом): {curls[1]}",
-        "  Сервер (tolom serve --with-worker) доставит charge.settled и payment.accepted на "
+        "  Сервер (TOLOM_WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32 tolom serve --with-worker: "
+        "scripts/dev run так и запускает) доставит charge.settled и payment.accepted на "
         f"{webhook_url}, а письмо и SMS клиенту появятся в журнале сервера "
         "(TOLOM_EMAIL_BACKEND=console; настоящий SMTP — docs/notifications.md).",
         f"  Списания: curl -s -H 'Authorization: Bearer {result.api_key}' "

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from sqlalchemy import Connection, Engine
 
+from tolom import secretbox
 from tolom.db.engine import make_engine
 from tolom.money import MalformedAmount, parse_amount
 from tolom.settings import get_settings
@@ -19,7 +20,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 
 def engine() -> Engine:
-    return make_engine(get_settings(), pool_size=2)
+    try:
+        return make_engine(get_settings(), pool_size=2)
+    except secretbox.SecretKeyError as error:  # the key file: missing, unreadable, malformed
+        fail(str(error))
 
 
 @contextmanager

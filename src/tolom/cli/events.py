@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tolom import logs
+from tolom import logs, secretbox
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.db.engine import make_engine
 from tolom.events import admin, endpoints
@@ -59,7 +59,12 @@ def webhook_add(
     try:
         with transaction() as conn:
             endpoint_id, secret = endpoints.add(
-                conn, name=name, url=url, event_types=events, actor=cli_actor()
+                conn,
+                name=name,
+                url=url,
+                event_types=events,
+                actor=cli_actor(),
+                allowed_networks=get_settings().webhook_allowed_networks,
             )
     except endpoints.EndpointError as error:
         fail(str(error), as_json)
@@ -234,7 +239,10 @@ def worker(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     concurrency = batch or settings.worker_concurrency
-    engine = make_engine(settings, pool_size=concurrency + 1)
+    try:
+        engine = make_engine(settings, pool_size=concurrency + 1)
+    except secretbox.SecretKeyError as error:  # the key file: unset, missing, malformed
+        fail(str(error))
     try:
         Worker(settings, engine, concurrency=concurrency, stop=stop).run(once=once)
     finally:

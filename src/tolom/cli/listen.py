@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from tolom import secretbox
 from tolom.cli.common import fail, transaction
 from tolom.db.schema import webhook_endpoints
 
@@ -23,13 +24,14 @@ def listen(
 
     with transaction() as conn:
         row = conn.execute(
-            select(webhook_endpoints.c.url, webhook_endpoints.c.secret).where(
+            select(webhook_endpoints.c.url, webhook_endpoints.c.secret_sealed).where(
                 webhook_endpoints.c.name == name
             )
         ).first()
-    if row is None:
-        fail(f"вебхук {name!r} не найден (tolom webhook list)")
-    inbox = Inbox(row.secret, typer.echo, refuse_first=refuse_first)
+        if row is None:
+            fail(f"вебхук {name!r} не найден (tolom webhook list)")
+        secret = secretbox.for_connection(conn).open(row.secret_sealed)
+    inbox = Inbox(secret, typer.echo, refuse_first=refuse_first)
     try:
         http = server(row.url, inbox)
     except OSError as error:

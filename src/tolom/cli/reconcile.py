@@ -86,6 +86,8 @@ def import_registry(
 ) -> None:
     """Import a registry and match it at once. The same file again changes nothing; another
     file for the day supersedes the current one. A bad file is refused whole."""
+    if file.stat().st_size > registries.MAX_FILE_BYTES:  # refused unread, as over HTTP
+        fail(f"файл больше {registries.MAX_FILE_BYTES // (1024 * 1024)} МБ", as_json)
     content = file.read_bytes()
     expected = max(1, content.count(b"\n"))
     db = engine()

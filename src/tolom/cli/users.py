@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tolom import audit
-from tolom.backoffice import users
+from tolom.backoffice import passwords, users
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 
 user_app = typer.Typer(help="Back-office users and their roles.", no_args_is_help=True)
@@ -69,6 +69,8 @@ def user_create(
     """Create a user (the first admin, for instance); asks for the password twice."""
     password = _password(password_stdin)
     try:
+        users.check_password(password)
+        encoded = passwords.hash_with_pool(password)  # not inside the transaction
         with transaction() as conn:
             user = users.create(
                 conn,
@@ -77,6 +79,7 @@ def user_create(
                 role=role,
                 password=password,
                 language=language,
+                password_hash=encoded,
             )
             _audit(conn, "user.create", username, None, _json(user))
     except users.UserError as error:
@@ -132,11 +135,13 @@ def user_reset_password(
     """Set a new password (also unlocks the user and ends their sessions)."""
     password = _password(password_stdin)
     try:
+        users.check_password(password)
+        encoded = passwords.hash_with_pool(password)  # not inside the transaction
         with transaction() as conn:
             user = users.get(conn, username)
             if user is None:
                 raise users.UserError(f"пользователь {username} не найден")
-            users.set_password(conn, user.id, password)
+            users.set_password(conn, user.id, password, password_hash=encoded)
             _audit(conn, "user.reset_password", username, None, None)
     except users.UserError as error:
         fail(str(error), as_json)

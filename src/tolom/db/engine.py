@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from tolom import secretbox
 from tolom.settings import Settings
 
 # SQLSTATEs that mean "try again later": serialization failure, deadlock, lock timeout,
@@ -21,7 +22,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     """An engine for `settings.database_url`: WAL SQLite or PostgreSQL with timeouts."""
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(settings)
+        return secretbox.attach(_sqlite_engine(settings), settings)
     size = pool_size or settings.db_pool_size
     engine = create_engine(
         url,
@@ -46,7 +47,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
             cursor.execute("SET idle_in_transaction_session_timeout = 60000")
         dbapi_connection.autocommit = autocommit
 
-    return engine
+    return secretbox.attach(engine, settings)
 
 
 def _sqlite_engine(settings: Settings) -> Engine:

@@ -202,10 +202,11 @@ agents = Table(
         comment="gateway: an agent's software; cash_desk | bank: payments an operator records",
     ),
     Column(
-        "signing_key",
-        String(64),
+        "signing_key_sealed",
+        Text,
         nullable=True,
-        comment="hex HMAC key for the REST gateway, derived from the secret; NULL: none yet",
+        comment="the REST gateway's hex HMAC key (derived from the secret), sealed with "
+        "the key file (tolom.secretbox); NULL: none yet",
     ),
     Column(
         "cancel_window_days",
@@ -467,7 +468,12 @@ webhook_endpoints = Table(
     Column("id", IdType, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("url", Text, nullable=False),
-    Column("secret", String(64), nullable=False, comment="base64 HMAC key (Standard Webhooks)"),
+    Column(
+        "secret_sealed",
+        Text,
+        nullable=False,
+        comment="base64 HMAC key (Standard Webhooks), sealed with the key file (tolom.secretbox)",
+    ),
     Column("event_types", Text, nullable=False, comment="space-separated; * = all"),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
@@ -542,6 +548,20 @@ web_sessions = Table(
     Column("address", String(64), nullable=True),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
     Column("expires_at", Timestamp, nullable=False),
+)
+
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("scope", String(8), primary_key=True),  # address | username | pair
+    Column("username", String(64), primary_key=True, server_default=""),
+    Column("address", String(64), primary_key=True, server_default=""),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("window_start", Timestamp, nullable=False),
+    Column("last_failure", Timestamp, nullable=False),
+    Column("blocked_until", Timestamp, nullable=True, comment="refuse attempts until then"),
+    CheckConstraint("scope IN ('address', 'username', 'pair')", name="scope"),
+    Index("ix_login_throttle_last_failure", "last_failure"),
 )
 
 gateway_requests = Table(

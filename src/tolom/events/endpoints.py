@@ -2,7 +2,8 @@
 
 The signing secret is shown once, at creation and on rotation, in the Standard Webhooks
 form `whsec_<base64>`; the table keeps the base64 part, since the worker needs the key
-itself to sign. Every change is audit-logged in the same transaction.
+itself to sign, sealed with the key file (`tolom.secretbox`): a copy of the database
+alone cannot sign webhooks. Every change is audit-logged in the same transaction.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,8 +20,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tolom import audit
+from tolom import audit, secretbox
+from tolom.addresses import IPNetwork
 from tolom.db.schema import webhook_endpoints
+from tolom.events import targets
 from tolom.events.outbox import EventType
 from tolom.timestamps import as_utc
 
@@ -34,7 +38,8 @@ class EndpointError(ValueError):
 
     `code` says which refusal it is, for callers that word it themselves (the back office
     in three languages): "name", "url", "url_scheme", "url_host", "url_credentials",
-    "events", "exists", "not_found"."""
+    "url_forbidden" (an internal address, see events.targets), "events", "exists",
+    "not_found"."""
 
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
@@ -76,7 +81,7 @@ def _new_secret() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def _check_url(url: str) -> str:
+def _check_url(url: str, allowed_networks: Iterable[IPNetwork]) -> str:
     url = url.strip()
     if len(url) > MAX_URL or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise EndpointError(f"неверный адрес {url[:100]!r}", "url")
@@ -93,6 +98,10 @@ def _check_url(url: str) -> str:
         raise EndpointError(
             "адрес не должен содержать логин и пароль: запросы подписываются", "url_credentials"
         )
+    try:
+        targets.check_url(url, allowed_networks)
+    except targets.TargetRefused as refused:
+        raise EndpointError(str(refused), "url_forbidden") from None
     return url
 
 
@@ -146,19 +155,29 @@ def add(
     event_types: str,
     actor: str,
     address: str | None = None,
+    allowed_networks: Iterable[IPNetwork] = (),
 ) -> tuple[int, str]:
-    """Register an endpoint; returns its id and its secret (`whsec_…`, to show once)."""
+    """Register an endpoint; returns its id and its secret (`whsec_…`, to show once).
+
+    An internal target is refused unless inside `allowed_networks` (the setting
+    TOLOM_WEBHOOK_ALLOWED_NETWORKS): see events.targets."""
     if not is_name(name):
         raise EndpointError(
             f"неверное имя {name[:100]!r}: латинские буквы, цифры, «-», «_», «.», до 64 знаков",
             "name",
         )
-    url, types = _check_url(url), parse_event_types(event_types)
+    url, types = _check_url(url, allowed_networks), parse_event_types(event_types)
     secret = _new_secret()
     try:
         endpoint_id = conn.execute(
             insert(webhook_endpoints)
-            .values(name=name, url=url, secret=secret, event_types=types, enabled=True)
+            .values(
+                name=name,
+                url=url,
+                secret_sealed=secretbox.for_connection(conn).seal(secret),
+                event_types=types,
+                enabled=True,
+            )
             .returning(webhook_endpoints.c.id)
         ).scalar_one()
     except IntegrityError:  # the unique name; the caller's transaction rolls back
@@ -201,7 +220,9 @@ def rotate_secret(conn: Connection, name: str, *, actor: str, address: str | Non
     endpoint = get(conn, name)
     secret = _new_secret()
     conn.execute(
-        update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint.id).values(secret=secret)
+        update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint.id)
+        .values(secret_sealed=secretbox.for_connection(conn).seal(secret))
     )
     audit.record(
         conn,

@@ -13,11 +13,13 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 import httpx
 
+from tolom.addresses import IPNetwork
+from tolom.events import pinned, targets
 from tolom.events.endpoints import SECRET_PREFIX
 from tolom.events.outbox import encode
 
@@ -91,15 +93,36 @@ def verify(
         raise WebhookVerificationError("no matching signature")
 
 
-def client(timeout: float) -> httpx.Client:
-    """One client per worker, shared by its threads; redirects are failures, not followed."""
-    return httpx.Client(timeout=timeout, follow_redirects=False)
+def client(timeout: float, allowed_networks: Iterable[IPNetwork] = ()) -> httpx.Client:
+    """One client per worker, shared by its threads; redirects are failures, not followed.
+
+    It connects only to public addresses and those in `allowed_networks`, checked after
+    resolution and pinned for the connection (events.pinned.PinnedTransport)."""
+    return httpx.Client(
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        transport=pinned.PinnedTransport(allowed_networks),
+    )
 
 
-def post(http: httpx.Client, url: str, secret: str, event_id: int, body: bytes) -> int:
-    """POST one event; returns the 2xx status or raises WebhookFailed."""
+def post(
+    http: httpx.Client,
+    url: str,
+    secret: str,
+    event_id: int,
+    body: bytes,
+    allowed_networks: Iterable[IPNetwork] = (),
+) -> int:
+    """POST one event; returns the 2xx status or raises WebhookFailed ("адрес запрещён: …"
+    for a target refused here or by the client, which checks every resolved address)."""
     try:
+        # Also for endpoints stored before the check existed, and for spellings of an
+        # address httpx would reject with a less telling error (0177.0.0.1).
+        targets.check_literal(url, allowed_networks)
         response = http.post(url, content=body, headers=headers(secret, event_id, body))
+    except targets.TargetRefused as refused:
+        raise WebhookFailed(shorten(str(refused))) from None
     except httpx.TimeoutException:
         raise WebhookFailed("timeout") from None
     except httpx.HTTPError as error:

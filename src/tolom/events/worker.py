@@ -27,6 +27,7 @@ from typing import Any, Literal
 import httpx
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select, update
 
+from tolom import secretbox
 from tolom.billing import orders
 from tolom.db.engine import is_temporary
 from tolom.db.schema import deliveries, events, webhook_endpoints
@@ -55,7 +56,7 @@ class Claimed:
     language: str | None
     attempts: int  # before this one
     url: str | None
-    secret: str | None
+    secret: str | None  # sealed (tolom.secretbox): opened only to sign, in `send`
     lease_until: datetime
 
 
@@ -78,7 +79,7 @@ _CANDIDATES = (
         events.c.created_at,
         events.c.payload,
         webhook_endpoints.c.url,
-        webhook_endpoints.c.secret,
+        webhook_endpoints.c.secret_sealed,
     )
     .select_from(
         deliveries.join(events, events.c.id == deliveries.c.event_id).outerjoin(
@@ -165,7 +166,7 @@ def claim(
             language=r.language,
             attempts=r.attempts,
             url=r.url,
-            secret=r.secret,
+            secret=r.secret_sealed,
             lease_until=lease_until,
         )
         for r in owned
@@ -186,7 +187,15 @@ def send(settings: Settings, http: httpx.Client, item: Claimed) -> str:
         body = webhooks.envelope(
             item.event_id, item.event_type, item.event_created_at, item.payload
         )
-        return f"HTTP {webhooks.post(http, item.url, item.secret, item.event_id, body)}"
+        status = webhooks.post(
+            http,
+            item.url,
+            secretbox.for_settings(settings).open(item.secret),
+            item.event_id,
+            body,
+            settings.webhook_allowed_networks,
+        )
+        return f"HTTP {status}"
     if item.destination in ("email", "sms") and item.recipient:
         channel: Literal["email", "sms"] = "email" if item.destination == "email" else "sms"
         dispatch.deliver(
@@ -244,7 +253,9 @@ class Worker:
         in_flight: set[Future[None]] = set()
         self._announce_expiring()
         with (
-            webhooks.client(self.settings.webhook_timeout_seconds) as http,
+            webhooks.client(
+                self.settings.webhook_timeout_seconds, self.settings.webhook_allowed_networks
+            ) as http,
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool,
         ):
             while not self.stop.is_set():

@@ -19,7 +19,9 @@ from starlette.responses import Response
 
 from tolom.agents.service import Agent, verify_secret
 from tolom.gateway import step
-from tolom.gateway.peers import basic_credentials, client_address
+from tolom.gateway.peers import basic_credentials
+from tolom.httpkit.bodies import BodyTooLarge, read_limited
+from tolom.httpkit.clients import request_address
 from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
@@ -195,11 +197,7 @@ async def endpoint(request: Request) -> Response:
     exchange = Exchange(
         protocol="osmp",
         service=service.value,
-        peer=client_address(
-            request.client.host if request.client else None,
-            request.headers.get("x-forwarded-for"),
-            runtime.settings.trusted_proxies,
-        ),
+        peer=request_address(request, runtime.settings.trusted_proxies),
         method=request.method,
         params=[],
     )
@@ -240,13 +238,15 @@ async def _call(
         except step.Unavailable:
             return _refuse(exchange, 200, RESULT_CODES[Outcome.RETRY], TEMPORARY_MESSAGE)
     if agent is None:
-        return _refuse(
+        call = _refuse(
             exchange,
             401,
             RESULT_NOT_AUTHORISED,
             "Неверные учётные данные агента",
             (("WWW-Authenticate", 'Basic realm="tolom", charset="UTF-8"'),),
         )
+        call.too_many = lambda wait: _too_many(exchange, wait)
+        return call
     exchange.agent_id = agent.id
     if not agent.enabled:
         return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
@@ -285,16 +285,17 @@ def _safe_command(params: list[tuple[str, str]]) -> str | None:
 async def _read_body(request: Request, limit: int) -> bytes:
     if request.method != "POST":
         return b""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise Malformed("Слишком большой запрос")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Malformed("Слишком большой запрос")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge:
+        raise Malformed("Слишком большой запрос") from None
+
+
+def _too_many(exchange: Exchange, wait: int) -> Answer:
+    """429 for an address that sent too many requests without valid credentials."""
+    comment = f"Слишком много запросов без верных учётных данных; повторите через {wait} с"
+    body = render(result=RESULT_NOT_AUTHORISED, comment=comment, txn_id=exchange.txn_id)
+    return Answer(429, RESULT_NOT_AUTHORISED, body, MEDIA_TYPE, (("Retry-After", str(wait)),))
 
 
 def _refuse(

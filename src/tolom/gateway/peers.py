@@ -1,30 +1,9 @@
-"""Who is calling: the client address and the agent's credentials, for every agent protocol."""
+"""The agent's credentials, as the OSMP protocol carries them (HTTP Basic)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-
-from tolom.addresses import IPNetwork, in_networks
-
-
-def client_address(
-    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
-) -> str:
-    """The real client address.
-
-    The socket's peer, unless that peer is a trusted proxy: then the right-most address in
-    X-Forwarded-For that is not itself a trusted proxy (the left part is client-controlled).
-    """
-    address = peer or "unknown"
-    if not trusted or not forwarded_for or not in_networks(address, trusted):
-        return address
-    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        if not in_networks(hop, trusted):
-            return hop
-        address = hop
-    return address
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:

@@ -34,7 +34,8 @@ from tolom.api.problems import (
     responses,
 )
 from tolom.gateway import signing, step
-from tolom.gateway.peers import client_address
+from tolom.httpkit.bodies import BodyTooLarge, read_limited
+from tolom.httpkit.clients import request_address
 from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import (
@@ -255,6 +256,16 @@ def _problem(problem: Problem) -> Answer:
     )
 
 
+def _too_many(wait: int) -> Answer:
+    """429 for an address that sent too many requests without a valid signature."""
+    problem = make_problem(
+        "too_many_requests",
+        f"Слишком много запросов без верной подписи; повторите через {wait} с",
+    )
+    headers = (("Retry-After", str(wait)),)
+    return Answer(429, None, problem_body(problem), PROBLEM_MEDIA_TYPE, headers)
+
+
 def _check_answer(service: Service, account: str) -> Callable[[CheckResult], Answer]:
     def answer(result: CheckResult) -> Answer:
         if result.outcome is not Outcome.OK:
@@ -360,11 +371,7 @@ class _Call:
         self.authorization = request.headers.get("authorization")
         self.exchange = Exchange(
             protocol="rest",
-            peer=client_address(
-                request.client.host if request.client else None,
-                request.headers.get("x-forwarded-for"),
-                runtime.settings.trusted_proxies,
-            ),
+            peer=request_address(request, runtime.settings.trusted_proxies),
             method=request.method,
             params=[("path", self.target)],
             command=command,
@@ -372,7 +379,9 @@ class _Call:
 
     def refuse(self, problem: Problem) -> step.Call:
         """An answer given without reaching the core; the step records it all the same."""
-        return step.refused(self.exchange, _problem(problem))
+        if problem.status != 401:
+            return step.refused(self.exchange, _problem(problem))
+        return step.refused(self.exchange, _problem(problem), _too_many)
 
     async def authenticate(self) -> Agent:
         """The signing agent (from the cache; the database on a miss), or ProblemError."""
@@ -417,6 +426,10 @@ class _Call:
             raw = json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise ProblemError("invalid_request", "Тело запроса — не JSON в UTF-8") from error
+        except RecursionError:  # nested deeper than the parser's own limit
+            raise ProblemError("invalid_request", _TOO_DEEP) from None
+        if _depth(raw) > MAX_JSON_DEPTH:
+            raise ProblemError("invalid_request", _TOO_DEEP)
         if isinstance(raw, dict):
             self.exchange.params += [(str(k), _loggable(v)) for k, v in raw.items()]
             if isinstance(raw.get("service"), str):
@@ -435,6 +448,28 @@ class _Call:
             return model.model_validate(raw)
         except ValidationError as error:
             raise invalid(error) from error
+
+
+# Our bodies are flat objects; nesting this deep is an attack on the parsers, refused
+# before anything walks the value recursively.
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"Тело запроса вложено глубже {MAX_JSON_DEPTH} уровней"
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if not isinstance(item, list):
+            continue
+        deepest = max(deepest, level + 1)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _fields_with_nul(value: Any, path: str = "") -> list[str]:
@@ -463,8 +498,8 @@ async def _serve(
     runtime: Runtime = request.app.state.runtime
     too_large = False
     try:
-        body = await _read_body(request, runtime.settings.max_request_bytes)
-    except _TooLarge:
+        body = await read_limited(request, runtime.settings.max_request_bytes)
+    except BodyTooLarge:
         body, too_large = b"", True
     call = _Call(request, runtime, command, body)
     if too_large:  # unread, so its signature cannot be checked: refused to anyone
@@ -481,23 +516,6 @@ async def _serve(
         media_type=answer.media_type,
         headers=dict(answer.headers),
     )
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise _TooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _txn_id_from_path(call: _Call, request_txn_id: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -96,11 +97,17 @@ class Call:
     agent: Agent | None
     command: Command | None
     render: Callable[[Any], Answer]
+    # For a request refused as unauthenticated: the "too many requests" answer (given the
+    # seconds to wait) once its address is over the stranger limit (`gateway.strangers`).
+    too_many: Callable[[int], Answer] | None = None
 
 
-def refused(exchange: Exchange, answer: Answer) -> Call:
-    """A call the adapter has answered already (bad credentials, malformed): record it."""
-    return Call(exchange, None, None, lambda _result: answer)
+def refused(
+    exchange: Exchange, answer: Answer, too_many: Callable[[int], Answer] | None = None
+) -> Call:
+    """A call the adapter has answered already (bad credentials, malformed): record it.
+    `too_many` marks an unauthenticated request: see `Call.too_many`."""
+    return Call(exchange, None, None, lambda _result: answer, too_many)
 
 
 class Unavailable(Exception):
@@ -120,7 +127,15 @@ async def agent(runtime: Runtime, code: str) -> Agent | None:
 
 
 async def execute(runtime: Runtime, call: Call) -> Answer:
-    """Run the call in a unit of work (batched with its neighbours) and return its answer."""
+    """Run the call in a unit of work (batched with its neighbours) and return its answer.
+
+    An unauthenticated request from an address over the stranger limit is answered at once
+    and not recorded: strangers cannot fill the request log.
+    """
+    if call.too_many is not None:
+        wait = runtime.strangers.admit(call.exchange.peer)
+        if wait is not None:
+            return call.too_many(max(1, math.ceil(wait)))
     return await _lanes(runtime).submit(call)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -39,7 +39,7 @@ MAX_BANK_REFERENCE = 64
 MAX_PAYER = 300
 MAX_NOTE = 1000
 # How far ahead of our clock a `received_at` may be (clocks of other systems drift).
-CLOCK_SKEW = timedelta(minutes=5)
+CLOCK_SKEW = service.CLOCK_SKEW
 AUDIT_ACTION = "payment.manual"
 
 # The field a refusal by the core is about.

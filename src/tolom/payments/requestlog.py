@@ -15,6 +15,8 @@ from tolom.db.schema import gateway_requests
 _SECRET_KEYS = ("password", "secret", "token", "pass", "pwd", "authorization", "signature")
 _MAX_VALUE = 256
 _MAX_KEYS = 32
+_STRANGER_PARAMS = 768  # characters of a 401's parameters kept
+_STRANGER_RESPONSE = 255  # and of its answer: with the other columns, under 1 KB
 
 
 def clean_text(value: str, limit: int = _MAX_VALUE) -> str:
@@ -23,15 +25,20 @@ def clean_text(value: str, limit: int = _MAX_VALUE) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[:limit] + "…"
 
 
-def redact(params: list[tuple[str, str]]) -> str:
-    """The parameters as JSON, with anything secret-looking removed and sizes bounded."""
-    kept = []
+def redact(params: list[tuple[str, str]], budget: int | None = None) -> str:
+    """The parameters as JSON, with anything secret-looking removed and sizes bounded;
+    with a `budget`, only as many as fit in that many characters."""
+    kept: list[list[str]] = []
     for key, value in params[:_MAX_KEYS]:
         hidden = any(word in key.lower() for word in _SECRET_KEYS)
         kept.append([clean_text(key, 64), "***" if hidden else clean_text(value)])
     if len(params) > _MAX_KEYS:
         kept.append(["…", f"{len(params) - _MAX_KEYS} more"])
-    return json.dumps(kept, ensure_ascii=False)
+    text = json.dumps(kept, ensure_ascii=False)
+    while budget is not None and len(text) > budget and kept:
+        kept = [[clean_text(k, 32), clean_text(v, 64)] for k, v in kept[:-1]]
+        text = json.dumps([*kept, ["…", f"{len(params) - len(kept)} more"]], ensure_ascii=False)
+    return text
 
 
 @dataclass(slots=True)
@@ -62,7 +69,12 @@ class Answer:
 
 
 def log_row(exchange: Exchange, answer: Answer, payment_id: int | None = None) -> dict[str, Any]:
-    """The `gateway_requests` row for an exchange and its answer (column name → value)."""
+    """The `gateway_requests` row for an exchange and its answer (column name → value).
+
+    A request refused as unauthenticated (401) is anybody's: only a bounded summary of it
+    is kept (at most 1 KB of parameters and answer), so strangers cannot fill the log.
+    """
+    stranger = answer.http_status == 401
     return {
         "received_at": exchange.received_at,
         "duration_us": int((time.perf_counter() - exchange.started) * 1_000_000),
@@ -73,10 +85,10 @@ def log_row(exchange: Exchange, answer: Answer, payment_id: int | None = None) -
         "method": exchange.method[:8],
         "command": clean_text(exchange.command, 16) if exchange.command else None,
         "txn_id": exchange.txn_id,
-        "params": redact(exchange.params),
+        "params": redact(exchange.params, _STRANGER_PARAMS if stranger else None),
         "http_status": answer.http_status,
         "result": answer.result,
-        "response": answer.body,
+        "response": clean_text(answer.body, _STRANGER_RESPONSE) if stranger else answer.body,
         "payment_id": payment_id,
     }
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -62,6 +62,14 @@ log = logging.getLogger(__name__)
 
 TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
 TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed request
+# How far ahead of our clock a txn_date may be (the payer's clock may run a little fast).
+# Further ahead is refused: a payment dated in the future would sit outside the day's
+# reconciliation of the day it really happened.
+CLOCK_SKEW = timedelta(minutes=5)
+FUTURE_TXN_DATE = (
+    "Неверный txn_date: дата платежа впереди наших часов больше чем на "
+    f"{CLOCK_SKEW.seconds // 60} минут"
+)
 
 # What each refusal says; the adapters show it (OSMP <comment>, REST problem detail).
 _MESSAGES: dict[Outcome, str] = {
@@ -182,6 +190,8 @@ def prepare_pay(agent: Agent, request: PayRequest) -> PayRequest | PayResult:
             Outcome.MALFORMED,
             f"Неверный txn_date: год должен быть от {TXN_YEARS[0]} до {TXN_YEARS[1]}",
         )
+    if request.txn_date > datetime.now(UTC) + CLOCK_SKEW:
+        return PayResult(Outcome.MALFORMED, FUTURE_TXN_DATE)
     early = precheck(agent, request.service, request.account)
     return as_pay(early) if early is not None else request
 
@@ -516,7 +526,7 @@ _PAYMENT_FOR_REVERSAL = (
         payments.c.status,
         payments.c.customer_id,
         payments.c.invoice_id,
-        payments.c.business_date,
+        payments.c.created_at,
         agents.c.clearing_account_id,
         accounts.c.slots.label("clearing_slots"),
     )
@@ -586,8 +596,11 @@ def _reverse(
     if payment.status == "reversed":
         return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id, replayed=True)
     if window is not None:
+        # Counted from the day Tolom accepted the payment, in the agent's zone: never from
+        # the txn_date the agent sent, which is theirs to choose.
         today = datetime.now(window.timezone).date()
-        if (today - payment.business_date).days > window.cancel_window_days:
+        accepted = as_utc(payment.created_at).astimezone(window.timezone).date()
+        if (today - accepted).days > window.cancel_window_days:
             raise _UndoCancel(
                 CancelResult(
                     CancelOutcome.WINDOW_CLOSED,

@@ -119,25 +119,6 @@ def _text_rows(text: str, kind: str, delimiter: str) -> Iterator[Row]:
         raise RegistryError(f"строка CSV не разбирается ({error})", line=reader.line_num) from error
 
 
-def _xlsx_rows(content: bytes, sheet: str | None) -> Iterator[Row]:
-    from openpyxl import load_workbook  # imported here: only XLSX registries need it
-
-    if not content:
-        raise RegistryError("файл пустой")
-    try:
-        book = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except Exception as error:  # zipfile, XML and openpyxl errors alike: not a workbook
-        raise RegistryError("файл не читается как книга Excel (XLSX)") from error
-    try:
-        if sheet is not None and sheet not in book.sheetnames:
-            raise RegistryError(f"в книге нет листа «{sheet}»")
-        worksheet = book[sheet] if sheet is not None else book.worksheets[0]
-        for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
-            yield number, list(values)
-    finally:
-        book.close()
-
-
 def _blank(cells: list[Any]) -> bool:
     first = cells[0] if cells else None
     if type(first) is str and first.strip():
@@ -332,12 +313,6 @@ def _total_of(cells: list[Any], line: int) -> tuple[int, int] | None:
     return int(match["count"]), _amount(match["amount"], line, "som")
 
 
-def _rows(content: bytes, fmt: RegistryFormat) -> Iterable[Row]:
-    if fmt.kind == "xlsx":
-        return _xlsx_rows(content, fmt.sheet)
-    return _text_rows(_decode(content, fmt.encoding), fmt.kind, fmt.delimiter)
-
-
 class _Moments:
     """A written local moment as stored (ISO 8601 with the zone's offset) and its business
     day in the agent's zone, worked out once per minute of the file, not once per line."""
@@ -529,14 +504,35 @@ def parse(
 
     `gateway`: the agent's txn_ids are numbers ("0090" and "90" are one, as at pay);
     otherwise (the bank, the cash desk) references are compared as written. `progress` is
-    told the number of lines read every PROGRESS_EVERY lines.
+    told the number of lines read every PROGRESS_EVERY lines. An XLSX file is read by a
+    child process under size and time limits (`tolom.reconciliation.xlsx`).
     """
+    if fmt.kind == "xlsx":
+        from tolom.reconciliation import xlsx
+
+        return xlsx.parse_isolated(content, fmt, agent_zone, gateway=gateway, progress=progress)
+    return read(content, fmt, agent_zone, gateway=gateway, progress=progress)
+
+
+def read(
+    content: bytes,
+    fmt: RegistryFormat,
+    agent_zone: ZoneInfo,
+    *,
+    gateway: bool = True,
+    progress: Callable[[int], None] | None = None,
+    rows: Iterable[Row] | None = None,
+) -> ParsedRegistry:
+    """`parse` in this process: of the text itself, or of `rows` already read out of it
+    (the XLSX child passes the sheet's)."""
     reader = _Reader(fmt, agent_zone, gateway, progress)
-    if _fast_qiwi(fmt):
+    if rows is None and _fast_qiwi(fmt):
         reader.qiwi_text(_decode(content, fmt.encoding))
-    else:
-        for number, cells in _rows(content, fmt):
-            if progress is not None and not number % PROGRESS_EVERY:
-                progress(number)
-            reader.row(number, cells)
+        return reader.result()
+    if rows is None:
+        rows = _text_rows(_decode(content, fmt.encoding), fmt.kind, fmt.delimiter)
+    for number, cells in rows:
+        if progress is not None and not number % PROGRESS_EVERY:
+            progress(number)
+        reader.row(number, cells)
     return reader.result()

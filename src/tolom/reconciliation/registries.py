@@ -1,11 +1,24 @@
 """Importing an agent's registry for one business day, and matching it at once.
 
-In one transaction: the day's row is locked (imports of one agent-day queue up; a closed
-day refuses), the file is stored with its lines and matched, and an audit line written,
-so a registry is either fully in, matched and audited, or not in at all. A file already
+A registry is either fully in, matched and audited, or not in at all. A file already
 imported as the day's registry changes nothing (same SHA-256 as the current one); a
 different file for the day supersedes the current one, which is kept as history (an
 earlier version imported again becomes current again, as a new registry).
+
+PostgreSQL: one transaction. The day's row is locked (imports of one agent-day queue up; a
+closed day refuses), the file is stored with its lines (COPY) and matched, and an audit
+line written. Pays are not held up: they touch none of those rows.
+
+SQLite: a write transaction locks the whole database, so one long transaction would stop
+every payment for the length of the import (and its lock wait, TOLOM_LOCK_TIMEOUT_MS, is
+short). The lines are staged and matched in TEMP tables of the import's own connection,
+which take no write lock (`matching.run_staged`); then the registry is written in short
+write transactions of `_WRITE_CHUNK` rows, under a registry row that no reader counts yet
+(state `superseded`, no summary: every reader goes through the current registry), and
+made current in one last short transaction that also locks the day, supersedes the old
+registry and writes the audit line. Until then the registry is invisible; an import that
+fails half-way deletes what it wrote, and one whose process died is swept by the next
+import after `_ABANDONED` (see `_sweep_abandoned`).
 """
 
 from __future__ import annotations
@@ -13,16 +26,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Sequence
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, insert, literal_column, select, text, update
 
 from tolom import audit
 from tolom.agents import service as agents
 from tolom.agents.service import GATEWAY, Agent
-from tolom.db.schema import reconciliation_days, registries, registry_lines
+from tolom.db.schema import discrepancies, reconciliation_days, registries, registry_lines
 from tolom.reconciliation import formats, matching
 from tolom.reconciliation.matching import Summary
 from tolom.reconciliation.parsing import Line, RegistryError, parse
@@ -30,6 +47,10 @@ from tolom.reconciliation.parsing import Line, RegistryError, parse
 MAX_FILE_BYTES = 256 * 1024 * 1024
 BATCH_TIMEOUT_MS = 600_000
 _COPY_CHUNK = 20_000
+# SQLite: rows per write transaction (a few tens of milliseconds of the write lock), and
+# the age after which a registry row without a summary is an import whose process died.
+_WRITE_CHUNK = 5_000
+_ABANDONED = timedelta(hours=1)
 
 Progress = Callable[[str, int], None]  # (stage, lines so far): parse, store, match, done
 
@@ -151,6 +172,27 @@ def _summary_of(row_summary: str | None) -> Summary:
     return Summary.from_json(json.loads(row_summary))
 
 
+def _audit_import(
+    conn: Connection,
+    actor: str,
+    address: str | None,
+    registry_id: int,
+    current: Any,
+    facts: dict[str, Any],
+) -> None:
+    """The `registry.import` audit line, on either database's road."""
+    audit.record(
+        conn,
+        actor=actor,
+        action="registry.import",
+        object_type="registry",
+        object_id=registry_id,
+        before=None if current is None else {"registry": current.id},
+        after={**facts, "at": datetime.now(UTC).isoformat()},
+        address=address,
+    )
+
+
 def import_registry(
     engine: Engine,
     agent_code: str,
@@ -198,6 +240,20 @@ def import_registry(
     )
     business_day = _business_day(parsed.lines, day)
     name = (file_name or "registry").strip()[:200] or "registry"
+    if engine.dialect.name == "sqlite":
+        return _import_staged(
+            engine,
+            agent,
+            fmt.kind,
+            parsed.lines,
+            parsed.total,
+            day=business_day,
+            digest=digest,
+            name=name,
+            actor=actor,
+            address=address,
+            say=say,
+        )
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -275,14 +331,13 @@ def import_registry(
             .where(registries.c.id == registry_id)
             .values(summary=json.dumps(summary.to_json()))
         )
-        audit.record(
+        _audit_import(
             conn,
-            actor=actor,
-            action="registry.import",
-            object_type="registry",
-            object_id=registry_id,
-            before=None if current is None else {"registry": current.id},
-            after={
+            actor,
+            address,
+            registry_id,
+            current,
+            {
                 "agent": agent.code,
                 "day": business_day.isoformat(),
                 "file": name,
@@ -290,9 +345,7 @@ def import_registry(
                 "lines": len(parsed.lines),
                 "total": parsed.total,
                 "discrepancies": summary.discrepancy_count,
-                "at": datetime.now(UTC).isoformat(),
             },
-            address=address,
         )
     return Imported(
         registry_id,
@@ -303,3 +356,335 @@ def import_registry(
         summary,
         superseded=None if current is None else int(current.id),
     )
+
+
+# --- SQLite: staged in TEMP tables, written in short transactions, made current at once --
+
+
+def _import_staged(
+    engine: Engine,
+    agent: Agent,
+    kind: str,
+    lines: Sequence[Line],
+    total: int,
+    *,
+    day: date,
+    digest: str,
+    name: str,
+    actor: str,
+    address: str | None,
+    say: Progress,
+) -> Imported:
+    """The SQLite import: no write transaction longer than `_WRITE_CHUNK` rows."""
+    _sweep_abandoned(engine)
+    with engine.connect() as conn:  # a closed day refuses before any work
+        state = conn.execute(
+            select(reconciliation_days.c.state).where(
+                reconciliation_days.c.agent_id == agent.id,
+                reconciliation_days.c.business_date == day,
+            )
+        ).scalar_one_or_none()
+    if state == "closed":
+        raise _closed(agent, day)
+    pooled = engine.raw_connection()
+    db = pooled.driver_connection
+    assert isinstance(db, sqlite3.Connection)
+    registry_id: int | None = None
+    busy_ms = int(db.execute("PRAGMA busy_timeout").fetchone()[0])
+    try:
+        # A batch job waits for the write lock behind payments as long as it takes.
+        db.execute(f"PRAGMA busy_timeout = {BATCH_TIMEOUT_MS}")
+        say("store", len(lines))
+        _stage(db, lines)
+        say("match", len(lines))
+        summary = matching.run_staged(
+            db, agent_id=agent.id, day=day, their_count=len(lines), their_amount=total
+        )
+        say("store", len(lines))
+        with _batch_transaction(engine) as conn:
+            registry_id = int(
+                conn.execute(
+                    insert(registries)
+                    .values(
+                        agent_id=agent.id,
+                        business_date=day,
+                        sha256=digest,
+                        file_name=name,
+                        kind=kind,
+                        line_count=len(lines),
+                        total_amount=total,
+                        state="superseded",  # not counted by any reader until made current
+                        imported_by=actor[:80],
+                    )
+                    .returning(registries.c.id)
+                ).scalar_one()
+            )
+        _copy_in_chunks(
+            db,
+            _COPY_LINES,
+            len(lines),
+            {"registry_id": registry_id, "day": day.isoformat()},
+            lambda written: say("store", written),
+        )
+        found = int(db.execute("SELECT count(*) FROM temp.registry_found").fetchone()[0])
+        _copy_in_chunks(db, _COPY_FOUND, found, {"registry_id": registry_id})
+        done = _make_current(
+            engine,
+            agent,
+            registry_id,
+            day=day,
+            digest=digest,
+            name=name,
+            lines=lines,
+            total=total,
+            summary=summary,
+            actor=actor,
+            address=address,
+        )
+        if done.replayed or done.registry_id != registry_id:
+            _drop_staged(engine, registry_id)
+        registry_id = None  # current (or dropped): nothing to undo
+        return done
+    finally:
+        try:
+            for statement in matching.DROP_STAGE:
+                db.execute(statement)
+            db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        finally:
+            pooled.close()
+        if registry_id is not None:  # failed or interrupted half-way: none of it stays
+            _drop_staged(engine, registry_id)
+
+
+@contextmanager
+def _batch_transaction(engine: Engine) -> Iterator[Connection]:
+    """A short write transaction of the import (SQLite), which waits for the write lock
+    behind payments as long as it takes rather than the payments' lock timeout."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        busy_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        raw.execute(f"PRAGMA busy_timeout = {BATCH_TIMEOUT_MS}")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {busy_ms}")
+
+
+def _closed(agent: Agent, day: date) -> DayClosed:
+    return DayClosed(
+        f"день {day:%d.%m.%Y} агента {agent.code} закрыт; переоткрыть его может администратор"
+    )
+
+
+def _utc_texts(lines: Sequence[Line]) -> Iterator[str]:
+    """Each line's moment as SQLAlchemy stores a UTC DateTime in SQLite. The offset is
+    applied once per (minute, offset) rather than per line: a million datetime round trips
+    would cost seconds."""
+    minutes: dict[str, str] = {}
+    for line in lines:
+        moment = line.occurred_at
+        # "2026-11-21T14:03:00+06:00": whole seconds with an offset (what the parser writes)
+        if len(moment) == 25 and moment[19] in "+-":
+            key = moment[:16] + moment[19:]
+            utc = minutes.get(key)
+            if utc is None:
+                shifted = datetime.fromisoformat(moment[:16] + ":00" + moment[19:])
+                utc = minutes[key] = shifted.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            yield f"{utc}:{moment[17:19]}.000000"
+        else:
+            yield datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _stage(db: sqlite3.Connection, lines: Sequence[Line]) -> None:
+    """The lines into `temp.registry_stage`, a second line of a txn_id marked `repeated`."""
+    for statement in (*matching.DROP_STAGE, *matching.STAGE_TABLES):
+        db.execute(statement)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        seen: set[str] = set()
+        remember = seen.add
+        for line, occurred in zip(lines, _utc_texts(lines), strict=True):
+            txn_id = line.txn_id
+            repeated = txn_id in seen
+            if not repeated:
+                remember(txn_id)
+            yield (line.line_no, txn_id, occurred, line.account, line.amount, repeated)
+
+    db.execute("BEGIN")  # writes only the TEMP database: no lock on the main one
+    try:
+        db.executemany(
+            "INSERT INTO temp.registry_stage (line_no, txn_id, occurred_at, account, amount, "
+            "repeated) VALUES (?, ?, ?, ?, ?, ?)",
+            rows(),
+        )
+        db.execute(matching.STAGE_INDEX)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+_COPY_LINES = """
+    INSERT INTO main.registry_lines
+        (registry_id, line_no, txn_id, occurred_at, business_date, account, amount)
+    SELECT :registry_id, line_no, txn_id, occurred_at, :day, account, amount
+    FROM temp.registry_stage WHERE seq > :after AND seq <= :upto ORDER BY seq
+"""
+_COPY_FOUND = """
+    INSERT INTO main.discrepancies
+        (registry_id, kind, txn_id, line_no, payment_id,
+         their_account, their_amount, our_account, our_amount)
+    SELECT :registry_id, kind, txn_id, line_no, payment_id,
+           their_account, their_amount, our_account, our_amount
+    FROM temp.registry_found WHERE seq > :after AND seq <= :upto ORDER BY seq
+"""
+
+
+def _copy_in_chunks(
+    db: sqlite3.Connection,
+    statement: str,
+    count: int,
+    params: dict[str, Any],
+    written: Callable[[int], None] | None = None,
+) -> None:
+    """Staged rows (seq 1 … count) into the main database, `_WRITE_CHUNK` per transaction.
+
+    After each, the import waits as long as it held the lock: a payment waiting for it
+    (SQLite's busy handler retries at intervals growing to 100 ms) then finds it free,
+    rather than losing it to the next chunk again and again."""
+    for after in range(0, count, _WRITE_CHUNK):
+        if written is not None and after:
+            written(after)
+        db.execute("BEGIN IMMEDIATE")
+        held = time.monotonic()
+        try:
+            db.execute(statement, {**params, "after": after, "upto": after + _WRITE_CHUNK})
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        time.sleep(time.monotonic() - held)
+
+
+def _make_current(
+    engine: Engine,
+    agent: Agent,
+    registry_id: int,
+    *,
+    day: date,
+    digest: str,
+    name: str,
+    lines: Sequence[Line],
+    total: int,
+    summary: Summary,
+    actor: str,
+    address: str | None,
+) -> Imported:
+    """The one short transaction that makes a written registry the day's: as the
+    PostgreSQL import decides (same file: replayed; closed day: refused; else supersede)."""
+    with _batch_transaction(engine) as conn:
+        state = _lock_day(conn, agent.id, day)
+        of_day = (registries.c.agent_id == agent.id) & (registries.c.business_date == day)
+        current = conn.execute(
+            select(registries.c.id, registries.c.sha256, registries.c.summary).where(
+                of_day, registries.c.state == "current"
+            )
+        ).one_or_none()
+        if current is not None and current.sha256 == digest:  # imported meanwhile
+            return Imported(
+                current.id,
+                agent.code,
+                day,
+                len(lines),
+                total,
+                _summary_of(current.summary),
+                replayed=True,
+            )
+        if state == "closed":
+            raise _closed(agent, day)
+        if current is not None:
+            conn.execute(
+                update(registries)
+                .where(registries.c.id == current.id)
+                .values(state="superseded", superseded_by=registry_id)
+            )
+        conn.execute(
+            update(registries)
+            .where(registries.c.id == registry_id)
+            .values(state="current", summary=json.dumps(summary.to_json()))
+        )
+        _audit_import(
+            conn,
+            actor,
+            address,
+            registry_id,
+            current,
+            {
+                "agent": agent.code,
+                "day": day.isoformat(),
+                "file": name,
+                "sha256": digest,
+                "lines": len(lines),
+                "total": total,
+                "discrepancies": summary.discrepancy_count,
+            },
+        )
+    return Imported(
+        registry_id,
+        agent.code,
+        day,
+        len(lines),
+        total,
+        summary,
+        superseded=None if current is None else int(current.id),
+    )
+
+
+def _drop_staged(engine: Engine, registry_id: int) -> None:
+    """Delete a registry that never became current, in short transactions."""
+    for table, key in (
+        (discrepancies, discrepancies.c.id),
+        (registry_lines, literal_column("rowid")),
+    ):
+        while True:
+            held = time.monotonic()
+            with _batch_transaction(engine) as conn:
+                chunk = (
+                    select(key)
+                    .select_from(table)
+                    .where(table.c.registry_id == registry_id)
+                    .limit(_WRITE_CHUNK)
+                    .scalar_subquery()
+                )
+                deleted = conn.execute(delete(table).where(key.in_(chunk))).rowcount
+            if not deleted:
+                break
+            time.sleep(time.monotonic() - held)  # payments get the lock in between
+    with _batch_transaction(engine) as conn:
+        conn.execute(
+            delete(registries).where(
+                registries.c.id == registry_id,
+                registries.c.state == "superseded",
+                registries.c.summary.is_(None),
+            )
+        )
+
+
+def _sweep_abandoned(engine: Engine) -> None:
+    """Registries whose import died half-way (a summary is written when one is made
+    current, so a row without one, older than any import takes, was never finished)."""
+    cutoff = datetime.now(UTC) - _ABANDONED
+    with engine.connect() as conn:
+        stale = (
+            conn.execute(
+                select(registries.c.id).where(
+                    registries.c.summary.is_(None), registries.c.imported_at < cutoff
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for registry_id in stale:
+        _drop_staged(engine, int(registry_id))

@@ -7,13 +7,22 @@ lines' day is used. Each file is imported like `tolom reconcile import` and then
 `<name>.error.txt` saying which line and field are wrong. Files still being written are
 left for the next pass (their size or modification time changed in the last few seconds),
 and importing is idempotent, so a file seen twice after a crash changes nothing.
+
+Only regular files inside the folder are read: a symbolic link (to a file or an agent's
+folder), a FIFO or a device is never followed or opened, and a link is moved to `failed/`
+with a note that says so and nothing of what it points at. `done/` and `failed/` must be
+real folders, and notes are never written through a link. Error notes are short: they
+name the line and field, never echo the file.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +36,10 @@ from tolom.reconciliation.parsing import RegistryError
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 5.0  # a file untouched this long is taken as completely written
+NOTE_LIMIT = 1000  # characters of an error note: enough for the line and field, no more
+SYMLINK = "символическая ссылка: реестр принимается только обычным файлом в папке агента"
+SYMLINK_FOLDER = "папка агента — символическая ссылка: не читаем, положите реестры в саму папку"
+NOT_A_FILE = "не обычный файл (канал, устройство): не читаем"
 _DAY_IN_NAME = (
     (re.compile(r"(20\d\d)-(\d\d)-(\d\d)"), (1, 2, 3)),
     (re.compile(r"(?<!\d)(20\d\d)(\d\d)(\d\d)(?!\d)"), (1, 2, 3)),
@@ -54,17 +67,72 @@ def day_in_name(name: str) -> date | None:
 
 
 def _settled(path: Path, now: float) -> bool:
-    return now - path.stat().st_mtime >= SETTLE_SECONDS
+    return now - path.lstat().st_mtime >= SETTLE_SECONDS
+
+
+class _Unsafe(Exception):
+    """The agent's done/ or failed/ is not a real folder: nothing is moved into it."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
+
+
+def _write_note(path: Path, note: str) -> None:
+    """Write the note as a new file, never through a link planted under its name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    if path.is_symlink():
+        path.unlink()
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(note)
 
 
 def _move(path: Path, folder: str, note_name: str, note: str) -> None:
     target = path.parent / folder
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise _Unsafe(f"{target} is not a folder (a link or a file): nothing is moved into it")
     target.mkdir(exist_ok=True)
     destination = target / path.name
-    if destination.exists():  # the same name again later: keep both
-        destination = target / f"{path.stem}.{int(time.time())}{path.suffix}"
+    stamp = int(time.time())
+    while destination.exists() or destination.is_symlink():  # the same name again: keep both
+        destination = target / f"{path.stem}.{stamp}{path.suffix}"
+        stamp += 1
     path.replace(destination)
-    (target / f"{destination.name}.{note_name}").write_text(note, encoding="utf-8")
+    _write_note(target / f"{destination.name}.{note_name}", _short(note))
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, opened without following a link and checked to be a regular file
+    no larger than a registry may be before any of it is read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise RegistryError(SYMLINK) from None
+        raise RegistryError(f"файл не открывается: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RegistryError(NOT_A_FILE)
+        limit = registries.MAX_FILE_BYTES
+        too_large = RegistryError(f"файл больше {limit // (1024 * 1024)} МБ")
+        if info.st_size > limit:
+            raise too_large
+        content = file.read(limit + 1)
+        if len(content) > limit:
+            raise too_large
+        return content
+
+
+def _refuse(path: Path, agent: str, error: RegistryError, outcomes: list[Outcome]) -> None:
+    log.warning("registry %s of %s refused: %s", path.name, agent, _short(str(error)))
+    try:
+        _move(path, "failed", "error.txt", f"{error}\n")
+    except _Unsafe as unsafe:
+        log.error("registry %s of %s left where it is: %s", path.name, agent, unsafe)
+    outcomes.append(Outcome(agent, path.name, error=_short(str(error))))
 
 
 def scan_once(
@@ -73,24 +141,37 @@ def scan_once(
     """Import every settled file in the agents' sub-folders; what happened to each."""
     moment = time.time() if now is None else now
     outcomes: list[Outcome] = []
-    for agent_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for path in sorted(p for p in agent_dir.iterdir() if p.is_file()):
-            if path.name.startswith(".") or not _settled(path, moment):
+    root = folder.resolve()
+    for agent_dir in sorted(folder.iterdir()):
+        if agent_dir.is_symlink() and agent_dir.is_dir():
+            log.warning("%s is a symbolic link to a folder: not followed", agent_dir)
+            outcomes.append(Outcome(agent_dir.name, "", error=SYMLINK_FOLDER))
+            continue
+        if not agent_dir.is_dir():
+            continue
+        for path in sorted(agent_dir.iterdir()):
+            if path.name.startswith("."):
                 continue
             agent = agent_dir.name
+            if path.is_symlink() or path.resolve().parent != root / agent:
+                _refuse(path, agent, RegistryError(SYMLINK), outcomes)
+                continue
+            if path.is_dir():
+                continue  # done/, failed/
+            if not _settled(path, moment):
+                continue
             try:
+                content = _read(path)
                 done = registries.import_registry(
                     engine,
                     agent,
-                    path.read_bytes(),
+                    content,
                     file_name=path.name,
                     actor=f"{actor}:{folder.name}",
                     day=day_in_name(path.name),
                 )
             except RegistryError as error:
-                log.warning("registry %s of %s refused: %s", path.name, agent, error)
-                _move(path, "failed", "error.txt", f"{error}\n")
-                outcomes.append(Outcome(agent, path.name, error=str(error)))
+                _refuse(path, agent, error, outcomes)
                 continue
             result = {
                 "registry": done.registry_id,
@@ -100,7 +181,10 @@ def scan_once(
                 "superseded": done.superseded,
                 "summary": done.summary.to_json(),
             }
-            _move(path, "done", "result.json", json.dumps(result, ensure_ascii=False, indent=2))
+            try:
+                _move(path, "done", "result.json", json.dumps(result, ensure_ascii=False, indent=2))
+            except _Unsafe as unsafe:
+                log.error("registry %s of %s imported but not moved: %s", path.name, agent, unsafe)
             log.info(
                 "registry %s of %s imported: %s discrepancies",
                 path.name,

@@ -36,7 +36,7 @@ from starlette.responses import RedirectResponse, Response
 from tolom.backoffice import users
 from tolom.backoffice.users import ACTIONS, Session
 from tolom.db.engine import is_temporary
-from tolom.gateway.peers import client_address
+from tolom.httpkit.clients import request_address
 from tolom.runtime import Runtime
 from tolom.web import i18n
 from tolom.web.pages import render, secure
@@ -76,11 +76,7 @@ def audit_actor(session: Session) -> str:
 
 def address(request: Request) -> str:
     """The client's address, believing X-Forwarded-For only from trusted proxies."""
-    return client_address(
-        request.client.host if request.client else None,
-        request.headers.get("x-forwarded-for"),
-        runtime(request).settings.trusted_proxies,
-    )
+    return request_address(request, runtime(request).settings.trusted_proxies)
 
 
 class PageRefusal(Exception):
@@ -287,7 +283,7 @@ def login_csrf_of(request: Request) -> str | None:
 
 
 def _secure_cookies(request: Request) -> bool:
-    return runtime(request).settings.session_cookie_secure
+    return runtime(request).settings.secure_cookies
 
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:

@@ -404,6 +404,7 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
     t = i18n.translator(session.user.language)
     types = "*" if not chosen or "*" in chosen else " ".join(chosen)
     engine, client = runtime(request).engine, address(request)
+    allowed = runtime(request).settings.webhook_allowed_networks
 
     def attempt() -> tuple[int, str] | endpoints.EndpointError:
         try:
@@ -415,6 +416,7 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
                     event_types=types,
                     actor=audit_actor(session),
                     address=client,
+                    allowed_networks=allowed,
                 )
         except endpoints.EndpointError as error:
             return error

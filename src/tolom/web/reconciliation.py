@@ -9,6 +9,7 @@ functions): the core checks, changes and audits; this module reads forms and ren
 from __future__ import annotations
 
 import tempfile
+import threading
 from calendar import monthrange
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,10 +27,12 @@ from tolom.backoffice import exports
 from tolom.backoffice.users import Session
 from tolom.db.schema import agents as agents_table
 from tolom.db.schema import registries as registries_table
+from tolom.httpkit.disconnect import run_while_connected
 from tolom.reconciliation import days, formats, outbound, registries
 from tolom.reconciliation.days import Day, Discrepancy, NotFound, ReconciliationError
 from tolom.reconciliation.matching import KINDS
 from tolom.reconciliation.parsing import RegistryError
+from tolom.reconciliation.xlsx import cancelled_when
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -219,19 +222,20 @@ async def upload(request: Request, session: MayReconcile) -> Response:
     name = (upload_file.filename or "registry")[-200:]
     client = address(request)
 
-    def attempt() -> registries.Imported:
-        return registries.import_registry(
-            engine,
-            form.agent,
-            content,
-            file_name=name,
-            actor=audit_actor(session),
-            day=chosen_day,
-            address=client,
-        )
+    def attempt(gone: threading.Event) -> registries.Imported:
+        with cancelled_when(gone):  # an XLSX parse stops if the operator leaves
+            return registries.import_registry(
+                engine,
+                form.agent,
+                content,
+                file_name=name,
+                actor=audit_actor(session),
+                day=chosen_day,
+                address=client,
+            )
 
     try:
-        done = await run_in_threadpool(attempt)
+        done = await run_while_connected(request, attempt)
     except RegistryError as error:
         form.errors.append(t("recon.upload.refused", reason=str(error)))
         status = 409 if isinstance(error, registries.DayClosed) else 422

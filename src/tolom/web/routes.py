@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom import audit
-from tolom.backoffice import dashboard, users
+from tolom.backoffice import dashboard, passwords, users
+from tolom.backoffice.login_throttle import Policy
 from tolom.backoffice.users import LANGUAGES, MIN_PASSWORD, Session, UserError
 from tolom.web import charts, i18n
 from tolom.web.auth import (
@@ -68,11 +69,13 @@ def _login_page(
     *,
     error: str | None = None,
     username: str = "",
+    status: int = 200,
 ) -> Response:
     token = login_csrf_of(request) or new_login_csrf()
     t = i18n.translator(language)
     response = render(
         "login.html",
+        status=status,
         t=t,
         session=None,
         page="login",
@@ -108,17 +111,22 @@ async def login(request: Request) -> Response:
     lookup = "" if "\x00" in username else username
     settings, engine = runtime(request).settings, runtime(request).engine
     client, now = address(request), options(request).clock()
+    t = i18n.translator(language)
+    shown = username if lookup and len(username) <= 64 else ""
 
-    def attempt() -> users.LoginResult:
+    def check() -> users.LoginCheck:
+        with engine.connect() as conn:
+            return users.check_login(conn, lookup, client, now=now)
+
+    def finish(verified: bool, new_hash: str | None) -> users.LoginResult:
         with engine.begin() as conn:
-            result = users.login(
+            result = users.finish_login(
                 conn,
-                lookup,
-                password,
-                address=client,
+                found,
+                verified,
+                new_hash,
+                policy=Policy.of(settings),
                 session_hours=settings.web_session_hours,
-                max_failures=settings.login_lockout_after,
-                lockout_minutes=settings.login_lockout_minutes,
                 now=now,
             )
             if result.user is not None:
@@ -132,21 +140,40 @@ async def login(request: Request) -> Response:
                 )
             return result
 
-    result = await run_in_threadpool(attempt)
+    # A short read, the argon2 verify on its own bounded pool with no connection held
+    # (the gateways' threads and SQLite's write lock stay free), then a short write.
+    found = await run_in_threadpool(check)
+    result = users.refused_early(found, now)
+    if result is None:
+        hashing = passwords.pool(settings.password_hash_threads, settings.password_hash_queue)
+        try:
+            verified, new_hash = await hashing.run(lambda: found.verification(password))
+        except passwords.PoolBusy:
+            result = users.LoginResult(None, refusal="busy", retry_after=2)
+        else:
+            result = await run_in_threadpool(finish, verified, new_hash)
     if result.token is not None:
         response = redirect(next_path)
         set_session_cookie(request, response, result.token)
         forget_login_csrf_cookie(request, response)
         return response
     log.warning("back-office login refused (%s) from %s", result.refusal, client)
+    if result.refusal in ("throttled", "busy"):
+        if result.refusal == "busy":
+            error = t("login.busy")
+        elif result.retry_after < 120:
+            error = t("login.throttled_seconds", seconds=result.retry_after)
+        else:
+            error = t("login.throttled_minutes", minutes=math.ceil(result.retry_after / 60))
+        refusal = _login_page(request, language, next_path, error=error, username=shown, status=429)
+        refusal.headers["Retry-After"] = str(result.retry_after)
+        return refusal
     await options(request).sleep(result.delay_seconds)  # slows guessing, blocks no one else
-    t = i18n.translator(language)
     if result.refusal == "locked":
         minutes = max(1, math.ceil(settings.login_lockout_minutes))
         error = t("login.locked", minutes=minutes)
     else:
         error = t("login.bad_credentials")
-    shown = username if lookup and len(username) <= 64 else ""
     return _login_page(request, language, next_path, error=error, username=shown)
 
 
@@ -211,11 +238,21 @@ async def change_password(request: Request, session: SignedIn) -> Response:
     if new != fields.get("repeat_password", ""):
         return _password_page(request, session, errors=[t("password.mismatch")])
     settings, engine, client = runtime(request).settings, runtime(request).engine, address(request)
+    hashing = passwords.pool(settings.password_hash_threads, settings.password_hash_queue)
 
-    def change() -> str:
+    def stored() -> str:
+        with engine.connect() as conn:
+            return users.password_hash_of(conn, session.user.id)
+
+    def change(verified_hash: str, new_hash: str) -> str:
         with engine.begin() as conn:
             token = users.change_password(
-                conn, session.user, old, new, session_hours=settings.web_session_hours
+                conn,
+                session.user,
+                verified_hash=verified_hash,
+                new=new,
+                new_hash=new_hash,
+                session_hours=settings.web_session_hours,
             )
             audit.record(
                 conn,
@@ -227,8 +264,19 @@ async def change_password(request: Request, session: SignedIn) -> Response:
             )
             return token
 
+    async def attempt() -> str:
+        """Verify and hash on the hashing pool with no transaction open, then a short write."""
+        current = await run_in_threadpool(stored)
+        if not await hashing.run(lambda: passwords.verify(current, old)):
+            raise UserError("old_password: текущий пароль неверен", "old_password.wrong")
+        users.check_password(new)
+        new_hash = await hashing.run(lambda: passwords.hash_password(new))
+        return await run_in_threadpool(change, current, new_hash)
+
     try:
-        token = await run_in_threadpool(change)
+        token = await attempt()
+    except passwords.PoolBusy:
+        return _password_page(request, session, errors=[t("login.busy")])
     except UserError as error:
         if str(error).startswith("old_password:"):
             await options(request).sleep(WRONG_OLD_PASSWORD_DELAY)

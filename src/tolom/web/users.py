@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom import audit
-from tolom.backoffice import users
+from tolom.backoffice import passwords, users
 from tolom.backoffice.users import (
     DISPLAY_NAME_MAX,
     LANGUAGES,
@@ -162,6 +162,8 @@ async def create_user(request: Request, session: MayChange) -> Response:
     engine, client = runtime(request).engine, address(request)
 
     def create() -> users.User:
+        users.check_password(chosen)  # before the hash: a refused password costs none
+        encoded = passwords.hash_with_pool(chosen)  # before the transaction, not inside it
         with engine.begin() as conn:
             user = users.create(
                 conn,
@@ -170,6 +172,7 @@ async def create_user(request: Request, session: MayChange) -> Response:
                 role=role,
                 password=chosen,
                 language=language,
+                password_hash=encoded,
             )
             audit.record(
                 conn,
@@ -360,8 +363,11 @@ async def reset_password(request: Request, username: str, session: MayChange) ->
     engine, client = runtime(request).engine, address(request)
 
     def reset() -> tuple[users.User, str]:
+        generated = users.new_password()  # hashed before the transaction, not inside it
         with engine.begin() as conn:
-            user, password = users.reset_password(conn, username, by=session.user)
+            user, password = users.reset_password(
+                conn, username, by=session.user, generated=generated
+            )
             audit.record(
                 conn,
                 actor=audit_actor(session),

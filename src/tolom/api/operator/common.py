@@ -13,12 +13,13 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom.api.problems import FieldError, ProblemError
-from tolom.api.security import Caller, require
+from tolom.api.security import Caller, authenticate, bearer, require
 from tolom.db.engine import is_temporary
 from tolom.money import MalformedAmount, parse_amount
 from tolom.runtime import Runtime
@@ -55,20 +56,34 @@ AMOUNT_DESCRIPTION = "Som with a dot and at most two decimals, as a string."
 
 
 class OperatorRoute(APIRoute):
-    """A route whose unreadable request body is a 422 problem like any other bad input.
+    """A route that knows its caller before it reads a byte of the body, and whose
+    unreadable body is a 422 problem like any other bad input.
 
-    FastAPI answers a body it cannot even decode (not UTF-8, say) with a bare
-    HTTPException(400), which is not bad input as the rest of this API reports it.
+    FastAPI reads a route's body before it runs the route's dependencies: left alone, a
+    caller without a key could make us read (up to the body cap) and scan a large body.
+    Here the key is checked first (401 without reading), then the body is read — never
+    more than `max_api_body_bytes`, see `tolom.httpkit.bodies` — and scanned for U+0000
+    off the event loop. FastAPI answers a body it cannot even decode (not UTF-8, say)
+    with a bare HTTPException(400), which is not bad input as the rest of this API
+    reports it.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            # Refused by `require` once the caller is known: without a key, 401 comes first.
-            request.state.nul_in = _nul_in(
-                request.url.path, request.url.query, await request.body()
-            )
+            runtime: Runtime = request.app.state.runtime
+            credentials = await bearer(request)
+            token = credentials.credentials if credentials else None
+            request.state.api_key = await run_in_threadpool(authenticate, runtime, token)
+            body = await request.body()
+            # Refused by `require`, after the scope: a reader's NUL is still a 403 first.
+            if len(body) <= _SCAN_INLINE:
+                request.state.nul_in = _nul_in(request.url.path, request.url.query, body)
+            else:
+                request.state.nul_in = await run_in_threadpool(
+                    _nul_in, request.url.path, request.url.query, body
+                )
             try:
                 return await handler(request)
             except HTTPException as error:
@@ -97,6 +112,9 @@ class RawBodyRoute(APIRoute):
 
         return route
 
+
+# A body this short is scanned for U+0000 at once; a longer one in a worker thread.
+_SCAN_INLINE = 16 * 1024
 
 # U+0000 in a JSON string: `\u0000` after an even number of backslashes.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import json
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -22,7 +23,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from tolom import audit
 from tolom.agents import service as agents
@@ -51,12 +51,15 @@ from tolom.api.problems import FieldError, ProblemError, responses
 from tolom.api.security import Caller
 from tolom.backoffice import exports
 from tolom.db.engine import is_temporary
+from tolom.httpkit.bodies import BodyTooLarge, read_limited
+from tolom.httpkit.disconnect import run_while_connected
 from tolom.money import format_amount
 from tolom.reconciliation import days, formats, matching, outbound, registries
 from tolom.reconciliation.days import NotFound, ReconciliationError
 from tolom.reconciliation.formats import FormatError, RegistryFormat
 from tolom.reconciliation.parsing import RegistryError
 from tolom.reconciliation.registries import DayClosed, Imported
+from tolom.reconciliation.xlsx import cancelled_when
 
 if TYPE_CHECKING:
     from tolom.reconciliation.act import Act
@@ -550,23 +553,6 @@ _UPLOAD_BODY = {
 }
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_file(request: Request, limit: int) -> bytes:
-    """The request's body, refused past `limit` bytes before more of it is read."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise _TooLarge
-    content = bytearray()
-    async for chunk in request.stream():
-        content += chunk
-        if len(content) > limit:
-            raise _TooLarge
-    return bytes(content)
-
-
 def _size(limit: int) -> str:
     megabyte = 1024 * 1024
     return f"{limit // megabyte} МБ" if limit % megabyte == 0 else f"{limit} байт"
@@ -581,11 +567,18 @@ def _registry_refused(error: RegistryError) -> ProblemError:
     )
 
 
-def _import(caller: Caller, code: str, content: bytes, name: str, when: date | None) -> Imported:
+def _import(
+    caller: Caller,
+    code: str,
+    content: bytes,
+    name: str,
+    when: date | None,
+    gone: threading.Event,
+) -> Imported:
     with transaction(caller.runtime) as conn:
         _agent(conn, code)
     try:
-        with _database():
+        with _database(), cancelled_when(gone):  # an XLSX parse stops if the caller leaves
             return registries.import_registry(
                 caller.runtime.engine,
                 code,
@@ -660,12 +653,14 @@ async def upload_registry(
     if not name.isprintable():
         raise bad_input(("file_name", "имя файла: только печатные символы"))
     try:
-        content = await _read_file(request, MAX_UPLOAD_BYTES)
-    except _TooLarge:
+        content = await read_limited(request, MAX_UPLOAD_BYTES)
+    except BodyTooLarge:
         raise ProblemError(
             "request_too_large", f"Файл реестра больше {_size(MAX_UPLOAD_BYTES)}"
         ) from None
-    done = await run_in_threadpool(_import, caller, code, content, name or "registry", when)
+    done = await run_while_connected(
+        request, lambda gone: _import(caller, code, content, name or "registry", when, gone)
+    )
     if done.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"

@@ -96,6 +96,9 @@ RU: dict[str, str] = {
     "login.bad_credentials": "Неверное имя пользователя или пароль.",
     "login.locked": "Слишком много неудачных попыток входа. Вход заблокирован на {minutes} мин.; "
     "попробуйте позже или обратитесь к администратору.",
+    "login.throttled_seconds": "Слишком много попыток входа. Повторите через {seconds} с.",
+    "login.throttled_minutes": "Слишком много попыток входа. Повторите через {minutes} мин.",
+    "login.busy": "Сервер сейчас занят проверкой паролей. Повторите через несколько секунд.",
     "login.languages": "Язык страницы",
     "password.title": "Смена пароля",
     "password.old": "Текущий пароль",
@@ -262,6 +265,10 @@ KY: dict[str, str] = {
     "login.bad_credentials": "Колдонуучунун аты же сырсөз туура эмес.",
     "login.locked": "Ийгиликсиз аракеттер өтө көп болду. Кирүү {minutes} мүнөткө бөгөттөлдү; "
     "кийинчерээк кайталаңыз же администраторго кайрылыңыз.",
+    "login.throttled_seconds": "Кирүү аракеттери өтө көп. {seconds} секунддан кийин кайталаңыз.",
+    "login.throttled_minutes": "Кирүү аракеттери өтө көп. {minutes} мүнөттөн кийин кайталаңыз.",
+    "login.busy": "Сервер азыр сырсөздөрдү текшерүү менен алек. Бир нече секунддан кийин "
+    "кайталаңыз.",
     "login.languages": "Барактын тили",
     "password.title": "Сырсөздү өзгөртүү",
     "password.old": "Учурдагы сырсөз",
@@ -430,6 +437,9 @@ EN: dict[str, str] = {
     "login.bad_credentials": "Wrong username or password.",
     "login.locked": "Too many failed attempts. Logging in is locked for {minutes} min; try again "
     "later or ask an administrator.",
+    "login.throttled_seconds": "Too many login attempts. Try again in {seconds} s.",
+    "login.throttled_minutes": "Too many login attempts. Try again in {minutes} min.",
+    "login.busy": "The server is busy checking passwords. Try again in a few seconds.",
     "login.languages": "Page language",
     "password.title": "Change password",
     "password.old": "Current password",

@@ -92,6 +92,10 @@ RU: dict[str, str] = {
     "webhooks.error.url_host": "В адресе нет имени сервера.",
     "webhooks.error.url_credentials": "Адрес не должен содержать логин и пароль: запросы и "
     "так подписываются.",
+    "webhooks.error.url_forbidden": "Адрес запрещён: это внутренний или служебный адрес "
+    "(этот сервер, частная сеть, метаданные облака). Вебхуки отправляются только на "
+    "публичные адреса; внутреннюю сеть администратор сервера может разрешить настройкой "
+    "TOLOM_WEBHOOK_ALLOWED_NETWORKS.",
     "webhooks.error.events": "Выберите типы событий из списка.",
     "webhooks.error.exists": "Вебхук с именем «{name}» уже есть.",
     "webhook.not_found.title": "Вебхук не найден",
@@ -193,6 +197,10 @@ KY: dict[str, str] = {
     "webhooks.error.url_host": "Даректе сервердин аты жок.",
     "webhooks.error.url_credentials": "Даректе логин жана сырсөз болбошу керек: суроо-талаптарга "
     "баары бир кол коюлат.",
+    "webhooks.error.url_forbidden": "Дарекке тыюу салынган: бул ички же кызматтык дарек "
+    "(ушул сервер, жеке тармак, булуттун метамаалыматтары). Вебхуктар коомдук даректерге гана "
+    "жөнөтүлөт; ички тармакка сервердин администратору TOLOM_WEBHOOK_ALLOWED_NETWORKS "
+    "жөндөөсү менен уруксат бере алат.",
     "webhooks.error.events": "Окуялардын түрлөрүн тизмеден тандаңыз.",
     "webhooks.error.exists": "«{name}» аттуу вебхук бар.",
     "webhook.not_found.title": "Вебхук табылган жок",
@@ -294,6 +302,10 @@ EN: dict[str, str] = {
     "webhooks.error.url_host": "The address has no server name.",
     "webhooks.error.url_credentials": "The address must not contain a login or password: "
     "requests are signed anyway.",
+    "webhooks.error.url_forbidden": "This address is not allowed: it is internal or a service "
+    "address (this server, a private network, cloud metadata). Webhooks are sent to public "
+    "addresses only; the server's administrator may allow an internal network with the "
+    "TOLOM_WEBHOOK_ALLOWED_NETWORKS setting.",
     "webhooks.error.events": "Choose event types from the list.",
     "webhooks.error.exists": "A webhook named “{name}” already exists.",
     "webhook.not_found.title": "Webhook not found",

@@ -1,0 +1,216 @@
+"""`tolom secrets`: the key file that seals agents' signing keys and webhook secrets.
+
+`init` creates it, `rotate` puts a new key first and reseals every value with it, `check`
+opens every value, `prune` drops the older keys once no value needs them, `new-key`
+prints a key for a rotation prepared on several hosts. See
+docs/operations.md ("Secrets at rest") and `tolom.secretbox`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from tolom import audit, secretbox
+from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail
+from tolom.settings import get_settings
+
+secrets_app = typer.Typer(
+    help="The key file that seals agents' signing keys and webhook secrets.",
+    no_args_is_help=True,
+)
+
+BatchOption = Annotated[
+    int, typer.Option("--batch", min=1, max=100_000, help="Rows per transaction.")
+]
+
+
+def _keyring(as_json: bool, *, must_exist: bool = True) -> secretbox.Keyring:
+    ring = secretbox.for_settings(get_settings())
+    if ring.path is None:
+        try:
+            ring.check()  # says what to configure
+        except secretbox.SecretKeyError as error:
+            fail(str(error), as_json)
+        fail("база данных в памяти: её ключ живёт в процессе, файла ключей нет", as_json)
+    if must_exist:
+        try:
+            ring.check()
+        except secretbox.SecretKeyError as error:
+            fail(str(error), as_json)
+    return ring
+
+
+@secrets_app.command("init")
+def init(as_json: JsonOption = False) -> None:
+    """Create the key file (TOLOM_SECRET_KEY_FILE, mode 0600) with a new key, if missing."""
+    ring = _keyring(as_json, must_exist=False)
+    assert ring.path is not None
+    created = secretbox.create_key_file(ring.path)
+    try:
+        current = ring.keys()[0]
+    except secretbox.SecretKeyError as error:
+        fail(str(error), as_json)
+    emit(
+        {"path": str(ring.path), "created": created, "current": secretbox.fingerprint(current)},
+        as_json,
+        (
+            f"Файл ключей создан: {ring.path} (ключ {secretbox.fingerprint(current)}). "
+            "Сохраните его копию отдельно от резервных копий базы данных."
+            if created
+            else f"Файл ключей уже есть: {ring.path} (текущий ключ "
+            f"{secretbox.fingerprint(current)}); ничего не изменено."
+        ),
+    )
+
+
+@secrets_app.command("new-key")
+def new_key() -> None:
+    """Print a new random key and change nothing (for `rotate --key` on several hosts)."""
+    typer.echo(secretbox.new_key())
+
+
+@secrets_app.command("rotate")
+def rotate(
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The new key (32 bytes in base64url); default: a new random one.",
+        ),
+    ] = None,
+    batch: BatchOption = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a new key first in the key file and reseal every value with it.
+
+    The older keys stay in the file, for opening only, until `tolom secrets prune`."""
+    ring = _keyring(as_json)
+    assert ring.path is not None
+    new = (key or secretbox.new_key()).strip()
+    try:
+        new_raw = secretbox.parse_keys(new, "--key")[0]
+    except secretbox.SecretKeyError as error:
+        fail(str(error), as_json)
+    before = ring.keys()
+    if new_raw in before[1:]:
+        fail("этот ключ уже есть в файле как прежний; укажите новый", as_json)
+    db = engine()
+    try:
+        with db.connect():
+            pass  # the database answers before the key file changes
+        if new_raw != before[0]:
+            text = ring.path.read_text(encoding="ascii")
+            secretbox.replace_key_file(ring.path, f"{new}\n{text}")
+        counts, failures = secretbox.reseal_all(db, ring, batch)
+        keys = ring.keys()
+        with db.begin() as conn:
+            audit.record(
+                conn,
+                actor=cli_actor(),
+                action="secrets.rotate",
+                object_type="secret_key",
+                object_id=secretbox.fingerprint(new_raw),
+                before={"current": secretbox.fingerprint(before[0]), "keys": len(before)},
+                after={"keys": len(keys), "resealed": counts, "failures": failures},
+            )
+    finally:
+        db.dispose()
+    done: dict[str, Any] = {
+        "path": str(ring.path),
+        "current": secretbox.fingerprint(new_raw),
+        "keys": len(keys),
+        "resealed": counts,
+        "failures": failures,
+    }
+    resealed = ", ".join(f"{label} — {n}" for label, n in counts.items())
+    emit(
+        done,
+        as_json,
+        f"Текущий ключ {secretbox.fingerprint(new_raw)} записан первым в {ring.path} "
+        f"(ключей в файле: {len(keys)}).\nПерезапечатано: {resealed}.\n"
+        "Прежние ключи остались в файле только для расшифровки. Когда `tolom secrets check` "
+        "покажет, что прежними ключами не запечатано ничего, удалите их: `tolom secrets prune`.",
+    )
+    if failures:
+        fail(f"не открываются ни одним ключом файла: {', '.join(failures)}", as_json)
+
+
+def _census(batch: int, as_json: bool) -> tuple[secretbox.Keyring, secretbox.Census]:
+    ring = _keyring(as_json)
+    db = engine()
+    try:
+        return ring, secretbox.check(db, ring, batch)
+    finally:
+        db.dispose()
+
+
+@secrets_app.command("check")
+def check(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
+    """Open every sealed value; report how many there are, how many need an older key and
+    which cannot be opened (exit status 1)."""
+    ring, census = _census(batch, as_json)
+    keys = ring.keys()
+    lines = [
+        f"Файл ключей {ring.path}: ключей {len(keys)}, текущий {secretbox.fingerprint(keys[0])}."
+    ]
+    lines += [
+        f"  {label}: {census.total[label]}, из них под прежними ключами: {census.older[label]}"
+        for label in census.total
+    ]
+    lines.append(
+        f"Не открываются: {', '.join(census.failures)}"
+        if census.failures
+        else "Все значения открываются."
+    )
+    emit(
+        {
+            "path": str(ring.path),
+            "keys": len(keys),
+            "current": secretbox.fingerprint(keys[0]),
+            "total": census.total,
+            "older": census.older,
+            "failures": census.failures,
+        },
+        as_json,
+        "\n".join(lines),
+    )
+    if census.failures:
+        raise typer.Exit(code=1)
+
+
+@secrets_app.command("prune")
+def prune(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
+    """Remove the older keys from the key file, once every value opens with the current one."""
+    ring, census = _census(batch, as_json)
+    older = sum(census.older.values())
+    if census.failures or older:
+        fail(
+            f"прежние ключи ещё нужны: под ними {older} значений, не открываются "
+            f"{len(census.failures)}; сначала `tolom secrets rotate` и `tolom secrets check`",
+            as_json,
+        )
+    assert ring.path is not None
+    keys = ring.keys()
+    if len(keys) > 1:
+        secretbox.replace_key_file(ring.path, keys[0].decode("ascii") + "\n")
+        db = engine()
+        try:
+            with db.begin() as conn:
+                audit.record(
+                    conn,
+                    actor=cli_actor(),
+                    action="secrets.prune",
+                    object_type="secret_key",
+                    object_id=secretbox.fingerprint(keys[0]),
+                    before={"keys": len(keys)},
+                    after={"keys": 1},
+                )
+        finally:
+            db.dispose()
+    emit(
+        {"path": str(ring.path), "removed": len(keys) - 1},
+        as_json,
+        f"Удалено прежних ключей из {ring.path}: {len(keys) - 1}.",
+    )
