@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -269,6 +271,30 @@ class RestAgent:
         return self.send("POST", f"/api/v1/agent/payments/{txn_id}/cancel", {"reason": reason})
 
 
+@contextmanager
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what a command does to logging (`tolom worker` configures it, with handlers on
+    the runner's stderr, which is closed once the command ends): later tests would log into
+    a closed stream."""
+    manager = logging.Logger.manager
+    loggers = [
+        logging.getLogger(),
+        *(v for v in manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate, lg.disabled = propagate, disabled
+        known = {id(lg) for lg, *_ in saved}
+        for logger in list(manager.loggerDict.values()):
+            if isinstance(logger, logging.Logger) and id(logger) not in known:
+                logger.handlers.clear()  # made by the command: nothing of it outlives it
+
+
 def run_cli(
     url: str, monkeypatch: pytest.MonkeyPatch, args: list[str], input: str | None = None
 ) -> Result:
@@ -276,7 +302,8 @@ def run_cli(
     monkeypatch.setenv("TOLOM_DATABASE_URL", url)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli_app, args, input=input)
+        with _logging_as_it_was():
+            result = CliRunner().invoke(cli_app, args, input=input)
     finally:
         get_settings.cache_clear()
     # Whatever happens, an operator sees a message and an exit code, never our traceback.
