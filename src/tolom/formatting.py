@@ -4,12 +4,11 @@ place for it: the back-office pages, the public receipt page and the PDFs all us
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from tolom.money import TYIYN_PER_SOM
-from tolom.timestamps import as_utc
+from tolom.timestamps import HOME_ZONE, as_utc
 
-ZONE = ZoneInfo("Asia/Bishkek")
+ZONE = HOME_ZONE
 # No-break space between thousands: "1 510,00" never wraps between "1" and "510".
 THOUSANDS = "\u00a0"
 

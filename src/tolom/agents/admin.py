@@ -23,6 +23,7 @@ from tolom import audit
 from tolom.agents import service
 from tolom.agents.service import AgentError
 from tolom.db.schema import agent_services, agents
+from tolom.timestamps import HOME_ZONE_NAME
 
 OBJECT_TYPE = "agent"
 NAME_MAX = 200
@@ -97,7 +98,7 @@ def create(
     name: str,
     networks: list[str],
     service_codes: list[str],
-    timezone: str = "Asia/Bishkek",
+    timezone: str = HOME_ZONE_NAME,
     cancel_window_days: int = 0,
     actor: str,
     address: str | None = None,

@@ -27,6 +27,7 @@ from tolom.addresses import IPNetwork, in_networks
 from tolom.db.schema import accounts, agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
 from tolom.money import format_amount
+from tolom.timestamps import HOME_ZONE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def create(
     name: str,
     networks: list[str],
     service_codes: list[str],
-    timezone: str = "Asia/Bishkek",
+    timezone: str = HOME_ZONE_NAME,
     secret: str | None = None,
 ) -> str:
     """Register an agent with its clearing account; returns the secret (shown only once)."""
@@ -208,7 +209,7 @@ def ensure_channels(conn: Connection) -> None:
                 kind=code,
                 secret_hash=_NO_SECRET,
                 allowed_networks="",
-                timezone="Asia/Bishkek",
+                timezone=HOME_ZONE_NAME,
                 enabled=False,
                 clearing_account_id=account_id,
             )

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 
 from tolom.agents.service import GATEWAY
 from tolom.db.schema import agents, gateway_requests, payments
+from tolom.timestamps import HOME_ZONE
 
 MONTH_DAYS = 30
 
@@ -133,7 +134,7 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ValueError, OSError):  # stored zones are checked when set; be safe anyway
-        return ZoneInfo("Asia/Bishkek")
+        return HOME_ZONE
 
 
 def of_agents(

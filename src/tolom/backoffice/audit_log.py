@@ -24,22 +24,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
 from tolom.backoffice import exports
 from tolom.backoffice.users import User
 from tolom.db.schema import audit_log
-from tolom.timestamps import as_utc
+from tolom.timestamps import HOME_ZONE, as_utc
 
-ZONE = ZoneInfo("Asia/Bishkek")
+ZONE = HOME_ZONE
 # One export holds at most this many lines; a wider filter is refused before the first byte.
 MAX_EXPORT_ROWS = 100_000
 EXPORT_PAGE_SIZE = 2000
 # Who may download the log: those who check (auditor), account (accountant) or run
 # (admin) the system. Reading it on the page is open to every signed-in user.
-EXPORT_ROLES: Final = frozenset({"admin", "accountant", "auditor"})
 CSV_HEADER: Final = (
     "№",
     "Время (Бишкек)",
@@ -93,7 +91,8 @@ class AuditLine:
 
 
 def may_export(user: User) -> bool:
-    return user.role in EXPORT_ROLES
+    """Whether `user` may download the audit log (the role table: `users._CHANGES`)."""
+    return user.may("audit_export")
 
 
 def start_of_day(day: date) -> datetime:

@@ -29,13 +29,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select
 
 from tolom.db.schema import customers, invoices, payments
 from tolom.money import format_amount
 from tolom.payments import records
+from tolom.timestamps import HOME_ZONE
 
 # openpyxl is imported where a workbook is written, not here: it costs every server process
 # ~0.05 s of CPU at startup, and most never write one (docs/operations.md).
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-ZONE = ZoneInfo("Asia/Bishkek")
+ZONE = HOME_ZONE
 PAGE_SIZE = 5000
 # An XLSX sheet holds 1 048 576 rows; one rule for both formats keeps them interchangeable.
 MAX_ROWS = 1_000_000

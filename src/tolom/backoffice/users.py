@@ -33,10 +33,10 @@ LANGUAGES = ("ru", "ky", "en")
 # What each role may do. The auditor reads everything and changes nothing; every other
 # role reads everything too (a person helping a customer needs the whole picture).
 _CHANGES: dict[str, frozenset[str]] = {
-    "admin": frozenset({"users", "agents", "settings", "webhooks", "reopen_days"}),
+    "admin": frozenset({"users", "agents", "settings", "webhooks", "reopen_days", "audit_export"}),
     "operator": frozenset({"customers", "invoices", "cash", "orders"}),
-    "accountant": frozenset({"reversals", "exports", "reconciliation", "webhooks"}),
-    "auditor": frozenset(),
+    "accountant": frozenset({"reversals", "exports", "reconciliation", "webhooks", "audit_export"}),
+    "auditor": frozenset({"audit_export"}),  # reads everything, changes nothing
 }
 ACTIONS = frozenset().union(*_CHANGES.values())
 

@@ -21,7 +21,6 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -32,10 +31,10 @@ from tolom.events.outbox import EventType, emit, inn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
 from tolom.money import format_amount
-from tolom.timestamps import as_utc
+from tolom.timestamps import HOME_ZONE, as_utc
 
 # The company's calendar: an order is issued, and a signature expires, on a date in Bishkek.
-ZONE = ZoneInfo("Asia/Bishkek")
+ZONE = HOME_ZONE
 
 STATUSES = ("paid", "in_production", "issued", "cancelled")
 _STATE_TEXT = {

@@ -37,6 +37,7 @@ from tolom.backoffice.agent_figures import Figures, Row
 from tolom.backoffice.users import Session
 from tolom.db.schema import agent_services, agents, services
 from tolom.money import MalformedAmount, format_amount, parse_som
+from tolom.timestamps import HOME_ZONE_NAME
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -58,7 +59,7 @@ MayChange = Annotated[Session, Depends(may("agents"))]
 
 PAGE_SIZE = 100
 HISTORY = 10
-DEFAULT_ZONE = "Asia/Bishkek"
+DEFAULT_ZONE = HOME_ZONE_NAME
 NETWORKS_MAX_CHARS = 8000
 NETWORKS_MAX = 200
 _CODE_SHAPE = re.compile(r"[a-z][a-z0-9_-]{1,31}")

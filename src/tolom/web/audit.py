@@ -3,7 +3,7 @@ before and after side by side, and the CSV export of a filter.
 
 A thin adapter over `tolom.backoffice.audit_log`. Everyone signed in reads; nobody
 changes anything here (the log is append-only, there is no form that posts). The export is
-for administrators, accountants and auditors (`audit_log.EXPORT_ROLES`), holds at most
+for administrators, accountants and auditors (the `audit_export` action of `backoffice.users`), holds at most
 `MAX_EXPORT_ROWS` lines (a wider filter is refused with a page that says so, before the
 first byte), is streamed page by page, and is itself written to the log (`audit.export`).
 """

@@ -14,7 +14,6 @@ from calendar import monthrange
 from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
@@ -33,6 +32,7 @@ from tolom.reconciliation.days import Day, Discrepancy, NotFound, Reconciliation
 from tolom.reconciliation.matching import KINDS
 from tolom.reconciliation.parsing import RegistryError
 from tolom.reconciliation.xlsx import cancelled_when
+from tolom.timestamps import HOME_ZONE
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -53,7 +53,7 @@ SignedIn = Annotated[Session, Depends(signed_in)]
 MayReconcile = Annotated[Session, Depends(may("reconciliation"))]
 MayReopen = Annotated[Session, Depends(may("reopen_days"))]
 
-BISHKEK = ZoneInfo("Asia/Bishkek")
+BISHKEK = HOME_ZONE
 MAX_UPLOAD_MB = 64
 MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
 LIST_LIMIT = 500
