@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from tests.factories import Gateway, RestAgent, add_customer, new_txn_id
 from tolom import apikeys, audit, secretbox
 from tolom.billing import catalog, customers, invoices, orders
+from tolom.billing.scheduled import JOBS
 from tolom.db.schema import (
     accounts,
     deliveries,
@@ -926,6 +927,6 @@ def test_the_worker_announces_expiring_signatures_itself(
     today = orders.local_date(datetime.now(UTC))
     soon = _issued_signature(engine, gateway, today + timedelta(days=5))
     _issued_signature(engine, gateway, today + timedelta(days=200))
-    Worker(settings, engine).run(once=True)
-    Worker(settings, engine).run(once=True)
+    Worker(settings, engine, jobs=JOBS).run(once=True)  # as `tolom worker` starts it
+    Worker(settings, engine, jobs=JOBS).run(once=True)
     assert [e["payload"]["order_id"] for e in events_of(engine, "signature.expiring")] == [soon.id]

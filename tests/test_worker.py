@@ -429,3 +429,19 @@ def test_a_worker_killed_mid_delivery_loses_no_event(
     line = f"delivery {row.id} (event {event_id} payment.accepted → webhook:{endpoint_id})"
     assert f"{line}: delivered (HTTP 200)" in output
     assert "SIGTERM: stopping after the deliveries in flight" in output
+
+
+def test_the_worker_runs_the_jobs_it_is_given_and_survives_a_failing_one(
+    settings: Settings, engine: Engine
+) -> None:
+    ran: list[str] = []
+
+    def broken(_engine: Engine, _settings: Settings) -> None:
+        ran.append("broken")
+        raise RuntimeError("boom")
+
+    def fine(_engine: Engine, _settings: Settings) -> None:
+        ran.append("fine")
+
+    Worker(settings, engine, jobs=(broken, fine)).run(once=True)
+    assert ran == ["broken", "fine"]

@@ -289,10 +289,11 @@ async def _osmp_route(request: Request) -> Response:
 
 def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
     """The delivery worker as a thread of this server process (`tolom serve --with-worker`)."""
+    from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
 
     stop = threading.Event()
-    worker = Worker(runtime.settings, runtime.engine, stop=stop)
+    worker = Worker(runtime.settings, runtime.engine, stop=stop, jobs=JOBS)
     thread = threading.Thread(target=worker.run, name="tolom-worker", daemon=True)
     thread.start()
     log.info("delivery worker started inside the server process")

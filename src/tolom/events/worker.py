@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,6 @@ import httpx
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select, update
 
 from tolom import secretbox
-from tolom.billing import orders
 from tolom.db.engine import is_temporary
 from tolom.db.schema import deliveries, events, webhook_endpoints
 from tolom.events import webhooks
@@ -39,7 +39,10 @@ from tolom.timestamps import as_utc
 log = logging.getLogger("tolom.worker")
 
 WEBHOOK_PREFIX = "webhook:"
-HOUSEKEEPING_SECONDS = 3600.0  # how often a running worker announces expiring signatures
+HOUSEKEEPING_SECONDS = 3600.0  # how often a running worker runs its scheduled jobs
+
+# A scheduled job: run hourly by the worker, whatever its area (e.g. billing.scheduled).
+Job = Callable[[Engine, Settings], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +234,13 @@ class Worker:
         *,
         concurrency: int | None = None,
         stop: threading.Event | None = None,
+        jobs: Sequence[Job] = (),
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.concurrency = concurrency or settings.worker_concurrency
         self.stop = stop or threading.Event()
+        self.jobs = tuple(jobs)
         self._next_housekeeping = 0.0
 
     def run(self, *, once: bool = False) -> int:
@@ -251,7 +256,7 @@ class Worker:
         started = _now()
         attempts = 0
         in_flight: set[Future[None]] = set()
-        self._announce_expiring()
+        self._run_jobs()
         with (
             webhooks.client(
                 self.settings.webhook_timeout_seconds, self.settings.webhook_allowed_networks
@@ -274,24 +279,17 @@ class Worker:
                 else:
                     self.stop.wait(self.settings.worker_poll_seconds)
                 if time.monotonic() >= self._next_housekeeping:
-                    self._announce_expiring()
+                    self._run_jobs()
         return attempts
 
-    def _announce_expiring(self) -> None:
-        """The daily job, hourly: announce signatures about to expire (each only once, so
-        running it often, or from several workers, announces nothing twice)."""
+    def _run_jobs(self) -> None:
+        """The scheduled jobs, hourly; one failing does not stop the others or delivery."""
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
-        today = datetime.now(orders.ZONE).date()
-        try:
-            with self.engine.begin() as conn:
-                announced = orders.announce_expiring(
-                    conn, today, self.settings.signature_expiry_warning_days
-                )
-        except Exception:
-            log.exception("announcing expiring signatures failed; next try in an hour")
-            return
-        if announced:
-            log.info("announced %d signature(s) expiring soon", announced)
+        for job in self.jobs:
+            try:
+                job(self.engine, self.settings)
+            except Exception:
+                log.exception("scheduled job %s failed; next try in an hour", job.__name__)
 
     def _claim(self, limit: int, due_by: datetime | None) -> tuple[list[Claimed], bool]:
         """The claimed rows, and whether a temporary database error asks for another try."""
