@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +19,7 @@ from typing import Any
 import pytest
 import typer.main
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from typer.testing import Result
 
 from tests.factories import Cli, Gateway, new_inn, run_cli
@@ -150,7 +158,7 @@ def test_db_upgrade_is_idempotent(cli: Cli, engine: Engine) -> None:
     before = (count(engine, products), count(engine, services), count(engine, accounts))
     first = ok(cli("db", "upgrade"))
     ok(cli("db", "upgrade"))
-    assert "Схема базы данных актуальна" in first
+    assert "Схема базы данных уже актуальна" in first
     assert (count(engine, products), count(engine, services), count(engine, accounts)) == before
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -168,6 +176,26 @@ def test_db_upgrade_creates_a_database_from_nothing(
     listed = json.loads(ok(run_cli(url, monkeypatch, ["catalog", "list", "--json"])))
     assert len(listed) == 8
     assert "сходится" in ok(run_cli(url, monkeypatch, ["ledger", "verify"]))
+
+
+def test_db_upgrade_says_whether_it_created_migrated_or_found_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run must not read as if the schema had been there already."""
+    head = ScriptDirectory.from_config(migrate.alembic_config(create_engine("sqlite://")))
+    latest = head.get_current_head()
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    created = ok(run_cli(fresh, monkeypatch, ["db", "upgrade"]))
+    assert f"Схема базы данных создана (версия {latest})" in created
+    assert "актуальна" not in created
+    again = ok(run_cli(fresh, monkeypatch, ["db", "upgrade"]))
+    assert f"Схема базы данных уже актуальна (версия {latest})" in again
+    older = f"sqlite:///{tmp_path / 'older.sqlite3'}"
+    engine = create_engine(older)
+    migrate.upgrade(engine, "0009")
+    engine.dispose()
+    migrated = ok(run_cli(older, monkeypatch, ["db", "upgrade"]))
+    assert f"Схема базы данных обновлена с версии 0009 до {latest}" in migrated
 
 
 def test_db_upgrade_does_not_overwrite_prices_operators_set(cli: Cli) -> None:
@@ -959,3 +987,146 @@ def test_ledger_verify_on_a_clean_ledger(cli: Cli, gateway: Gateway) -> None:
     assert gateway.pay("sochi", inn, "100.00")["result"] == 0
     assert "сходится" in ok(cli("ledger", "verify"))
     assert as_json(cli("ledger", "verify", "--json")) == {"ok": True, "problems": []}
+
+
+# --- what the help says ----------------------------------------------------------------------
+
+
+def test_apikey_create_help_names_every_scope(cli: Cli) -> None:
+    shown = ok(cli("apikey", "create", "--help"))
+    for scope in apikeys.SCOPES:
+        assert scope in shown, scope
+
+
+def test_reconcile_reopen_help_says_the_command_line_reopens(cli: Cli) -> None:
+    """The help must not claim only the back office and the API may reopen a day."""
+    shown = " ".join(ok(cli("reconcile", "reopen", "--help")).split())
+    assert "administrators only" not in shown
+    assert "whoever runs this command" in shown
+
+
+# --- addresses: the server's public URL, the demo's webhook listener -------------------------
+
+TOLOM = Path(sys.executable).parent / "tolom"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _environment(database_url: str, **extra: str) -> dict[str, str]:
+    """A process's environment without the developer's own TOLOM_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLOM_")}
+    return env | {
+        "TOLOM_DATABASE_URL": database_url,
+        "TOLOM_SECRET_KEY_FILE": os.environ["TOLOM_SECRET_KEY_FILE"],
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def _get(url: str, token: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except OSError:
+        return 0, ""
+
+
+@pytest.mark.parametrize("configured", [None, "http://pay.example.test:9443"])
+def test_serve_derives_the_public_base_url_from_its_address_unless_configured(
+    cli: Cli,
+    gateway: Gateway,
+    database_url: str,
+    tmp_path: Path,
+    configured: str | None,
+) -> None:
+    """`tolom serve --port 8111`: receipt links and QR codes point at :8111, not :8000."""
+    inn = new_inn()
+    ok(cli("customer", "add", inn, "ОсОО «Квитанция»"))
+    paid = gateway.pay("sochi", inn, "100.00")
+    assert paid["result"] == 0
+    key = as_json(cli("apikey", "create", "reader", "--scope", "read", "--json"))["token"]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api/v1/payments/{paid['prv_txn']}/receipt"
+    extra = {} if configured is None else {"TOLOM_PUBLIC_BASE_URL": configured}
+    process = subprocess.Popen(
+        [str(TOLOM), "serve", "--port", str(port)],
+        env=_environment(database_url, **extra),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status, body = _get(url, key)
+        while status != 200 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, body = _get(url, key)
+        assert status == 200, f"tolom serve exited with {process.poll()}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    link = json.loads(body)
+    expected = configured or f"http://127.0.0.1:{port}"
+    assert link["url"] == f"{expected}/r/{link['token']}"
+
+
+def test_public_base_url_of_a_serve_address() -> None:
+    from tolom.cli.serve import public_base_url
+
+    assert public_base_url("127.0.0.1", 8111) == "http://127.0.0.1:8111"
+    assert public_base_url("localhost", 80) == "http://localhost:80"
+    assert public_base_url("::1", 8111) == "http://[::1]:8111"
+    # Every address: a browser on this machine reaches it through loopback.
+    assert public_base_url("0.0.0.0", 8111) == "http://127.0.0.1:8111"
+    assert public_base_url("::", 8111) == "http://[::1]:8111"
+
+
+def test_demo_webhook_port_moves_the_demo_listener(cli: Cli) -> None:
+    data = as_json(cli("demo", "--webhook-port", "8911", "--json"))
+    assert data["webhook"]["url"] == "http://127.0.0.1:8911/tolom-webhooks"
+    (endpoint,) = as_json(cli("webhook", "list", "--json"))
+    assert endpoint["url"] == "http://127.0.0.1:8911/tolom-webhooks"
+
+
+def test_demo_webhook_port_is_in_its_instructions(cli: Cli) -> None:
+    shown = ok(cli("demo", "--webhook-port", "8912"))
+    assert "http://127.0.0.1:8912/tolom-webhooks" in shown
+
+
+def test_webhook_listen_on_another_port(
+    cli: Cli, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint says :8900, the port is taken: `--port` listens elsewhere, same path."""
+    monkeypatch.setenv("TOLOM_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    ok(cli("webhook", "add", "inbox", "http://127.0.0.1:8900/hooks"))
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(TOLOM), "webhook", "listen", "inbox", "--host", "127.0.0.1", "--port", str(port)],
+        env=_environment(database_url),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert f"на http://127.0.0.1:{port}/hooks" in first, first
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/hooks", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=10)
+        assert answered.value.code == 401  # unsigned: refused by the listener itself
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    assert "подпись не сходится" in out

@@ -71,7 +71,7 @@ def test_serve_refuses_a_public_address_over_plain_http(cli, monkeypatch) -> Non
 
 
 def test_loopback_check() -> None:
-    from tolom.cli import _loopback
+    from tolom.cli.serve import _loopback
 
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
     assert not _loopback("0.0.0.0") and not _loopback("10.0.0.1") and not _loopback("example")

@@ -60,7 +60,15 @@ DEMO_WAITING_REPORTS = [
     ("vat", "2026-10", "НДС за октябрь 2026", 150_00),
     ("sales-tax", "2026-10", "Налог с продаж за октябрь 2026", 200_00),
 ]
-DEMO_WEBHOOK = ("demo-inbox", "http://127.0.0.1:8900/tolom-webhooks")
+DEMO_WEBHOOK = "demo-inbox"
+DEMO_WEBHOOK_PORT = 8900  # `tolom demo --webhook-port` when it is taken
+
+
+def demo_webhook_url(port: int = DEMO_WEBHOOK_PORT) -> str:
+    """Where `tolom webhook listen demo-inbox` receives the demo's events."""
+    return f"http://127.0.0.1:{port}/tolom-webhooks"
+
+
 # One back-office user per role, named after it.
 DEMO_USERS = {
     "admin": "Администратор (демо)",
@@ -100,7 +108,13 @@ def has_data(conn: Connection) -> bool:
     return bool(people or conn.execute(gateway_agents).scalar_one())
 
 
-def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoResult:
+def fill_demo(
+    conn: Connection,
+    *,
+    validity_days: int,
+    seed: int = 417,
+    webhook_port: int = DEMO_WEBHOOK_PORT,
+) -> DemoResult:
     """Create the demo in the caller's transaction; refuses a database that has data."""
     if has_data(conn):
         raise ValueError("в базе уже есть клиенты или агенты: демо заполняет только пустую базу")
@@ -161,8 +175,8 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
     # TOLOM_WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32 to deliver there (scripts/dev run sets it).
     endpoints.add(
         conn,
-        name=DEMO_WEBHOOK[0],
-        url=DEMO_WEBHOOK[1],
+        name=DEMO_WEBHOOK,
+        url=demo_webhook_url(webhook_port),
         event_types="*",
         actor="demo",
         allowed_networks=[ipaddress.ip_network("127.0.0.1/32")],
@@ -172,4 +186,12 @@ def fill_demo(conn: Connection, *, validity_days: int, seed: int = 417) -> DemoR
         password = secrets.token_urlsafe(9)
         users.create(conn, username=role, display_name=name, role=role, password=password)
         people[role] = password
-    return DemoResult(made, created, issued, api_key, waiting, DEMO_WEBHOOK, people)
+    return DemoResult(
+        made,
+        created,
+        issued,
+        api_key,
+        waiting,
+        (DEMO_WEBHOOK, demo_webhook_url(webhook_port)),
+        people,
+    )

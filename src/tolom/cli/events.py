@@ -14,6 +14,7 @@ import typer
 
 from tolom import logs, secretbox
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.listen import listen
 from tolom.db.engine import make_engine
 from tolom.events import admin, endpoints
 from tolom.settings import get_settings
@@ -117,6 +118,9 @@ def webhook_rotate_secret(name: str, as_json: JsonOption = False) -> None:
     except endpoints.EndpointError as error:
         fail(str(error), as_json)
     _emit_secret(name, secret, as_json, f"Новый секрет вебхука {name}.")
+
+
+webhook_app.command("listen")(listen)
 
 
 # --- events -------------------------------------------------------------------------
@@ -225,6 +229,7 @@ def worker(
     """Deliver events to webhooks, e-mail and SMS until SIGTERM or Ctrl-C."""
     # The worker brings httpx (and its rich/click/pygments CLI): imported by this command,
     # not by every `tolom` run, nor by each `tolom serve` worker (docs/operations.md).
+    from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
 
     settings = get_settings()
@@ -244,7 +249,8 @@ def worker(
     except secretbox.SecretKeyError as error:  # the key file: unset, missing, malformed
         fail(str(error))
     try:
-        Worker(settings, engine, concurrency=concurrency, stop=stop).run(once=once)
+        worker = Worker(settings, engine, concurrency=concurrency, stop=stop, jobs=JOBS)
+        worker.run(once=once)
     finally:
         engine.dispose()
         for signum, handler in previous.items():

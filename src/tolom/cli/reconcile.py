@@ -269,7 +269,8 @@ def reopen(
     reason: Annotated[str, typer.Option(help="Why: required, goes to the audit log.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Reopen a closed day (administrators only, in the back office and the API)."""
+    """Reopen a closed day. In the back office and the API only administrators may; here
+    whoever runs this command may (it needs the database), audited as cli:<user>."""
     when = _day(day)
     _day_change(
         "день снова открыт",

@@ -1,0 +1,244 @@
+"""`tolom customer`: customers (organisations and sole proprietors) and their contacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Connection
+
+from tolom import audit
+from tolom.billing import customers
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.ledger.statements import latest_entries
+from tolom.money import format_amount
+
+customer_app = typer.Typer(
+    help="Customers (organisations and sole proprietors).", no_args_is_help=True
+)
+
+
+def _customer_json(conn: Connection, c: customers.Customer) -> dict[str, Any]:
+    return {
+        "inn": c.inn,
+        "name": c.name,
+        "legal_form": c.legal_form,
+        "status": c.status,
+        "balance": format_amount(customers.balance(conn, c)),
+        **c.contacts(),
+    }
+
+
+_LANGUAGE_NAMES = {"ru": "русский", "ky": "кыргызский"}
+
+
+def _contacts_lines(c: customers.Customer) -> list[str]:
+    return [
+        f"E-mail: {c.email or 'нет'}",
+        f"Телефон для SMS: {c.phone or 'нет'}",
+        f"Язык уведомлений: {c.language} ({_LANGUAGE_NAMES.get(c.language, c.language)})",
+    ]
+
+
+EmailOption = Annotated[
+    str | None, typer.Option("--email", help="E-mail for notifications.", show_default=False)
+]
+PhoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--phone",
+        help="Phone for SMS: +996 555 123 456, 996555123456 or 0555 123 456.",
+        show_default=False,
+    ),
+]
+LanguageOption = Annotated[
+    str | None,
+    typer.Option("--language", help="Language of notifications: ru or ky.", show_default=False),
+]
+
+
+@customer_app.command("add")
+def customer_add(
+    inn: str,
+    name: str,
+    legal_form: Annotated[
+        str, typer.Option(help=f"One of: {', '.join(customers.LEGAL_FORMS)}.")
+    ] = "ОсОО",
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    language: LanguageOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a customer with a zero balance."""
+    try:
+        with transaction() as conn:
+            customer = customers.add(
+                conn,
+                inn=inn,
+                name=name,
+                legal_form=legal_form,
+                email=email,
+                phone=phone,
+                language=language or customers.DEFAULT_LANGUAGE,
+            )
+            data = _customer_json(conn, customer)
+    except customers.CustomerError as error:
+        fail(str(error), as_json)
+    emit(data, as_json, f"Клиент {inn} «{name}» добавлен.")
+
+
+@customer_app.command("import")
+def customer_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CSV: inn,name[,legal_form][,email][,phone][,language]",
+        ),
+    ],
+    skip_bad: Annotated[
+        bool, typer.Option(help="Import the good lines even if some are bad.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import customers from CSV. Any bad line and nothing is imported, unless --skip-bad."""
+    rows, problems = customers.read_import_file(file)
+
+    class _Refused(Exception):
+        """Roll the import back: a bad line and no --skip-bad."""
+
+    try:
+        with transaction() as conn:
+            added, known = customers.import_rows(conn, rows)
+            problems = sorted(problems + known, key=lambda p: p.line)
+            if problems and not skip_bad:
+                raise _Refused
+    except _Refused:
+        for p in problems:
+            typer.secho(f"строка {p.line}: {p.message}", fg="red", err=True)
+        fail(
+            f"{len(problems)} ошибок; ничего не импортировано (--skip-bad: импортировать остальное)",
+            as_json,
+        )
+    for p in problems:
+        typer.secho(f"пропущена строка {p.line}: {p.message}", fg="yellow", err=True)
+    report = [{"line": p.line, "error": p.message} for p in problems]
+    emit(
+        {"imported": added, "skipped": report},
+        as_json,
+        f"Импортировано клиентов: {added}; пропущено строк: {len(report)}",
+    )
+
+
+def _set_customer_status(inn: str, status: str) -> None:
+    try:
+        with transaction() as conn:
+            customers.set_status(conn, inn, status)
+    except customers.CustomerError as error:
+        fail(str(error))
+    typer.echo(f"Клиент {inn}: {'заблокирован' if status == 'blocked' else 'разблокирован'}")
+
+
+@customer_app.command("block")
+def customer_block(inn: str) -> None:
+    """Refuse payments to this customer (result 79)."""
+    _set_customer_status(inn, "blocked")
+
+
+@customer_app.command("unblock")
+def customer_unblock(inn: str) -> None:
+    """Accept payments to this customer again."""
+    _set_customer_status(inn, "active")
+
+
+@customer_app.command("contacts")
+def customer_contacts(
+    inn: str,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    language: LanguageOption = None,
+    clear_email: Annotated[
+        bool, typer.Option("--clear-email", help="Remove the e-mail: no more e-mails.")
+    ] = False,
+    clear_phone: Annotated[
+        bool, typer.Option("--clear-phone", help="Remove the phone: no more SMS.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change the e-mail, phone and language of a customer's notifications."""
+    if email is not None and clear_email:
+        fail("--email и --clear-email вместе нельзя", as_json)
+    if phone is not None and clear_phone:
+        fail("--phone и --clear-phone вместе нельзя", as_json)
+    try:
+        with transaction() as conn:
+            before, after = customers.set_contacts(
+                conn,
+                inn,
+                email=None if clear_email else customers.KEEP if email is None else email,
+                phone=None if clear_phone else customers.KEEP if phone is None else phone,
+                language=customers.KEEP if language is None else language,
+            )
+            old, new = customers.contact_changes(before, after)
+            if new:
+                audit.record(
+                    conn,
+                    actor=cli_actor(),
+                    action="customer.contacts",
+                    object_type="customer",
+                    object_id=inn,
+                    before=old,
+                    after=new,
+                )
+    except customers.CustomerError as error:
+        fail(str(error), as_json)
+    asked = clear_email or clear_phone or any(v is not None for v in (email, phone, language))
+    if new:
+        headline = f"Контакты клиента {inn} изменены:"
+    elif asked:
+        headline = f"Контакты клиента {inn} не изменились, они уже такие:"
+    else:
+        headline = f"Контакты клиента {inn}:"
+    emit(
+        {"inn": inn, **after.contacts(), "changed": list(new)},
+        as_json,
+        "\n".join([headline, *_contacts_lines(after)]),
+    )
+
+
+@customer_app.command("show")
+def customer_show(
+    inn: str,
+    entries: Annotated[
+        int, typer.Option(min=0, max=1000, help="How many latest ledger entries.")
+    ] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """A customer's balance (som) and latest ledger entries."""
+    with transaction() as conn:
+        customer = customers.get(conn, inn)
+        if customer is None:
+            fail(f"клиент с ИНН {inn} не найден", as_json)
+        data = _customer_json(conn, customer)
+        data["entries"] = [
+            {
+                "entry_id": e.entry_id,
+                "at": e.created_at.isoformat(),
+                "amount": format_amount(e.amount),
+                "description": e.description,
+            }
+            for e in latest_entries(conn, customer.account_id, limit=entries)
+        ]
+    lines = [
+        f"{data['name']} ({data['legal_form']}), ИНН {inn}, {'активен' if customer.status == 'active' else 'заблокирован'}",
+        f"Баланс: {data['balance']} сом",
+        *_contacts_lines(customer),
+        "Последние проводки:" if data["entries"] else "Проводок нет.",
+    ]
+    lines += [
+        f"  #{e['entry_id']:<8} {e['at'][:19]}  {e['amount']:>12}  {e['description']}"
+        for e in data["entries"]
+    ]
+    emit(data, as_json, "\n".join(lines))

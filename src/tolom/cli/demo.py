@@ -1,0 +1,132 @@
+"""`tolom demo`: fill an empty database with demo data and print how to try it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from tolom.agents import service as agents
+from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.demo import DEMO_WEBHOOK_PORT, fill_demo, has_data
+from tolom.money import format_amount
+from tolom.settings import get_settings
+
+
+def demo(
+    host: Annotated[str, typer.Option(help="Host to show in the curl examples.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to show in the curl examples.")] = 8000,
+    webhook_port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the demo's webhook endpoint on 127.0.0.1, where `tolom webhook "
+            "listen demo-inbox` receives events; change it when 8900 is taken.",
+        ),
+    ] = DEMO_WEBHOOK_PORT,
+    if_empty: Annotated[
+        bool, typer.Option(help="Do nothing (exit 0) when the database already has data.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill an empty database with demo customers, invoices and agents; print how to call them."""
+    with transaction() as conn:
+        if if_empty and has_data(conn):
+            typer.echo(
+                "В базе уже есть данные, демо не создаётся. Новый секрет агента: "
+                "tolom agent rotate-secret optima"
+            )
+            return
+        try:
+            result = fill_demo(
+                conn,
+                validity_days=get_settings().invoice_validity_days,
+                webhook_port=webhook_port,
+            )
+        except ValueError as error:
+            fail(str(error), as_json)
+    base = f"http://{host}:{port}/gateway/osmp"
+    agent = result.agents[0]
+    customer, invoice = result.customers[0], result.invoices[0]
+    stamp = datetime.now(ZoneInfo("Asia/Bishkek")).strftime("%Y%m%d%H%M%S")  # agent-local time
+    curls = [
+        f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=check&txn_id=1001&account={customer.inn}&sum=0.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=pay&txn_id=1001&txn_date={stamp}&account={customer.inn}&sum=500.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=check&txn_id=1002&account={invoice.number}&sum=0.00'",
+        f"curl -u {agent.code}:{agent.secret} '{base}/eds?command=pay&txn_id=1002&txn_date={stamp}&account={invoice.number}&sum={format_amount(invoice.total)}'",
+    ]
+    signing_key = agents.signing_key_for(agent.secret)
+    rest_env = (
+        f"export TOLOM_URL=http://{host}:{port} TOLOM_AGENT={agent.code} "
+        f"TOLOM_SIGNING_KEY={signing_key}"
+    )
+    rest = [
+        rest_env,
+        f"python3 docs/examples/tolom_rest_client.py check sochi {customer.inn}",
+        f"python3 docs/examples/tolom_rest_client.py pay sochi {customer.inn} 250.00 2001",
+        "python3 docs/examples/tolom_rest_client.py status 2001",
+        "python3 docs/examples/tolom_rest_client.py cancel 2001 'Демо: отмена'",
+    ]
+    api = [
+        f"curl -s -H 'Authorization: Bearer {result.api_key}' http://{host}:{port}/api/v1/payments"
+    ]
+    data = {
+        "agents": [
+            {
+                "code": a.code,
+                "name": a.name,
+                "secret": a.secret,
+                "signing_key": agents.signing_key_for(a.secret),
+            }
+            for a in result.agents
+        ],
+        "api_key": result.api_key,
+        "customers": len(result.customers),
+        "invoices": [
+            {"number": i.number, "total": format_amount(i.total)} for i in result.invoices
+        ],
+        "curl": curls,
+        "rest": rest,
+        "api": api,
+    }
+    lines = ["Демо-данные созданы.", "", "Агенты (секрет и ключ подписи показываются один раз):"]
+    lines += [
+        f"  {a.code:8} секрет {a.secret}  ключ подписи {agents.signing_key_for(a.secret)}"
+        f"  ({a.name})"
+        for a in result.agents
+    ]
+    lines += ["", f"Ключ API оператора demo-admin (права admin): {result.api_key}"]
+    lines += ["", f"Клиентов: {len(result.customers)}; счета на оплату ЭЦП:"]
+    lines += [
+        f"  {i.number}  {format_amount(i.total)} сом  {i.payer_name}" for i in result.invoices
+    ]
+    lines += ["", "Попробуйте OSMP (сервер: tolom serve):", *[f"  {c}" for c in curls]]
+    lines += ["", "REST API агента (подписанные запросы):", *[f"  {c}" for c in rest]]
+    lines += ["", "API оператора (документация: /docs):", *[f"  {c}" for c in api]]
+    waiting_total = sum(c.amount for c in result.waiting)
+    webhook_name, webhook_url = result.webhook
+    lines += [
+        "",
+        f"Отчёты, ожидающие оплаты: {len(result.waiting)} на {format_amount(waiting_total)} сом "
+        f"({customer.name}, ИНН {customer.inn}). Пополнение их отпустит:",
+        f"  1) в другом окне примите вебхуки: .venv/bin/tolom webhook listen {webhook_name}",
+        f"  2) пополните баланс (вторая команда OSMP выше, 500.00 сом): {curls[1]}",
+        "  Сервер (TOLOM_WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32 tolom serve --with-worker: "
+        "scripts/dev run так и запускает) доставит charge.settled и payment.accepted на "
+        f"{webhook_url}, а письмо и SMS клиенту появятся в журнале сервера "
+        "(TOLOM_EMAIL_BACKEND=console; настоящий SMTP — docs/notifications.md).",
+        f"  Списания: curl -s -H 'Authorization: Bearer {result.api_key}' "
+        f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
+    ]
+    lines += [
+        "",
+        f"Бэк-офис: http://{host}:{port}/ — пользователи (пароль показывается один раз):",
+        *[f"  {name:11} пароль {password}" for name, password in result.users.items()],
+    ]
+    data["users"] = result.users
+    data["waiting_charges"] = [c.id for c in result.waiting]
+    data["webhook"] = {"name": webhook_name, "url": webhook_url}
+    emit(data, as_json, "\n".join(lines))

@@ -1,0 +1,109 @@
+"""`tolom invoice`: invoices for signatures and carriers (their PDF: cli/documents.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from tolom.billing import customers, invoices
+from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.cli.documents import invoice_pdf
+from tolom.money import format_amount
+from tolom.settings import get_settings
+
+invoice_app = typer.Typer(help="Invoices for signatures and carriers.", no_args_is_help=True)
+
+
+def _invoice_json(invoice: invoices.Invoice) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "inn": invoice.inn,
+        "payer_name": invoice.payer_name,
+        "total": format_amount(invoice.total),
+        "status": invoice.state(datetime.now(UTC)),
+        "expires_at": invoice.expires_at.isoformat(),
+        "payment_id": invoice.payment_id,
+        "lines": [
+            {
+                "product": line.product_code,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": format_amount(line.unit_price),
+                "amount": format_amount(line.amount),
+            }
+            for line in invoice.lines
+        ],
+    }
+
+
+def _invoice_human(invoice: invoices.Invoice) -> str:
+    data = _invoice_json(invoice)
+    lines = [
+        f"Счёт № {data['number']} — {data['payer_name']}"
+        + (f", ИНН {data['inn']}" if data["inn"] else ""),
+        f"Сумма: {data['total']} сом; статус: {data['status']}; оплатить до {data['expires_at'][:10]}",
+    ]
+    lines += [
+        f"  {x['quantity']} × {x['unit_price']} = {x['amount']}  {x['name']}" for x in data["lines"]
+    ]
+    return "\n".join(lines)
+
+
+@invoice_app.command("create")
+def invoice_create(
+    item: Annotated[
+        list[str],
+        typer.Option("--item", help="CODE or CODE:QTY from `tolom catalog list`; repeat."),
+    ],
+    inn: Annotated[str | None, typer.Option(help="Payer's INN, if known.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Payer's name (default: the customer's).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue an invoice; prints its number (what the customer types as the account) and total."""
+    try:
+        items = [invoices.parse_item(i) for i in item]
+        with transaction() as conn:
+            payer = name
+            if payer is None and inn is not None:
+                customer = customers.get(conn, inn)
+                payer = customer.name if customer else None
+            if payer is None:
+                fail("укажите --name плательщика (или --inn зарегистрированного клиента)", as_json)
+            invoice = invoices.create(
+                conn,
+                items=items,
+                payer_name=payer,
+                inn=inn,
+                validity_days=get_settings().invoice_validity_days,
+            )
+    except invoices.InvoiceError as error:
+        fail(str(error), as_json)
+    emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
+
+
+@invoice_app.command("show")
+def invoice_show(number: str, as_json: JsonOption = False) -> None:
+    """An invoice with its lines and state."""
+    with transaction() as conn:
+        invoice = invoices.get(conn, number)
+    if invoice is None:
+        fail(f"счёт {number} не найден", as_json)
+    emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
+
+
+@invoice_app.command("cancel")
+def invoice_cancel(number: str, as_json: JsonOption = False) -> None:
+    """Cancel an unpaid invoice (agents then get result 79)."""
+    try:
+        with transaction() as conn:
+            invoice = invoices.cancel(conn, number)
+    except invoices.InvoiceError as error:
+        fail(str(error), as_json)
+    emit(_invoice_json(invoice), as_json, f"Счёт {number} аннулирован.")
+
+
+invoice_app.command("pdf")(invoice_pdf)
