@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
@@ -13,6 +12,7 @@ from tolom.cli.common import JsonOption, emit, fail, transaction
 from tolom.demo import DEMO_WEBHOOK_PORT, fill_demo, has_data
 from tolom.money import format_amount
 from tolom.settings import get_settings
+from tolom.timestamps import HOME_ZONE
 
 
 def demo(
@@ -51,7 +51,7 @@ def demo(
     base = f"http://{host}:{port}/gateway/osmp"
     agent = result.agents[0]
     customer, invoice = result.customers[0], result.invoices[0]
-    stamp = datetime.now(ZoneInfo("Asia/Bishkek")).strftime("%Y%m%d%H%M%S")  # agent-local time
+    stamp = datetime.now(HOME_ZONE).strftime("%Y%m%d%H%M%S")  # agent-local time
     curls = [
         f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=check&txn_id=1001&account={customer.inn}&sum=0.00'",
         f"curl -u {agent.code}:{agent.secret} '{base}/sochi?command=pay&txn_id=1001&txn_date={stamp}&account={customer.inn}&sum=500.00'",
