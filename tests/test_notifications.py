@@ -26,12 +26,15 @@ from sqlalchemy import Engine, select, update
 
 from tests.factories import Gateway, add_customer
 from tests.mailserver import MailServer
-from tolom.billing import customers
-from tolom.db.schema import deliveries, events
+from tolom.billing import charges, customers, invoices
+from tolom.db.schema import deliveries, events, payments
 from tolom.events.outbox import NOTIFIED, EventType
 from tolom.events.worker import Worker
+from tolom.money import format_amount
 from tolom.notifications import sms, templates
 from tolom.notifications.dispatch import NotificationError, deliver
+from tolom.payments import service
+from tolom.payments.model import CancelOutcome
 from tolom.settings import Settings
 
 INN = "01904202310427"
@@ -61,14 +64,28 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "amount": 35000,
         "status": "charged",
         "report_id": "R-2026-000123",
-        "state_body": "ГНС",
-        "form": "ЕН-ЕЖ",
+        "state_body": "sti",
+        "form": "vat",
         "period": "2026-10",
-        "description": "Единый налог, ежемесячный",
+        "description": "НДС за октябрь 2026",
         "created_at": "2026-11-20T10:00:00+00:00",
         "settled_at": "2026-11-21T08:30:05+00:00",
         "payment_id": 1001,
         "balance": 115000,
+    },
+    "payment.reversed": {
+        "payment_id": 1001,
+        "service": "sochi",
+        "account": INN,
+        "amount": 50000,
+        "reason": "Клиент ошибся",
+        "requested_by": "user:aida",
+        "inn": INN,
+        "customer_name": "ОсОО «Ромашка»",
+        "invoice_number": None,
+        "txn_id": "1234567",
+        "created_at": "2026-11-21T08:30:05+00:00",
+        "balance": 100000,
     },
     "invoice.paid": {
         "invoice_number": INVOICE,
@@ -128,14 +145,24 @@ EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
         "sms": ["СОЧИ", INN, "балансы", "+500.00 сом", "1500.00 сом"],
     },
     ("charge.settled", "ru"): {
-        "subject": ["отчёт ЕН-ЕЖ", "2026-10", "больше не ожидает оплаты"],
-        "body": ["больше не ожидает оплаты", "ГНС", "ЕН-ЕЖ", "2026-10", "350.00 сом", "1150.00"],
-        "sms": ["ЕН-ЕЖ", "2026-10", "не ждёт оплаты", "350.00 сом", INN],
+        "subject": ["отчёт «НДС за октябрь 2026»", "больше не ожидает оплаты"],
+        "body": ["«НДС за октябрь 2026» больше не ожидает оплаты", "350.00 сом", "1150.00"],
+        "sms": ["«НДС за октябрь 2026»", "не ждёт оплаты", "350.00 сом", INN],
     },
     ("charge.settled", "ky"): {
-        "subject": ["отчет ЕН-ЕЖ", "2026-10", "төлөмдү күтпөйт"],
-        "body": ["мындан ары төлөмдү күтпөйт", "ГНС", "ЕН-ЕЖ", "350.00 сом", "чегерилди"],
-        "sms": ["ЕН-ЕЖ", "төлөмдү күтпөйт", "350.00 сом", "чегерилди", INN],
+        "subject": ["отчет «НДС за октябрь 2026»", "төлөмдү күтпөйт"],
+        "body": ["«НДС за октябрь 2026» мындан ары төлөмдү күтпөйт", "350.00 сом", "чегерилди"],
+        "sms": ["«НДС за октябрь 2026»", "төлөмдү күтпөйт", "350.00 сом", "чегерилди", INN],
+    },
+    ("payment.reversed", "ru"): {
+        "subject": ["СОЧИ", "пополнение баланса на 500.00 сом отменено"],
+        "body": ["Пополнение баланса", "отменено", "500.00 сом", "1000.00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "500.00 сом", "отменено", "1000.00 сом"],
+    },
+    ("payment.reversed", "ky"): {
+        "subject": ["СОЧИ", "500.00 сом", "жокко чыгарылды"],
+        "body": ["жокко чыгарылды", "500.00 сом", "1000.00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "500.00 сом", "жокко чыгарылды", "1000.00 сом"],
     },
     ("invoice.paid", "ru"): {
         "subject": ["Счёт", INVOICE, "оплачен"],
@@ -180,6 +207,8 @@ EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
 SMS_MAX_PARTS = 2
 SMS_MAX_CHARS = 2 * 67
 ONE_SMS = {"payment.accepted", "invoice.paid", "order.issued"}
+# Internal codes of a report that a customer does not know (the СОЧИ system's, not theirs).
+REPORT_CODES = ("vat", "sti", "2026-10")
 
 
 def _largest(event_type: str) -> dict[str, Any]:
@@ -193,6 +222,7 @@ def _largest(event_type: str) -> dict[str, Any]:
     if "form" in payload:
         payload["form"] = "Единая налоговая декларация по форме STI-001 (ежегодная)"
         payload["period"] = "2026-квартал-4"
+        payload["description"] = "Единая налоговая декларация (ежегодная) за 2026 год, уточнённая"
     if "days_left" in payload:
         payload["days_left"] = 30
     return payload
@@ -324,6 +354,40 @@ def test_eds_payment_and_carrier_orders_have_their_own_wording() -> None:
     mail = templates.render("order.issued", "ky", "email", carrier)
     assert mail.subject == f"№ {INVOICE} эсеп боюнча буйрутма берилди"
     assert "жарактуу" not in mail.text
+
+
+def test_a_report_is_named_by_its_description_not_by_its_codes() -> None:
+    """«НДС за октябрь 2026», as the back office shows it, never «отчёт vat за 2026-10»."""
+    payload = PAYLOADS["charge.settled"]
+    for language in templates.LANGUAGES:
+        mail = templates.render("charge.settled", language, "email", payload)
+        text = templates.render("charge.settled", language, "sms", payload).text
+        for rendered in (mail.subject or "", mail.text, text):
+            assert "НДС за октябрь 2026" in rendered, rendered
+            for code in REPORT_CODES:
+                assert code not in rendered, (code, rendered)
+    # An event written without a description (none is stored so) still names the form.
+    bare = {**payload, "description": None}
+    assert "отчёт vat" in templates.render("charge.settled", "ru", "sms", bare).text
+
+
+def test_a_reversed_invoice_payment_names_the_invoice() -> None:
+    eds = {
+        **PAYLOADS["payment.reversed"],
+        "service": "eds",
+        "account": INVOICE,
+        "invoice_number": INVOICE,
+        "customer_name": None,
+        "balance": None,
+    }
+    for language in templates.LANGUAGES:
+        mail = templates.render("payment.reversed", language, "email", eds)
+        text = templates.render("payment.reversed", language, "sms", eds).text
+        for rendered in (mail.subject or "", mail.text, text):
+            assert INVOICE in rendered and "None" not in rendered, rendered
+        assert "баланс" not in text.lower(), text
+    # The operator's or agent's reason is theirs: the customer is not shown it.
+    assert "Клиент ошибся" not in templates.render("payment.reversed", "ru", "email", eds).text
 
 
 @pytest.mark.parametrize(
@@ -727,7 +791,7 @@ def test_deliver_refuses_what_it_cannot_send() -> None:
         "created_at": NOW,
     }
     with pytest.raises(NotificationError, match="нет шаблона"):
-        deliver(settings, destination="email", event_type="payment.reversed", **common)
+        deliver(settings, destination="email", event_type="charge.refunded", **common)
     with pytest.raises(NotificationError, match="нет шаблона"):
         deliver(settings, destination="sms", event_type="no.such.type", **common)
     with pytest.raises(NotificationError, match="канал"):
@@ -793,6 +857,90 @@ def test_a_top_up_is_mailed_and_texted_from_the_outbox(
     assert "ОсОО «Ромашка»" in message.get_content() and inn in message.get_content()
     [request] = sms_gateway.requests
     assert request["body"]["text"] == f"СОЧИ: ИНН {inn} балансы +750.00 сом, жалпы 750.00 сом"
+
+
+def _notifications(engine: Engine, event_type: str) -> list[Any]:
+    """The e-mail and SMS deliveries of events of one type, with their event's payload."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(
+                deliveries.c.destination,
+                deliveries.c.recipient,
+                deliveries.c.language,
+                events.c.payload,
+            )
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.destination.in_(["email", "sms"]), events.c.type == event_type)
+            .order_by(deliveries.c.destination)
+        ).all()
+
+
+def _payment_id(engine: Engine, account: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(select(payments.c.id).where(payments.c.account == account)).scalar_one()
+        )
+
+
+def test_a_reversed_top_up_is_mailed_and_texted(engine: Engine, gateway: Gateway) -> None:
+    """The customer told «баланс пополнен» is told when that top-up is undone."""
+    inn = add_customer(engine, email="buh@romashka.kg", phone="0555 123 456", language="ky")
+    assert gateway.pay("sochi", inn, "750.00")["result"] == 0
+    payment_id = _payment_id(engine, inn)
+    with engine.begin() as conn:
+        result = service.reverse(conn, payment_id, "Ошибочный платёж", "user:aida")
+    assert result.outcome is CancelOutcome.OK
+    rows = _notifications(engine, "payment.reversed")
+    assert [(r.destination, r.recipient, r.language) for r in rows] == [
+        ("email", "buh@romashka.kg", "ky"),
+        ("sms", "+996555123456", "ky"),
+    ]
+    payload = json.loads(rows[0].payload)
+    assert (payload["inn"], payload["amount"], payload["balance"]) == (inn, 75000, 0)
+    text = templates.render("payment.reversed", "ky", "sms", payload).text
+    assert text == f"СОЧИ: ИНН {inn} балансын толуктоо (750.00 сом) жокко чыгарылды, жалпы 0.00 сом"
+
+
+def test_a_reversed_invoice_payment_tells_the_customer_of_the_invoice(
+    engine: Engine, gateway: Gateway
+) -> None:
+    """Told «счёт оплачен» (invoice.paid goes to the customer with the invoice's INN), the
+    customer is told when that payment is undone too."""
+    inn = add_customer(engine, email="buh@romashka.kg")
+    with engine.begin() as conn:
+        invoice = invoices.create(
+            conn, items=[("eds-head", 1)], payer_name="ОсОО «Ромашка»", inn=inn, validity_days=30
+        )
+    assert gateway.pay("eds", invoice.number, format_amount(invoice.total))["result"] == 0
+    payment_id = _payment_id(engine, invoice.number)
+    with engine.begin() as conn:
+        assert service.reverse(conn, payment_id, "Ошибка", "user:aida").outcome is CancelOutcome.OK
+    [row] = _notifications(engine, "payment.reversed")
+    assert (row.destination, row.recipient) == ("email", "buh@romashka.kg")
+    mail = templates.render("payment.reversed", row.language, "email", json.loads(row.payload))
+    assert mail.subject == f"Оплата по счёту № {invoice.number} отменена"
+
+
+def test_a_released_report_is_named_by_its_description(engine: Engine, gateway: Gateway) -> None:
+    inn = add_customer(engine, phone="0555 123 456")
+    with engine.begin() as conn:
+        charges.create(
+            conn,
+            charges.ChargeRequest(
+                client="apikey:sochi",
+                idempotency_key="report-R-1",
+                inn=inn,
+                description="НДС за октябрь 2026",
+                amount=15000,
+                report=charges.Report("R-1", "sti", "vat", "2026-10"),
+            ),
+        )
+    assert gateway.pay("sochi", inn, "150.00")["result"] == 0
+    [row] = _notifications(engine, "charge.settled")
+    text = templates.render("charge.settled", row.language, "sms", json.loads(row.payload)).text
+    assert text == (
+        f"СОЧИ: отчёт «НДС за октябрь 2026» больше не ждёт оплаты, списано 150.00 сом. ИНН {inn}"
+    )
 
 
 def test_a_failing_smtp_server_neither_blocks_nor_undoes_a_top_up(

@@ -522,6 +522,23 @@ def test_create_an_invoice(api: Api, engine: Engine) -> None:
     assert line["action"] == "invoice.create" and line["after"]["total"] == "4350.00"
 
 
+def test_an_invoice_for_a_registered_inn_needs_no_payer_name(api: Api, engine: Engine) -> None:
+    inn = add_customer(engine, name="ОсОО «Ромашка»")
+    response = api.post("/api/v1/invoices", {"inn": inn, "items": [{"product": "eds-head"}]})
+    assert response.status_code == 201, response.text
+    assert response.json()["payer_name"] == "ОсОО «Ромашка»"
+    # a payer name given wins over the customer's
+    named = api.post(
+        "/api/v1/invoices",
+        {"inn": inn, "payer_name": "ИП Ромашкин", "items": [{"product": "eds-head"}]},
+    )
+    assert named.json()["payer_name"] == "ИП Ромашкин"
+    # an INN nobody registered does not name the payer
+    unknown = api.post("/api/v1/invoices", {"inn": new_inn(), "items": [{"product": "eds-head"}]})
+    assert "payer_name" in fields(problem(unknown, 422, "invalid_request"))
+    assert count(engine, invoices_table) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -68,8 +68,16 @@ def test_check_sochi_wrong_account_format_is_4(gateway: Gateway, account: str) -
 def test_check_eds_mistyped_invoice_number_is_4_before_any_lookup(gateway: Gateway, engine) -> None:
     number = add_invoice(engine).number
     typo = number[:-1] + str((int(number[-1]) + 1) % 10)  # Luhn digit no longer matches
-    assert gateway.check("eds", typo)["result"] == 4
-    assert gateway.check("eds", number[:15])["result"] == 4
+    mistyped = gateway.check("eds", typo)
+    assert mistyped["result"] == 4
+    # 16 digits with a wrong check digit: the length was right, a digit was not
+    assert mistyped["comment"] == "Номер счёта набран с ошибкой: проверьте цифры"
+    short = gateway.check("eds", number[:15])
+    assert short["result"] == 4
+    assert short["comment"] == "Неверный формат лицевого счёта (номер счёта: 16 цифр)"
+    paid = gateway.pay("eds", typo, "1510.00", txn_id=new_txn_id())
+    assert paid["result"] == 4
+    assert paid["comment"] == "Номер счёта набран с ошибкой: проверьте цифры"
 
 
 def test_check_unknown_accounts_are_5(gateway: Gateway) -> None:

@@ -133,7 +133,10 @@ def test_xlsx_with_real_numbers_and_dates() -> None:
     assert [line.account for line in parsed.lines] == ["01234567890123", "22222222222222"]
     assert [line.amount for line in parsed.lines] == [15050, 10]
     bad = _xlsx(
-        [["ID", "Дата", "Время", "ИНН", "Сумма"], [1, "22.11.2026", "08:00:00", "1", 1.005]]
+        [
+            ["ID", "Дата", "Время", "ИНН", "Сумма"],
+            [1, "22.11.2026", "08:00:00", "22222222222222", 1.005],
+        ]
     )
     error = refused(bad, fmt)
     assert error.line == 2 and error.field == "amount"
@@ -189,6 +192,38 @@ def test_bad_files_are_refused_naming_line_and_field(
     assert (error.line, error.field) == (line, field), str(error)
     if words:
         assert words in str(error), str(error)
+
+
+@pytest.mark.parametrize("account", ["12345", "ABC-1", "012345678901234", "40000000000000021"])
+@pytest.mark.parametrize("kind", ["qiwi", "csv"])
+def test_an_account_that_is_neither_an_inn_nor_an_invoice_number_refuses_the_file(
+    account: str, kind: str
+) -> None:
+    good = "1\t22.11.2026\t10:00:00\t01234567890123\t5.00"
+    bad = f"2\t22.11.2026\t10:00:00\t{account}\t5.00"
+    content = qiwi(good, bad)
+    fmt = QIWI
+    if kind == "csv":
+        content = content.replace(b"\t", b";")
+        fmt = from_mapping({"kind": "csv", "total_line": False})
+        content = content.rsplit(b"\n", 2)[0] + b"\n"  # no Total line
+    error = refused(content, fmt)
+    assert (error.line, error.field) == (2, "account"), str(error)
+    assert "14" in str(error) and "16" in str(error), str(error)
+
+
+def test_an_invoice_number_and_an_excel_inn_are_accounts() -> None:
+    """16 digits (an invoice number, check digit not judged here) and a numeric cell that lost
+    an INN's leading zeros stay accepted."""
+    parsed = parse(
+        qiwi(
+            "1\t22.11.2026\t10:00:00\t4000000000000002\t5.00",
+            "2\t22.11.2026\t10:00:00\t4000000000000003\t5.00",
+        ),
+        QIWI,
+        BISHKEK,
+    )
+    assert [line.account for line in parsed.lines] == ["4000000000000002", "4000000000000003"]
 
 
 def test_a_broken_xlsx_and_a_wrong_header_are_refused() -> None:

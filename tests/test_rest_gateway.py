@@ -94,6 +94,19 @@ def test_check_refusals(rest: RestAgent, engine: Engine, app) -> None:  # type: 
     problem(sochi_only.check("eds", add_invoice(engine).number), 403, "service_not_allowed")
 
 
+def test_a_mistyped_invoice_number_is_told_apart_from_a_wrong_length(
+    rest: RestAgent, engine: Engine
+) -> None:
+    number = add_invoice(engine).number
+    typo = number[:-1] + str((int(number[-1]) + 1) % 10)  # Luhn digit no longer matches
+    body = problem(rest.check("eds", typo), 422, "invalid_account")
+    assert body["detail"] == "Номер счёта набран с ошибкой: проверьте цифры"
+    body = problem(rest.pay("eds", typo, "1510"), 422, "invalid_account")
+    assert body["detail"] == "Номер счёта набран с ошибкой: проверьте цифры"
+    body = problem(rest.check("eds", number[:15]), 422, "invalid_account")
+    assert body["detail"] == "Неверный формат лицевого счёта (номер счёта: 16 цифр)"
+
+
 def test_check_writes_nothing_but_the_log(rest: RestAgent, engine: Engine) -> None:
     inn = add_customer(engine)
     rest.check("sochi", inn)
@@ -316,6 +329,10 @@ def test_cancel_reverses_with_a_new_entry_and_twice_is_the_same(
     # the pay repeated after the cancel still gets its original answer, now saying so
     replay = rest.pay("sochi", inn, "300", txn_id="501")
     assert replay.json()["status"] == "reversed"
+    # ...and carries the cancellation as status shows it
+    assert replay.json()["cancel_reason"] == "Ошибся номером"
+    assert replay.json()["cancelled_at"] == body["cancelled_at"] is not None
+    assert replay.json() == rest.status("501").json()
     assert balance(engine, inn) == 0
 
 

@@ -18,12 +18,14 @@ from tests.factories import Gateway, add_customer, new_inn
 from tests.test_web import Web, add_user, csrf_in, page_of, text_of
 from tests.test_web import web as web
 from tolom.billing import charges, customers
+from tolom.db.schema import agents as agents_table
 from tolom.db.schema import audit_log, deliveries
 from tolom.db.schema import customers as customers_table
+from tolom.db.schema import payments as payments_table
 from tolom.events import admin as events_admin
 from tolom.formatting import ZONE
 from tolom.ledger import statements
-from tolom.payments import records
+from tolom.payments import records, service
 from tolom.web import customers as customer_pages
 from tolom.web.messages import CATALOGUE
 
@@ -292,6 +294,74 @@ def test_the_statement_has_running_balances_that_match_the_ledger(
     assert f'id="f-from" name="from" type="date" value="{today.replace(day=1)}"' in default
     assert f'id="f-to" name="to" type="date" value="{today}"' in default
     assert _statement_lines(default) == lines
+
+
+def _statement_texts(html: str) -> list[str]:
+    """The description cell of each statement line, as the page says it."""
+    start = html.index('id="statement-lines"')
+    table = html[start : html.index("</table>", start)]
+    rows = re.findall(r"<tr data-entry=.*?</tr>", table, flags=re.S)
+    return [unescape(re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)[3]) for row in rows]
+
+
+@pytest.mark.parametrize("language", ["ru", "ky", "en"])
+def test_statement_lines_are_said_in_the_page_language(
+    web: Web, gateway: Gateway, language: str
+) -> None:
+    """The journal stores each entry's description in Russian; the statement says the line
+    in the user's language from what the entry records (the API keeps the stored text)."""
+    inn = add_customer(web.engine, name="ОсОО «Ромашка»")
+    first = _pay(gateway, inn, "500.00")
+    second = _pay(gateway, inn, "300.00")
+    with web.engine.begin() as conn:
+        assert service.reverse(conn, second, "ошибка кассира", "user:aida").outcome.name == "OK"
+    with web.engine.begin() as conn:
+        charge = charges.create(
+            conn,
+            charges.ChargeRequest(
+                client="apikey:sochi",
+                idempotency_key="report-vat",
+                inn=inn,
+                description="НДС за октябрь 2026",
+                amount=10_000,
+                report=charges.Report("R-1", "sti", "vat", "2026-10"),
+            ),
+        )
+    with web.engine.begin() as conn:
+        charges.refund(conn, charge.id, "отчёт отозван")
+    with web.engine.connect() as conn:
+        agent = conn.execute(
+            select(agents_table.c.name, payments_table.c.txn_id)
+            .join(payments_table, payments_table.c.agent_id == agents_table.c.id)
+            .where(payments_table.c.id == second)
+        ).one()
+    add_user(web.engine, username=f"user-{language}", language=language)
+    html = web.signed_in(f"user-{language}").get(f"/customers/{inn}").text
+    texts = CATALOGUE[language]
+    top_up = texts["customer.line.payment"].format(agent=agent.name, reference=agent.txn_id)
+    assert _statement_texts(html) == [
+        texts["customer.line.payment"].format(agent=agent.name, reference=_txn(web, first)),
+        top_up,
+        texts["customer.line.reversal"].format(number=second) + ": ошибка кассира",
+        texts["customer.line.charge"].format(number=charge.id) + ": НДС за октябрь 2026",
+        texts["customer.line.charge_refund"].format(number=charge.id) + ": отчёт отозван",
+    ]
+    if language != "ru":  # none of the journal's Russian words
+        for russian in ("Пополнение", "Отмена платежа", "Списание", "Возврат", "отчёт СОЧИ"):
+            assert russian not in " ".join(_statement_texts(html)), russian
+    # The API's statement is not the page's: it keeps the stored description.
+    with web.engine.connect() as conn:
+        stored = customers.statement(conn, _customer(web.engine, inn), _today(), _today())
+    assert stored.lines[3].description == f"Списание №{charge.id}: отчёт СОЧИ"
+
+
+def _txn(web: Web, payment_id: int) -> str:
+    with web.engine.connect() as conn:
+        return str(
+            conn.execute(
+                select(payments_table.c.txn_id).where(payments_table.c.id == payment_id)
+            ).scalar_one()
+        )
 
 
 @pytest.mark.parametrize(

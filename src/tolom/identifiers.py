@@ -33,9 +33,15 @@ def luhn_check_digit(digits: str) -> str:
     return str((10 - total % 10) % 10)
 
 
+def is_invoice_number_shape(text: str) -> bool:
+    """16 ASCII digits, whatever the check digit: what separates a mistyped invoice number
+    (a digit wrong) from something that is no invoice number at all."""
+    return _INVOICE_NUMBER.fullmatch(text) is not None
+
+
 def is_invoice_number(text: str) -> bool:
     """16 ASCII digits whose last digit is the Luhn check digit of the first 15."""
-    if _INVOICE_NUMBER.fullmatch(text) is None:
+    if not is_invoice_number_shape(text):
         return False
     return luhn_check_digit(text[:15]) == text[15]
 

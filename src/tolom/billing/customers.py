@@ -15,7 +15,16 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, insert, or_, select, update
 
 from tolom import audit
-from tolom.db.schema import account_balances, customers
+from tolom.db.schema import (
+    account_balances,
+    agents,
+    charges,
+    customers,
+    invoices,
+    payment_reversals,
+    payments,
+    signature_orders,
+)
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
@@ -516,6 +525,82 @@ def statement(
     start = datetime.combine(first, time(), STATEMENT_ZONE)
     end = datetime.combine(last + timedelta(days=1), time(), STATEMENT_ZONE)
     return statements.statement(conn, customer.account_id, start, end, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class LineSource:
+    """What a statement line's journal entry records, as data rather than words.
+
+    The entry's stored description is Russian, written once; a page in another language
+    says the line in its own words from this. `kind` is the entry's kind; `number` the
+    payment's (payment, reversal), the charge's (charge, charge_refund) or the order's
+    (order_refund) id; `text` the client's description of a charge, or the reason given for
+    a reversal or refund; `reference` the agent's transaction or document number of a
+    payment, the account of a reversed payment, the invoice of a refunded order; `agent` the
+    name of the agent or cash desk that took a payment.
+    """
+
+    kind: str
+    number: int
+    text: str | None = None
+    reference: str | None = None
+    agent: str | None = None
+
+
+def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, LineSource]:
+    """The source of each of these journal entries that a customer's statement can show
+    (payments, reversals, charges and their refunds, order refunds), by entry id; an entry
+    of another kind is absent."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return {}
+    found: dict[int, LineSource] = {}
+    row: Any
+    for row in conn.execute(
+        select(payments.c.entry_id, payments.c.id, payments.c.txn_id, agents.c.name)
+        .join(agents, agents.c.id == payments.c.agent_id)
+        .where(payments.c.entry_id.in_(ids))
+    ):
+        found[row.entry_id] = LineSource("payment", row.id, reference=row.txn_id, agent=row.name)
+    for row in conn.execute(
+        select(
+            payment_reversals.c.entry_id,
+            payment_reversals.c.payment_id,
+            payment_reversals.c.reason,
+            payments.c.account,
+        )
+        .join(payments, payments.c.id == payment_reversals.c.payment_id)
+        .where(payment_reversals.c.entry_id.in_(ids))
+    ):
+        found[row.entry_id] = LineSource(
+            "reversal", row.payment_id, text=row.reason, reference=row.account
+        )
+    for row in conn.execute(
+        select(charges.c.entry_id, charges.c.id, charges.c.description).where(
+            charges.c.entry_id.in_(ids)
+        )
+    ):
+        found[row.entry_id] = LineSource("charge", row.id, text=row.description)
+    for row in conn.execute(
+        select(charges.c.refund_entry_id, charges.c.id, charges.c.refund_reason).where(
+            charges.c.refund_entry_id.in_(ids)
+        )
+    ):
+        found[row.refund_entry_id] = LineSource("charge_refund", row.id, text=row.refund_reason)
+    for row in conn.execute(
+        select(
+            signature_orders.c.refund_entry_id,
+            signature_orders.c.id,
+            signature_orders.c.cancel_reason,
+            invoices.c.number,
+        )
+        .join(invoices, invoices.c.id == signature_orders.c.invoice_id)
+        .where(signature_orders.c.refund_entry_id.in_(ids))
+    ):
+        found[row.refund_entry_id] = LineSource(
+            "order_refund", row.id, text=row.cancel_reason, reference=row.number
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)

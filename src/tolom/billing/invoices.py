@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tolom import audit
-from tolom.db.schema import invoice_lines, invoices, products
+from tolom.db.schema import customers, invoice_lines, invoices, products
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn, new_invoice_number
 from tolom.money import format_amount
@@ -94,18 +94,21 @@ def create(
     conn: Connection,
     *,
     items: list[tuple[str, int]],
-    payer_name: str,
+    payer_name: str | None,
     inn: str | None,
     validity_days: int,
     now: datetime | None = None,
 ) -> Invoice:
-    """Issue an invoice for catalogue items at their current prices."""
+    """Issue an invoice for catalogue items at their current prices. Without `payer_name`
+    the payer is the registered customer with this INN (refused if there is none)."""
     if not items:
         raise InvoiceError("item: в счёте должна быть хотя бы одна позиция", code="no_items")
     if inn is not None and not is_inn(inn):
         raise InvoiceError(
             f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}", code="inn"
         )
+    if payer_name is None:
+        payer_name = _customer_name(conn, inn)
     if not payer_name.strip():
         raise InvoiceError("name: укажите плательщика", code="payer")
     if len(payer_name.strip()) > MAX_PAYER_NAME or "\x00" in payer_name:
@@ -303,11 +306,26 @@ def audit_view(invoice: Invoice, now: datetime) -> dict[str, Any]:
     }
 
 
+def _customer_name(conn: Connection, inn: str | None) -> str:
+    """The name of the registered customer with this INN: the payer when none is named."""
+    name = (
+        None
+        if inn is None
+        else conn.execute(select(customers.c.name).where(customers.c.inn == inn)).scalar()
+    )
+    if name is None:
+        raise InvoiceError(
+            "name: укажите плательщика" + ("" if inn is None else f" (клиента с ИНН {inn} нет)"),
+            code="payer",
+        )
+    return str(name)
+
+
 def create_audited(
     conn: Connection,
     *,
     items: list[tuple[str, int]],
-    payer_name: str,
+    payer_name: str | None,
     inn: str | None,
     validity_days: int,
     actor: str,

@@ -58,6 +58,7 @@ class EventType(StrEnum):
 NOTIFIED: frozenset[EventType] = frozenset(
     {
         EventType.PAYMENT_ACCEPTED,
+        EventType.PAYMENT_REVERSED,
         EventType.CHARGE_SETTLED,
         EventType.INVOICE_PAID,
         EventType.ORDER_ISSUED,

@@ -303,6 +303,8 @@ def _pay_answer(request: PayIn, exchange: Exchange) -> Callable[[PayResult], Ans
             txn_date=result.txn_date,
             business_date=result.business_date,
             created_at=result.created_at,
+            cancel_reason=result.reversal.reason if result.reversal else None,
+            cancelled_at=result.reversal.created_at if result.reversal else None,
         )
         replayed = (("Idempotent-Replayed", "true"),) if result.replayed else ()
         return _json(200, body, replayed)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from tolom.payments.records import ManualDetails, PaymentRecord
+from tolom.payments.records import ManualDetails, PaymentRecord, Reversal
 
 
 class Service(enum.StrEnum):
@@ -70,6 +70,7 @@ class PayResult:
     txn_date: datetime | None = None  # UTC
     business_date: date | None = None  # the agent-local day of txn_date
     created_at: datetime | None = None
+    reversal: Reversal | None = None  # a repeat of a pay cancelled since: why and when
 
 
 class CancelOutcome(enum.Enum):

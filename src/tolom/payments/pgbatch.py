@@ -18,7 +18,7 @@ the customers the function flags, writes the request records, and commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from tolom.billing import charges
 from tolom.db.schema import gateway_requests
 from tolom.events.outbox import NOTIFIED, EventType
 from tolom.ledger.accounts import account_balance
-from tolom.payments import service
+from tolom.payments import records, service
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def check_and_pay(
     to_settle: dict[int, tuple[int, int]] = {}  # customer → (account, last payment)
     for row in rows:
         item, outcome = row[0] - 1, row[1]
-        results[item] = _result(outcome, row, pays[item][1])
+        results[item] = _with_reversal(conn, _result(outcome, row, pays[item][1]))
         if row[11]:
             to_settle[row[9]] = (row[10], row[2])
     for customer_id, (account_id, payment_id) in to_settle.items():
@@ -141,6 +141,16 @@ def record_and_commit(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     with raw.pipeline(), raw.cursor() as cursor:
         cursor.executemany(_INSERT_RECORD, [[row[c] for c in _RECORD_COLUMNS] for row in rows])
         raw.commit()
+
+
+def _with_reversal(conn: Connection, result: PayResult) -> PayResult:
+    """A repeat of a pay cancelled since carries the cancellation, as `service.replay`
+    does. The function does not return it: such repeats are rare, so one more read for
+    them beats a wider row for every pay."""
+    if not (result.replayed and result.status == "reversed" and result.payment_id is not None):
+        return result
+    record = records.by_id(conn, result.payment_id)
+    return result if record is None else replace(result, reversal=record.reversal)
 
 
 def _result(outcome: str, row: Any, request: PayRequest) -> PayResult:

@@ -41,7 +41,7 @@ from tolom.db.schema import (
     payments,
 )
 from tolom.events.outbox import EventType, customer_key, emit, inn_key
-from tolom.identifiers import is_inn, is_invoice_number, txn_key
+from tolom.identifiers import is_inn, is_invoice_number, is_invoice_number_shape, txn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import InsufficientFunds, Transfer, open_entry, post
 from tolom.money import format_amount
@@ -55,7 +55,7 @@ from tolom.payments.model import (
     PayResult,
     Service,
 )
-from tolom.payments.records import PaymentRecord
+from tolom.payments.records import PaymentRecord, Reversal
 from tolom.timestamps import as_utc
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ _NOT_FOUND = {
     Service.EDS: "Счёт на оплату не найден",
 }
 _BAD_ACCOUNT = {Service.SOCHI: "ИНН: 14 цифр", Service.EDS: "номер счёта: 16 цифр"}
+# 16 digits whose Luhn check digit does not match: the right length, a digit typed wrong.
+MISTYPED_INVOICE_NUMBER = "Номер счёта набран с ошибкой: проверьте цифры"
 
 _CUSTOMER_BY_INN = select(
     customers.c.id, customers.c.name, customers.c.status, customers.c.account_id
@@ -113,8 +115,13 @@ _EXISTING_PAYMENT = (
         manual_payments.c.bank_reference,
         manual_payments.c.payer,
         manual_payments.c.note,
+        payment_reversals.c.reason,
+        payment_reversals.c.requested_by,
+        payment_reversals.c.created_at.label("reversed_at"),
+        payment_reversals.c.entry_id.label("reversal_entry_id"),
     )
     .outerjoin(manual_payments, manual_payments.c.payment_id == payments.c.id)
+    .outerjoin(payment_reversals, payment_reversals.c.payment_id == payments.c.id)
     .where(payments.c.agent_id == bindparam("agent_id"), payments.c.txn_id == bindparam("txn_id"))
 )
 
@@ -143,16 +150,25 @@ def payment_key(agent: Agent, txn_id: str) -> str:
 
 
 def refusal(
-    outcome: Outcome, service: Service | None = None, *, limit: int | None = None
+    outcome: Outcome,
+    service: Service | None = None,
+    *,
+    limit: int | None = None,
+    account: str | None = None,
 ) -> CheckResult:
     """A refusal with its message: the one place where refusals are worded. `service`
-    names the account (not found, bad format); `limit` the amount (too small, too large)."""
+    names the account (not found, bad format); `limit` the amount (too small, too large);
+    `account`, the refused account, tells a mistyped invoice number (only its check digit
+    is wrong) from a wrong format."""
     if outcome is Outcome.NOT_FOUND:
         assert service is not None
         message = _NOT_FOUND[service]
     elif outcome is Outcome.BAD_ACCOUNT:
         assert service is not None
-        message = f"Неверный формат лицевого счёта ({_BAD_ACCOUNT[service]})"
+        if service is Service.EDS and account is not None and is_invoice_number_shape(account):
+            message = MISTYPED_INVOICE_NUMBER
+        else:
+            message = f"Неверный формат лицевого счёта ({_BAD_ACCOUNT[service]})"
     elif outcome is Outcome.TOO_SMALL:
         message = f"Сумма меньше допустимой ({format_amount(limit or 0)})"
     elif outcome is Outcome.TOO_LARGE:
@@ -177,7 +193,7 @@ def precheck(agent: Agent, service: Service, account: str) -> CheckResult | None
     if service.value not in agent.services:
         return refusal(Outcome.FORBIDDEN, service)
     if not account_format_ok(service, account):
-        return refusal(Outcome.BAD_ACCOUNT, service)
+        return refusal(Outcome.BAD_ACCOUNT, service, account=account)
     return None
 
 
@@ -271,6 +287,14 @@ def replay(existing: Any, request: PayRequest) -> PayResult:
         txn_date=as_utc(existing.txn_date),
         business_date=existing.business_date,
         created_at=as_utc(existing.created_at),
+        reversal=Reversal(
+            existing.reason,
+            existing.requested_by,
+            as_utc(existing.reversed_at),
+            existing.reversal_entry_id,
+        )
+        if existing.reason is not None
+        else None,
     )
 
 
@@ -527,6 +551,7 @@ _PAYMENT_FOR_REVERSAL = (
         payments.c.customer_id,
         payments.c.invoice_id,
         payments.c.created_at,
+        payments.c.txn_id,
         agents.c.clearing_account_id,
         accounts.c.slots.label("clearing_slots"),
     )
@@ -638,7 +663,7 @@ def _reverse(
         description=f"Отмена платежа №{payment.id} ({payment.account}): {reason}"[:500],
     )
     try:
-        post(
+        balances = post(
             conn,
             entry_id=entry_id,
             transfers=[Transfer(debit=source, credit=clearing, amount=payment.amount)],
@@ -658,18 +683,40 @@ def _reverse(
         )
     )
     conn.execute(update(payments).where(payments.c.id == payment.id).values(status="reversed"))
+    _announce_reversal(conn, payment, reason, actor, balances)
+    return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id)
+
+
+def _announce_reversal(
+    conn: Connection, payment: Any, reason: str, actor: str, balances: dict[int, int]
+) -> None:
+    """Emit payment.reversed: other systems learn of it, and the customer who was told of
+    the payment (a top-up's, or the one with the paid invoice's INN) is told it was undone."""
+    customer: Any
     if payment.service == Service.SOCHI.value:
-        key = customer_key(payment.customer_id)
+        customer = conn.execute(
+            select(customers.c.id, customers.c.name, customers.c.account_id).where(
+                customers.c.id == payment.customer_id
+            )
+        ).one()
+        inn: str | None = payment.account
+        key = customer_key(customer.id)
+        balance = balances.get(customer.account_id)
     else:
         inn = conn.execute(
             select(invoices.c.inn).where(invoices.c.id == payment.invoice_id)
         ).scalar_one()
         key = inn_key(inn, payment.account)
+        customer = conn.execute(
+            select(customers.c.id, customers.c.name).where(customers.c.inn == inn)
+        ).first()
+        balance = None
+    sochi = payment.service == Service.SOCHI.value
     emit(
         conn,
         EventType.PAYMENT_REVERSED,
         ordering_key=key,
-        customer_id=payment.customer_id,
+        customer_id=customer.id if customer is not None else None,
         payload={
             "payment_id": payment.id,
             "service": payment.service,
@@ -677,6 +724,11 @@ def _reverse(
             "amount": payment.amount,
             "reason": reason,
             "requested_by": actor,
+            "inn": inn,
+            "customer_name": customer.name if sochi else None,
+            "invoice_number": None if sochi else payment.account,
+            "txn_id": payment.txn_id,
+            "created_at": as_utc(payment.created_at),
+            "balance": balance,
         },
     )
-    return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from tolom.formatting import som
-from tolom.identifiers import txn_key
+from tolom.identifiers import is_inn, is_invoice_number_shape, txn_key
 from tolom.reconciliation.formats import AUTO, RegistryFormat
 
 MAX_LINES = 2_000_000
@@ -166,11 +166,16 @@ def _txn_id(cell: Any, line: int, gateway: bool) -> str:
 
 
 def _account(cell: Any, line: int) -> str:
+    """An INN (14 digits) or an invoice number (16 digits): the only accounts a payment can
+    have. The invoice's check digit is not judged: a line is what the agent says it paid."""
     value = _text(cell, line, "account")
     if isinstance(cell, int | float) and value.isdigit() and len(value) < 14:
         value = value.zfill(14)  # Excel drops an INN's leading zeros when it stores a number
-    if len(value) > 32:
-        raise RegistryError("длиннее 32 символов", line=line, field="account")
+    if not (is_inn(value) or is_invoice_number_shape(value)):
+        shown = value if len(value) <= 32 else value[:32] + "…"
+        raise RegistryError(
+            f"«{shown}» — ни ИНН (14 цифр), ни номер счёта (16 цифр)", line=line, field="account"
+        )
     return value
 
 
@@ -344,7 +349,8 @@ class _Moments:
 # through the general path, which either reads it or says exactly what is wrong with it.
 _QIWI_LINE = re.compile(
     r"([0-9]{1,20})\t([0-9]{2}\.[0-9]{2}\.[0-9]{4}|[0-9]{4}-[0-9]{2}-[0-9]{2})\t"
-    r"([0-9]{2}):([0-9]{2}):([0-9]{2})\t([0-9]{1,32})\t([0-9]{1,15})(?:[.,]([0-9]{1,2}))?"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})\t([0-9]{14}(?:[0-9]{2})?)\t"  # account: INN or invoice
+    r"([0-9]{1,15})(?:[.,]([0-9]{1,2}))?"
 )
 
 

@@ -13,7 +13,7 @@ forms, says the core's refusals in the user's language and renders the pages.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode
@@ -281,6 +281,7 @@ class Card:
     recent_charges: list[charges.Charge]
     payments: list[records.PaymentRecord]
     notifications: list[events_admin.Notification]
+    sources: dict[int, customers.LineSource] = field(default_factory=dict)  # by entry id
 
 
 def _period(request: Request, t: i18n.Translator) -> Period:
@@ -330,6 +331,9 @@ def _load_card(request: Request, inn: str, period: Period | None) -> Card | None
         waiting, waiting_total = charges.awaiting_total(conn, inn)
         return Card(
             customer=customer,
+            sources=customers.statement_sources(conn, [x.entry_id for x in found.lines])
+            if found
+            else {},
             balance=customers.balance(conn, customer),
             statement=found,
             awaiting=charges.search(conn, inn=inn, status="awaiting_payment", limit=CHARGES_SHOWN),
@@ -346,6 +350,23 @@ def _load_card(request: Request, inn: str, period: Period | None) -> Card | None
                 conn, customer.id, limit=NOTIFICATIONS_SHOWN
             ),
         )
+
+
+def _line_text(
+    t: i18n.Translator, line: statements.StatementLine, source: customers.LineSource | None
+) -> str:
+    """A statement line in the page's language, from what its entry records; the entry's
+    stored (Russian) description when its source is not one a statement knows."""
+    if source is None or source.kind != line.entry_kind:
+        return line.description
+    text = t(
+        f"customer.line.{source.kind}",
+        number=source.number,
+        agent=source.agent or "",
+        reference=source.reference or "",
+        invoice=source.reference or "",
+    )
+    return f"{text}: {source.text}" if source.text else text
 
 
 @dataclass(slots=True)
@@ -370,6 +391,12 @@ def _card_page(
 ) -> Response:
     t = i18n.translator(session.user.language)
     customer = card.customer
+    if card.statement is not None:
+        lines = tuple(
+            replace(line, description=_line_text(t, line, card.sources.get(line.entry_id)))
+            for line in card.statement.lines
+        )
+        card = replace(card, statement=replace(card.statement, lines=lines))
     done = DONE.get(request.query_params.get("done", ""))
     here = f"/customers/{customer.inn}"
     if period.error is None and request.method == "GET" and "from" in request.query_params:

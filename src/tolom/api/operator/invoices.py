@@ -61,7 +61,13 @@ class InvoiceIn(BaseModel):
         description="Payer's INN, if known.",
         examples=["01904202310427"],
     )
-    payer_name: str = Field(max_length=300, examples=["ОсОО «Новый клиент»"])
+    payer_name: str | None = Field(
+        default=None,
+        max_length=300,
+        description="Who pays. May be left out when `inn` is a registered customer: the "
+        "customer's name is used.",
+        examples=["ОсОО «Новый клиент»"],
+    )
     items: list[ItemIn] = Field(min_length=1, max_length=50)
 
 
