@@ -29,6 +29,7 @@ from tolom.db.schema import receipts as receipts_table
 from tolom.documents import instructions, invoice_pdf, receipt_pdf, receipts
 from tolom.documents.pdf import A5, Document, qr_code
 from tolom.formatting import date_time, som
+from tolom.payments import manual
 from tolom.runtime import Runtime
 from tolom.settings import Settings
 
@@ -414,6 +415,44 @@ def test_the_receipt_of_a_cash_payment_names_the_cash_desk(world: World) -> None
     assert "Код платежа" not in text
 
 
+def test_a_manual_payments_receipt_names_who_paid_and_the_note(world: World) -> None:
+    """The payer's PDF carries who brought the cash and the operator's note; the public page
+    still says nothing of either."""
+    inn = add_customer(world.engine, name="ИП Асанов")
+    response = world.post(
+        "/api/v1/manual-payments",
+        {
+            "channel": "cash_desk",
+            "reference": f"PKO-{new_txn_id()}",
+            "service": "sochi",
+            "account": inn,
+            "amount": "500.00",
+            "payer": "Асанова Гүлнара (по доверенности)",
+            "note": "Оплата за декабрь, ПКО 17",
+        },
+    )
+    assert response.status_code == 201, response.text
+    payment_id = response.json()["id"]
+    text = pdf_text(world.get(f"/api/v1/payments/{payment_id}/receipt.pdf").content)
+    for expected in (
+        "Кто оплатил",
+        "Асанова Гүлнара (по доверенности)",
+        "Примечание",
+        "Оплата за декабрь, ПКО 17",
+        "ИП Асанов",
+    ):
+        assert expected in text, expected
+    page = world.client.get(f"/r/{world.receipt_token(payment_id)}").text
+    for secret in ("Асанова", "доверенности", "декабрь", "ПКО 17", "Асанов"):
+        assert secret not in page, secret
+
+
+def test_a_gateway_payments_receipt_has_no_empty_payer_or_note_lines(world: World) -> None:
+    payment_id, _inn, _txn = world.sochi_payment()
+    text = pdf_text(world.get(f"/api/v1/payments/{payment_id}/receipt.pdf").content)
+    assert "Кто оплатил" not in text and "Примечание" not in text
+
+
 def test_the_qr_code_is_drawn_module_for_module() -> None:
     """The rectangles drawn are exactly the dark modules segno computes."""
     data = f"{BASE}/r/{'Q' * 32}"
@@ -493,6 +532,24 @@ def test_the_invoice_pdf_prints_the_configured_requisites(world: World) -> None:
     for expected in ("ОсОО «Дос Тэк Групп»", "02408200710018", "109018", "1090000123456789"):
         assert expected in text, expected
     assert "уточните в офисе" not in text
+    # The transfer step points at the requisites, and they follow it.
+    assert "по реквизитам ниже" in text
+    assert text.index("по реквизитам ниже") < text.rindex("Расчётный счёт: 1090000123456789")
+
+
+def test_without_a_bank_account_the_invoice_never_points_at_missing_requisites(
+    world: World,
+) -> None:
+    """No step says «по реквизитам ниже» when nothing follows; the payer is told to ask."""
+    invoice = add_invoice(world.engine)
+    assert not world.settings.company_bank_account
+    text = pdf_text(world.get(f"/api/v1/invoices/{invoice.number}/pdf").content)
+    assert "реквизитам ниже" not in text
+    assert "Реквизиты расчётного счёта компании для перевода уточните в офисе" in text
+    assert "Расчётный счёт" not in text
+    # The transfer still says which payment code and purpose to use.
+    bank = text[text.index("Банковский перевод") :]
+    assert "42151410" in bank and f"«Оплата по счёту № {invoice.number}»" in bank
 
 
 @pytest.mark.parametrize("state", ["paid", "cancelled", "expired"])
@@ -752,3 +809,44 @@ def test_receipt_documents_render_without_the_database() -> None:
     text = pdf_text(content)
     assert "0,01 сом" in text and "21.11.2026 14:30" in text and "MegaPay" in text
     assert "ИНН плательщика" not in text
+
+
+def test_a_payer_and_note_fit_the_receipt_page_and_the_longest_move_the_qr_code_whole() -> None:
+    settings = Settings(database_url="sqlite://", public_base_url=BASE)
+
+    def render(paid_by: str, note: str) -> bytes:
+        return receipt_pdf.render(
+            receipts.ReceiptDocument(
+                number=1002,
+                token="Q" * 32,
+                url=receipts.public_url(settings, "Q" * 32),
+                amount=100,
+                paid_at=datetime(2026, 11, 21, 8, 30, tzinfo=UTC),
+                service="eds",
+                service_name="Оплата ЭЦП и носителя Рутокен ЭЦП по счёту",
+                status="accepted",
+                reversed_at=None,
+                channel="cash_desk",
+                channel_name="Касса компании",
+                inn=None,
+                payer="ОсОО «Очень длинное название нового клиента»",
+                invoice_number="4000000000000002",
+                payment_code=None,
+                bank_reference=None,
+                payee=settings.company_name,
+                paid_by=paid_by,
+                note=note,
+            ),
+            settings,
+        )
+
+    words = "Имя Фамилия примечание " * 50
+    usual = render(words[:80], words[:160])
+    assert len(PdfReader(io.BytesIO(usual)).pages) == 1
+    longest = render(words[: manual.MAX_PAYER], words[: manual.MAX_NOTE])
+    pages = PdfReader(io.BytesIO(longest)).pages
+    text = pdf_text(longest)
+    assert words[: manual.MAX_NOTE].split()[-1] in text  # nothing cut off
+    url = receipts.public_url(settings, "Q" * 32)
+    assert url in pages[-1].extract_text()  # the QR code and its address moved together
+    assert link_uris(longest) == [url, url]

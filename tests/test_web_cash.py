@@ -5,6 +5,7 @@ the ledger and the audit line; the receipt page with its QR code; every role and
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
@@ -13,6 +14,7 @@ from html import unescape
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
@@ -230,6 +232,9 @@ def test_a_payment_through_each_channel_for_each_service(
     if channel == "bank":
         assert text_of(receipt.text, "r-payment-code") == "42122900"
         assert text_of(receipt.text, "r-bank-reference") == "№ 000123"
+    # Who brought the money and the operator's note, as recorded (trimmed).
+    assert text_of(receipt.text, "r-paid-by") == "Асанов Бакыт"
+    assert text_of(receipt.text, "r-note") == "касса 1"
     if sochi:
         assert text_of(receipt.text, "r-inn") == inn
         assert unescape(text_of(receipt.text, "r-payer")) == "ОсОО «Касса»"
@@ -619,7 +624,7 @@ def test_the_page_speaks_the_users_language(web: Web) -> None:
 def test_the_receipt_page_matches_the_pdf_and_has_a_qr_code(web: Web) -> None:
     inn = add_customer(web.engine, name="ОсОО «Квитанция»")
     desk = Desk(web.signed_in())
-    number = paid_id(desk.send(account=inn, amount="1510", payer="Асанов"))
+    number = paid_id(desk.send(account=inn, amount="1510", payer="Асанов", note="за декабрь"))
     page = desk.browser.get(f"/payments/{number}/receipt")
     assert page.status_code == 200
     html = page.text
@@ -654,8 +659,12 @@ def test_the_receipt_page_matches_the_pdf_and_has_a_qr_code(web: Web) -> None:
     public = web.browser().get(f"/r/{token}")
     assert public.status_code == 200
     assert "1\u00a0510,00" in public.text or "1 510,00" in public.text
-    for secret in (inn, "Квитанция»", "Асанов", desk.reference):
+    for secret in (inn, "Квитанция»", "Асанов", "за декабрь", desk.reference):
         assert secret not in public.text
+    # The PDF carries who paid and the note, like the page.
+    assert text_of(html, "r-paid-by") == "Асанов" and text_of(html, "r-note") == "за декабрь"
+    pdf_text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "Кто оплатил" in pdf_text and "Асанов" in pdf_text and "за декабрь" in pdf_text
 
 
 def test_the_receipt_page_for_every_role_and_a_reversed_payment(web: Web, gateway: Gateway) -> None:
@@ -732,6 +741,8 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         payment_code="42151410",
         bank_reference="PP-1",
         payee="«ДОС ТЭК ГРУПП»",
+        paid_by="Иванов",
+        note="прим.",
     )
     return {
         "web/cash.html": shown,

@@ -212,10 +212,10 @@ def test_today_is_at_the_right_and_bars_are_proportional(web: Web, paid: dict[st
     assert tallest["total"] == 400_000 and tallest["height"] == pytest.approx(plot, abs=0.01)
     ratio = by_day[TODAY]["bars"][0]["height"] / tallest["height"]
     assert ratio == pytest.approx(201_000 / 400_000, abs=0.001)
-    # Axis labels: round amounts, compact from a thousand som.
+    # Axis labels: round amounts, every one in the same unit (zero too).
     labels = re.findall(r'<text class="axis-label"[^>]*data-value="(\d+)">(.*?)</text>', html)
     assert [(int(v), unescape(label)) for v, label in labels] == [
-        (0, _som("0,00")),
+        (0, "0 тыс. сом"),
         (100_000, "1 тыс. сом"),
         (200_000, "2 тыс. сом"),
         (300_000, "3 тыс. сом"),
@@ -310,16 +310,42 @@ def test_round_steps() -> None:
     assert charts.nice_step(7_654_321_00) == 200_000_000  # 7.65 M som: steps of 2 M som
 
 
-def test_axis_labels_in_every_language() -> None:
-    ru, ky, en = translator("ru"), translator("ky"), translator("en")
-    assert charts.axis_label(50_000, ru) == _som("500,00")
-    assert charts.axis_label(25_000_000, ru) == "250 тыс. сом"
-    assert charts.axis_label(150_000_000, ru) == "1,5 млн сом"
-    assert charts.axis_label(150_000_000, ky) == "1,5 миллион сом"
-    assert charts.axis_label(250_000, ky) == "2,5 миң сом"
-    assert charts.axis_label(123_456_700_000, ru) == f"1{NBSP}234,5 млн сом"
-    assert charts.axis_label(150_000_000, en) == "1.5M KGS"
-    assert charts.axis_label(250_000_000_000, en) == "2,500M KGS"
+def _labels(values: list[int], language: str = "ru") -> list[str]:
+    shown = charts.axis_labels(values, translator(language))
+    return [shown[value] for value in values]
+
+
+def test_every_tick_of_an_axis_is_written_in_one_format() -> None:
+    """One unit and one number of decimals per axis: never «0,00 сом» beside «1 тыс. сом»."""
+    som = [i * 25_000 for i in range(5)]  # 0 .. 1 000 som in steps of 250: in full
+    assert _labels(som) == [_som(x) for x in ("0,00", "250,00", "500,00", "750,00", "1 000,00")]
+    thousands = [i * 100_000 for i in range(5)]
+    assert _labels(thousands) == [f"{i} тыс. сом" for i in range(5)]
+    halves = [i * 50_000_000 for i in range(4)]  # 0 .. 1,5 million: one decimal on all
+    assert _labels(halves) == ["0,0 млн сом", "0,5 млн сом", "1,0 млн сом", "1,5 млн сом"]
+    assert _labels(halves, "en") == ["0.0M KGS", "0.5M KGS", "1.0M KGS", "1.5M KGS"]
+    assert _labels(halves, "ky")[-1] == "1,5 миллион сом"
+    quarters = [i * 25_000_000 for i in range(5)]  # 250 000 som steps: thousands, not 0,25 M
+    assert _labels(quarters) == [
+        "0 тыс. сом",
+        "250 тыс. сом",
+        "500 тыс. сом",
+        "750 тыс. сом",
+        f"1{NBSP}000 тыс. сом",
+    ]
+    assert _labels([0]) == [_som("0,00")]
+    assert _labels([0, 100], "en") == [f"0.00{NBSP}KGS", f"1.00{NBSP}KGS"]
+    for values in (som, thousands, halves, quarters):
+        for language in ("ru", "ky", "en"):
+            shown = _labels(values, language)
+            words = {re.sub(r"^[\d\s.,]+", "", label) for label in shown}
+            assert len(words) == 1, shown  # one unit
+            point = "." if language == "en" else ","
+            decimals = {
+                len(label.partition(point)[2].split()[0]) if point in label else 0
+                for label in shown
+            }
+            assert len(decimals) == 1, shown
 
 
 def test_layout_of_an_empty_and_a_full_chart() -> None:
@@ -352,6 +378,7 @@ def test_the_chart_renders_in_every_language(language: str) -> None:
         chart=chart,
     )
     session = Session(User(1, "aida", NAME, "operator", language, True), "x", NOON)
+    layout = charts.layout(chart)
     html = pages.render_text(
         "dashboard.html",
         t=t,
@@ -359,8 +386,8 @@ def test_the_chart_renders_in_every_language(language: str) -> None:
         page="dashboard",
         title="Tolom",
         d=figures,
-        chart=charts.layout(chart),
-        axis_label=lambda tyiyn: charts.axis_label(tyiyn, t),
+        chart=layout,
+        axis_label=charts.axis_labels([tick.value for tick in layout.ticks], t).get,
     )
     assert html.count('<g class="day') == 30 and html.count('class="bar sochi"') == 28 + 1
     assert t("dashboard.chart.as_table") in html and t.money(150_000) in html

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from tests.factories import Gateway, add_customer, add_invoice, new_txn_id
 from tests.test_web import Web, add_user, audit_actions, csrf_in, page_of, text_of
 from tests.test_web import web as web
-from tolom.billing import orders
+from tolom.billing import invoices, orders
 from tolom.db.schema import audit_log, payments, signature_orders
 from tolom.money import format_amount
 from tolom.web import payments as payment_pages
@@ -116,6 +116,32 @@ def test_one_payment_with_postings_requests_and_receipt(web: Web, gateway: Gatew
     with web.engine.connect() as conn:
         actors = set(conn.execute(select(audit_log.c.actor)).scalars())
     assert "user:aida" in actors  # the receipt link was made as the user
+
+
+def test_the_payment_page_names_and_links_the_customer(web: Web, gateway: Gateway) -> None:
+    """A top-up and an invoice of a registered customer name them, linked to their card; an
+    invoice made out to a mere payer name names nobody."""
+    inn = add_customer(web.engine, name="ОсОО «Ромашка & Ко»")
+    top_up = _pay(gateway, "sochi", inn, "1510.00")
+    with web.engine.begin() as conn:
+        registered = invoices.create(
+            conn,
+            items=[("eds-head", 1)],
+            payer_name="ОсОО «Ромашка & Ко»",
+            inn=inn,
+            validity_days=30,
+        )
+    by_invoice = _pay(gateway, "eds", registered.number, format_amount(registered.total))
+    anonymous = add_invoice(web.engine)
+    by_payer = _pay(gateway, "eds", anonymous.number, format_amount(anonymous.total))
+    browser = web.signed_in()
+    for number in (top_up, by_invoice):
+        html = browser.get(f"/payments/{number}").text
+        shown = text_of(html, "f-customer")
+        assert f'<a href="/customers/{inn}">' in shown, shown
+        assert shown.endswith("ОсОО «Ромашка &amp; Ко»")  # escaped like every name
+        assert browser.get(f"/customers/{inn}").status_code == 200
+    assert 'id="f-customer"' not in browser.get(f"/payments/{by_payer}").text
 
 
 def test_an_accountant_reverses_with_a_reason(web: Web, gateway: Gateway) -> None:

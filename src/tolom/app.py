@@ -25,11 +25,11 @@ from starlette.types import Receive, Scope, Send
 
 from tolom import __version__
 from tolom.api import operator
-from tolom.api.problems import Problem, ProblemError, invalid, make_problem, problem_response
 from tolom.api.public import router as public_router
 from tolom.gateway import osmp, rest
 from tolom.httpkit.bodies import BodyLimit
 from tolom.httpkit.headers import docs_policy, with_security_headers
+from tolom.httpkit.problems import Problem, ProblemError, invalid, make_problem, problem_response
 from tolom.reconciliation.registries import MAX_FILE_BYTES
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings

@@ -3,6 +3,7 @@ place for it: the back-office pages, the public receipt page and the PDFs all us
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 
 from tolom.money import TYIYN_PER_SOM
@@ -24,6 +25,34 @@ def som(tyiyn: int, *, currency: str = "сом", english: bool = False) -> str:
     if english:
         currency = currency and "KGS"
     return f"{text}{THOUSANDS}{currency}" if currency else text
+
+
+# A chart axis's units, in whole som, largest first: millions, thousands, som.
+AXIS_UNITS = (1_000_000, 1_000, 1)
+
+
+def axis_unit(values: Sequence[int]) -> int:
+    """The unit (in som) every tick of one axis is written in, so no tick reads "0,00 сом"
+    beside "1 тыс. сом": the largest that the top tick reaches and in which every tick
+    (tyiyn, whole som) needs at most one decimal; 1 (amounts in full) otherwise."""
+    whole = [value // TYIYN_PER_SOM for value in values]
+    top = max(whole, default=0)
+    return next(
+        u for u in AXIS_UNITS if u == 1 or (top >= u and all(v * 10 % u == 0 for v in whole))
+    )
+
+
+def axis_numbers(values: Sequence[int], unit: int, *, english: bool = False) -> list[str]:
+    """The ticks (tyiyn, whole som) as numbers of `unit` som, all with the same number of
+    decimals (none or one): "0", "250", "1 000" or "0,0", "0,5", "1,5"."""
+    whole = [value // TYIYN_PER_SOM for value in values]
+    if not any(v % unit for v in whole):
+        return [grouped(v // unit, english=english) for v in whole]
+    point = "." if english else ","
+    return [
+        f"{grouped(v * 10 // unit // 10, english=english)}{point}{v * 10 // unit % 10}"
+        for v in whole
+    ]
 
 
 def local(moment: datetime) -> datetime:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tolom.api.problems import FieldError, ProblemError
 from tolom.apikeys import ApiKey
 from tolom.httpkit.clients import request_address
+from tolom.httpkit.problems import FieldError, ProblemError
 from tolom.runtime import Runtime
 
 bearer = HTTPBearer(

@@ -3,6 +3,7 @@ total, and how to pay it in every channel, from the instructions data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,10 @@ QR_SIZE = 34.0
 LABEL = 34.0
 STEPS_INDENT = 22.0
 CHANNEL_GAP = 2.5
+ASK_FOR_REQUISITES = (
+    "Реквизиты расчётного счёта компании для перевода уточните в офисе компании, "
+    "затем переведите {amount}."
+)
 
 
 class _InvoicePdf(Document):
@@ -93,10 +98,10 @@ def seller_lines(settings: Settings) -> list[str]:
     return [f"{label}: {value}" for label, value in found if value]
 
 
-def bank_requisites(settings: Settings) -> list[str]:
-    """What a bank transfer needs; without a configured account, where to ask for it."""
+def bank_requisites(settings: Settings) -> list[str] | None:
+    """What a bank transfer needs; None without a configured account (nothing to print)."""
     if not settings.company_bank_account:
-        return ["Реквизиты расчётного счёта компании уточните в офисе компании."]
+        return None
     found = [
         ("Получатель", settings.company_name),
         ("ИНН получателя", settings.company_inn),
@@ -212,6 +217,13 @@ def _instructions(pdf: _InvoicePdf, invoice: Invoice, settings: Settings) -> Non
     pdf.line_of_text(how.title, 13, bold=True, height=7)
     pdf.line_of_text(how.intro, 9, height=4.5)
     pdf.ln(2)
+    # A channel whose steps need the requisites ("по реквизитам ниже") cannot be followed
+    # without an account: its steps become one, where to ask for them, never a pointer at
+    # nothing. What to choose and type (payment code, purpose) stays: it holds either way.
     requisites = bank_requisites(settings)
     for position, channel in enumerate(how.channels, start=1):
-        pdf.channel(position, channel, requisites)
+        if channel.requisites and requisites is None:
+            channel = replace(
+                channel, steps=(ASK_FOR_REQUISITES.format(amount=som(invoice.total)),)
+            )
+        pdf.channel(position, channel, requisites or [])

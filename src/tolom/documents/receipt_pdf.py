@@ -11,6 +11,7 @@ from tolom.settings import Settings
 MARGIN = 12.0
 LABEL = 40.0
 QR_SIZE = 40.0
+QR_BLOCK = QR_SIZE + 22  # the code, the two lines under it and the footer line
 
 
 def requisites_line(settings: Settings) -> str:
@@ -63,6 +64,10 @@ def render(receipt: ReceiptDocument, settings: Settings, *, now: datetime | None
     if receipt.channel == "bank":
         pdf.field("Код платежа", receipt.payment_code or "—", label_width=LABEL)
         pdf.field("Платёжное поручение", f"№ {receipt.bank_reference or '—'}", label_width=LABEL)
+    if receipt.paid_by:
+        pdf.field("Кто оплатил", receipt.paid_by, label_width=LABEL)
+    if receipt.note:
+        pdf.field("Примечание", receipt.note, label_width=LABEL, size=8.5)
     pdf.field(
         "Статус",
         status_text(receipt),
@@ -74,6 +79,8 @@ def render(receipt: ReceiptDocument, settings: Settings, *, now: datetime | None
         stamp(pdf, "ОТМЕНЁН", x=pdf.w - MARGIN - 32, y=middle, width=56)
 
     pdf.ln(3)
+    if pdf.will_page_break(QR_BLOCK):  # the longest payer and note: the QR code on its own page
+        pdf.add_page()
     pdf.rule()
     top = pdf.get_y() + 2
     qr_code(pdf, receipt.url, (pdf.w - QR_SIZE) / 2, top, QR_SIZE, link=receipt.url)

@@ -156,7 +156,8 @@ def confirm(conn: Connection, token: str, settings: Settings) -> Confirmation | 
 
 @dataclass(frozen=True, slots=True)
 class ReceiptDocument:
-    """What the payer's receipt shows. It is theirs, so it names the account and the payer."""
+    """What the payer's receipt shows. It is theirs, so it names the account and the payer,
+    and for a manual payment who paid it and the operator's note."""
 
     number: int
     token: str
@@ -175,6 +176,10 @@ class ReceiptDocument:
     payment_code: str | None  # bank transfers
     bank_reference: str | None  # bank transfers: the payment order's number
     payee: str
+    # Manual payments (cash desk, bank): who brought the cash or sent the transfer, and the
+    # operator's note, as the operator typed them. Never on the public page (`confirm`).
+    paid_by: str | None = None
+    note: str | None = None
 
 
 _DOCUMENT = (
@@ -194,6 +199,8 @@ _DOCUMENT = (
         invoices.c.payer_name,
         manual_payments.c.payment_code,
         manual_payments.c.bank_reference,
+        manual_payments.c.payer.label("paid_by"),
+        manual_payments.c.note,
         payment_reversals.c.created_at.label("reversed_at"),
     )
     .join(services, services.c.code == payments.c.service)
@@ -237,4 +244,6 @@ def document(
         payment_code=row.payment_code,
         bank_reference=row.bank_reference,
         payee=settings.company_name,
+        paid_by=row.paid_by,
+        note=row.note,
     )

@@ -22,7 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom.agents.service import GATEWAY, Agent
-from tolom.api.problems import (
+from tolom.gateway import signing, step
+from tolom.httpkit.bodies import BodyTooLarge, read_limited
+from tolom.httpkit.clients import request_address
+from tolom.httpkit.problems import (
+    CANCEL_PROBLEMS,
+    PAY_PROBLEMS,
     PROBLEM_MEDIA_TYPE,
     FieldError,
     Problem,
@@ -33,9 +38,6 @@ from tolom.api.problems import (
     problem_headers,
     responses,
 )
-from tolom.gateway import signing, step
-from tolom.httpkit.bodies import BodyTooLarge, read_limited
-from tolom.httpkit.clients import request_address
 from tolom.identifiers import is_txn_id
 from tolom.money import MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import (
@@ -69,27 +71,6 @@ SECURITY_SCHEME: dict[str, Any] = {
 }
 JSON_MEDIA_TYPE = "application/json"
 
-# The one map from the core's outcomes to this protocol's problem codes.
-PAY_PROBLEMS: dict[Outcome, str] = {
-    Outcome.RETRY: "temporarily_unavailable",
-    Outcome.BAD_ACCOUNT: "invalid_account",
-    Outcome.NOT_FOUND: "account_not_found",
-    Outcome.INACTIVE: "account_inactive",
-    Outcome.FORBIDDEN: "service_not_allowed",
-    Outcome.ALREADY_PAID: "invoice_already_paid",
-    Outcome.TOO_SMALL: "amount_too_small",
-    Outcome.TOO_LARGE: "amount_too_large",
-    Outcome.CONFLICT: "txn_id_conflict",
-    Outcome.MALFORMED: "invalid_request",
-}
-CANCEL_PROBLEMS: dict[CancelOutcome, str] = {
-    CancelOutcome.RETRY: "temporarily_unavailable",
-    CancelOutcome.NOT_FOUND: "payment_not_found",
-    CancelOutcome.WINDOW_CLOSED: "cancel_window_closed",
-    CancelOutcome.BALANCE_SPENT: "balance_spent",
-    CancelOutcome.ALREADY_SERVED: "already_served",
-    CancelOutcome.MALFORMED: "invalid_request",
-}
 _AUTH_PROBLEMS = (
     "unauthenticated",
     "bad_signature",

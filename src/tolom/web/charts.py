@@ -5,8 +5,8 @@ from zero to a round amount at or above the busiest day's sum, so every bar's he
 proportional to its sum and the busiest day nearly fills the plot. Coordinates are in the
 SVG's own units (its viewBox); the page scales the picture to its width.
 
-Axis labels are compact ("1,5 млн сом", "250 тыс. сом") from a thousand som up, and
-written in full below it ("500,00 сом"), in the page's language.
+Axis labels share one unit and format per axis: all in full ("500,00 сом") or all in
+thousands or millions ("0 тыс. сом", "1,5 млн сом"), in the page's language.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from tolom import formatting
 from tolom.backoffice.dashboard import Chart
 from tolom.money import TYIYN_PER_SOM
 from tolom.web.i18n import Translator
@@ -144,23 +145,15 @@ def layout(chart: Chart) -> Layout:
     return Layout(columns, ticks, scale, slot=slot)
 
 
-def _decimal(value: int, divisor: int, english: bool) -> str:
-    """`value / divisor` with at most one decimal, as people here write it."""
-    tenths = value * 10 // divisor
-    whole, rest = divmod(tenths, 10)
-    text = f"{whole:,}".replace(",", "\u00a0" if not english else ",")
-    if rest:
-        text += ("." if english else ",") + str(rest)
-    return text
+# The message of each scaled axis unit (in som) of `formatting.axis_unit`.
+_AXIS_UNIT = {1_000: "dashboard.chart.thousands", 1_000_000: "dashboard.chart.millions"}
 
 
-def axis_label(tyiyn: int, t: Translator) -> str:
-    """A round amount: "500,00 сом" in full below a thousand som, else compact: "250 тыс.
-    сом", "1,5 млн сом"."""
-    som = tyiyn // TYIYN_PER_SOM
-    english = t.language == "en"
-    if som >= 1_000_000:
-        return t("dashboard.chart.millions", value=_decimal(som, 1_000_000, english))
-    if som >= 1_000:
-        return t("dashboard.chart.thousands", value=_decimal(som, 1_000, english))
-    return t.money(som * TYIYN_PER_SOM)
+def axis_labels(values: list[int], t: Translator) -> dict[int, str]:
+    """Each tick's label (tyiyn -> text), every one in the same unit and format: amounts in
+    full ("250,00 сом") or all in thousands or millions ("0 тыс. сом", "1,5 млн сом")."""
+    unit = formatting.axis_unit(values)
+    if unit == 1:
+        return {value: t.money(value) for value in values}
+    numbers = formatting.axis_numbers(values, unit, english=t.language == "en")
+    return {value: t(_AXIS_UNIT[unit], value=n) for value, n in zip(values, numbers, strict=True)}

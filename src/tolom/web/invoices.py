@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom import audit
-from tolom.api.pdf import pdf_answer
 from tolom.backoffice.users import Session
 from tolom.billing import catalog, customers, invoices, orders
 from tolom.billing.catalog import Product
 from tolom.billing.customers import Customer
 from tolom.db.engine import is_temporary
 from tolom.formatting import ZONE
+from tolom.httpkit.downloads import pdf_answer
 from tolom.identifiers import is_inn, is_invoice_number
 from tolom.payments import records
 from tolom.web import i18n

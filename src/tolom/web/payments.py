@@ -13,13 +13,14 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tolom.backoffice import exports
 from tolom.backoffice.users import Session
+from tolom.billing import customers, invoices
 from tolom.db.schema import agents
 from tolom.documents import receipt_pdf, receipts
 from tolom.payments import records, reversal
@@ -215,6 +216,18 @@ class Detail:
     postings: list[records.PostingLine]
     requests: list[records.LoggedRequest]
     receipt_url: str
+    customer: customers.Customer | None = None  # whose balance or invoice it paid
+
+
+def customer_of(conn: Connection, record: records.PaymentRecord) -> customers.Customer | None:
+    """The registered customer a payment is for: a top-up's INN, or the INN of the paid
+    invoice (an invoice made out to a mere payer name has none)."""
+    if record.service == "sochi":
+        return customers.get(conn, record.account)
+    invoice = invoices.get(conn, record.invoice_number) if record.invoice_number else None
+    if invoice is None or invoice.inn is None:
+        return None
+    return customers.get(conn, invoice.inn)
 
 
 def params_text(stored: str) -> str:
@@ -241,8 +254,9 @@ def _load_detail(request: Request, session: Session, payment_id: int) -> Detail 
         receipt = receipts.token_for(
             conn, record.id, actor=audit_actor(session), address=address(request)
         )
+        customer = customer_of(conn, record)
     url = receipts.public_url(settings, receipt.token) if receipt is not None else ""
-    return Detail(record, posted, logged, url)
+    return Detail(record, posted, logged, url, customer)
 
 
 def _detail_page(

@@ -334,6 +334,7 @@ async def home(request: Request, session: SignedIn) -> Response:
 
     figures = await run_in_threadpool(load)
     t = i18n.translator(session.user.language)
+    chart = charts.layout(figures.chart) if figures.chart is not None else None
     return render(
         "dashboard.html",
         t=t,
@@ -342,6 +343,6 @@ async def home(request: Request, session: SignedIn) -> Response:
         title=t("dashboard.title"),
         here=this_page(request),
         d=figures,
-        chart=charts.layout(figures.chart) if figures.chart is not None else None,
-        axis_label=lambda tyiyn: charts.axis_label(tyiyn, t),
+        chart=chart,
+        axis_label=charts.axis_labels([tick.value for tick in chart.ticks] if chart else [], t).get,
     )

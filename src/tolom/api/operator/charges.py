@@ -27,9 +27,9 @@ from tolom.api.operator.common import (
     replayed_headers,
     transaction,
 )
-from tolom.api.problems import ProblemError, responses
 from tolom.api.security import Caller, require
 from tolom.billing import charges
+from tolom.httpkit.problems import ProblemError, responses
 from tolom.identifiers import is_inn
 from tolom.money import format_amount
 

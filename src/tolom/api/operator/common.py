@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tolom.api.problems import FieldError, ProblemError
 from tolom.api.security import Caller, authenticate, bearer, require
 from tolom.db.engine import is_temporary
+from tolom.httpkit.problems import FieldError, ProblemError
 from tolom.money import MalformedAmount, parse_amount
 from tolom.runtime import Runtime
 from tolom.timestamps import as_utc

@@ -25,9 +25,9 @@ from tolom.api.operator.common import (
     date_query,
     transaction,
 )
-from tolom.api.problems import FieldError, ProblemError, responses
 from tolom.api.security import Caller
 from tolom.billing import customers
+from tolom.httpkit.problems import FieldError, ProblemError, responses
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
 from tolom.money import format_amount

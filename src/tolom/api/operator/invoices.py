@@ -25,9 +25,9 @@ from tolom.api.operator.common import (
     next_cursor,
     transaction,
 )
-from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
-from tolom.api.problems import ProblemError, responses
 from tolom.billing import invoices
+from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
+from tolom.httpkit.problems import ProblemError, responses
 from tolom.identifiers import is_invoice_number
 from tolom.money import format_amount
 

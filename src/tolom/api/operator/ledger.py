@@ -20,7 +20,7 @@ from tolom.api.operator.common import (
     next_cursor,
     transaction,
 )
-from tolom.api.problems import ProblemError, responses
+from tolom.httpkit.problems import ProblemError, responses
 from tolom.ledger import statements
 from tolom.ledger.verify import verify_ledger
 from tolom.money import format_amount

@@ -26,14 +26,14 @@ from tolom.api.operator.common import (
     transaction,
 )
 from tolom.api.operator.payments import Payment, payment_out
-from tolom.api.problems import (
+from tolom.httpkit.problems import (
+    PAY_PROBLEMS,
     PROBLEM_MEDIA_TYPE,
     FieldError,
     ProblemError,
     problem_body,
     responses,
 )
-from tolom.gateway.rest import PAY_PROBLEMS
 from tolom.payments import manual, records
 from tolom.payments.model import Outcome, PayResult, Service
 from tolom.payments.requestlog import Answer

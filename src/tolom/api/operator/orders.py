@@ -29,8 +29,8 @@ from tolom.api.operator.common import (
     replayed_headers,
     transaction,
 )
-from tolom.api.problems import ProblemError, responses
 from tolom.billing import orders
+from tolom.httpkit.problems import ProblemError, responses
 from tolom.money import format_amount
 
 router = APIRouter(prefix="/orders", tags=["signature orders"], route_class=OperatorRoute)

@@ -33,12 +33,11 @@ from tolom.api.operator.common import (
     replayed_headers,
     transaction,
 )
-from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
-from tolom.api.problems import ProblemError, responses
 from tolom.backoffice import exports
 from tolom.db.engine import is_temporary
 from tolom.documents import receipt_pdf, receipts
-from tolom.gateway.rest import CANCEL_PROBLEMS
+from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
+from tolom.httpkit.problems import CANCEL_PROBLEMS, ProblemError, responses
 from tolom.money import format_amount
 from tolom.payments import records, reversal
 from tolom.payments.model import CancelOutcome

@@ -46,13 +46,13 @@ from tolom.api.operator.common import (
     replayed_headers,
     transaction,
 )
-from tolom.api.pdf import PdfResponse, pdf_answer, pdf_responses
-from tolom.api.problems import FieldError, ProblemError, responses
 from tolom.api.security import Caller
 from tolom.backoffice import exports
 from tolom.db.engine import is_temporary
 from tolom.httpkit.bodies import BodyTooLarge, read_limited
 from tolom.httpkit.disconnect import run_while_connected
+from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
+from tolom.httpkit.problems import FieldError, ProblemError, responses
 from tolom.money import format_amount
 from tolom.reconciliation import days, formats, matching, outbound, registries
 from tolom.reconciliation.days import NotFound, ReconciliationError

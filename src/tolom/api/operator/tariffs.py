@@ -18,9 +18,9 @@ from tolom.api.operator.common import (
     bad_input,
     transaction,
 )
-from tolom.api.problems import responses
 from tolom.api.security import Caller, require
 from tolom.billing import tariffs
+from tolom.httpkit.problems import responses
 from tolom.money import format_amount
 
 router = APIRouter(prefix="/tariffs", tags=["tariffs"], route_class=OperatorRoute)

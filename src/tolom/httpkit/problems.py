@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from tolom.payments.model import CancelOutcome, Outcome
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 
@@ -229,3 +231,27 @@ def responses(*codes: str) -> dict[int | str, dict[str, Any]]:
         }
         for status, found in sorted(by_status.items())
     }
+
+
+# The one map from the core's outcomes to problem codes: the agents' REST API, the
+# operator API's reversals and manual payments all answer a core refusal with these.
+PAY_PROBLEMS: dict[Outcome, str] = {
+    Outcome.RETRY: "temporarily_unavailable",
+    Outcome.BAD_ACCOUNT: "invalid_account",
+    Outcome.NOT_FOUND: "account_not_found",
+    Outcome.INACTIVE: "account_inactive",
+    Outcome.FORBIDDEN: "service_not_allowed",
+    Outcome.ALREADY_PAID: "invoice_already_paid",
+    Outcome.TOO_SMALL: "amount_too_small",
+    Outcome.TOO_LARGE: "amount_too_large",
+    Outcome.CONFLICT: "txn_id_conflict",
+    Outcome.MALFORMED: "invalid_request",
+}
+CANCEL_PROBLEMS: dict[CancelOutcome, str] = {
+    CancelOutcome.RETRY: "temporarily_unavailable",
+    CancelOutcome.NOT_FOUND: "payment_not_found",
+    CancelOutcome.WINDOW_CLOSED: "cancel_window_closed",
+    CancelOutcome.BALANCE_SPENT: "balance_spent",
+    CancelOutcome.ALREADY_SERVED: "already_served",
+    CancelOutcome.MALFORMED: "invalid_request",
+}
