@@ -24,6 +24,7 @@ from tolom.billing import customers
 from tolom.db.engine import make_engine
 from tolom.db.schema import gateway_requests, payments
 from tolom.gateway import step
+from tolom.gateway.groupcommit import GroupCommit
 from tolom.ledger.accounts import account_balance
 from tolom.runtime import Runtime
 from tolom.settings import Settings
@@ -74,7 +75,7 @@ class Agent:
     def batch_sizes(self) -> dict[int, int]:
         sizes: dict[int, int] = {}
         for lanes in self.runtime.group_commits.values():
-            assert isinstance(lanes, step.GroupCommit)
+            assert isinstance(lanes, GroupCommit)
             for size, count in lanes.sizes.items():
                 sizes[size] = sizes.get(size, 0) + count
         return sizes

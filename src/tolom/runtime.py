@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -17,7 +17,7 @@ from tolom.gateway.strangers import StrangerLimit
 from tolom.settings import Settings
 
 if TYPE_CHECKING:
-    from tolom.gateway.step import GroupCommit
+    from tolom.gateway.groupcommit import GroupCommit
 
 
 @dataclass(slots=True)
@@ -29,7 +29,9 @@ class Runtime:
     spool: RequestSpool
     strangers: StrangerLimit  # unauthenticated gateway requests per address
     # The gateway step's group commit, one per event loop (its futures belong to that loop).
-    group_commits: dict[asyncio.AbstractEventLoop, GroupCommit] = field(default_factory=dict)
+    group_commits: dict[asyncio.AbstractEventLoop, GroupCommit[Any, Any]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -48,7 +50,9 @@ class Runtime:
             StrangerLimit(settings.gateway_strangers_per_minute),
         )
 
-    def remember_group_commit(self, loop: asyncio.AbstractEventLoop, lanes: GroupCommit) -> None:
+    def remember_group_commit(
+        self, loop: asyncio.AbstractEventLoop, lanes: GroupCommit[Any, Any]
+    ) -> None:
         """Keep a loop's group commit; forget those of loops that have closed (tests make
         one loop per request)."""
         if len(self.group_commits) > 16:

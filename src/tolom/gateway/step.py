@@ -25,7 +25,6 @@ import asyncio
 import logging
 import math
 import threading
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tolom.agents.service import Agent
 from tolom.db.engine import driver_error, is_outage
+from tolom.gateway.groupcommit import GroupCommit
 from tolom.payments import pgbatch, service
 from tolom.payments.model import (
     CancelOutcome,
@@ -289,74 +289,14 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
         return answers
 
 
-# --- group commit ---------------------------------------------------------------------------
-
-
-class GroupCommit:
-    """Calls queue here; up to `concurrency` drainers each take the next batch and run it.
-
-    Natural batching: nothing waits on purpose unless `max_wait` is set, so a lone request
-    goes straight through, and under load the queue that builds up while transactions are
-    in flight becomes the next batch.
-    """
-
-    def __init__(
-        self,
-        run: Callable[[Sequence[Call]], list[Answer]],
-        *,
-        max_batch: int,
-        concurrency: int,
-        max_wait: float,
-    ) -> None:
-        self._run = run
-        self._max_batch = max_batch
-        self._concurrency = concurrency
-        self._max_wait = max_wait
-        self._queue: deque[tuple[Call, asyncio.Future[Answer]]] = deque()
-        self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.sizes: Counter[int] = Counter()  # batch size → how many batches
-
-    async def submit(self, call: Call) -> Answer:
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._queue.append((call, future))
-        if self._in_flight < self._concurrency:
-            self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        try:
-            if self._max_wait > 0 and len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._max_wait)
-            while self._queue:
-                size = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(size)]
-                self.sizes[size] += 1
-                try:
-                    answers = await run_in_threadpool(self._run, [call for call, _ in batch])
-                except BaseException as error:  # a bug or shutdown: nobody waits forever
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    raise
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(answer)
-        finally:
-            self._in_flight -= 1
-
-
-def _lanes(runtime: Runtime) -> GroupCommit:
+def _lanes(runtime: Runtime) -> GroupCommit[Call, Answer]:
     """This event loop's group commit (futures belong to one loop)."""
     loop = asyncio.get_running_loop()
     lanes = runtime.group_commits.get(loop)
     if lanes is None:
         settings = runtime.settings
         sqlite = runtime.engine.dialect.name == "sqlite"
-        lanes = GroupCommit(
+        lanes = GroupCommit[Call, Answer](
             lambda calls: run_calls(runtime, calls),
             max_batch=settings.gateway_batch_max,
             concurrency=1 if sqlite else settings.gateway_batch_concurrency,
