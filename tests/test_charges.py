@@ -527,6 +527,43 @@ def test_the_charge_commands(sochi: Sochi, engine: Engine, gateway: Gateway, cli
     assert len(refunds) == 1 and refunds[0].startswith("cli:")
 
 
+def test_cli_and_api_write_the_same_cancel_and_refund_lines(
+    sochi: Sochi, engine: Engine, gateway: Gateway, cli: Any
+) -> None:
+    """One use case behind both: the same audit line for the same change; a repeat writes
+    none from either side."""
+    inn = add_customer(engine)
+    assert gateway.pay("sochi", inn, "200.00")["result"] == 0
+    taken = [sochi.charge(inn, "100.00").json()["id"] for _ in range(2)]
+    waiting = [sochi.charge(inn, "70.00").json()["id"] for _ in range(2)]
+    assert cli("charge", "cancel", str(waiting[0])).exit_code == 0
+    assert sochi.post(f"/api/v1/charges/{waiting[0]}/cancel").status_code == 200  # a repeat
+    assert sochi.post(f"/api/v1/charges/{waiting[1]}/cancel").status_code == 200
+    assert cli("charge", "refund", str(taken[0]), "--reason", "Ошибка СОЧИ").exit_code == 0
+    refunded = sochi.post(f"/api/v1/charges/{taken[1]}/refund", {"reason": "Ошибка СОЧИ"})
+    assert refunded.status_code == 200, refunded.text
+    assert cli("charge", "refund", str(taken[1]), "--reason", "ещё раз").exit_code == 0
+    with engine.connect() as conn:
+        lines = [
+            dict(row._mapping)
+            for row in conn.execute(
+                select(audit_log)
+                .where(audit_log.c.action.in_(["charge.cancel", "charge.refund"]))
+                .order_by(audit_log.c.id)
+            )
+        ]
+    assert [(line["action"], line["object_id"]) for line in lines] == [
+        ("charge.cancel", str(waiting[0])),
+        ("charge.cancel", str(waiting[1])),
+        ("charge.refund", str(taken[0])),
+        ("charge.refund", str(taken[1])),
+    ]
+    assert all(line["actor"].startswith("cli:") for line in lines[::2])
+    for by_cli, by_api in ((lines[0], lines[1]), (lines[2], lines[3])):
+        assert (by_cli["before"], by_cli["after"]) == (by_api["before"], by_api["after"])
+    assert json.loads(lines[2]["after"]) == {"status": "refunded", "reason": "Ошибка СОЧИ"}
+
+
 def test_an_order_refund_releases_waiting_charges_like_a_top_up(
     sochi: Sochi, engine: Engine, gateway: Gateway
 ) -> None:

@@ -29,7 +29,7 @@ from tolom.backoffice import users
 from tolom.billing import customers, invoices
 from tolom.cli import app
 from tolom.db import migrate
-from tolom.db.schema import accounts, products, services
+from tolom.db.schema import accounts, audit_log, products, services
 from tolom.db.schema import invoices as invoices_table
 from tolom.identifiers import is_invoice_number
 from tolom.ledger.accounts import SYSTEM_ACCOUNTS
@@ -872,6 +872,9 @@ def test_invoice_create_for_a_customer(cli: Cli, engine: Engine) -> None:
         ("eds-head", 1, 151000),
         ("eds-accountant", 2, 284000),
     ]
+    with engine.connect() as conn:  # audited as the operator API audits it
+        line = conn.execute(select(audit_log).where(audit_log.c.action == "invoice.create")).one()
+    assert line.object_id == number and line.actor.startswith("cli:")
 
 
 def test_invoice_create_json(cli: Cli) -> None:

@@ -549,6 +549,22 @@ def test_cli_contacts(cli: Any, engine: Engine) -> None:
     assert all(t["actor"].startswith("cli:") for t in lines)
 
 
+def test_cli_and_api_write_the_same_contacts_line(cli: Any, api: Api, engine: Engine) -> None:
+    """One use case behind both: the same change, the same `customer.contacts` line; only
+    who and from where differ."""
+    inn = add_customer(engine)
+    ok(cli("customer", "contacts", inn, "--email", "buh@romashka.kg", "--phone", "0555123456"))
+    ok(cli("customer", "contacts", inn, "--clear-email", "--clear-phone"))
+    body = {"email": "buh@romashka.kg", "phone": "0555123456"}
+    assert api.request("PATCH", f"/api/v1/customers/{inn}", body).status_code == 200
+    by_cli, _cleared, by_api = trail(engine, inn)
+    fields = ("action", "object_type", "object_id", "before", "after")
+    assert {k: by_cli[k] for k in fields} == {k: by_api[k] for k in fields}
+    assert by_cli["after"] == {"email": "buh@romashka.kg", "phone": "+996555123456"}
+    assert (by_cli["actor"].partition(":")[0], by_cli["address"]) == ("cli", None)
+    assert (by_api["actor"], by_api["address"]) == ("apikey:writer", PEER)
+
+
 def test_cli_contacts_refusals(cli: Any, engine: Engine) -> None:
     inn = add_customer(engine, email="a@b.kg")
     refused(cli("customer", "contacts", inn, "--phone", "555"), "Ошибка:", "phone:")

@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from tests.factories import Cli
+from tests.test_operator_api import PEER, Api, api
 from tests.test_reconciliation import DAY, planted, registry
+from tolom import audit
 from tolom.db.schema import registries
+from tolom.reconciliation.matching import KINDS
 
-__all__ = ["planted"]  # the fixture, used by name
+__all__ = ["api", "planted"]  # the fixtures, used by name
 
 
 def _json(result: Any) -> Any:
@@ -32,7 +35,7 @@ def test_a_day_from_registry_to_closing(
     assert "Сверка" in shown.stderr or "Разбор" in shown.stderr  # the progress bar
 
     again = _json(cli("reconcile", "import", "optima", str(file), "--json"))
-    assert again["replayed"] is True and again["summary"]["difference"] == -18000
+    assert again["replayed"] is True and again["summary"]["difference"] == "-180.00"
 
     day = _json(cli("reconcile", "show", "optima", "2026-11-21", "--json"))
     assert day["state"] == "open" and len(day["discrepancies"]) == 5
@@ -56,6 +59,73 @@ def test_a_day_from_registry_to_closing(
     assert states[("optima", "2026-11-20")] == "none"
     reopened = cli("reconcile", "reopen", "optima", "2026-11-21", "--reason", "исправление")
     assert reopened.exit_code == 0 and "снова открыт" in reopened.stdout
+
+
+def test_the_json_is_the_apis_shape(
+    cli: Cli, api: Api, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    """`--json` answers as the operator API does: som strings, the API's field names."""
+    file = tmp_path / "optima-2026-11-21.txt"
+    file.write_bytes(planted["content"])
+    done = _json(cli("reconcile", "import", "optima", str(file), "--json"))
+    assert done["total"] == "870.00"
+    summary = done["summary"]
+    assert (summary["their_amount"], summary["our_amount"]) == ("870.00", "1050.00")
+    assert (summary["difference"], summary["discrepancy_count"]) == ("-180.00", 5)
+    assert list(summary["classes"]) == list(KINDS)
+    assert summary["classes"]["amount_mismatch"] == {
+        "count": 1,
+        "their_amount": "250.00",
+        "our_amount": "200.00",
+    }
+
+    path = f"/api/v1/reconciliation/days/optima/{DAY.isoformat()}"
+    answered = api.get(path).json()
+    assert summary == answered["summary"]
+    day = _json(cli("reconcile", "show", "optima", DAY.isoformat(), "--json"))
+    assert day["summary"] == answered["summary"]
+    assert day["discrepancies"] == answered["discrepancies"]
+    mismatch = next(d for d in day["discrepancies"] if d["kind"] == "amount_mismatch")
+    assert "payment" not in mismatch and mismatch["payment_id"] is not None
+    assert (mismatch["their_amount"], mismatch["our_amount"]) == ("250.00", "200.00")
+    assert mismatch["registry"] == done["registry"]
+
+    resolved = _json(
+        cli("reconcile", "resolve", str(mismatch["id"]), "reverse", "--reason", "ошибка", "--json")
+    )
+    from_api = api.get(f"/api/v1/reconciliation/discrepancies/{mismatch['id']}").json()
+    assert resolved == from_api
+    assert resolved["resolution_payment_id"] == mismatch["payment_id"]
+    assert resolved["resolved_at"].endswith("Z")
+
+
+def test_a_format_change_is_audited_as_by_the_api(
+    cli: Cli, api: Api, engine: Engine, planted: dict[str, Any], tmp_path: Path
+) -> None:
+    """The same change writes the same `registry_format.set` line from either side, and
+    settings that change nothing write none."""
+    wanted = {"kind": "csv", "encoding": "cp1251", "header": True, "total_line": False}
+    wanted["columns"] = {"txn_id": "Номер", "date": "Дата", "account": "ИНН", "amount": 4}
+    settings = tmp_path / "format.json"
+    settings.write_text(json.dumps(wanted, ensure_ascii=False), encoding="utf-8")
+    first = cli("reconcile", "format", "optima", "--file", str(settings))
+    assert first.exit_code == 0 and "сохранён" in first.stdout, first.output
+    again = cli("reconcile", "format", "optima", "--file", str(settings))
+    assert again.exit_code == 0 and "не изменился" in again.stdout, again.output
+    default = tmp_path / "default.json"
+    default.write_text("{}", encoding="utf-8")
+    assert cli("reconcile", "format", "optima", "--file", str(default)).exit_code == 0
+    path = "/api/v1/agents/optima/registry-format"
+    assert api.client.put(path, json=wanted, headers=api.auth("admin")).status_code == 200
+    assert api.client.put(path, json=wanted, headers=api.auth("admin")).status_code == 200
+    with engine.connect() as conn:
+        trail = list(reversed(audit.entries(conn, "agent", "optima")))
+    assert [line["actor"].partition(":")[0] for line in trail] == ["cli", "cli", "apikey"]
+    by_cli, by_api = trail[0], trail[2]
+    assert (by_cli["address"], by_api["address"]) == (None, PEER)
+    assert {k: by_cli[k] for k in ("action", "object_type", "object_id", "before", "after")} == {
+        k: by_api[k] for k in ("action", "object_type", "object_id", "before", "after")
+    }
 
 
 def test_bad_input_is_a_message_never_a_traceback(
@@ -149,6 +219,7 @@ def test_export_act_and_the_watched_folder(
         (folder / "optima" / "done" / "reestr_2026-11-21.txt.result.json").read_text()
     )
     assert summary["summary"]["classes"]["missing_theirs"]["count"] == 1
+    assert isinstance(summary["summary"]["their_amount"], str)  # som, as the API writes it
     assert "Строка 1" in (folder / "optima" / "failed" / "broken.txt.error.txt").read_text()
     assert fresh.exists()  # left for the next pass
 

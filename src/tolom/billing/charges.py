@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tolom import audit
 from tolom.billing import tariffs
 from tolom.db.schema import account_balances, charges, customers
 from tolom.events.outbox import EventType, customer_key, emit
@@ -458,6 +459,48 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
     _announce(conn, EventType.CHARGE_REFUNDED, refunded, owner.customer_id, balance, reason=reason)
     settle_awaiting(conn, owner.customer_id, owner.account_id, balance, payment_id=None)
     return refunded
+
+
+def cancel_audited(
+    conn: Connection, charge_id: int, *, actor: str, address: str | None = None
+) -> Charge:
+    """`cancel`, and a `charge.cancel` audit line in the same transaction; a repeat (the
+    charge was cancelled already) answers it as it is and writes nothing. What the API and
+    the CLI both call."""
+    charge = cancel(conn, charge_id)
+    if not charge.replayed:
+        audit.record(
+            conn,
+            actor=actor,
+            action="charge.cancel",
+            object_type="charge",
+            object_id=charge_id,
+            before={"status": "awaiting_payment"},
+            after={"status": charge.status},
+            address=address,
+        )
+    return charge
+
+
+def refund_audited(
+    conn: Connection, charge_id: int, reason: str, *, actor: str, address: str | None = None
+) -> Charge:
+    """`refund`, and a `charge.refund` audit line (with the reason) in the same
+    transaction; a repeat answers the refunded charge and writes nothing. What the API and
+    the CLI both call."""
+    charge = refund(conn, charge_id, reason)
+    if not charge.replayed:
+        audit.record(
+            conn,
+            actor=actor,
+            action="charge.refund",
+            object_type="charge",
+            object_id=charge_id,
+            before={"status": "charged"},
+            after={"status": charge.status, "reason": charge.refund_reason},
+            address=address,
+        )
+    return charge
 
 
 def awaiting_total(conn: Connection, inn: str) -> tuple[int, int]:

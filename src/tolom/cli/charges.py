@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from tolom import audit
 from tolom.billing import charges
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.money import format_amount
@@ -89,17 +88,7 @@ def charge_cancel(charge_id: int, as_json: JsonOption = False) -> None:
     """Cancel a charge that still awaits payment (nothing was taken)."""
     try:
         with transaction() as conn:
-            charge = charges.cancel(conn, charge_id)
-            if not charge.replayed:
-                audit.record(
-                    conn,
-                    actor=cli_actor(),
-                    action="charge.cancel",
-                    object_type="charge",
-                    object_id=charge_id,
-                    before={"status": "awaiting_payment"},
-                    after={"status": charge.status},
-                )
+            charge = charges.cancel_audited(conn, charge_id, actor=cli_actor())
     except charges.ChargeError as error:
         fail(str(error), as_json)
     emit(_json(charge), as_json, f"Отменено: {_line(charge)}")
@@ -114,17 +103,7 @@ def charge_refund(
     """Return a taken charge to the customer's balance by a reversing entry."""
     try:
         with transaction() as conn:
-            charge = charges.refund(conn, charge_id, reason)
-            if not charge.replayed:
-                audit.record(
-                    conn,
-                    actor=cli_actor(),
-                    action="charge.refund",
-                    object_type="charge",
-                    object_id=charge_id,
-                    before={"status": "charged"},
-                    after={"status": charge.status, "reason": charge.refund_reason},
-                )
+            charge = charges.refund_audited(conn, charge_id, reason, actor=cli_actor())
     except charges.ChargeError as error:
         fail(str(error), as_json)
     emit(_json(charge), as_json, f"Возвращено на баланс: {_line(charge)}")

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
-from tolom import audit
 from tolom.billing import customers
 from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.ledger.statements import latest_entries
@@ -174,26 +173,17 @@ def customer_contacts(
         fail("--phone и --clear-phone вместе нельзя", as_json)
     try:
         with transaction() as conn:
-            before, after = customers.set_contacts(
+            before, after = customers.set_contacts_audited(
                 conn,
                 inn,
                 email=None if clear_email else customers.KEEP if email is None else email,
                 phone=None if clear_phone else customers.KEEP if phone is None else phone,
                 language=customers.KEEP if language is None else language,
+                actor=cli_actor(),
             )
-            old, new = customers.contact_changes(before, after)
-            if new:
-                audit.record(
-                    conn,
-                    actor=cli_actor(),
-                    action="customer.contacts",
-                    object_type="customer",
-                    object_id=inn,
-                    before=old,
-                    after=new,
-                )
     except customers.CustomerError as error:
         fail(str(error), as_json)
+    _old, new = customers.contact_changes(before, after)
     asked = clear_email or clear_phone or any(v is not None for v in (email, phone, language))
     if new:
         headline = f"Контакты клиента {inn} изменены:"

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tolom.billing import customers, invoices
-from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.billing import invoices
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
 from tolom.cli.documents import invoice_pdf
 from tolom.money import format_amount
 from tolom.settings import get_settings
@@ -67,20 +67,19 @@ def invoice_create(
     try:
         items = [invoices.parse_item(i) for i in item]
         with transaction() as conn:
-            payer = name
-            if payer is None and inn is not None:
-                customer = customers.get(conn, inn)
-                payer = customer.name if customer else None
-            if payer is None:
-                fail("укажите --name плательщика (или --inn зарегистрированного клиента)", as_json)
-            invoice = invoices.create(
+            # Without --name the core names the registered customer with this INN.
+            invoice = invoices.create_audited(
                 conn,
                 items=items,
-                payer_name=payer,
+                payer_name=name,
                 inn=inn,
                 validity_days=get_settings().invoice_validity_days,
+                actor=cli_actor(),
+                address=None,
             )
     except invoices.InvoiceError as error:
+        if name is None and error.code == "payer":  # no --name and no such customer
+            fail("укажите --name плательщика (или --inn зарегистрированного клиента)", as_json)
         fail(str(error), as_json)
     emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
 

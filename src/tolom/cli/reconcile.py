@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from tolom import audit
 from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, transaction
 from tolom.formatting import som
-from tolom.reconciliation import days, formats, outbound, registries, watch
+from tolom.money import format_amount
+from tolom.reconciliation import days, formats, outbound, registries, shapes, watch
 from tolom.reconciliation.days import ReconciliationError
 from tolom.reconciliation.formats import FormatError
 from tolom.reconciliation.matching import KINDS, Summary
 from tolom.reconciliation.parsing import RegistryError
+from tolom.timestamps import as_utc
 
 reconcile_app = typer.Typer(
     help="Reconciliation with agents: registries, discrepancies, closing the day.",
@@ -55,7 +56,15 @@ def _day(text: str) -> date:
 
 
 def _summary_json(summary: Summary | None) -> dict[str, Any] | None:
-    return None if summary is None else summary.to_json()
+    """The API's shape: amounts as som strings, every class listed."""
+    return None if summary is None else shapes.summary_fields(summary)
+
+
+def _utc(value: datetime | None) -> str | None:
+    """A moment as the API writes it: ISO 8601 in UTC with a Z."""
+    if value is None:
+        return None
+    return as_utc(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _summary_text(summary: Summary) -> str:
@@ -124,7 +133,7 @@ def import_registry(
         "agent": done.agent,
         "day": done.business_date.isoformat(),
         "lines": done.lines,
-        "total": done.total,
+        "total": format_amount(done.total),
         "replayed": done.replayed,
         "superseded": done.superseded,
         "summary": _summary_json(done.summary),
@@ -140,24 +149,10 @@ def import_registry(
 
 
 def _discrepancy_json(d: days.Discrepancy) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "kind": d.kind,
-        "txn_id": d.txn_id,
-        "line": d.line_no,
-        "payment": d.payment_id,
-        "their_account": d.their_account,
-        "their_amount": d.their_amount,
-        "our_account": d.our_account,
-        "our_amount": d.our_amount,
-        "other_day": d.other_day,
-        "other_status": d.other_status,
-        "resolution": d.resolution,
-        "reason": d.reason,
-        "resolved_by": d.resolved_by,
-        "resolved_at": d.resolved_at,
-        "actions": [a.value for a in d.actions],
-    }
+    """The API's `Discrepancy`: the same fields, amounts as som strings."""
+    data = shapes.discrepancy_fields(d)
+    data["resolved_at"] = _utc(d.resolved_at)
+    return data
 
 
 def _discrepancy_line(d: days.Discrepancy) -> str:
@@ -206,7 +201,7 @@ def show(
         "file": found.file_name,
         "unresolved": found.unresolved,
         "closed_by": found.closed_by,
-        "closed_at": found.closed_at,
+        "closed_at": _utc(found.closed_at),
         "summary": _summary_json(found.summary),
         "discrepancies": [_discrepancy_json(d) for d in listed],
     }
@@ -327,9 +322,8 @@ def set_format(
     try:
         with transaction() as conn:
             found = registries.agent_for_registry(conn, agent)
-            before = formats.load(conn, found.id)
             if settings_file is None:
-                emit(json.loads(before.to_json()), True, "")
+                emit(json.loads(formats.load(conn, found.id).to_json()), True, "")
                 return
             try:
                 data = json.loads(settings_file.read_text(encoding="utf-8"))
@@ -337,19 +331,18 @@ def set_format(
                 fail(f"файл настроек не читается как JSON: {error}", as_json)
             if not isinstance(data, dict):
                 fail("настройки формата — это JSON-объект", as_json)
-            after = formats.save(conn, found.id, formats.from_mapping(data))
-            audit.record(
-                conn,
-                actor=cli_actor(),
-                action="registry_format.set",
-                object_type="agent",
-                object_id=agent,
-                before=json.loads(before.to_json()),
-                after=json.loads(after.to_json()),
+            done = formats.set_audited(
+                conn, found.id, found.code, formats.from_mapping(data), actor=cli_actor()
             )
     except (FormatError, RegistryError) as error:
         fail(str(error), as_json)
-    emit(json.loads(after.to_json()), as_json, f"Формат реестра агента {agent} сохранён.")
+    emit(
+        json.loads(done.after.to_json()),
+        as_json,
+        f"Формат реестра агента {agent} сохранён."
+        if done.changed
+        else f"Формат реестра агента {agent} не изменился: он уже такой.",
+    )
 
 
 @reconcile_app.command("export")

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, delete, insert, select
 
+from tolom import audit
 from tolom.db.schema import registry_formats
 
 KINDS = ("qiwi", "csv", "xlsx")
@@ -144,3 +145,46 @@ def save(conn: Connection, agent_id: int, fmt: RegistryFormat) -> RegistryFormat
     conn.execute(delete(registry_formats).where(registry_formats.c.agent_id == agent_id))
     conn.execute(insert(registry_formats).values(agent_id=agent_id, settings=checked.to_json()))
     return checked
+
+
+@dataclass(frozen=True, slots=True)
+class FormatChange:
+    """The agent's format before and after a change (equal: nothing was changed)."""
+
+    before: RegistryFormat
+    after: RegistryFormat
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def set_audited(
+    conn: Connection,
+    agent_id: int,
+    agent_code: str,
+    fmt: RegistryFormat,
+    *,
+    actor: str,
+    address: str | None = None,
+) -> FormatChange:
+    """Replace the agent's format and write `registry_format.set` (the settings before and
+    after) in the caller's transaction; the format it already has changes and writes
+    nothing. FormatError, before anything is written, for one that cannot be used. What
+    the API and the CLI both call."""
+    wanted = validate(fmt)
+    before = load(conn, agent_id)
+    if wanted == before:
+        return FormatChange(before, before)
+    after = save(conn, agent_id, wanted)
+    audit.record(
+        conn,
+        actor=actor,
+        action="registry_format.set",
+        object_type="agent",
+        object_id=agent_code,
+        before=json.loads(before.to_json()),
+        after=json.loads(after.to_json()),
+        address=address,
+    )
+    return FormatChange(before, after)

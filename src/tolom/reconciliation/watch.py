@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from tolom.reconciliation import registries
+from tolom.reconciliation import registries, shapes
 from tolom.reconciliation.parsing import RegistryError
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def scan_once(
                 "lines": done.lines,
                 "replayed": done.replayed,
                 "superseded": done.superseded,
-                "summary": done.summary.to_json(),
+                "summary": shapes.summary_fields(done.summary),
             }
             try:
                 _move(path, "done", "result.json", json.dumps(result, ensure_ascii=False, indent=2))

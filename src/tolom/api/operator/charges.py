@@ -281,18 +281,9 @@ def cancel_charge(charge_id: str, caller: Charger) -> Charge:
     number = id_of(charge_id, "charge_id")
     try:
         with transaction(caller.runtime) as conn:
-            charge = charges.cancel(conn, number)
-            if not charge.replayed:
-                audit.record(
-                    conn,
-                    actor=caller.actor,
-                    action="charge.cancel",
-                    object_type="charge",
-                    object_id=number,
-                    before={"status": "awaiting_payment"},
-                    after={"status": charge.status},
-                    address=caller.address,
-                )
+            charge = charges.cancel_audited(
+                conn, number, actor=caller.actor, address=caller.address
+            )
     except charges.ChargeError as error:
         raise _problem(error) from None
     return _out(charge)
@@ -311,18 +302,9 @@ def refund_charge(charge_id: str, body: RefundIn, caller: Refunder) -> Charge:
     number = id_of(charge_id, "charge_id")
     try:
         with transaction(caller.runtime) as conn:
-            charge = charges.refund(conn, number, body.reason)
-            if not charge.replayed:
-                audit.record(
-                    conn,
-                    actor=caller.actor,
-                    action="charge.refund",
-                    object_type="charge",
-                    object_id=number,
-                    before={"status": "charged"},
-                    after={"status": charge.status, "reason": charge.refund_reason},
-                    address=caller.address,
-                )
+            charge = charges.refund_audited(
+                conn, number, body.reason, actor=caller.actor, address=caller.address
+            )
     except charges.ChargeError as error:
         raise _problem(error) from None
     return _out(charge)

@@ -4,7 +4,7 @@ reopening the day, the act and our own registry for the agent.
 
 A thin adapter over `tolom.reconciliation`: the core imports, matches, resolves, closes
 and audits; this module reads the request, checks the caller's scope and answers in the
-API's shape. Only the registry format's change is audited here (as the CLI does).
+API's shape.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from tolom import audit
 from tolom.agents import service as agents
 from tolom.agents.service import Agent
 from tolom.api.operator.common import (
@@ -54,7 +53,7 @@ from tolom.httpkit.disconnect import run_while_connected
 from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
 from tolom.httpkit.problems import FieldError, ProblemError, responses
 from tolom.money import format_amount
-from tolom.reconciliation import days, formats, matching, outbound, registries
+from tolom.reconciliation import days, formats, matching, outbound, registries, shapes
 from tolom.reconciliation.days import NotFound, ReconciliationError
 from tolom.reconciliation.formats import FormatError, RegistryFormat
 from tolom.reconciliation.parsing import RegistryError
@@ -347,34 +346,8 @@ class ResolveIn(Reason):
 # --- conversions ------------------------------------------------------------------------
 
 
-def _amount(tyiyn: int | None) -> str | None:
-    return None if tyiyn is None else format_amount(tyiyn)
-
-
 def _summary(summary: matching.Summary | None) -> Summary | None:
-    if summary is None:
-        return None
-    totals = {
-        kind: ClassTotal(
-            count=total.count,
-            their_amount=format_amount(total.their_amount),
-            our_amount=format_amount(total.our_amount),
-        )
-        for kind, total in (
-            (kind, summary.classes.get(kind, matching.ClassTotal())) for kind in matching.KINDS
-        )
-    }
-    return Summary(
-        their_count=summary.their_count,
-        their_amount=format_amount(summary.their_amount),
-        our_count=summary.our_count,
-        our_amount=format_amount(summary.our_amount),
-        matched_count=summary.matched_count,
-        matched_amount=format_amount(summary.matched_amount),
-        difference=format_amount(summary.difference),
-        discrepancy_count=summary.discrepancy_count,
-        classes=ClassTotals(**totals),
-    )
+    return None if summary is None else Summary.model_validate(shapes.summary_fields(summary))
 
 
 def _day_fields(found: days.Day) -> dict[str, Any]:
@@ -399,26 +372,7 @@ def _day_fields(found: days.Day) -> dict[str, Any]:
 
 
 def _discrepancy(found: days.Discrepancy) -> Discrepancy:
-    return Discrepancy(
-        id=found.id,
-        registry=found.registry_id,
-        kind=found.kind,
-        txn_id=found.txn_id,
-        line=found.line_no,
-        payment_id=found.payment_id,
-        their_account=found.their_account,
-        their_amount=_amount(found.their_amount),
-        our_account=found.our_account,
-        our_amount=_amount(found.our_amount),
-        other_day=found.other_day,
-        other_status=found.other_status,
-        resolution=found.resolution,
-        reason=found.reason,
-        resolved_by=found.resolved_by,
-        resolved_at=found.resolved_at,
-        resolution_payment_id=found.resolution_payment_id,
-        actions=[action.value for action in found.actions],
-    )
+    return Discrepancy.model_validate(shapes.discrepancy_fields(found))
 
 
 def _format_out(fmt: RegistryFormat) -> RegistryFormatSettings:
@@ -517,21 +471,10 @@ def put_registry_format(
         ) from None
     with transaction(caller.runtime) as conn:
         agent = _agent(conn, code)
-        before = formats.load(conn, agent.id)
-        if wanted == before:
-            return _format_out(before)
-        after = formats.save(conn, agent.id, wanted)
-        audit.record(
-            conn,
-            actor=caller.actor,
-            action="registry_format.set",
-            object_type="agent",
-            object_id=agent.code,
-            before=json.loads(before.to_json()),
-            after=json.loads(after.to_json()),
-            address=caller.address,
+        done = formats.set_audited(
+            conn, agent.id, agent.code, wanted, actor=caller.actor, address=caller.address
         )
-        return _format_out(after)
+        return _format_out(done.after)
 
 
 # --- registry upload --------------------------------------------------------------------
