@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select, update
 
 from tests.factories import Gateway, add_customer
 from tests.mailserver import MailServer
+from tolom import formatting
 from tolom.billing import charges, customers, invoices
 from tolom.db.schema import deliveries, events, payments
 from tolom.events.outbox import NOTIFIED, EventType
@@ -135,49 +136,49 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 # What each message must say, per language: in the subject, the body and the SMS.
 EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
     ("payment.accepted", "ru"): {
-        "subject": ["СОЧИ", "баланс пополнен", "500.00 сом"],
-        "body": ["Баланс в системе СОЧИ пополнен", "500.00 сом", "1500.00 сом", INN, "1001"],
-        "sms": ["СОЧИ", INN, "+500.00 сом", "1500.00 сом"],
+        "subject": ["СОЧИ", "баланс пополнен", "500,00 сом"],
+        "body": ["Баланс в системе СОЧИ пополнен", "500,00 сом", "1 500,00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "+500,00 сом", "1 500,00 сом"],
     },
     ("payment.accepted", "ky"): {
-        "subject": ["СОЧИ", "балансыңыз толукталды", "500.00 сом"],
-        "body": ["балансыңыз толукталды", "500.00 сом", "1500.00 сом", INN, "1001"],
-        "sms": ["СОЧИ", INN, "балансы", "+500.00 сом", "1500.00 сом"],
+        "subject": ["СОЧИ", "балансыңыз толукталды", "500,00 сом"],
+        "body": ["балансыңыз толукталды", "500,00 сом", "1 500,00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "балансы", "+500,00 сом", "1 500,00 сом"],
     },
     ("charge.settled", "ru"): {
         "subject": ["отчёт «НДС за октябрь 2026»", "больше не ожидает оплаты"],
-        "body": ["«НДС за октябрь 2026» больше не ожидает оплаты", "350.00 сом", "1150.00"],
-        "sms": ["«НДС за октябрь 2026»", "не ждёт оплаты", "350.00 сом", INN],
+        "body": ["«НДС за октябрь 2026» больше не ожидает оплаты", "350,00 сом", "1 150,00"],
+        "sms": ["«НДС за октябрь 2026»", "не ждёт оплаты", "350,00 сом", INN],
     },
     ("charge.settled", "ky"): {
         "subject": ["отчет «НДС за октябрь 2026»", "төлөмдү күтпөйт"],
-        "body": ["«НДС за октябрь 2026» мындан ары төлөмдү күтпөйт", "350.00 сом", "чегерилди"],
-        "sms": ["«НДС за октябрь 2026»", "төлөмдү күтпөйт", "350.00 сом", "чегерилди", INN],
+        "body": ["«НДС за октябрь 2026» мындан ары төлөмдү күтпөйт", "350,00 сом", "чегерилди"],
+        "sms": ["«НДС за октябрь 2026»", "төлөмдү күтпөйт", "350,00 сом", "чегерилди", INN],
     },
     ("payment.reversed", "ru"): {
-        "subject": ["СОЧИ", "пополнение баланса на 500.00 сом отменено"],
-        "body": ["Пополнение баланса", "отменено", "500.00 сом", "1000.00 сом", INN, "1001"],
-        "sms": ["СОЧИ", INN, "500.00 сом", "отменено", "1000.00 сом"],
+        "subject": ["СОЧИ", "пополнение баланса на 500,00 сом отменено"],
+        "body": ["Пополнение баланса", "отменено", "500,00 сом", "1 000,00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "500,00 сом", "отменено", "1 000,00 сом"],
     },
     ("payment.reversed", "ky"): {
-        "subject": ["СОЧИ", "500.00 сом", "жокко чыгарылды"],
-        "body": ["жокко чыгарылды", "500.00 сом", "1000.00 сом", INN, "1001"],
-        "sms": ["СОЧИ", INN, "500.00 сом", "жокко чыгарылды", "1000.00 сом"],
+        "subject": ["СОЧИ", "500,00 сом", "жокко чыгарылды"],
+        "body": ["жокко чыгарылды", "500,00 сом", "1 000,00 сом", INN, "1001"],
+        "sms": ["СОЧИ", INN, "500,00 сом", "жокко чыгарылды", "1 000,00 сом"],
     },
     ("invoice.paid", "ru"): {
         "subject": ["Счёт", INVOICE, "оплачен"],
         "body": [
             "оплачен",
-            "2710.00 сом",
-            "1. Электронная подпись руководителя (облачная), 12 месяцев — 1 шт. × 1510.00 сом",
+            "2 710,00 сом",
+            "1. Электронная подпись руководителя (облачная), 12 месяцев — 1 шт. × 1 510,00 сом",
             "2. Электронная подпись на носителе Рутокен",
         ],
-        "sms": [INVOICE, "2710.00 сом", "оплачен"],
+        "sms": [INVOICE, "2 710,00 сом", "оплачен"],
     },
     ("invoice.paid", "ky"): {
         "subject": ["Эсеп төлөндү", INVOICE],
-        "body": ["эсеп төлөндү", "2710.00 сом", "Эсептин курамы", "1 даана × 1510.00 сом"],
-        "sms": ["Эсеп төлөндү", INVOICE, "2710.00 сом"],
+        "body": ["эсеп төлөндү", "2 710,00 сом", "Эсептин курамы", "1 даана × 1 510,00 сом"],
+        "sms": ["Эсеп төлөндү", INVOICE, "2 710,00 сом"],
     },
     ("order.issued", "ru"): {
         "subject": ["Электронная подпись выдана"],
@@ -263,8 +264,8 @@ def test_templates_render_a_realistic_payload(event_type: str, language: str) ->
     assert mail.subject is not None and "\n" not in mail.subject
     for fragment in expected["subject"]:
         assert fragment in mail.subject, mail.subject
-    for fragment in expected["body"]:
-        assert fragment in mail.text, mail.text
+    for fragment in expected["body"]:  # the body keeps formatting's no-break spaces
+        assert fragment in mail.text.replace(formatting.THOUSANDS, " "), mail.text
     for fragment in expected["sms"]:
         assert fragment in text, text
     greeting = "Здравствуйте!" if language == "ru" else "Саламатсызбы!"
@@ -284,6 +285,16 @@ def test_sms_texts_stay_within_the_limit(event_type: str, language: str) -> None
         assert len(text) <= SMS_MAX_CHARS, (len(text), text)
         if event_type in ONE_SMS:
             assert sms.parts(text) == 1 and len(text) <= 70, (len(text), text)
+
+
+@pytest.mark.parametrize("language", templates.LANGUAGES)
+def test_amounts_and_moments_are_written_by_formatting(language: str) -> None:
+    """Customers read amounts and times as every page and PDF writes them."""
+    payload = PAYLOADS["payment.accepted"]
+    mail = templates.render("payment.accepted", language, "email", payload)
+    assert formatting.som(payload["balance"]) in mail.text
+    assert formatting.date_time(datetime.fromisoformat(payload["created_at"])) in mail.text
+    assert not hasattr(templates, "ZONE")  # one time zone: timestamps.HOME_ZONE
 
 
 def test_sms_parts() -> None:
@@ -468,8 +479,8 @@ def send_mail(settings: Settings, event_type: str, language: str, recipient: str
 @pytest.mark.parametrize(
     ("language", "subject", "phrase"),
     [
-        ("ru", "СОЧИ: баланс пополнен на 500.00 сом", "Баланс в системе СОЧИ пополнен"),
-        ("ky", "СОЧИ: балансыңыз толукталды (+500.00 сом)", "балансыңыз толукталды"),
+        ("ru", "СОЧИ: баланс пополнен на 500,00 сом", "Баланс в системе СОЧИ пополнен"),
+        ("ky", "СОЧИ: балансыңыз толукталды (+500,00 сом)", "балансыңыз толукталды"),
     ],
 )
 def test_email_through_a_real_smtp_server(
@@ -491,7 +502,7 @@ def test_email_through_a_real_smtp_server(
     assert message.get_content_type() == "text/plain"
     assert message.get_content_charset() == "utf-8"
     body = message.get_content()
-    assert phrase in body and "1500.00 сом" in body and INN in body
+    assert phrase in body and formatting.som(150000) in body and INN in body
     # The raw message is 7-bit clean: any relay takes it.
     assert isinstance(envelope.content, bytes) and envelope.content.isascii()
 
@@ -748,7 +759,7 @@ def test_sms_through_the_http_gateway(sms_gateway: SmsGateway) -> None:
     assert headers["content-type"] == "application/json"
     assert request["body"] == {
         "to": "+996555123456",
-        "text": f"СОЧИ: ИНН {INN} балансы +500.00 сом, жалпы 1500.00 сом",
+        "text": f"СОЧИ: ИНН {INN} +500,00 сом, балансы 1 500,00 сом",
         "sender": "SOCHI",
     }
 
@@ -853,10 +864,10 @@ def test_a_top_up_is_mailed_and_texted_from_the_outbox(
             created_at=row.created_at,
         )
     [message] = inbox.messages()
-    assert str(message["Subject"]) == "СОЧИ: балансыңыз толукталды (+750.00 сом)"
+    assert str(message["Subject"]) == "СОЧИ: балансыңыз толукталды (+750,00 сом)"
     assert "ОсОО «Ромашка»" in message.get_content() and inn in message.get_content()
     [request] = sms_gateway.requests
-    assert request["body"]["text"] == f"СОЧИ: ИНН {inn} балансы +750.00 сом, жалпы 750.00 сом"
+    assert request["body"]["text"] == f"СОЧИ: ИНН {inn} +750,00 сом, балансы 750,00 сом"
 
 
 def _notifications(engine: Engine, event_type: str) -> list[Any]:
@@ -898,7 +909,7 @@ def test_a_reversed_top_up_is_mailed_and_texted(engine: Engine, gateway: Gateway
     payload = json.loads(rows[0].payload)
     assert (payload["inn"], payload["amount"], payload["balance"]) == (inn, 75000, 0)
     text = templates.render("payment.reversed", "ky", "sms", payload).text
-    assert text == f"СОЧИ: ИНН {inn} балансын толуктоо (750.00 сом) жокко чыгарылды, жалпы 0.00 сом"
+    assert text == f"СОЧИ: ИНН {inn} балансын толуктоо (750,00 сом) жокко чыгарылды, жалпы 0,00 сом"
 
 
 def test_a_reversed_invoice_payment_tells_the_customer_of_the_invoice(
@@ -939,7 +950,7 @@ def test_a_released_report_is_named_by_its_description(engine: Engine, gateway: 
     [row] = _notifications(engine, "charge.settled")
     text = templates.render("charge.settled", row.language, "sms", json.loads(row.payload)).text
     assert text == (
-        f"СОЧИ: отчёт «НДС за октябрь 2026» больше не ждёт оплаты, списано 150.00 сом. ИНН {inn}"
+        f"СОЧИ: отчёт «НДС за октябрь 2026» больше не ждёт оплаты, списано 150,00 сом. ИНН {inn}"
     )
 
 
@@ -988,4 +999,4 @@ def test_a_failing_smtp_server_neither_blocks_nor_undoes_a_top_up(
         [row] = conn.execute(select(deliveries).where(deliveries.c.destination == "email"))
     assert (row.status, row.attempts) == ("delivered", 2)
     [message] = inbox.messages()
-    assert str(message["Subject"]) == "СОЧИ: баланс пополнен на 200.00 сом"
+    assert str(message["Subject"]) == "СОЧИ: баланс пополнен на 200,00 сом"

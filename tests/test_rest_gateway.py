@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select, text, update
 
 from tests.factories import Gateway, RestAgent, add_customer, add_invoice, new_txn_id
 from tests.test_concurrency import postgres_only
+from tolom import money
 from tolom.agents import service as agents
 from tolom.billing import customers, invoices
 from tolom.db.schema import agents as agents_table
@@ -193,6 +194,7 @@ def test_the_same_txn_id_with_other_data_is_409(rest: RestAgent, engine: Engine)
         ({"txn_date": "2026-11-21T14:30:05"}, "txn_date"),
         ({"txn_date": "20261121143005"}, "txn_date"),
         ({"txn_date": "1999-12-31T23:59:59+06:00"}, "txn_date"),
+        ({"txn_date": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, "txn_date"),
         ({"service": "water"}, "service"),
         ({"account": ""}, "account"),
         ({"extra": "x"}, "extra"),
@@ -698,6 +700,18 @@ def test_the_openapi_document_describes_the_agent_api(app) -> None:  # type: ign
     schemas = document["components"]["schemas"]
     assert {"PayIn", "CheckIn", "CancelIn", "Problem", "PaymentOut", "CheckOut"} <= set(schemas)
     assert "AgentSignature" in document["components"]["securitySchemes"]
+    # One amount grammar: the schema shows the very pattern `money.parse_amount` reads.
+    assert schemas["PayIn"]["properties"]["amount"]["pattern"] == money.AMOUNT_PATTERN
+
+
+@pytest.mark.parametrize("amount", ["1234567890123", "999999999999999.99"])
+def test_every_amount_parse_amount_reads_is_well_formed(
+    rest: RestAgent, engine: Engine, amount: str
+) -> None:
+    """The REST body has no amount grammar of its own: too large, never malformed."""
+    inn = add_customer(engine)
+    problem(rest.pay("sochi", inn, amount), 422, "amount_too_large")
+    assert count(engine, payments) == 0
 
 
 @pytest.mark.parametrize("field", ["txn_id", "txn_date", "account", "amount", "service"])

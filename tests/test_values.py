@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from tolom import formatting, money
 from tolom.identifiers import (
     is_inn,
     is_invoice_number,
@@ -16,7 +18,9 @@ from tolom.identifiers import (
     luhn_check_digit,
     new_invoice_number,
 )
-from tolom.money import MalformedAmount, format_amount, format_som, parse_amount
+from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.payments import manual
+from tolom.payments.service import CLOCK_SKEW, txn_date_problem
 
 # The largest amount the protocol form can carry: 15 digits of som and 2 of tyiyn.
 MAX_TYIYN = 10**17 - 1
@@ -127,7 +131,7 @@ def test_parse_amount_only_accepts_ascii_digits_and_one_dot(text: str) -> None:
     assert value == int(Decimal(text) * 100)
 
 
-# --- format_amount and format_som -----------------------------------------------------
+# --- format_amount (protocols) and formatting.som (people) ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -141,30 +145,36 @@ def test_format_amount(tyiyn: int, text: str) -> None:
 @pytest.mark.parametrize(
     ("tyiyn", "text"),
     [
-        (0, "0.00 сом"),
-        (5, "0.05 сом"),
-        (99999, "999.99 сом"),
-        (100000, "1 000.00 сом"),
-        (151000, "1 510.00 сом"),
-        (100000000, "1 000 000.00 сом"),
-        (123456789012, "1 234 567 890.12 сом"),
-        (-151000, "-1 510.00 сом"),
+        (0, "0,00 сом"),
+        (5, "0,05 сом"),
+        (99999, "999,99 сом"),
+        (100000, "1 000,00 сом"),
+        (151000, "1 510,00 сом"),
+        (100000000, "1 000 000,00 сом"),
+        (123456789012, "1 234 567 890,12 сом"),
+        (-151000, "-1 510,00 сом"),
     ],
 )
-def test_format_som_groups_thousands(tyiyn: int, text: str) -> None:
-    assert format_som(tyiyn) == text
+def test_som_groups_thousands(tyiyn: int, text: str) -> None:
+    assert formatting.som(tyiyn) == text.replace(" ", formatting.THOUSANDS)
 
 
 @given(st.integers(min_value=-MAX_TYIYN, max_value=MAX_TYIYN))
-def test_format_som_is_format_amount_grouped_by_three(tyiyn: int) -> None:
-    text = format_som(tyiyn)
-    assert text.endswith(" сом")
-    number = text.removesuffix(" сом")
-    assert number.replace(" ", "") == format_amount(tyiyn)
-    som = number.lstrip("-").split(".")[0]
-    groups = som.split(" ")
+def test_som_is_format_amount_grouped_by_three(tyiyn: int) -> None:
+    text = formatting.som(tyiyn)
+    space = formatting.THOUSANDS
+    assert text.endswith(f"{space}сом")
+    number = text.removesuffix(f"{space}сом")
+    assert number.replace(space, "").replace(",", ".") == format_amount(tyiyn)
+    som = number.lstrip("-").split(",")[0]
+    groups = som.split(space)
     assert 1 <= len(groups[0]) <= 3
     assert all(len(g) == 3 for g in groups[1:])
+
+
+def test_people_amounts_have_one_writer() -> None:
+    """`formatting.som` is the writer for people; money keeps only the protocols' one."""
+    assert not hasattr(money, "format_som")
 
 
 # --- INN ------------------------------------------------------------------------------
@@ -329,3 +339,24 @@ def test_is_txn_id_refuses(text: str) -> None:
 def test_is_txn_id_is_exactly_1_to_20_ascii_digits(text: str) -> None:
     expected = 1 <= len(text) <= 20 and all(c in "0123456789" for c in text)
     assert is_txn_id(text) == expected
+
+
+# --- a payment's moment ---------------------------------------------------------------
+
+
+def test_txn_date_problem_is_the_one_plausibility_rule() -> None:
+    """Years 2000–2099, at most CLOCK_SKEW ahead of our clock; the manual payments' received_at
+    is judged by the same function, word for word."""
+    now = datetime(2026, 11, 21, 8, 30, tzinfo=UTC)
+    assert txn_date_problem(now + CLOCK_SKEW, now) is None
+    assert txn_date_problem(datetime(2000, 1, 1, tzinfo=UTC), now) is None
+    ahead = txn_date_problem(now + CLOCK_SKEW + timedelta(seconds=1), now)
+    assert ahead == "дата платежа впереди наших часов больше чем на 5 минут"
+    assert txn_date_problem(datetime(1999, 12, 31, 23, 59, tzinfo=UTC), now) == (
+        "год должен быть от 2000 до 2099"
+    )
+    year_one = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=6)))
+    assert txn_date_problem(year_one, now) == "год должен быть от 2000 до 2099"
+    with pytest.raises(manual.InvalidField) as refused:
+        manual.check_received_at(now + timedelta(minutes=6), now)
+    assert (refused.value.field, refused.value.message) == ("received_at", ahead)

@@ -7,8 +7,11 @@ import re
 CURRENCY = "KGS"
 TYIYN_PER_SOM = 100
 
-# ASCII digits only: `\d` would also accept Arabic-Indic and other Unicode digits.
-_AGENT_AMOUNT = re.compile(r"(?P<som>[0-9]{1,15})(?:\.(?P<tyiyn>[0-9]{1,2}))?")
+# The one amount grammar of the agent protocols and the APIs, written so that JSON Schema
+# (ECMA-262) reads it too: the REST models publish it as their `pattern`. ASCII digits only:
+# `\d` would also accept Arabic-Indic and other Unicode digits.
+AMOUNT_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+_AGENT_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
 class MalformedAmount(ValueError):
@@ -22,12 +25,10 @@ def parse_amount(text: str) -> int:
     separators and non-ASCII digits are refused. Zero parses (a check's placeholder is
     "0.00"); whether an amount is acceptable is the payment rules' decision, not this one's.
     """
-    match = _AGENT_AMOUNT.fullmatch(text)
-    if match is None:
+    if _AGENT_AMOUNT.fullmatch(text) is None:  # fullmatch: "$" admits no trailing newline
         raise MalformedAmount(text)
-    som = int(match["som"])
-    tyiyn = int((match["tyiyn"] or "0").ljust(2, "0"))
-    return som * TYIYN_PER_SOM + tyiyn
+    som, _dot, tyiyn = text.partition(".")
+    return int(som) * TYIYN_PER_SOM + int(tyiyn.ljust(2, "0"))
 
 
 def format_amount(tyiyn: int) -> str:
@@ -35,14 +36,6 @@ def format_amount(tyiyn: int) -> str:
     sign = "-" if tyiyn < 0 else ""
     som, rest = divmod(abs(tyiyn), TYIYN_PER_SOM)
     return f"{sign}{som}.{rest:02d}"
-
-
-def format_som(tyiyn: int) -> str:
-    """Render tyiyn for people: "1 510.00 сом" (thin grouping, no float on the way)."""
-    sign = "-" if tyiyn < 0 else ""
-    som, rest = divmod(abs(tyiyn), TYIYN_PER_SOM)
-    grouped = f"{som:,}".replace(",", " ")
-    return f"{sign}{grouped}.{rest:02d} сом"
 
 
 # People's amounts: groups of three split by a space (also no-break or narrow no-break, as

@@ -13,11 +13,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -39,7 +46,7 @@ from tolom.httpkit.problems import (
     responses,
 )
 from tolom.identifiers import is_txn_id
-from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.money import AMOUNT_PATTERN, MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -51,7 +58,7 @@ from tolom.payments.model import (
 )
 from tolom.payments.records import PaymentRecord
 from tolom.payments.requestlog import Answer, Exchange
-from tolom.payments.service import TXN_YEARS
+from tolom.payments.service import txn_date_problem
 from tolom.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -82,8 +89,35 @@ _AUTH_PROBLEMS = (
     "invalid_request",
     "temporarily_unavailable",
 )
-_AMOUNT = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+# What a check answers about the account; a pay answers these too (it checks first).
+_ACCOUNT_PROBLEMS = (
+    "invalid_account",
+    "account_not_found",
+    "account_inactive",
+    "invoice_already_paid",
+    "service_not_allowed",
+)
 _TXN_ID = r"^[0-9]{1,20}$"
+
+
+def _amount(value: str) -> str:
+    """The amount as the agent wrote it, if `money.parse_amount` reads it: its grammar is
+    the only one (the schema's `pattern` is the same `money.AMOUNT_PATTERN`, shown)."""
+    try:
+        parse_amount(value)
+    except MalformedAmount as error:
+        raise ValueError("нужны цифры и не более двух знаков после точки") from error
+    return value
+
+
+Amount = Annotated[
+    str,
+    AfterValidator(_amount),
+    Field(
+        description="Som with at most 2 decimals, as a string",
+        json_schema_extra={"pattern": AMOUNT_PATTERN},
+    ),
+]
 
 
 # --- the wire format ------------------------------------------------------------------
@@ -151,7 +185,7 @@ class PayIn(_Strict):
     )
     service: Service
     account: str = Field(min_length=1, max_length=32)
-    amount: str = Field(pattern=_AMOUNT, description="Som with at most 2 decimals, as a string")
+    amount: Amount
 
     @field_validator("txn_date")
     @classmethod
@@ -205,16 +239,17 @@ class CancelIn(_Strict):
 
 
 def parse_txn_date(value: str) -> datetime:
-    """ISO 8601 with an offset, within the years the core accepts."""
+    """ISO 8601 with an offset, plausible as the core says (`service.txn_date_problem`):
+    a field error names txn_date rather than a bare refusal."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as error:
         raise ValueError("нужна дата и время ISO 8601 с часовым поясом") from error
     if moment.tzinfo is None:
         raise ValueError("укажите часовой пояс (например +06:00)")
-    low, high = TXN_YEARS
-    if not low <= moment.year <= high:
-        raise ValueError(f"год должен быть от {low} до {high}")
+    problem = txn_date_problem(moment, datetime.now(UTC))
+    if problem is not None:
+        raise ValueError(problem)
     return moment
 
 
@@ -548,14 +583,7 @@ _TXN_ID_PARAM = {
     "Changes nothing.",
     responses={
         200: {"model": CheckOut, "description": "The account can be paid"},
-        **responses(
-            *_AUTH_PROBLEMS,
-            "invalid_account",
-            "account_not_found",
-            "account_inactive",
-            "invoice_already_paid",
-            "service_not_allowed",
-        ),
+        **responses(*_AUTH_PROBLEMS, *_ACCOUNT_PROBLEMS),
     },
     openapi_extra=_doc(CheckIn),
 )
@@ -582,11 +610,7 @@ async def check(request: Request) -> Response:
         200: {"model": PaymentOut, "description": "Accepted (now or earlier)"},
         **responses(
             *_AUTH_PROBLEMS,
-            "invalid_account",
-            "account_not_found",
-            "account_inactive",
-            "invoice_already_paid",
-            "service_not_allowed",
+            *_ACCOUNT_PROBLEMS,
             "amount_too_small",
             "amount_too_large",
             "txn_id_conflict",
@@ -597,15 +621,11 @@ async def check(request: Request) -> Response:
 async def pay(request: Request) -> Response:
     def handle(call: _Call, agent: Agent) -> step.Call:
         asked = call.parse(PayIn)
-        try:
-            amount = parse_amount(asked.amount)
-        except MalformedAmount as error:  # the pattern admits only what parse_amount reads
-            raise ProblemError("invalid_request", "Неверная сумма") from error
         pay_request = PayRequest(
             service=asked.service,
             txn_id=asked.txn_id,
             account=asked.account,
-            amount=amount,
+            amount=parse_amount(asked.amount),  # read by PayIn's validator already
             txn_date=parse_txn_date(asked.txn_date),
             txn_date_raw=asked.txn_date,
         )

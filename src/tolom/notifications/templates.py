@@ -3,8 +3,9 @@
 Templates live in the package (`tolom/templates/notifications/<language>/<event type>/`):
 `subject.txt` and `body.txt` for e-mail, `sms.txt` for SMS. They see the event's payload
 as `p` (a field the payload lacks is None, so optional fields are tested with
-`{% if p.x is not none %}` and never crash) and filters that format amounts and dates the
-way customers read them. An unknown language falls back to Russian.
+`{% if p.x is not none %}` and never crash) and filters that read the payload's amounts
+and dates and write them with `formatting`, as every page and PDF does. An unknown
+language falls back to Russian.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from jinja2 import (
     Environment,
@@ -24,14 +24,12 @@ from jinja2 import (
     select_autoescape,
 )
 
-from tolom.money import format_amount
+from tolom import formatting
 from tolom.notifications.errors import NotificationError
-from tolom.timestamps import as_utc
 
 Channel = Literal["email", "sms"]
 LANGUAGES = ("ru", "ky")
 FALLBACK_LANGUAGE = "ru"
-ZONE = ZoneInfo("Asia/Bishkek")  # customers read times in Kyrgyzstan's zone
 _FILES: dict[Channel, tuple[str, ...]] = {"email": ("subject", "body"), "sms": ("sms",)}
 _SPACES = re.compile(r"\s+")
 _BLANKS = re.compile(r"\n{3,}")
@@ -61,10 +59,10 @@ def _view(value: Any) -> Any:
 
 
 def som(tyiyn: Any) -> str:
-    """Tyiyn as customers read an amount: "1500.00 сом"."""
+    """The payload's amount (tyiyn) as `formatting.som` writes it: "1 500,00 сом"."""
     if isinstance(tyiyn, bool) or not isinstance(tyiyn, int):
         raise NotificationError(f"сумма в событии не в тыйынах: {tyiyn!r}")
-    return f"{format_amount(tyiyn)} сом"
+    return formatting.som(tyiyn)
 
 
 def _moment(value: Any) -> datetime | date | None:
@@ -78,18 +76,16 @@ def _moment(value: Any) -> datetime | date | None:
 
 
 def day(value: Any) -> str:
-    """A date (or a moment, taken in Asia/Bishkek) as DD.MM.YYYY."""
+    """The payload's date (or moment) as `formatting.day` writes it: DD.MM.YYYY."""
     found = _moment(value)
-    if isinstance(found, datetime):
-        found = as_utc(found).astimezone(ZONE).date()
-    return "" if found is None else found.strftime("%d.%m.%Y")
+    return "" if found is None else formatting.day(found)
 
 
 def moment(value: Any) -> str:
-    """A moment as DD.MM.YYYY HH:MM in Asia/Bishkek (a bare date as DD.MM.YYYY)."""
+    """The payload's moment as `formatting.date_time` writes it (a bare date as `day`)."""
     found = _moment(value)
     if isinstance(found, datetime):
-        return as_utc(found).astimezone(ZONE).strftime("%d.%m.%Y %H:%M")
+        return formatting.date_time(found)
     return day(found)
 
 

@@ -38,8 +38,6 @@ MAX_ACCOUNT = 64
 MAX_BANK_REFERENCE = 64
 MAX_PAYER = 300
 MAX_NOTE = 1000
-# How far ahead of our clock a `received_at` may be (clocks of other systems drift).
-CLOCK_SKEW = service.CLOCK_SKEW
 AUDIT_ACTION = "payment.manual"
 
 # The field a refusal by the core is about.
@@ -100,15 +98,13 @@ def details_errors(
 
 
 def check_received_at(moment: datetime, now: datetime) -> datetime:
-    """When the money was received, if plausible: an aware moment in `service.TXN_YEARS`,
-    not ahead of `now` by more than `CLOCK_SKEW`. InvalidField("received_at") otherwise."""
+    """When the money was received, if plausible: aware, and as `service.txn_date_problem`
+    allows an agent's txn_date. InvalidField("received_at") otherwise."""
     if moment.tzinfo is None:
         raise InvalidField("received_at", "нужны дата, время и смещение от UTC")
-    low, high = service.TXN_YEARS
-    if not low <= moment.year <= high:
-        raise InvalidField("received_at", f"год должен быть от {low} до {high}")
-    if moment > now + CLOCK_SKEW:
-        raise InvalidField("received_at", "дата поступления в будущем")
+    problem = service.txn_date_problem(moment, now)
+    if problem is not None:
+        raise InvalidField("received_at", problem)
     return moment
 
 

@@ -66,10 +66,22 @@ TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed reques
 # Further ahead is refused: a payment dated in the future would sit outside the day's
 # reconciliation of the day it really happened.
 CLOCK_SKEW = timedelta(minutes=5)
-FUTURE_TXN_DATE = (
-    "Неверный txn_date: дата платежа впереди наших часов больше чем на "
-    f"{CLOCK_SKEW.seconds // 60} минут"
-)
+
+
+def txn_date_problem(moment: datetime, now: datetime) -> str | None:
+    """Why a payment's moment (an agent's txn_date, an operator's received_at) is not
+    plausible, in Russian, or None: the one place this rule lives. `moment` is aware.
+
+    The year bound also keeps absurd dates (year 1) from overflowing in a UTC conversion.
+    """
+    low, high = TXN_YEARS
+    if not low <= moment.year <= high:
+        return f"год должен быть от {low} до {high}"
+    if moment > now + CLOCK_SKEW:
+        minutes = CLOCK_SKEW.seconds // 60
+        return f"дата платежа впереди наших часов больше чем на {minutes} минут"
+    return None
+
 
 # What each refusal says; the adapters show it (OSMP <comment>, REST problem detail).
 _MESSAGES: dict[Outcome, str] = {
@@ -200,14 +212,9 @@ def precheck(agent: Agent, service: Service, account: str) -> CheckResult | None
 def prepare_pay(agent: Agent, request: PayRequest) -> PayRequest | PayResult:
     """The request under its payment key, or the refusal that needs no database."""
     request = replace(request, txn_id=payment_key(agent, request.txn_id))
-    if not TXN_YEARS[0] <= request.txn_date.year <= TXN_YEARS[1]:
-        # Also keeps absurd dates (year 1) from overflowing in the UTC conversion.
-        return PayResult(
-            Outcome.MALFORMED,
-            f"Неверный txn_date: год должен быть от {TXN_YEARS[0]} до {TXN_YEARS[1]}",
-        )
-    if request.txn_date > datetime.now(UTC) + CLOCK_SKEW:
-        return PayResult(Outcome.MALFORMED, FUTURE_TXN_DATE)
+    problem = txn_date_problem(request.txn_date, datetime.now(UTC))
+    if problem is not None:
+        return PayResult(Outcome.MALFORMED, f"Неверный txn_date: {problem}")
     early = precheck(agent, request.service, request.account)
     return as_pay(early) if early is not None else request
 
