@@ -277,10 +277,8 @@ def test_a_new_agent_gets_its_secret_once_and_can_call_the_gateway(web: Web) -> 
     [
         ({"code": "Mega Pay"}, "code", 422, "латинские строчные"),
         ({"code": "m"}, "code", 422, "латинские строчные"),
-        ({"code": "mega\x00"}, "code", 422, "латинские строчные"),
         ({"code": "cash_desk"}, "code", 409, "«cash_desk» уже есть"),
         ({"name": "  "}, "name", 422, "Укажите название"),
-        ({"name": "Мега\x00Пэй"}, "name", 422, "управляющие"),
         ({"name": "Мега\u202ePay"}, "name", 422, "управляющие"),
         ({"name": "М" * 201}, "name", 422, "Укажите название"),
         ({"name": "М" * 1000}, "name", 422, "не длиннее 400"),
@@ -437,7 +435,6 @@ def test_time_zone_and_cancel_window(web: Web, gateway: Gateway) -> None:
     before = _state(web.engine, "optima")
     for zone, days, field in [
         ("Mars/Base", "1", "timezone"),
-        ("Asia\x00", "1", "timezone"),
         ("Asia/Almaty", "367", "cancel_window_days"),
         ("Asia/Almaty", "три", "cancel_window_days"),
         ("Asia/Almaty", "", "cancel_window_days"),

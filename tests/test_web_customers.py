@@ -372,7 +372,6 @@ def _txn(web: Web, payment_id: int) -> str:
         ({"to": "01.11.2026"}, "customer.error.bad_date"),
         ({"to": "20261101"}, "customer.error.bad_date"),
         ({"from": "2026-11-01T00:00"}, "customer.error.bad_date"),
-        ({"from": "2026-11-01\x00"}, "customer.error.bad_date"),
         ({"from": "9" * 5000}, "customer.error.bad_date"),
         ({"from": "2026-11-02", "to": "2026-11-01"}, "customer.error.period_order"),
         ({"from": "2025-01-01", "to": "2026-11-01"}, "customer.error.period_too_long"),

@@ -331,9 +331,7 @@ def test_add_rotate_disable_and_enable_a_webhook(web: Web) -> None:
         ({"name": "bad name", "url": "https://x.example.kg"}, 422, "Имя:"),
         ({"name": "ok", "url": "ftp://x.example.kg"}, 422, "http://"),
         ({"name": "ok", "url": "https://user:pw@x.example.kg"}, 422, "логин"),
-        ({"name": "ok", "url": "https://x.example.kg/\x00"}, 422, "не понят"),
         ({"name": "ok", "url": "https://x.example.kg/" + "a" * 2100}, 422, "не понят"),
-        ({"name": "ok\x00", "url": "https://x.example.kg"}, 422, "Имя:"),
         ({"name": "ok", "url": "https://x.example.kg", "events": "payment.lost"}, 422, "типы"),
     ]:
         refused = browser.post("/webhooks", data={"csrf": csrf, **data})

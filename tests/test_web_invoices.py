@@ -520,7 +520,7 @@ def test_an_over_long_reason_is_refused_and_nothing_changes(web: Web) -> None:
     invoice = add_invoice(web.engine)
     browser = web.signed_in()
     html = browser.get(f"/invoices/{invoice.number}/cancel").text
-    for reason in ("я" * 501, "a\x00b"):
+    for reason in ("я" * 501,):
         answer = browser.post(
             f"/invoices/{invoice.number}/cancel", data={"csrf": csrf_in(html), "reason": reason}
         )

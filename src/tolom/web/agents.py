@@ -99,11 +99,6 @@ def _zone_options(current: str) -> tuple[str, ...]:
     return zones() if current in zones() else (current, *zones())
 
 
-def _shown(typed: str) -> str:
-    """What was typed, to show back in its field: without U+0000 (no page shows that)."""
-    return typed.replace("\x00", "")
-
-
 def _known_code(code: str) -> bool:
     return bool(_CODE_SHAPE.fullmatch(code))
 
@@ -385,14 +380,14 @@ async def create_agent(request: Request, session: MayChange) -> Response:
     known = await _known_services(request)
     t = i18n.translator(session.user.language)
     form = NewForm(
-        code=_shown(fields.get("code", "").strip()[:64]),
-        name=_shown(fields.get("name", "")[:400]),
-        networks=_shown(fields.get("networks", "")[:NETWORKS_MAX_CHARS]),
+        code=fields.get("code", "").strip()[:64],
+        name=fields.get("name", "")[:400],
+        networks=fields.get("networks", "")[:NETWORKS_MAX_CHARS],
         timezone=fields.get("timezone", DEFAULT_ZONE)[:64],
         cancel_window_days=fields.get("cancel_window_days", "0")[:8],
         services=[s for s in known if fields.get(f"service_{s}") == "1"],
     )
-    if "\x00" in form.timezone or form.timezone not in zones():
+    if form.timezone not in zones():
         form.timezone = DEFAULT_ZONE  # never offer back what the select does not have
     code = fields.get("code", "").strip()  # as typed: the core says what is wrong with it
     try:
@@ -550,7 +545,7 @@ async def _change(
     if detail is None:
         return _not_found(request, session)
     errors = {problem.field: _say(t, problem)}
-    typed = {k: _shown(v[:NETWORKS_MAX_CHARS]) for k, v in fields.items() if k != "csrf"}
+    typed = {k: v[:NETWORKS_MAX_CHARS] for k, v in fields.items() if k != "csrf"}
     return _detail_page(
         request, session, detail, status=_status_of(problem), errors=errors, typed=typed
     )

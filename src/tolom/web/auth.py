@@ -13,6 +13,9 @@ page body only runs for a permitted user.
 CSRF: every POST form carries a hidden `csrf` equal to the session's token (synchronizer
 token, compared in constant time). The login form has no session yet: it carries a random
 token that must equal the `tolom_login_csrf` cookie set with the form (double submit).
+
+U+0000 (not text to PostgreSQL) is refused here once for every page, 400 "bad-request":
+in any query parameter (`PageRoute`) and any form field's name or value (`form_fields`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import asyncio
 import hmac
 import secrets
 import string
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +47,7 @@ from tolom.web.pages import render, secure
 SESSION_COOKIE = "tolom_session"
 LOGIN_CSRF_COOKIE = "tolom_login_csrf"
 _TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
+BAD_CHARACTER = "\x00"  # U+0000: not text to PostgreSQL; see `refuse_bad_characters`
 
 
 def _utc_now() -> datetime:
@@ -89,13 +93,15 @@ class PageRefusal(Exception):
 
 class PageRoute(APIRoute):
     """A back-office page: refusals become their responses, a database that is out of reach
-    a 503 page, and every answer carries the security headers."""
+    a 503 page, and every answer carries the security headers. A query with U+0000 is
+    refused before the page runs (`refuse_bad_characters`)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             try:
+                await refuse_bad_characters(request, request.query_params.multi_items())
                 response = await handler(request)
             except PageRefusal as refusal:
                 response = refusal.response
@@ -249,9 +255,25 @@ def may(action: str) -> Callable[[Request], Coroutine[Any, Any, Session]]:
 # --- forms and CSRF ---------------------------------------------------------------------
 
 
+def bad_request(request: Request, session: Session | None) -> Response:
+    """The page for a request no page of ours sends (400)."""
+    return message_page(request, session, "bad-request", "error.bad_request", status=400)
+
+
+async def refuse_bad_characters(request: Request, items: Iterable[tuple[str, Any]]) -> None:
+    """The one back-office guard against U+0000: PostgreSQL text cannot hold it and no
+    page of ours sends it, so a query parameter or form field with it in its name or its
+    text is refused (400) alike on both databases, before any page reads it. Uploaded
+    files are bytes, judged by their parser, not here."""
+    if any(BAD_CHARACTER in k or (isinstance(v, str) and BAD_CHARACTER in v) for k, v in items):
+        raise PageRefusal(bad_request(request, await current_session(request)))
+
+
 async def form_fields(request: Request) -> dict[str, str]:
-    """The posted form's text fields (files and repeated names are ignored)."""
+    """The posted form's text fields (files and repeated names are ignored); every field,
+    repeated ones too, passed through `refuse_bad_characters`."""
     form = await request.form()
+    await refuse_bad_characters(request, form.multi_items())
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 

@@ -131,8 +131,6 @@ class CashForm:
 
 def read_form(fields: dict[str, str]) -> CashForm:
     """The posted form; BadForm for a value no form offers."""
-    if any("\x00" in value for value in fields.values()):
-        raise BadForm("U+0000")
     reference = fields.get("reference", "")
     if _REFERENCE.fullmatch(reference) is None:
         raise BadForm(reference)
@@ -215,10 +213,15 @@ def check_form(form: CashForm, t: i18n.Translator, now: datetime, *, paying: boo
             try:
                 received_at = manual.check_received_at(moment, now)
             except manual.InvalidField:
-                low, _high = service.TXN_YEARS
-                errors["received_at"] = t("cash.error.received_at", low=low)
+                errors["received_at"] = _implausible_received_at(t)
     raw = received_at.isoformat() if not form.received_at else form.received_at
     return Checked(amount, received_at, raw)
+
+
+def _implausible_received_at(t: i18n.Translator) -> str:
+    """The page's words for a moment `service.txn_date_problem` refuses (the rule is the
+    core's; only the wording is the page's)."""
+    return t("cash.error.received_at", low=service.TXN_YEARS[0])
 
 
 def _local_moment(text: str) -> datetime | None:
@@ -297,8 +300,7 @@ def refusal_text(
     if outcome is Outcome.CONFLICT:
         return t("cash.refused.conflict", number=conflict_with or "—")
     if outcome is Outcome.MALFORMED:
-        low, _high = service.TXN_YEARS
-        return t("cash.error.received_at", low=low)
+        return _implausible_received_at(t)
     return t("cash.refused.retry")
 
 

@@ -64,8 +64,8 @@ def _known(username: str) -> bool:
 
 
 def _shown(typed: str) -> str:
-    """What was typed, to show back in its field: without U+0000 (no page shows that)."""
-    return typed.replace("\x00", "")[:200]
+    """What was typed, to show back in its field (U+0000 never gets here: `auth.form_fields`)."""
+    return typed[:200]
 
 
 def _error_text(t: i18n.Translator, error: UserError) -> str:
