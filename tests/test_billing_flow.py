@@ -110,7 +110,7 @@ def test_a_top_up_through_osmp_releases_reports_and_everyone_hears_of_it(
     # The customer: one e-mail for the top-up and one per released report.
     subjects = [m["Subject"] for m in mail_server.messages()]
     assert len(subjects) == 3, subjects
-    assert "500.00" in subjects[0]
+    assert "500,00 сом" in subjects[0]  # written for people, as on every page
     assert all(m["To"] == "buh@ala-too.example.kg" for m in mail_server.messages())
     bodies = [m.get_body(preferencelist=("plain",)).get_content() for m in mail_server.messages()]
     assert inn in bodies[0]
