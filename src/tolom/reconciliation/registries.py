@@ -172,6 +172,39 @@ def _summary_of(row_summary: str | None) -> Summary:
     return Summary.from_json(json.loads(row_summary))
 
 
+def _insert_registry(
+    conn: Connection,
+    *,
+    agent_id: int,
+    day: date,
+    digest: str,
+    name: str,
+    kind: str,
+    lines: int,
+    total: int,
+    state: str,
+    actor: str,
+) -> int:
+    """The registry's row (its lines go in apart), on either database's road; its id."""
+    return int(
+        conn.execute(
+            insert(registries)
+            .values(
+                agent_id=agent_id,
+                business_date=day,
+                sha256=digest,
+                file_name=name,
+                kind=kind,
+                line_count=lines,
+                total_amount=total,
+                state=state,
+                imported_by=actor[:80],
+            )
+            .returning(registries.c.id)
+        ).scalar_one()
+    )
+
+
 def _audit_import(
     conn: Connection,
     actor: str,
@@ -289,22 +322,17 @@ def import_registry(
             conn.execute(
                 update(registries).where(registries.c.id == current.id).values(state="superseded")
             )
-        registry_id = int(
-            conn.execute(
-                insert(registries)
-                .values(
-                    agent_id=agent.id,
-                    business_date=business_day,
-                    sha256=digest,
-                    file_name=name,
-                    kind=fmt.kind,
-                    line_count=len(parsed.lines),
-                    total_amount=parsed.total,
-                    state="current",
-                    imported_by=actor[:80],
-                )
-                .returning(registries.c.id)
-            ).scalar_one()
+        registry_id = _insert_registry(
+            conn,
+            agent_id=agent.id,
+            day=business_day,
+            digest=digest,
+            name=name,
+            kind=fmt.kind,
+            lines=len(parsed.lines),
+            total=parsed.total,
+            state="current",
+            actor=actor,
         )
         say("store", len(parsed.lines))
         _store_lines(conn, registry_id, parsed.lines)
@@ -402,22 +430,17 @@ def _import_staged(
         )
         say("store", len(lines))
         with _batch_transaction(engine) as conn:
-            registry_id = int(
-                conn.execute(
-                    insert(registries)
-                    .values(
-                        agent_id=agent.id,
-                        business_date=day,
-                        sha256=digest,
-                        file_name=name,
-                        kind=kind,
-                        line_count=len(lines),
-                        total_amount=total,
-                        state="superseded",  # not counted by any reader until made current
-                        imported_by=actor[:80],
-                    )
-                    .returning(registries.c.id)
-                ).scalar_one()
+            registry_id = _insert_registry(
+                conn,
+                agent_id=agent.id,
+                day=day,
+                digest=digest,
+                name=name,
+                kind=kind,
+                lines=len(lines),
+                total=total,
+                state="superseded",  # not counted by any reader until made current
+                actor=actor,
             )
         _copy_in_chunks(
             db,
