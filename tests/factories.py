@@ -6,12 +6,14 @@ import base64
 import itertools
 import json
 import logging
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -312,3 +314,17 @@ def run_cli(
         f"{args}: uncaught {result.exception!r}"
     )
     return result
+
+
+REPO = Path(__file__).resolve().parent.parent
+"""The repository's root, for tests that read its docs, examples and benchmarks."""
+
+
+def postgres_only(test: Callable[..., None]) -> Callable[..., None]:
+    """Only the PostgreSQL instance of the `database_url` fixture: a multi-process server
+    on SQLite would measure SQLite's single writer, not our locking."""
+    on_postgres = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+    needs_url = pytest.mark.skipif(
+        "TOLOM_TEST_DATABASE_URL" not in os.environ, reason="needs TOLOM_TEST_DATABASE_URL"
+    )
+    return needs_url(on_postgres(test))

@@ -7,7 +7,7 @@ idempotent insert, the journal entry and posting, both balance rows and the
 trip, with no SQLAlchemy on the way. A batch of `sochi` checks is one SELECT. Python keeps
 the wording of every answer (`service.refusal`) and the rules that need no database
 (`service.prepare_pay`, `service.precheck`), so the function only decides what the rows
-say. The gateway tests (`tests/test_osmp_gateway.py`, `test_rest_gateway.py`,
+say. The gateway tests (`tests/adapters/gateway/test_osmp_gateway.py`, `test_rest_gateway.py`,
 `test_group_commit.py`, the stateful `test_stateful.py`) run every rule on SQLite (pure
 Python) and on PostgreSQL (this road) and expect identical answers.
 
