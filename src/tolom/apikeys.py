@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from tolom import audit
 from tolom.db.schema import api_keys
 
 # Each scope grants the ones it implies: admin > write > read; `charges` is the СОЧИ
@@ -114,6 +115,40 @@ def revoke(conn: Connection, name: str) -> None:
     )
     if done.rowcount != 1:
         raise ApiKeyError(f"name: действующего ключа {name!r} нет")
+
+
+def create_audited(
+    conn: Connection, *, name: str, scopes: list[str], actor: str, address: str | None = None
+) -> tuple[str, list[str]]:
+    """`create`, and `apikey.create` audited with the scopes granted; returns the token
+    (shown only once) and the scopes, sorted."""
+    token = create(conn, name=name, scopes=scopes)
+    granted = sorted(parse_scopes(scopes))
+    audit.record(
+        conn,
+        actor=actor,
+        action="apikey.create",
+        object_type="api_key",
+        object_id=name,
+        after={"name": name, "scopes": granted},
+        address=address,
+    )
+    return token, granted
+
+
+def revoke_audited(conn: Connection, name: str, *, actor: str, address: str | None = None) -> None:
+    """`revoke`, and `apikey.revoke` audited."""
+    revoke(conn, name)
+    audit.record(
+        conn,
+        actor=actor,
+        action="apikey.revoke",
+        object_type="api_key",
+        object_id=name,
+        before={"revoked": False},
+        after={"revoked": True},
+        address=address,
+    )
 
 
 class KeyDirectory:

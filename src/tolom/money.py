@@ -11,6 +11,8 @@ TYIYN_PER_SOM = 100
 # (ECMA-262) reads it too: the REST models publish it as their `pattern`. ASCII digits only:
 # `\d` would also accept Arabic-Indic and other Unicode digits.
 AMOUNT_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+# The grammar in words, for whoever sent an amount outside it (agents, the CLI).
+AMOUNT_RULE = "нужны цифры и не более двух знаков после точки"
 _AGENT_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 

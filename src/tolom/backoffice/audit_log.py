@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
+from tolom import audit
 from tolom.backoffice import exports
 from tolom.backoffice.users import User
 from tolom.db.schema import audit_log
@@ -217,6 +218,42 @@ def count(
         query = query.where(audit_log.c.id < before_id)
     matching = query.limit(at_most).subquery()
     return int(conn.execute(select(func.count()).select_from(matching)).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStart:
+    """An export that goes ahead: how many lines it holds, up to which id."""
+
+    lines: int
+    up_to_id: int
+
+
+def start_export(
+    conn: Connection,
+    where: AuditFilter,
+    *,
+    user: User,
+    address: str | None = None,
+    limit: int = MAX_EXPORT_ROWS,
+) -> ExportStart | None:
+    """Decide an export of the lines matching `where` and write its own `audit.export`
+    line; None (and no line) when more than `limit` lines match. The file holds the lines
+    up to the newest one at this moment (not the export's own line, nor any written later):
+    commit before the first byte is sent."""
+    newest = newest_id(conn)
+    found = count(conn, where, at_most=limit + 1, before_id=newest + 1)
+    if found > limit:
+        return None
+    audit.record(
+        conn,
+        actor=f"user:{user.username}",
+        action="audit.export",
+        object_type="audit_log",
+        object_id="csv",
+        after={"filter": where.as_dict(), "lines": found, "up_to_id": newest},
+        address=address,
+    )
+    return ExportStart(found, newest)
 
 
 def lines(

@@ -22,13 +22,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from tolom import audit
 from tolom.backoffice import login_throttle, passwords
 from tolom.backoffice.login_throttle import Policy
 from tolom.db.schema import audit_log, users, web_sessions
+from tolom.texts import LANGUAGES
 from tolom.timestamps import as_utc
 
 ROLES = ("admin", "operator", "accountant", "auditor")
-LANGUAGES = ("ru", "ky", "en")
 
 # What each role may do. The auditor reads everything and changes nothing; every other
 # role reads everything too (a person helping a customer needs the whole picture).
@@ -585,3 +586,233 @@ def new_password() -> tuple[str, str]:
     """A generated password and its hash (hashed on the pool), for `reset_password`."""
     password = generate_password()
     return password, passwords.hash_with_pool(password)
+
+
+# --- audited changes: what the back office and the command line call ----------------------
+
+OBJECT_TYPE = "user"
+# The audit action of each changeable field (`active` says which way it went).
+_CHANGE_ACTIONS = {"role": "user.role", "language": "user.language", "display_name": "user.name"}
+
+
+def _record(
+    conn: Connection,
+    action: str,
+    username: str,
+    *,
+    actor: str,
+    address: str | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        object_type=OBJECT_TYPE,
+        object_id=username,
+        before=before,
+        after=after,
+        address=address,
+    )
+
+
+def create_audited(
+    conn: Connection,
+    *,
+    username: str,
+    display_name: str,
+    role: str,
+    password: str,
+    language: str = "ru",
+    password_hash: str | None = None,
+    actor: str,
+    address: str | None = None,
+) -> User:
+    """`create`, and its `user.create` audit line in the same transaction."""
+    user = create(
+        conn,
+        username=username,
+        display_name=display_name,
+        role=role,
+        password=password,
+        language=language,
+        password_hash=password_hash,
+    )
+    _record(conn, "user.create", user.username, actor=actor, address=address, after=as_dict(user))
+    return user
+
+
+def change_audited(
+    conn: Connection,
+    username: str,
+    *,
+    by: User | None = None,
+    actor: str,
+    address: str | None = None,
+    **values: Any,
+) -> tuple[User, User]:
+    """`change`, one field at a time in the order given, each field that changed audited
+    with its own action (`user.role`, `user.language`, `user.name`, `user.enable`,
+    `user.disable`) and the whole user before and after it; returns (before, after) of
+    the whole change. A change that changes nothing writes no line."""
+    first: User | None = None
+    last: User | None = None
+    for name, value in values.items():
+        before, after = change(conn, username, by=by, **{name: value})
+        first = first or before
+        last = after
+        if before == after:
+            continue
+        if name == "active":
+            action = "user.enable" if value else "user.disable"
+        else:
+            action = _CHANGE_ACTIONS[name]
+        _record(
+            conn,
+            action,
+            username,
+            actor=actor,
+            address=address,
+            before=as_dict(before),
+            after=as_dict(after),
+        )
+    if first is None or last is None:
+        found = get(conn, username)
+        if found is None:
+            raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+        return found, found
+    return first, last
+
+
+def reset_password_audited(
+    conn: Connection,
+    username: str,
+    *,
+    by: User | None = None,
+    generated: tuple[str, str] | None = None,
+    actor: str,
+    address: str | None = None,
+) -> tuple[User, str]:
+    """`reset_password` (a generated password), and `user.reset_password` audited."""
+    user, password = reset_password(conn, username, by=by, generated=generated)
+    _record(conn, "user.reset_password", username, actor=actor, address=address)
+    return user, password
+
+
+def set_password_audited(
+    conn: Connection,
+    username: str,
+    password: str,
+    *,
+    password_hash: str | None = None,
+    actor: str,
+    address: str | None = None,
+) -> User:
+    """A chosen password for a user (the command line's reset): `set_password`, and
+    `user.reset_password` audited. Raises UserError for an unknown user."""
+    user = get(conn, username)
+    if user is None:
+        raise UserError(f"пользователь {username} не найден", "user.not_found")
+    set_password(conn, user.id, password, password_hash=password_hash)
+    _record(conn, "user.reset_password", username, actor=actor, address=address)
+    return user
+
+
+def unlock_audited(
+    conn: Connection,
+    username: str,
+    now: datetime | None = None,
+    *,
+    actor: str,
+    address: str | None = None,
+) -> bool:
+    """`unlock`, and `user.unlock` audited with when the lock would have ended; False
+    (and no line) when no lock was in force."""
+    lifted = unlock(conn, username, now)
+    if lifted is None:
+        return False
+    _record(
+        conn,
+        "user.unlock",
+        username,
+        actor=actor,
+        address=address,
+        before={"locked_until": lifted.isoformat()},
+        after={"locked_until": None},
+    )
+    return True
+
+
+def finish_login_audited(
+    conn: Connection,
+    check: LoginCheck,
+    verified: bool,
+    new_hash: str | None,
+    *,
+    policy: Policy,
+    session_hours: float,
+    now: datetime,
+    address: str | None = None,
+) -> LoginResult:
+    """`finish_login`, and `user.login` audited (by the user) when it let them in."""
+    result = finish_login(
+        conn, check, verified, new_hash, policy=policy, session_hours=session_hours, now=now
+    )
+    if result.user is not None:
+        name = result.user.username
+        _record(conn, "user.login", name, actor=f"user:{name}", address=address)
+    return result
+
+
+def logout_audited(
+    conn: Connection, token: str | None, user: User, *, actor: str, address: str | None = None
+) -> None:
+    """`logout`, and `user.logout` audited."""
+    logout(conn, token)
+    _record(conn, "user.logout", user.username, actor=actor, address=address)
+
+
+def change_password_audited(
+    conn: Connection,
+    user: User,
+    *,
+    verified_hash: str,
+    new: str,
+    new_hash: str,
+    session_hours: float,
+    actor: str,
+    address: str | None = None,
+) -> str:
+    """`change_password` (a user's own), and `user.change_password` audited; returns the
+    new session token."""
+    token = change_password(
+        conn,
+        user,
+        verified_hash=verified_hash,
+        new=new,
+        new_hash=new_hash,
+        session_hours=session_hours,
+    )
+    _record(conn, "user.change_password", user.username, actor=actor, address=address)
+    return token
+
+
+def set_own_language_audited(
+    conn: Connection, user: User, language: str, *, actor: str, address: str | None = None
+) -> bool:
+    """A user's choice of their own language, audited as `user.language` (only the
+    language, before and after) when it changed; True when it did."""
+    before, after = change(conn, user.username, language=language)
+    if before == after:
+        return False
+    _record(
+        conn,
+        "user.language",
+        user.username,
+        actor=actor,
+        address=address,
+        before={"language": before.language},
+        after={"language": after.language},
+    )
+    return True

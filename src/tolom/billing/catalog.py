@@ -14,6 +14,16 @@ from tolom.money import parse_amount
 
 
 @dataclass(frozen=True, slots=True)
+class Service:
+    """A service agents take payments for, with its default amount limits in tyiyn."""
+
+    code: str
+    name: str
+    min_amount: int
+    max_amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class Product:
     """A product an invoice can contain; `price` is None until the company sets one."""
 
@@ -59,6 +69,12 @@ def seed(conn: Connection) -> None:
                     price=None if price is None else parse_amount(price),
                 )
             )
+
+
+def list_services(conn: Connection) -> list[Service]:
+    """All services, in code order."""
+    rows = conn.execute(select(services).order_by(services.c.code))
+    return [Service(r.code, r.name, int(r.min_amount), int(r.max_amount)) for r in rows]
 
 
 def list_products(conn: Connection) -> list[Product]:

@@ -19,6 +19,7 @@ and so follow commit order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,8 @@ from tolom.db.schema import account_balances, charges, customers
 from tolom.events.outbox import EventType, customer_key, emit
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
+from tolom.ledger.statements import LineSource
+from tolom.money import format_amount
 from tolom.timestamps import as_utc
 
 REVENUE = "revenue:sochi"
@@ -461,6 +464,54 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
     return refunded
 
 
+def _json_time(moment: datetime | None) -> str | None:
+    # as the API writes times: ISO 8601, UTC as "Z"
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def snapshot(charge: Charge) -> dict[str, Any]:
+    """What the audit log shows of a charge: the operator API's view of it (amount in som)."""
+    return {
+        "id": charge.id,
+        "inn": charge.inn,
+        "customer_name": charge.customer_name,
+        "amount": format_amount(charge.amount),
+        "tariff": charge.tariff,
+        "report": {
+            "report_id": charge.report.report_id,
+            "state_body": charge.report.state_body,
+            "form": charge.report.form,
+            "period": charge.report.period,
+        },
+        "description": charge.description,
+        "status": charge.status,
+        "created_at": _json_time(charge.created_at),
+        "settled_at": _json_time(charge.settled_at),
+        "closed_at": _json_time(charge.closed_at),
+        "payment_id": charge.settled_by_payment_id,
+        "refund_reason": charge.refund_reason,
+    }
+
+
+def create_audited(
+    conn: Connection, request: ChargeRequest, *, actor: str, address: str | None = None
+) -> Charge:
+    """`create`, and a `charge.create` audit line in the same transaction; a repeat of
+    the same request answers the charge made the first time and writes nothing."""
+    charge = create(conn, request)
+    if not charge.replayed:
+        audit.record(
+            conn,
+            actor=actor,
+            action="charge.create",
+            object_type="charge",
+            object_id=charge.id,
+            after=snapshot(charge),
+            address=address,
+        )
+    return charge
+
+
 def cancel_audited(
     conn: Connection, charge_id: int, *, actor: str, address: str | None = None
 ) -> Charge:
@@ -542,3 +593,26 @@ def _announce(
     emit(
         conn, kind, ordering_key=customer_key(customer_id), payload=payload, customer_id=customer_id
     )
+
+
+def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, LineSource]:
+    """The charges and charge refunds among these journal entries, as a customer's
+    statement shows them, by entry id (other entries are absent)."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return {}
+    found: dict[int, LineSource] = {}
+    row: Any
+    for row in conn.execute(
+        select(charges.c.entry_id, charges.c.id, charges.c.description).where(
+            charges.c.entry_id.in_(ids)
+        )
+    ):
+        found[row.entry_id] = LineSource("charge", row.id, text=row.description)
+    for row in conn.execute(
+        select(charges.c.refund_entry_id, charges.c.id, charges.c.refund_reason).where(
+            charges.c.refund_entry_id.in_(ids)
+        )
+    ):
+        found[row.refund_entry_id] = LineSource("charge_refund", row.id, text=row.refund_reason)
+    return found

@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from tolom import audit
 from tolom.db.schema import (
     account_balances,
-    agents,
-    charges,
     customers,
-    invoices,
-    payment_reversals,
-    payments,
-    signature_orders,
 )
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
@@ -58,6 +53,12 @@ class CustomerNotFound(CustomerError):
 
 class CustomerExists(CustomerError):
     """A customer with this INN is already registered."""
+
+
+class RegisteredConcurrently(CustomerExists):
+    """The INN was registered by a concurrent transaction a moment ago (the database's
+    unique key refused this one). The caller's transaction is spoilt: an import stops at
+    once instead of going on with the next row."""
 
 
 class ContactsError(CustomerError):
@@ -260,22 +261,25 @@ def add(
     contacts = normalise_contacts(email=email, phone=phone, language=language)
     if get(conn, inn) is not None:
         raise CustomerExists(f"inn: клиент с ИНН {inn} уже есть", code="exists")
-    account = create_account(
-        conn, code=f"customer:{inn}", kind="customer", name=name.strip(), may_go_negative=False
-    )
-    customer_id = conn.execute(
-        insert(customers)
-        .values(
-            inn=inn,
-            name=name.strip(),
-            legal_form=legal_form,
-            account_id=account.id,
-            email=contacts["email"],
-            phone=contacts["phone"],
-            language=contacts["language"],
+    try:
+        account = create_account(
+            conn, code=f"customer:{inn}", kind="customer", name=name.strip(), may_go_negative=False
         )
-        .returning(customers.c.id)
-    ).scalar_one()
+        customer_id = conn.execute(
+            insert(customers)
+            .values(
+                inn=inn,
+                name=name.strip(),
+                legal_form=legal_form,
+                account_id=account.id,
+                email=contacts["email"],
+                phone=contacts["phone"],
+                language=contacts["language"],
+            )
+            .returning(customers.c.id)
+        ).scalar_one()
+    except IntegrityError as error:  # registered by a concurrent transaction a moment ago
+        raise RegisteredConcurrently(f"inn: клиент с ИНН {inn} уже есть", code="exists") from error
     return Customer(
         id=customer_id,
         inn=inn,
@@ -411,8 +415,8 @@ def create_audited(
     transaction.
 
     Refusals, in this order: CustomerError for the first bad one of INN, name and legal
-    form; ContactsError naming every bad contact; CustomerExists for a registered INN. A
-    concurrent registration of the same INN can still end in an IntegrityError at commit.
+    form; ContactsError naming every bad contact; CustomerExists for a registered INN
+    (RegisteredConcurrently when a concurrent transaction registered it a moment ago).
     """
     customer = add(
         conn,
@@ -528,82 +532,6 @@ def statement(
 
 
 @dataclass(frozen=True, slots=True)
-class LineSource:
-    """What a statement line's journal entry records, as data rather than words.
-
-    The entry's stored description is Russian, written once; a page in another language
-    says the line in its own words from this. `kind` is the entry's kind; `number` the
-    payment's (payment, reversal), the charge's (charge, charge_refund) or the order's
-    (order_refund) id; `text` the client's description of a charge, or the reason given for
-    a reversal or refund; `reference` the agent's transaction or document number of a
-    payment, the account of a reversed payment, the invoice of a refunded order; `agent` the
-    name of the agent or cash desk that took a payment.
-    """
-
-    kind: str
-    number: int
-    text: str | None = None
-    reference: str | None = None
-    agent: str | None = None
-
-
-def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, LineSource]:
-    """The source of each of these journal entries that a customer's statement can show
-    (payments, reversals, charges and their refunds, order refunds), by entry id; an entry
-    of another kind is absent."""
-    ids = sorted(set(entry_ids))
-    if not ids:
-        return {}
-    found: dict[int, LineSource] = {}
-    row: Any
-    for row in conn.execute(
-        select(payments.c.entry_id, payments.c.id, payments.c.txn_id, agents.c.name)
-        .join(agents, agents.c.id == payments.c.agent_id)
-        .where(payments.c.entry_id.in_(ids))
-    ):
-        found[row.entry_id] = LineSource("payment", row.id, reference=row.txn_id, agent=row.name)
-    for row in conn.execute(
-        select(
-            payment_reversals.c.entry_id,
-            payment_reversals.c.payment_id,
-            payment_reversals.c.reason,
-            payments.c.account,
-        )
-        .join(payments, payments.c.id == payment_reversals.c.payment_id)
-        .where(payment_reversals.c.entry_id.in_(ids))
-    ):
-        found[row.entry_id] = LineSource(
-            "reversal", row.payment_id, text=row.reason, reference=row.account
-        )
-    for row in conn.execute(
-        select(charges.c.entry_id, charges.c.id, charges.c.description).where(
-            charges.c.entry_id.in_(ids)
-        )
-    ):
-        found[row.entry_id] = LineSource("charge", row.id, text=row.description)
-    for row in conn.execute(
-        select(charges.c.refund_entry_id, charges.c.id, charges.c.refund_reason).where(
-            charges.c.refund_entry_id.in_(ids)
-        )
-    ):
-        found[row.refund_entry_id] = LineSource("charge_refund", row.id, text=row.refund_reason)
-    for row in conn.execute(
-        select(
-            signature_orders.c.refund_entry_id,
-            signature_orders.c.id,
-            signature_orders.c.cancel_reason,
-            invoices.c.number,
-        )
-        .join(invoices, invoices.c.id == signature_orders.c.invoice_id)
-        .where(signature_orders.c.refund_entry_id.in_(ids))
-    ):
-        found[row.refund_entry_id] = LineSource(
-            "order_refund", row.id, text=row.cancel_reason, reference=row.number
-        )
-    return found
-
-
-@dataclass(frozen=True, slots=True)
 class ImportProblem:
     """A bad line of an import file: its number (1 = the header) and what is wrong."""
 
@@ -701,8 +629,41 @@ def import_rows(conn: Connection, rows: Iterable[ImportRow]) -> tuple[int, list[
                 phone=row.phone,
                 language=row.language,
             )
+        except RegisteredConcurrently:
+            raise  # the transaction is spoilt: nothing more can be imported in it
         except CustomerError as error:  # the INN is already registered
             problems.append(ImportProblem(row.line, str(error)))
             continue
         added += 1
+    return added, problems
+
+
+def import_rows_audited(
+    conn: Connection, rows: list[ImportRow], *, actor: str, address: str | None = None
+) -> tuple[int, list[ImportProblem]]:
+    """`import_rows`, and a `customer.import` line for each customer added, in the same
+    transaction (a caller that refuses the import because of a problem rolls both back).
+    Raises RegisteredConcurrently when an INN was registered concurrently."""
+    added, problems = import_rows(conn, rows)
+    refused = {p.line for p in problems}
+    for row in rows:
+        if row.line in refused:
+            continue
+        audit.record(
+            conn,
+            actor=actor,
+            action="customer.import",
+            object_type="customer",
+            object_id=row.inn,
+            after={
+                "inn": row.inn,
+                "name": row.name.strip(),
+                "legal_form": row.legal_form,
+                "status": "active",
+                "email": row.email,
+                "phone": row.phone,
+                "language": row.language,
+            },
+            address=address,
+        )
     return added, problems

@@ -198,6 +198,15 @@ def get(conn: Connection, number: str) -> Invoice | None:
     return _from_row(row, lines)
 
 
+def payer_name(conn: Connection, number: str) -> str | None:
+    """The payer's name as the invoice was written (None for an unknown number or none
+    given), without reading its lines."""
+    found: str | None = conn.execute(
+        select(invoices.c.payer_name).where(invoices.c.number == number)
+    ).scalar_one_or_none()
+    return found
+
+
 def _from_row(row: Any, lines: tuple[InvoiceLine, ...] = ()) -> Invoice:
     """An `invoices` row as an Invoice (a listed one has no lines)."""
     return Invoice(

@@ -18,6 +18,7 @@ in production, issued or cancelled on its own (the money would go back twice).
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from tolom.db.schema import customers, invoice_lines, invoices, products, signat
 from tolom.events.outbox import EventType, emit, inn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
+from tolom.ledger.statements import LineSource
 from tolom.money import format_amount
 from tolom.timestamps import HOME_ZONE, as_utc
 
@@ -652,3 +654,27 @@ def announce_expiring(
         )
         announced += 1
     return announced
+
+
+def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, LineSource]:
+    """The order refunds among these journal entries, as a customer's statement shows
+    them, by entry id (other entries are absent)."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return {}
+    found: dict[int, LineSource] = {}
+    row: Any
+    for row in conn.execute(
+        select(
+            signature_orders.c.refund_entry_id,
+            signature_orders.c.id,
+            signature_orders.c.cancel_reason,
+            invoices.c.number,
+        )
+        .join(invoices, invoices.c.id == signature_orders.c.invoice_id)
+        .where(signature_orders.c.refund_entry_id.in_(ids))
+    ):
+        found[row.refund_entry_id] = LineSource(
+            "order_refund", row.id, text=row.cancel_reason, reference=row.number
+        )
+    return found

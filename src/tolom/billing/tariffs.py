@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from tolom import audit
 from tolom.db.schema import tariffs
-from tolom.money import parse_amount
+from tolom.money import format_amount, parse_amount
 
 PERIODS = ("month", "quarter", "year")
 STATE_BODIES = {"sti": "ГНС", "sf": "Социальный фонд", "nsc": "Нацстатком"}
@@ -208,3 +209,57 @@ def quote(conn: Connection, items: Sequence[tuple[TariffRef, int]]) -> Quote:
         quarter=sum(line.quarter for line in lines),
         year=sum(line.year for line in lines),
     )
+
+
+def snapshot(tariff: Tariff) -> dict[str, Any]:
+    """What the audit log (and the command line's JSON) shows of a tariff."""
+    return {
+        "code": tariff.code,
+        "state_body": tariff.state_body,
+        "form": tariff.form,
+        "period": tariff.period,
+        "name": tariff.name,
+        "price": format_amount(tariff.price),
+        "active": tariff.active,
+    }
+
+
+def _audited(
+    conn: Connection,
+    action: str,
+    change: tuple[Tariff, Tariff],
+    *,
+    actor: str,
+    address: str | None,
+) -> Tariff:
+    before, after = change
+    audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        object_type="tariff",
+        object_id=after.code,
+        before=snapshot(before),
+        after=snapshot(after),
+        address=address,
+    )
+    return after
+
+
+def set_price_audited(
+    conn: Connection, code: str, price: int, *, actor: str, address: str | None = None
+) -> Tariff:
+    """`set_price`, and `tariff.set_price` audited (before and after); returns the tariff
+    as it is now. Raises TariffError."""
+    change = set_price(conn, code, price)
+    return _audited(conn, "tariff.set_price", change, actor=actor, address=address)
+
+
+def set_active_audited(
+    conn: Connection, code: str, active: bool, *, actor: str, address: str | None = None
+) -> Tariff:
+    """`set_active`, and `tariff.enable` or `tariff.disable` audited (before and after);
+    returns the tariff as it is now. Raises TariffError."""
+    change = set_active(conn, code, active)
+    action = "tariff.enable" if active else "tariff.disable"
+    return _audited(conn, action, change, actor=actor, address=address)

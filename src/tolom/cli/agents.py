@@ -8,7 +8,7 @@ import typer
 
 from tolom.agents import admin as agent_admin
 from tolom.agents import service as agents
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.cli.common import amount as som_amount
 from tolom.money import format_amount
 from tolom.settings import get_settings
@@ -63,7 +63,7 @@ def agent_create(
             )
     except agents.AgentError as error:
         fail(str(error), as_json)
-    _emit_secret(code, secret, as_json, f"Агент {code} создан.")
+    _emit_secret(code, secret, as_json, t("cli.agent.created", code=code))
 
 
 def _emit_secret(code: str, secret: str, as_json: bool, headline: str) -> None:
@@ -71,9 +71,7 @@ def _emit_secret(code: str, secret: str, as_json: bool, headline: str) -> None:
     emit(
         {"code": code, "secret": secret, "signing_key": signing_key},
         as_json,
-        f"{headline} Сохраните, больше это не будет показано:\n"
-        f"  секрет (пароль HTTP Basic для OSMP): {secret}\n"
-        f"  ключ подписи (HMAC для REST API):     {signing_key}",
+        t("cli.agent.secret", headline=headline, secret=secret, signing_key=signing_key),
     )
 
 
@@ -88,12 +86,13 @@ def agent_list(
     with transaction() as conn:
         found = [a for a in agents.load_all(conn) if channels or a.kind == agents.GATEWAY]
     rows = [_agent_json(a) for a in found]
+    on, off = t("cli.agent.on"), t("cli.agent.off")
     human = "\n".join(
-        f"{r['code']:12} {'вкл ' if r['enabled'] else 'выкл'} {r['timezone']:14} "
+        f"{r['code']:12} {on if r['enabled'] else off} {r['timezone']:14} "
         f"{','.join(r['services'])} {r['allowed_networks']}  {r['name']}"
         for r in rows
     )
-    emit(rows, as_json, human or "Агентов нет.")
+    emit(rows, as_json, human or t("cli.agent.none"))
 
 
 def _set_enabled(code: str, enabled: bool) -> None:
@@ -102,8 +101,11 @@ def _set_enabled(code: str, enabled: bool) -> None:
             agent_admin.set_enabled(conn, code, enabled, actor=cli_actor())
     except agents.AgentError as error:
         fail(str(error))
+    seconds = get_settings().agent_cache_seconds
     typer.echo(
-        f"Агент {code} {'включён' if enabled else 'отключён'} (в силе через ≤ {get_settings().agent_cache_seconds:g} с)"
+        t("cli.agent.enabled", code=code, seconds=seconds)
+        if enabled
+        else t("cli.agent.disabled", code=code, seconds=seconds)
     )
 
 
@@ -127,7 +129,7 @@ def agent_rotate_secret(code: str, as_json: JsonOption = False) -> None:
             secret = agent_admin.rotate_secret(conn, code, actor=cli_actor())
     except agents.AgentError as error:
         fail(str(error), as_json)
-    _emit_secret(code, secret, as_json, f"Новый секрет агента {code}.")
+    _emit_secret(code, secret, as_json, t("cli.agent.rotated", code=code))
 
 
 @agent_app.command("configure")
@@ -160,7 +162,7 @@ def agent_configure(
             )
     except agents.AgentError as error:
         fail(str(error))
-    typer.echo(f"Сохранено (в силе через ≤ {get_settings().agent_cache_seconds:g} с).")
+    typer.echo(t("cli.agent.saved", seconds=get_settings().agent_cache_seconds))
 
 
 @agent_app.command("set-limits")
@@ -185,4 +187,4 @@ def agent_set_limits(
             )
     except agents.AgentError as error:
         fail(str(error))
-    typer.echo("Сохранено.")
+    typer.echo(t("cli.saved"))

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tolom import apikeys, audit
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom import apikeys
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.settings import get_settings
 
 apikey_app = typer.Typer(
@@ -42,25 +42,15 @@ def apikey_create(
     """Create an API key; prints the token once (only its hash is stored)."""
     try:
         with transaction() as conn:
-            token = apikeys.create(conn, name=name, scopes=scope)
-            granted = sorted(apikeys.parse_scopes(scope))
-            audit.record(
-                conn,
-                actor=cli_actor(),
-                action="apikey.create",
-                object_type="api_key",
-                object_id=name,
-                after={"name": name, "scopes": granted},
+            token, granted = apikeys.create_audited(
+                conn, name=name, scopes=scope, actor=cli_actor()
             )
     except apikeys.ApiKeyError as error:
         fail(str(error), as_json)
     emit(
         {"name": name, "scopes": granted, "token": token},
         as_json,
-        f"Ключ API {name} создан (права: {', '.join(granted)}). "
-        "Сохраните его, больше он не будет показан:\n"
-        f"  {token}\n"
-        "Передавайте его в заголовке запроса: Authorization: Bearer <ключ>",
+        t("cli.apikey.created", name=name, scopes=", ".join(granted), token=token),
     )
 
 
@@ -71,11 +61,11 @@ def apikey_list(as_json: JsonOption = False) -> None:
         rows = [_apikey_json(k) for k in apikeys.list_keys(conn)]
     human = "\n".join(
         f"{r['name']:24} {','.join(r['scopes']):18} tolom_{r['prefix']}_…  "
-        f"создан {r['created_at'][:19]}"
-        + (f"  ОТОЗВАН {r['revoked_at'][:19]}" if r["revoked_at"] else "")
+        + t("cli.apikey.created_at", moment=r["created_at"][:19])
+        + (t("cli.apikey.revoked_at", moment=r["revoked_at"][:19]) if r["revoked_at"] else "")
         for r in rows
     )
-    emit(rows, as_json, human or "Ключей API нет.")
+    emit(rows, as_json, human or t("cli.apikey.none"))
 
 
 @apikey_app.command("revoke")
@@ -83,20 +73,11 @@ def apikey_revoke(name: str, as_json: JsonOption = False) -> None:
     """Revoke an API key for good; requests with it get HTTP 401."""
     try:
         with transaction() as conn:
-            apikeys.revoke(conn, name)
-            audit.record(
-                conn,
-                actor=cli_actor(),
-                action="apikey.revoke",
-                object_type="api_key",
-                object_id=name,
-                before={"revoked": False},
-                after={"revoked": True},
-            )
+            apikeys.revoke_audited(conn, name, actor=cli_actor())
     except apikeys.ApiKeyError as error:
         fail(str(error), as_json)
     emit(
         {"name": name, "revoked": True},
         as_json,
-        f"Ключ API {name} отозван (в силе через ≤ {get_settings().agent_cache_seconds:g} с).",
+        t("cli.apikey.revoked", name=name, seconds=get_settings().agent_cache_seconds),
     )

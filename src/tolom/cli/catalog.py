@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from tolom.billing import catalog
-from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.cli.common import JsonOption, emit, fail, t, transaction
 from tolom.cli.common import amount as som_amount
-from tolom.db.schema import services
 from tolom.money import format_amount
 
 catalog_app = typer.Typer(help="Products that invoices can contain.", no_args_is_help=True)
@@ -33,9 +31,8 @@ def catalog_list(as_json: JsonOption = False) -> None:
         }
         for p in products
     ]
-    human = "\n".join(
-        f"{r['code']:24} {r['price'] or 'цена не задана':>14}  {r['name']}" for r in rows
-    )
+    no_price = t("cli.catalog.no_price")
+    human = "\n".join(f"{r['code']:24} {r['price'] or no_price:>14}  {r['name']}" for r in rows)
     emit(rows, as_json, human)
 
 
@@ -46,11 +43,11 @@ def catalog_set_price(
     """Set a product's price (e.g. the RuToken carrier, whose price is not public)."""
     amount = som_amount(price)
     if amount <= 0:
-        fail("цена должна быть больше нуля")
+        fail(t("cli.catalog.price_positive"))
     with transaction() as conn:
         if not catalog.set_price(conn, code, amount):
-            fail(f"нет товара {code!r}")
-    typer.echo("Цена сохранена.")
+            fail(t("cli.catalog.no_product", code=repr(code)))
+    typer.echo(t("cli.catalog.price_saved"))
 
 
 @service_app.command("list")
@@ -64,7 +61,7 @@ def service_list(as_json: JsonOption = False) -> None:
                 "min": format_amount(r.min_amount),
                 "max": format_amount(r.max_amount),
             }
-            for r in conn.execute(select(services).order_by(services.c.code))
+            for r in catalog.list_services(conn)
         ]
     emit(
         rows,
@@ -88,5 +85,5 @@ def service_set_limits(
         except ValueError as error:
             fail(str(error))
         if not found:
-            fail(f"нет услуги {code!r}")
-    typer.echo("Сохранено (агенты увидят через несколько секунд).")
+            fail(t("cli.service.not_found", code=repr(code)))
+    typer.echo(t("cli.service.saved"))

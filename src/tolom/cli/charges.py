@@ -7,18 +7,20 @@ from typing import Annotated, Any
 import typer
 
 from tolom.billing import charges
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
+from tolom.formatting import som
 from tolom.money import format_amount
+from tolom.texts import N_
 
 charge_app = typer.Typer(
     help="Report charges of the СОЧИ system (waiting, taken, refunded).", no_args_is_help=True
 )
 
 STATUS_NAMES = {
-    "awaiting_payment": "ожидает оплаты",
-    "charged": "списано",
-    "cancelled": "отменено",
-    "refunded": "возвращено",
+    "awaiting_payment": N_("cli.charge.status.awaiting_payment"),
+    "charged": N_("cli.charge.status.charged"),
+    "cancelled": N_("cli.charge.status.cancelled"),
+    "refunded": N_("cli.charge.status.refunded"),
 }
 
 
@@ -45,10 +47,12 @@ def _json(charge: charges.Charge) -> dict[str, Any]:
 
 
 def _line(charge: charges.Charge) -> str:
-    paid_by = f", платёж №{charge.settled_by_payment_id}" if charge.settled_by_payment_id else ""
+    payment = charge.settled_by_payment_id
+    paid_by = t("cli.charge.paid_by", payment=payment) if payment else ""
+    status = t(STATUS_NAMES[charge.status]) if charge.status in STATUS_NAMES else charge.status
     return (
-        f"№{charge.id:<7} {charge.inn}  {format_amount(charge.amount):>10} сом  "
-        f"{STATUS_NAMES.get(charge.status, charge.status)}{paid_by}  {charge.description}"
+        f"№{charge.id:<7} {charge.inn}  {som(charge.amount):>14}  "
+        f"{status}{paid_by}  {charge.description}"
     )
 
 
@@ -63,13 +67,16 @@ def charge_list(
 ) -> None:
     """The latest charges, newest first."""
     if status is not None and status not in STATUS_NAMES:
-        fail(f"неизвестный статус {status!r}; допустимы: {', '.join(STATUS_NAMES)}", as_json)
+        fail(
+            t("cli.charge.bad_status", status=repr(status), statuses=", ".join(STATUS_NAMES)),
+            as_json,
+        )
     with transaction() as conn:
         found = charges.search(conn, inn=inn, status=status, limit=limit)
         waiting = charges.awaiting_total(conn, inn) if inn is not None else None
-    human = "\n".join(_line(c) for c in found) or "Списаний нет."
+    human = "\n".join(_line(c) for c in found) or t("cli.charge.none")
     if waiting and waiting[0]:
-        human += f"\nОжидают оплаты: {waiting[0]} на {format_amount(waiting[1])} сом."
+        human += "\n" + t("cli.charge.waiting", count=waiting[0], amount=som(waiting[1]))
     emit([_json(c) for c in found], as_json, human)
 
 
@@ -79,7 +86,7 @@ def charge_show(charge_id: int, as_json: JsonOption = False) -> None:
     with transaction() as conn:
         charge = charges.get(conn, charge_id)
     if charge is None:
-        fail(f"списание №{charge_id} не найдено", as_json)
+        fail(t("cli.charge.not_found", id=charge_id), as_json)
     emit(_json(charge), as_json, _line(charge))
 
 
@@ -91,7 +98,7 @@ def charge_cancel(charge_id: int, as_json: JsonOption = False) -> None:
             charge = charges.cancel_audited(conn, charge_id, actor=cli_actor())
     except charges.ChargeError as error:
         fail(str(error), as_json)
-    emit(_json(charge), as_json, f"Отменено: {_line(charge)}")
+    emit(_json(charge), as_json, t("cli.charge.cancelled", line=_line(charge)))
 
 
 @charge_app.command("refund")
@@ -106,4 +113,4 @@ def charge_refund(
             charge = charges.refund_audited(conn, charge_id, reason, actor=cli_actor())
     except charges.ChargeError as error:
         fail(str(error), as_json)
-    emit(_json(charge), as_json, f"Возвращено на баланс: {_line(charge)}")
+    emit(_json(charge), as_json, t("cli.charge.refunded", line=_line(charge)))

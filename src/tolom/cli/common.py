@@ -1,22 +1,41 @@
-"""What every `tolom` command group shares: settings, a transaction, output and errors."""
+"""What every `tolom` command group shares: settings, a transaction, output and errors.
+
+Texts for operators: `t("cli.…", …)` reads the catalogues (`tolom.texts`, keys `cli.*`) in
+the language of `TOLOM_LANGUAGE` (ru, ky or en), Russian when it is unset or unknown. The
+system locale (`LANG`) is not consulted: operators' machines often run an English locale
+and expect Russian output. Typer's `help=` strings stay literal English: Typer needs them
+when the module is imported, before any language could be chosen.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
-from sqlalchemy import Connection, Engine
 
 from tolom import secretbox
+from tolom.db import Connection, Engine
 from tolom.db.engine import make_engine
 from tolom.money import MalformedAmount, parse_amount
 from tolom.settings import get_settings
+from tolom.texts import texts
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def t(key: str, **values: Any) -> str:
+    """An operator's text in the chosen language (`TOLOM_LANGUAGE`, else Russian)."""
+    return texts(os.environ.get("TOLOM_LANGUAGE"))(key, **values)
+
+
+def plural(key: str, count: int, /, **values: Any) -> str:
+    """An operator's text that agrees with a number (the language's CLDR plural forms)."""
+    return texts(os.environ.get("TOLOM_LANGUAGE")).plural(key, count, **values)
 
 
 def engine() -> Engine:
@@ -42,7 +61,7 @@ def fail(message: str, as_json: bool = False) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"error": message}, ensure_ascii=False))
     else:
-        typer.secho(f"Ошибка: {message}", fg="red", err=True)
+        typer.secho(t("cli.error", message=message), fg="red", err=True)
     raise typer.Exit(code=1)
 
 
@@ -55,7 +74,7 @@ def amount(text: str) -> int:
     try:
         return parse_amount(text)
     except MalformedAmount:
-        fail(f"неверная сумма {text!r}: нужны цифры и не более двух знаков после точки")
+        fail(t("cli.bad_amount", text=repr(text)))
 
 
 def cli_actor() -> str:

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Connection
 
 from tolom.billing import customers
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
+from tolom.db import Connection
+from tolom.formatting import som
 from tolom.ledger.statements import latest_entries
 from tolom.money import format_amount
+from tolom.texts import N_
 
 customer_app = typer.Typer(
     help="Customers (organisations and sole proprietors).", no_args_is_help=True
@@ -29,14 +31,18 @@ def _customer_json(conn: Connection, c: customers.Customer) -> dict[str, Any]:
     }
 
 
-_LANGUAGE_NAMES = {"ru": "русский", "ky": "кыргызский"}
+_LANGUAGE_NAMES = {"ru": N_("cli.customer.language.ru"), "ky": N_("cli.customer.language.ky")}
 
 
 def _contacts_lines(c: customers.Customer) -> list[str]:
     return [
-        f"E-mail: {c.email or 'нет'}",
-        f"Телефон для SMS: {c.phone or 'нет'}",
-        f"Язык уведомлений: {c.language} ({_LANGUAGE_NAMES.get(c.language, c.language)})",
+        t("cli.customer.email", email=c.email or t("cli.customer.none")),
+        t("cli.customer.phone", phone=c.phone or t("cli.customer.none")),
+        t(
+            "cli.customer.language",
+            code=c.language,
+            name=t(_LANGUAGE_NAMES[c.language]) if c.language in _LANGUAGE_NAMES else c.language,
+        ),
     ]
 
 
@@ -84,7 +90,7 @@ def customer_add(
             data = _customer_json(conn, customer)
     except customers.CustomerError as error:
         fail(str(error), as_json)
-    emit(data, as_json, f"Клиент {inn} «{name}» добавлен.")
+    emit(data, as_json, t("cli.customer.added", inn=inn, name=name))
 
 
 @customer_app.command("import")
@@ -116,18 +122,19 @@ def customer_import(
                 raise _Refused
     except _Refused:
         for p in problems:
-            typer.secho(f"строка {p.line}: {p.message}", fg="red", err=True)
-        fail(
-            f"{len(problems)} ошибок; ничего не импортировано (--skip-bad: импортировать остальное)",
-            as_json,
-        )
+            typer.secho(
+                t("cli.customer.bad_line", line=p.line, message=p.message), fg="red", err=True
+            )
+        fail(t("cli.customer.import_refused", count=len(problems)), as_json)
     for p in problems:
-        typer.secho(f"пропущена строка {p.line}: {p.message}", fg="yellow", err=True)
+        typer.secho(
+            t("cli.customer.skipped_line", line=p.line, message=p.message), fg="yellow", err=True
+        )
     report = [{"line": p.line, "error": p.message} for p in problems]
     emit(
         {"imported": added, "skipped": report},
         as_json,
-        f"Импортировано клиентов: {added}; пропущено строк: {len(report)}",
+        t("cli.customer.imported", added=added, skipped=len(report)),
     )
 
 
@@ -137,7 +144,11 @@ def _set_customer_status(inn: str, status: str) -> None:
             customers.set_status(conn, inn, status)
     except customers.CustomerError as error:
         fail(str(error))
-    typer.echo(f"Клиент {inn}: {'заблокирован' if status == 'blocked' else 'разблокирован'}")
+    typer.echo(
+        t("cli.customer.blocked", inn=inn)
+        if status == "blocked"
+        else t("cli.customer.unblocked", inn=inn)
+    )
 
 
 @customer_app.command("block")
@@ -168,9 +179,9 @@ def customer_contacts(
 ) -> None:
     """Show or change the e-mail, phone and language of a customer's notifications."""
     if email is not None and clear_email:
-        fail("--email и --clear-email вместе нельзя", as_json)
+        fail(t("cli.customer.email_conflict"), as_json)
     if phone is not None and clear_phone:
-        fail("--phone и --clear-phone вместе нельзя", as_json)
+        fail(t("cli.customer.phone_conflict"), as_json)
     try:
         with transaction() as conn:
             before, after = customers.set_contacts_audited(
@@ -186,11 +197,11 @@ def customer_contacts(
     _old, new = customers.contact_changes(before, after)
     asked = clear_email or clear_phone or any(v is not None for v in (email, phone, language))
     if new:
-        headline = f"Контакты клиента {inn} изменены:"
+        headline = t("cli.customer.contacts_changed", inn=inn)
     elif asked:
-        headline = f"Контакты клиента {inn} не изменились, они уже такие:"
+        headline = t("cli.customer.contacts_same", inn=inn)
     else:
-        headline = f"Контакты клиента {inn}:"
+        headline = t("cli.customer.contacts", inn=inn)
     emit(
         {"inn": inn, **after.contacts(), "changed": list(new)},
         as_json,
@@ -210,8 +221,9 @@ def customer_show(
     with transaction() as conn:
         customer = customers.get(conn, inn)
         if customer is None:
-            fail(f"клиент с ИНН {inn} не найден", as_json)
+            fail(t("cli.customer.not_found", inn=inn), as_json)
         data = _customer_json(conn, customer)
+        balance = customers.balance(conn, customer)
         data["entries"] = [
             {
                 "entry_id": e.entry_id,
@@ -222,10 +234,18 @@ def customer_show(
             for e in latest_entries(conn, customer.account_id, limit=entries)
         ]
     lines = [
-        f"{data['name']} ({data['legal_form']}), ИНН {inn}, {'активен' if customer.status == 'active' else 'заблокирован'}",
-        f"Баланс: {data['balance']} сом",
+        t(
+            "cli.customer.headline",
+            name=data["name"],
+            form=data["legal_form"],
+            inn=inn,
+            status=t("cli.customer.active")
+            if customer.status == "active"
+            else t("cli.customer.is_blocked"),
+        ),
+        t("cli.customer.balance", balance=som(balance)),
         *_contacts_lines(customer),
-        "Последние проводки:" if data["entries"] else "Проводок нет.",
+        t("cli.customer.entries") if data["entries"] else t("cli.customer.no_entries"),
     ]
     lines += [
         f"  #{e['entry_id']:<8} {e['at'][:19]}  {e['amount']:>12}  {e['description']}"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from sqlalchemy import Engine
 
 from tolom import installation
-from tolom.cli.common import engine
+from tolom.cli.common import engine, t
+from tolom.db import Engine
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -36,8 +36,8 @@ def db_upgrade() -> None:
     where = db.url.render_as_string(hide_password=True)
     # Say what happened: a first run must not read as if the schema had been there already.
     if before is None:
-        typer.echo(f"Схема базы данных создана (версия {after}): {where}")
+        typer.echo(t("cli.db.created", version=after, where=where))
     elif before != after:
-        typer.echo(f"Схема базы данных обновлена с версии {before} до {after}: {where}")
+        typer.echo(t("cli.db.upgraded", before=before, after=after, where=where))
     else:
-        typer.echo(f"Схема базы данных уже актуальна (версия {after}): {where}")
+        typer.echo(t("cli.db.current", version=after, where=where))

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from tolom.agents import service as agents
-from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.cli.common import JsonOption, emit, fail, t, transaction
 from tolom.demo import DEMO_WEBHOOK_PORT, fill_demo, has_data
+from tolom.formatting import som
 from tolom.money import format_amount
 from tolom.settings import get_settings
 from tolom.timestamps import HOME_ZONE
@@ -35,10 +36,7 @@ def demo(
     """Fill an empty database with demo customers, invoices and agents; print how to call them."""
     with transaction() as conn:
         if if_empty and has_data(conn):
-            typer.echo(
-                "В базе уже есть данные, демо не создаётся. Новый секрет агента: "
-                "tolom agent rotate-secret optima"
-            )
+            typer.echo(t("cli.demo.has_data"))
             return
         try:
             result = fill_demo(
@@ -63,12 +61,13 @@ def demo(
         f"export TOLOM_URL=http://{host}:{port} TOLOM_AGENT={agent.code} "
         f"TOLOM_SIGNING_KEY={signing_key}"
     )
+    cancel_reason = t("cli.demo.cancel_reason")
     rest = [
         rest_env,
         f"python3 docs/examples/tolom_rest_client.py check sochi {customer.inn}",
         f"python3 docs/examples/tolom_rest_client.py pay sochi {customer.inn} 250.00 2001",
         "python3 docs/examples/tolom_rest_client.py status 2001",
-        "python3 docs/examples/tolom_rest_client.py cancel 2001 'Демо: отмена'",
+        f"python3 docs/examples/tolom_rest_client.py cancel 2001 '{cancel_reason}'",
     ]
     api = [
         f"curl -s -H 'Authorization: Bearer {result.api_key}' http://{host}:{port}/api/v1/payments"
@@ -92,39 +91,50 @@ def demo(
         "rest": rest,
         "api": api,
     }
-    lines = ["Демо-данные созданы.", "", "Агенты (секрет и ключ подписи показываются один раз):"]
+    lines = [t("cli.demo.created"), "", t("cli.demo.agents")]
     lines += [
-        f"  {a.code:8} секрет {a.secret}  ключ подписи {agents.signing_key_for(a.secret)}"
-        f"  ({a.name})"
+        t(
+            "cli.demo.agent",
+            code=a.code,
+            secret=a.secret,
+            signing_key=agents.signing_key_for(a.secret),
+            name=a.name,
+        )
         for a in result.agents
     ]
-    lines += ["", f"Ключ API оператора demo-admin (права admin): {result.api_key}"]
-    lines += ["", f"Клиентов: {len(result.customers)}; счета на оплату ЭЦП:"]
-    lines += [
-        f"  {i.number}  {format_amount(i.total)} сом  {i.payer_name}" for i in result.invoices
-    ]
-    lines += ["", "Попробуйте OSMP (сервер: tolom serve):", *[f"  {c}" for c in curls]]
-    lines += ["", "REST API агента (подписанные запросы):", *[f"  {c}" for c in rest]]
-    lines += ["", "API оператора (документация: /docs):", *[f"  {c}" for c in api]]
+    lines += ["", t("cli.demo.api_key", token=result.api_key)]
+    lines += ["", t("cli.demo.customers", count=len(result.customers))]
+    lines += [f"  {i.number}  {som(i.total)}  {i.payer_name}" for i in result.invoices]
+    lines += ["", t("cli.demo.try_osmp"), *[f"  {c}" for c in curls]]
+    lines += ["", t("cli.demo.try_rest"), *[f"  {c}" for c in rest]]
+    lines += ["", t("cli.demo.try_api"), *[f"  {c}" for c in api]]
     waiting_total = sum(c.amount for c in result.waiting)
     webhook_name, webhook_url = result.webhook
     lines += [
         "",
-        f"Отчёты, ожидающие оплаты: {len(result.waiting)} на {format_amount(waiting_total)} сом "
-        f"({customer.name}, ИНН {customer.inn}). Пополнение их отпустит:",
-        f"  1) в другом окне примите вебхуки: .venv/bin/tolom webhook listen {webhook_name}",
-        f"  2) пополните баланс (вторая команда OSMP выше, 500.00 сом): {curls[1]}",
-        "  Сервер (TOLOM_WEBHOOK_ALLOWED_NETWORKS=127.0.0.1/32 tolom serve --with-worker: "
-        "scripts/dev run так и запускает) доставит charge.settled и payment.accepted на "
-        f"{webhook_url}, а письмо и SMS клиенту появятся в журнале сервера "
-        "(TOLOM_EMAIL_BACKEND=console; настоящий SMTP — docs/notifications.md).",
-        f"  Списания: curl -s -H 'Authorization: Bearer {result.api_key}' "
-        f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
+        t(
+            "cli.demo.waiting",
+            count=len(result.waiting),
+            amount=som(waiting_total),
+            customer=customer.name,
+            inn=customer.inn,
+        ),
+        t("cli.demo.step_listen", webhook=webhook_name),
+        t("cli.demo.step_topup", amount=som(50_000), command=curls[1]),
+        t("cli.demo.step_server", url=webhook_url),
+        t(
+            "cli.demo.step_charges",
+            command=f"curl -s -H 'Authorization: Bearer {result.api_key}' "
+            f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
+        ),
     ]
     lines += [
         "",
-        f"Бэк-офис: http://{host}:{port}/ — пользователи (пароль показывается один раз):",
-        *[f"  {name:11} пароль {password}" for name, password in result.users.items()],
+        t("cli.demo.backoffice", url=f"http://{host}:{port}/"),
+        *[
+            t("cli.demo.user", name=name, password=password)
+            for name, password in result.users.items()
+        ],
     ]
     data["users"] = result.users
     data["waiting_charges"] = [c.id for c in result.waiting]

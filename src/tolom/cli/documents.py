@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tolom.billing import invoices
-from tolom.cli.common import JsonOption, emit, fail, transaction
+from tolom.cli.common import JsonOption, emit, fail, t, transaction
 from tolom.identifiers import is_invoice_number
 from tolom.settings import get_settings
 
@@ -35,18 +35,18 @@ def write_pdf(content: bytes, output: Path | None, default_name: str, as_json: b
     try:
         path.write_bytes(content)
     except OSError as error:
-        fail(f"не удалось записать {path}: {error.strerror or error}", as_json)
+        fail(t("cli.write_failed", path=path, reason=error.strerror or error), as_json)
     return str(path)
 
 
 def invoice_pdf(number: str, output: Output = None, as_json: JsonOption = False) -> None:
     """Save an invoice as a PDF with the company's payment instructions."""
     if not is_invoice_number(number):
-        fail(f"неверный номер счёта {number!r}: нужны 16 цифр с верной контрольной", as_json)
+        fail(t("cli.invoice.bad_number", number=repr(number)), as_json)
     with transaction() as conn:
         invoice = invoices.get(conn, number)
     if invoice is None:
-        fail(f"счёт {number} не найден", as_json)
+        fail(t("cli.invoice.not_found", number=number), as_json)
     from tolom.documents import invoice_pdf as invoice_document  # fpdf: only when writing one
 
     settings = get_settings()
@@ -55,8 +55,7 @@ def invoice_pdf(number: str, output: Output = None, as_json: JsonOption = False)
     )
     if not settings.company_bank_account:
         typer.secho(
-            "Внимание: банковские реквизиты компании не заданы (TOLOM_COMPANY_BANK_ACCOUNT "
-            "и др.): в счёте вместо них просьба уточнить их в офисе.",
+            t("cli.invoice.no_bank"),
             fg="yellow",
             err=True,
         )
@@ -64,5 +63,5 @@ def invoice_pdf(number: str, output: Output = None, as_json: JsonOption = False)
         emit(
             {"invoice_number": number, "file": written},
             as_json,
-            f"Счёт № {number} сохранён в {written}",
+            t("cli.invoice.saved", number=number, file=written),
         )

@@ -13,11 +13,12 @@ from typing import Annotated
 import typer
 
 from tolom import logs, secretbox
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.cli.listen import listen
 from tolom.db.engine import make_engine
 from tolom.events import admin, endpoints
 from tolom.settings import get_settings
+from tolom.texts import N_
 
 webhook_app = typer.Typer(help="Webhook endpoints that receive events.", no_args_is_help=True)
 events_app = typer.Typer(
@@ -31,8 +32,9 @@ def _when(moment: datetime | None) -> str:
 
 
 def _number(text: str, what: str, as_json: bool) -> int:
+    """`text` as a positive id; `what` is the key of what it numbers (in the genitive)."""
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
-        fail(f"неверный номер {what} {text!r}: нужно целое положительное число", as_json)
+        fail(t("cli.events.bad_number", what=t(what), text=repr(text)), as_json)
     return int(text)
 
 
@@ -43,7 +45,7 @@ def _emit_secret(name: str, secret: str, as_json: bool, headline: str) -> None:
     emit(
         {"name": name, "secret": secret},
         as_json,
-        f"{headline} Секрет подписи (сохраните, больше он не будет показан):\n  {secret}",
+        t("cli.webhook.secret", headline=headline, secret=secret),
     )
 
 
@@ -69,7 +71,7 @@ def webhook_add(
             )
     except endpoints.EndpointError as error:
         fail(str(error), as_json)
-    _emit_secret(name, secret, as_json, f"Вебхук {name} добавлен (webhook:{endpoint_id}).")
+    _emit_secret(name, secret, as_json, t("cli.webhook.added", name=name, id=endpoint_id))
 
 
 @webhook_app.command("list")
@@ -77,11 +79,12 @@ def webhook_list(as_json: JsonOption = False) -> None:
     """All endpoints, their addresses and event types."""
     with transaction() as conn:
         found = endpoints.load_all(conn)
+    on, off = t("cli.webhook.on"), t("cli.webhook.off")
     human = "\n".join(
-        f"{e.name:16} {e.destination:12} {'вкл ' if e.enabled else 'выкл'} {e.url}  {e.event_types}"
+        f"{e.name:16} {e.destination:12} {on if e.enabled else off} {e.url}  {e.event_types}"
         for e in found
     )
-    emit([e.as_json() for e in found], as_json, human or "Вебхуков нет.")
+    emit([e.as_json() for e in found], as_json, human or t("cli.webhook.none"))
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
@@ -91,9 +94,7 @@ def _set_enabled(name: str, enabled: bool) -> None:
     except endpoints.EndpointError as error:
         fail(str(error))
     typer.echo(
-        f"Вебхук {name} включён; ожидавшие события будут доставлены."
-        if enabled
-        else f"Вебхук {name} отключён: новые события ему не ставятся, поставленные ждут включения."
+        t("cli.webhook.enabled", name=name) if enabled else t("cli.webhook.disabled", name=name)
     )
 
 
@@ -117,7 +118,7 @@ def webhook_rotate_secret(name: str, as_json: JsonOption = False) -> None:
             secret = endpoints.rotate_secret(conn, name, actor=cli_actor())
     except endpoints.EndpointError as error:
         fail(str(error), as_json)
-    _emit_secret(name, secret, as_json, f"Новый секрет вебхука {name}.")
+    _emit_secret(name, secret, as_json, t("cli.webhook.rotated", name=name))
 
 
 webhook_app.command("listen")(listen)
@@ -127,15 +128,20 @@ webhook_app.command("listen")(listen)
 
 
 def _line(d: admin.Delivery) -> str:
-    text = (
-        f"#{d.id:<6} событие {d.event_id:<7} {d.event_type:24} {d.destination:12} "
-        f"{d.status:9} попыток {d.attempts:<3}"
+    text = t(
+        "cli.events.line",
+        id=d.id,
+        event=d.event_id,
+        type=d.event_type,
+        destination=d.destination,
+        status=d.status,
+        attempts=d.attempts,
     )
     if d.status == "pending":
-        text += f" след. {_when(d.next_attempt_at)}"
+        text += t("cli.events.next", moment=_when(d.next_attempt_at))
     if d.status == "delivered":
-        text += f" доставлено {_when(d.delivered_at)}"
-    return text + (f"  последняя ошибка: {d.last_error}" if d.last_error else "")
+        text += t("cli.events.delivered", moment=_when(d.delivered_at))
+    return text + (t("cli.events.last_error", error=d.last_error) if d.last_error else "")
 
 
 @events_app.command("list")
@@ -155,7 +161,11 @@ def events_list(
             found = admin.list_deliveries(conn, status=status, destination=destination, limit=limit)
     except admin.DeliveryError as error:
         fail(str(error), as_json)
-    emit([d.as_json() for d in found], as_json, "\n".join(map(_line, found)) or "Доставок нет.")
+    emit(
+        [d.as_json() for d in found],
+        as_json,
+        "\n".join(map(_line, found)) or t("cli.events.no_deliveries"),
+    )
 
 
 @events_app.command("show")
@@ -163,17 +173,22 @@ def events_show(
     event_id: Annotated[str, typer.Argument(help="The event id.")], as_json: JsonOption = False
 ) -> None:
     """An event's payload and its deliveries."""
-    number = _number(event_id, "события", as_json)
+    number = _number(event_id, N_("cli.events.of_event"), as_json)
     try:
         with transaction() as conn:
             event = admin.show_event(conn, number)
     except admin.DeliveryError as error:
         fail(str(error), as_json)
     lines = [
-        f"Событие {event.id} {event.type}, ключ {event.ordering_key}, "
-        f"создано {_when(event.created_at)}",
+        t(
+            "cli.events.event",
+            id=event.id,
+            type=event.type,
+            ordering=event.ordering_key,
+            moment=_when(event.created_at),
+        ),
         json.dumps(event.payload, ensure_ascii=False, indent=2),
-        "Доставки:" if event.deliveries else "Доставок нет.",
+        t("cli.events.deliveries") if event.deliveries else t("cli.events.no_deliveries"),
         *(f"  {_line(d)}" for d in event.deliveries),
     ]
     emit(event.as_json(), as_json, "\n".join(lines))
@@ -191,7 +206,7 @@ def events_redrive(
     as_json: JsonOption = False,
 ) -> None:
     """Send dead deliveries again: back to pending, attempts from zero, due now."""
-    ids = [_number(d, "доставки", as_json) for d in delivery or []]
+    ids = [_number(d, N_("cli.events.of_delivery"), as_json) for d in delivery or []]
     try:
         with transaction() as conn:
             redriven = admin.redrive(
@@ -206,9 +221,7 @@ def events_redrive(
     emit(
         {"redriven": redriven},
         as_json,
-        f"Снова в очереди: {len(redriven)} (доставит `tolom worker`)."
-        if redriven
-        else "Мёртвых доставок нет.",
+        t("cli.events.redriven", count=len(redriven)) if redriven else t("cli.events.no_dead"),
     )
 
 

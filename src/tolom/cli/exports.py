@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from tolom.backoffice import exports
-from tolom.cli.common import JsonOption, emit, engine, fail, transaction
+from tolom.cli.common import JsonOption, emit, engine, fail, t, transaction
 from tolom.payments import records
 
 export_app = typer.Typer(help="Exports for the accountants (CSV, XLSX).", no_args_is_help=True)
@@ -30,17 +30,20 @@ def _day(text: str | None, option: str, as_json: bool) -> date | None:
             return date.fromisoformat(text)
     except ValueError:
         pass
-    fail(f"{option}: нужна дата ГГГГ-ММ-ДД, получено {text!r}", as_json)
+    fail(t("cli.export.bad_date", option=option, text=repr(text)), as_json)
 
 
 def _format_of(chosen: str | None, output: Path, as_json: bool) -> str:
     if chosen is not None:
         if chosen not in exports.FORMATS:
-            fail(f"--format: допустимы {', '.join(exports.FORMATS)}", as_json)
+            fail(
+                t("cli.export.allowed", option="--format", values=", ".join(exports.FORMATS)),
+                as_json,
+            )
         return chosen
     suffix = output.suffix.lower().lstrip(".")
     if suffix not in exports.FORMATS:
-        fail("укажите --format csv или xlsx: расширение файла его не подсказывает", as_json)
+        fail(t("cli.export.format_needed"), as_json)
     return suffix
 
 
@@ -52,7 +55,7 @@ def _with_progress(rows: Iterable[exports.ExportRow]) -> Iterator[exports.Export
         yield row
         written += 1
         if written % PROGRESS_EVERY == 0:
-            text = f"Записано строк: {written:,}".replace(",", " ")
+            text = t("cli.export.progress", rows=f"{written:,}".replace(",", " "))
             typer.echo(f"\r{text}" if interactive else text, err=True, nl=not interactive)
     if interactive and written >= PROGRESS_EVERY:
         typer.echo("", err=True)
@@ -81,12 +84,18 @@ def export_payments(
     GET /payments/export). Written to FILE.part first, renamed when complete."""
     chosen = _format_of(format_, output, as_json)
     if service is not None and service not in exports.SERVICE_NAMES:
-        fail(f"--service: допустимы {', '.join(exports.SERVICE_NAMES)}", as_json)
+        fail(
+            t("cli.export.allowed", option="--service", values=", ".join(exports.SERVICE_NAMES)),
+            as_json,
+        )
     if status is not None and status not in exports.STATUS_NAMES:
-        fail(f"--status: допустимы {', '.join(exports.STATUS_NAMES)}", as_json)
+        fail(
+            t("cli.export.allowed", option="--status", values=", ".join(exports.STATUS_NAMES)),
+            as_json,
+        )
     first, last = _day(date_from, "--from", as_json), _day(date_to, "--to", as_json)
     if first is not None and last is not None and first > last:
-        fail("--from: дата начала позже даты конца", as_json)
+        fail(t("cli.export.reversed_range"), as_json)
     where = records.PaymentFilter(
         agent=agent,
         service=service,
@@ -112,7 +121,7 @@ def export_payments(
         os.replace(partial, output)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        fail(f"не удалось записать {output}: {error.strerror or error}", as_json)
+        fail(t("cli.write_failed", path=output, reason=error.strerror or error), as_json)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -121,5 +130,5 @@ def export_payments(
     emit(
         {"file": str(output), "format": chosen, "rows": written},
         as_json,
-        f"Выгружено платежей: {written} → {output}",
+        t("cli.export.done", count=written, file=output),
     )

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from tolom.billing import invoices
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.cli.documents import invoice_pdf
+from tolom.formatting import som
 from tolom.money import format_amount
 from tolom.settings import get_settings
 
@@ -41,9 +42,15 @@ def _invoice_json(invoice: invoices.Invoice) -> dict[str, Any]:
 def _invoice_human(invoice: invoices.Invoice) -> str:
     data = _invoice_json(invoice)
     lines = [
-        f"Счёт № {data['number']} — {data['payer_name']}"
-        + (f", ИНН {data['inn']}" if data["inn"] else ""),
-        f"Сумма: {data['total']} сом; статус: {data['status']}; оплатить до {data['expires_at'][:10]}",
+        t("cli.invoice.title_inn", number=invoice.number, payer=invoice.payer_name, inn=invoice.inn)
+        if invoice.inn
+        else t("cli.invoice.title", number=invoice.number, payer=invoice.payer_name),
+        t(
+            "cli.invoice.summary",
+            total=som(invoice.total),
+            status=data["status"],
+            day=data["expires_at"][:10],
+        ),
     ]
     lines += [
         f"  {x['quantity']} × {x['unit_price']} = {x['amount']}  {x['name']}" for x in data["lines"]
@@ -79,7 +86,7 @@ def invoice_create(
             )
     except invoices.InvoiceError as error:
         if name is None and error.code == "payer":  # no --name and no such customer
-            fail("укажите --name плательщика (или --inn зарегистрированного клиента)", as_json)
+            fail(t("cli.invoice.name_needed"), as_json)
         fail(str(error), as_json)
     emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
 
@@ -90,7 +97,7 @@ def invoice_show(number: str, as_json: JsonOption = False) -> None:
     with transaction() as conn:
         invoice = invoices.get(conn, number)
     if invoice is None:
-        fail(f"счёт {number} не найден", as_json)
+        fail(t("cli.invoice.not_found", number=number), as_json)
     emit(_invoice_json(invoice), as_json, _invoice_human(invoice))
 
 
@@ -102,7 +109,7 @@ def invoice_cancel(number: str, as_json: JsonOption = False) -> None:
             invoice = invoices.cancel(conn, number)
     except invoices.InvoiceError as error:
         fail(str(error), as_json)
-    emit(_invoice_json(invoice), as_json, f"Счёт {number} аннулирован.")
+    emit(_invoice_json(invoice), as_json, t("cli.invoice.cancelled", number=number))
 
 
 invoice_app.command("pdf")(invoice_pdf)

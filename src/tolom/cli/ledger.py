@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import typer
 
-from tolom.cli.common import JsonOption, emit, transaction
+from tolom.cli.common import JsonOption, emit, t, transaction
 from tolom.ledger.verify import verify_ledger
 
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -22,7 +22,10 @@ def ledger_verify(as_json: JsonOption = False) -> None:
         emit(
             data,
             as_json,
-            "\n".join(f"НЕСХОДИМОСТЬ {p.kind}: {p.subject}: {p.detail}" for p in problems),
+            "\n".join(
+                t("cli.ledger.problem", kind=p.kind, subject=p.subject, detail=p.detail)
+                for p in problems
+            ),
         )
         raise typer.Exit(code=1)
-    emit(data, as_json, "Леджер сходится: все балансы равны сумме проводок.")
+    emit(data, as_json, t("cli.ledger.ok"))

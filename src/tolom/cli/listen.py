@@ -6,11 +6,9 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
-from sqlalchemy import select
 
-from tolom import secretbox
-from tolom.cli.common import fail, transaction
-from tolom.db.schema import webhook_endpoints
+from tolom.cli.common import fail, t, transaction
+from tolom.events import endpoints
 
 
 def listen(
@@ -32,30 +30,26 @@ def listen(
     from tolom.events.inbox import Inbox, server  # brings httpx: only for this command
 
     with transaction() as conn:
-        row = conn.execute(
-            select(webhook_endpoints.c.url, webhook_endpoints.c.secret_sealed).where(
-                webhook_endpoints.c.name == name
-            )
-        ).first()
-        if row is None:
-            fail(f"вебхук {name!r} не найден (tolom webhook list)")
-        secret = secretbox.for_connection(conn).open(row.secret_sealed)
-    url = _listening_url(row.url, host, port)
+        found = endpoints.receiver(conn, name)
+    if found is None:
+        fail(t("cli.listen.not_found", name=repr(name)))
+    endpoint_url, secret = found
+    url = _listening_url(endpoint_url, host, port)
     inbox = Inbox(secret, typer.echo, refuse_first=refuse_first)
     try:
         http = server(url, inbox)
     except OSError as error:
-        fail(f"не удалось слушать {url}: {error}")
-    typer.echo(f"Принимаю события вебхука {name} на {url} (Ctrl+C — выход)")
-    if url != row.url:  # the worker still posts to the endpoint's own address
-        typer.echo(f"Вебхук отправляет на {row.url}: туда события должны доходить (прокси, NAT).")
+        fail(t("cli.listen.bind_failed", url=url, error=error))
+    typer.echo(t("cli.listen.started", name=name, url=url))
+    if url != endpoint_url:  # the worker still posts to the endpoint's own address
+        typer.echo(t("cli.listen.elsewhere", url=endpoint_url))
     try:
         http.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         http.server_close()
-    typer.echo(f"Получено событий: {len(inbox.events)}")
+    typer.echo(t("cli.listen.received", count=len(inbox.events)))
 
 
 def _listening_url(url: str, host: str | None, port: int | None) -> str:

@@ -8,22 +8,24 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Connection
 
 from tolom.billing import orders
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
+from tolom.db import Connection
+from tolom.formatting import som
 from tolom.money import format_amount
 from tolom.settings import get_settings
+from tolom.texts import N_
 
 orders_app = typer.Typer(
     help="Signature and carrier orders of paid invoices.", no_args_is_help=True
 )
 
 _STATUS_TEXT = {
-    "paid": "оплачен",
-    "in_production": "в производстве",
-    "issued": "выдан",
-    "cancelled": "отменён",
+    "paid": N_("cli.order.status.paid"),
+    "in_production": N_("cli.order.status.in_production"),
+    "issued": N_("cli.order.status.issued"),
+    "cancelled": N_("cli.order.status.cancelled"),
 }
 
 
@@ -56,27 +58,39 @@ def _order_json(order: orders.Order) -> dict[str, Any]:
 
 
 def _order_line(order: orders.Order) -> str:
-    extra = f" до {order.valid_until.isoformat()}" if order.valid_until else ""
-    return (
-        f"№{order.id:<7} {_STATUS_TEXT[order.status]:15} счёт {order.invoice_number}  "
-        f"ИНН {order.inn or '—':14}  {format_amount(order.price):>10}  {order.name}{extra}"
+    extra = t("cli.order.until", day=order.valid_until.isoformat()) if order.valid_until else ""
+    return t(
+        "cli.order.line",
+        id=order.id,
+        status=t(_STATUS_TEXT[order.status]),
+        invoice=order.invoice_number,
+        inn=order.inn or "—",
+        price=format_amount(order.price),
+        name=order.name,
+        extra=extra,
     )
 
 
 def _order_human(order: orders.Order) -> str:
     lines = [
-        f"Заказ №{order.id}: {order.name} ({order.kind})",
-        f"Счёт {order.invoice_number}, позиция {order.unit}; платёж №{order.payment_id}; "
-        f"ИНН {order.inn or 'не указан'}; цена {format_amount(order.price)} сом",
-        f"Статус: {_STATUS_TEXT[order.status]}",
+        t("cli.order.title", id=order.id, name=order.name, kind=order.kind),
+        t(
+            "cli.order.details",
+            invoice=order.invoice_number,
+            unit=order.unit,
+            payment=order.payment_id,
+            inn=order.inn or t("cli.order.no_inn"),
+            price=som(order.price),
+        ),
+        t("cli.order.status", status=t(_STATUS_TEXT[order.status])),
     ]
     if order.issued_at:
-        lines.append(f"Выдан: {order.issued_at.isoformat()[:19]} UTC")
+        lines.append(t("cli.order.issued_at", moment=order.issued_at.isoformat()[:19]))
     if order.valid_until:
-        lines.append(f"Действует до: {order.valid_until.isoformat()}")
+        lines.append(t("cli.order.valid_until", day=order.valid_until.isoformat()))
     if order.cancelled_at:
-        refund = format_amount(order.refund_amount or 0)
-        lines.append(f"Отменён: {order.cancel_reason}; возврат на баланс {refund} сом")
+        refund = som(order.refund_amount or 0)
+        lines.append(t("cli.order.cancelled_at", reason=order.cancel_reason, refund=refund))
     return "\n".join(lines)
 
 
@@ -92,7 +106,7 @@ def order_list(
 ) -> None:
     """Orders, newest first."""
     if status is not None and status not in orders.STATUSES:
-        fail(f"статус: один из {', '.join(orders.STATUSES)}", as_json)
+        fail(t("cli.order.bad_status", statuses=", ".join(orders.STATUSES)), as_json)
     with transaction() as conn:
         found = orders.list_orders(
             conn, status=status, inn=inn, invoice_number=invoice, limit=limit
@@ -100,7 +114,7 @@ def order_list(
     emit(
         [_order_json(o) for o in found],
         as_json,
-        "\n".join(_order_line(o) for o in found) or "Заказов нет.",
+        "\n".join(_order_line(o) for o in found) or t("cli.order.none"),
     )
 
 
@@ -110,7 +124,7 @@ def order_show(order_id: int, as_json: JsonOption = False) -> None:
     with transaction() as conn:
         order = orders.get(conn, order_id)
     if order is None:
-        fail(f"заказ №{order_id} не найден", as_json)
+        fail(t("cli.order.not_found", id=order_id), as_json)
     emit(_order_json(order), as_json, _order_human(order))
 
 
@@ -128,7 +142,7 @@ def _transition(
             orders.audit_transition(conn, done, action=action, actor=cli_actor())
     except orders.OrderError as error:
         fail(str(error), as_json)
-    headline = done_text if done.changed else "Без изменений: заказ уже в этом состоянии."
+    headline = done_text if done.changed else t("cli.order.unchanged")
     emit(_order_json(done.order), as_json, f"{headline}\n{_order_human(done.order)}")
 
 
@@ -140,7 +154,7 @@ def order_start(order_id: int, as_json: JsonOption = False) -> None:
         "order.start",
         lambda conn: orders.start(conn, order_id),
         as_json,
-        "Заказ передан в производство.",
+        t("cli.order.to_production"),
     )
 
 
@@ -153,7 +167,7 @@ def order_issue(order_id: int, as_json: JsonOption = False) -> None:
         "order.issue",
         lambda conn: orders.issue(conn, order_id, validity_months=months),
         as_json,
-        "Заказ выдан.",
+        t("cli.order.issued"),
     )
 
 
@@ -180,7 +194,7 @@ def order_cancel(
             no_refund=no_refund,
         ),
         as_json,
-        "Заказ отменён.",
+        t("cli.order.cancelled"),
     )
 
 
@@ -216,9 +230,9 @@ def order_expiring(
     }
     if announce:
         data["announced"] = announced
-    lines = [f"{_order_line(e.order)}  (осталось дней: {e.days_left})" for e in found] or [
-        f"Подписей, истекающих в ближайшие {days} дн., нет."
-    ]
+    lines = [
+        t("cli.order.expiring", line=_order_line(e.order), days=e.days_left) for e in found
+    ] or [t("cli.order.none_expiring", days=days)]
     if announce:
-        lines.append(f"Отправлено уведомлений: {announced}")
+        lines.append(t("cli.order.announced", count=announced))
     emit(data, as_json, "\n".join(lines))

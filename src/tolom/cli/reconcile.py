@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, plural, t, transaction
 from tolom.formatting import som
-from tolom.money import format_amount
-from tolom.reconciliation import days, formats, outbound, registries, shapes, watch
+from tolom.reconciliation import days, formats, outbound, queries, registries, shapes, watch
 from tolom.reconciliation.days import ReconciliationError
 from tolom.reconciliation.formats import FormatError
 from tolom.reconciliation.matching import KINDS, Summary
 from tolom.reconciliation.parsing import RegistryError
+from tolom.texts import N_
 from tolom.timestamps import as_utc
 
 reconcile_app = typer.Typer(
@@ -29,21 +28,31 @@ reconcile_app = typer.Typer(
     no_args_is_help=True,
 )
 
+# Keys of the words operators read (the back office's where they say the same).
 KIND_NAMES = {
-    "missing_ours": "нет у нас",
-    "missing_theirs": "нет у агента",
-    "amount_mismatch": "расходится сумма",
-    "account_mismatch": "расходится лицевой счёт",
-    "duplicate": "повтор строки в реестре",
+    "missing_ours": N_("cli.recon.kind.missing_ours"),
+    "missing_theirs": N_("cli.recon.kind.missing_theirs"),
+    "amount_mismatch": N_("cli.recon.kind.amount_mismatch"),
+    "account_mismatch": N_("cli.recon.kind.account_mismatch"),
+    "duplicate": N_("cli.recon.kind.duplicate"),
 }
 STATE_NAMES = {
-    "none": "нет платежей",
-    "waiting": "ждём реестр",
-    "open": "есть расхождения",
-    "ready": "можно закрыть",
-    "closed": "закрыт",
+    "none": N_("cli.recon.state.none"),
+    "waiting": N_("recon.state.waiting"),
+    "open": N_("cli.recon.state.open"),
+    "ready": N_("recon.state.ready"),
+    "closed": N_("recon.state.closed"),
 }
-RESOLUTION_NAMES = {"accepted": "принят", "reversed": "отменён", "explained": "объяснено"}
+RESOLUTION_NAMES = {
+    "accepted": N_("cli.recon.resolution.accepted"),
+    "reversed": N_("cli.recon.resolution.reversed"),
+    "explained": N_("recon.resolution.explained"),
+}
+STAGE_NAMES = {
+    "parse": N_("cli.recon.stage.parse"),
+    "store": N_("cli.recon.stage.store"),
+    "match": N_("cli.recon.stage.match"),
+}
 
 DayArgument = Annotated[str, typer.Argument(help="The business day, YYYY-MM-DD.")]
 
@@ -52,35 +61,42 @@ def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        fail(f"неверная дата {text!r}: нужна ГГГГ-ММ-ДД")
+        fail(t("cli.recon.bad_date", text=repr(text)))
 
 
-def _summary_json(summary: Summary | None) -> dict[str, Any] | None:
-    """The API's shape: amounts as som strings, every class listed."""
-    return None if summary is None else shapes.summary_fields(summary)
-
-
-def _utc(value: datetime | None) -> str | None:
-    """A moment as the API writes it: ISO 8601 in UTC with a Z."""
-    if value is None:
-        return None
-    return as_utc(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _written(value: Any) -> Any:
+    """The one outward shape (`reconciliation.shapes`) written out as the API writes it:
+    days as YYYY-MM-DD, moments ISO 8601 in UTC with a Z."""
+    if isinstance(value, dict):
+        return {key: _written(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_written(item) for item in value]
+    if isinstance(value, datetime):
+        return as_utc(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _summary_text(summary: Summary) -> str:
     lines = [
-        f"  у агента: {summary.their_count} на {som(summary.their_amount)}",
-        f"  у нас:    {summary.our_count} на {som(summary.our_amount)}",
-        f"  сошлось:  {summary.matched_count} на {som(summary.matched_amount)}",
+        t("cli.recon.theirs", count=summary.their_count, amount=som(summary.their_amount)),
+        t("cli.recon.ours", count=summary.our_count, amount=som(summary.our_amount)),
+        t("cli.recon.matched", count=summary.matched_count, amount=som(summary.matched_amount)),
     ]
     for kind in KINDS:
         total = summary.classes[kind]
         if total.count:
             lines.append(
-                f"  {KIND_NAMES[kind]}: {total.count} (у агента {som(total.their_amount)}, "
-                f"у нас {som(total.our_amount)})"
+                t(
+                    "cli.recon.kind_total",
+                    kind=t(KIND_NAMES[kind]),
+                    count=total.count,
+                    theirs=som(total.their_amount),
+                    ours=som(total.our_amount),
+                )
             )
-    lines.append(f"  разница (агент − мы): {som(summary.difference)}")
+    lines.append(t("cli.recon.difference", amount=som(summary.difference)))
     return "\n".join(lines)
 
 
@@ -96,13 +112,14 @@ def import_registry(
     """Import a registry and match it at once. The same file again changes nothing; another
     file for the day supersedes the current one. A bad file is refused whole."""
     if file.stat().st_size > registries.MAX_FILE_BYTES:  # refused unread, as over HTTP
-        fail(f"файл больше {registries.MAX_FILE_BYTES // (1024 * 1024)} МБ", as_json)
+        fail(registries.too_large(), as_json)
     content = file.read_bytes()
     expected = max(1, content.count(b"\n"))
     db = engine()
     try:
         # On stderr: --json keeps stdout to the answer alone.
-        with typer.progressbar(length=expected, label="Разбор", file=sys.stderr) as bar:
+        label = t(STAGE_NAMES["parse"])
+        with typer.progressbar(length=expected, label=label, file=sys.stderr) as bar:
             seen = 0
 
             def progress(stage: str, lines: int) -> None:
@@ -110,9 +127,7 @@ def import_registry(
                 if lines > seen:
                     bar.update(min(lines, expected) - seen)
                     seen = min(lines, expected)
-                bar.label = {"parse": "Разбор", "store": "Запись", "match": "Сверка"}.get(
-                    stage, stage
-                )
+                bar.label = t(STAGE_NAMES[stage]) if stage in STAGE_NAMES else stage
 
             done = registries.import_registry(
                 db,
@@ -128,31 +143,27 @@ def import_registry(
         fail(str(error), as_json)
     finally:
         db.dispose()
-    data = {
-        "registry": done.registry_id,
-        "agent": done.agent,
-        "day": done.business_date.isoformat(),
-        "lines": done.lines,
-        "total": format_amount(done.total),
-        "replayed": done.replayed,
-        "superseded": done.superseded,
-        "summary": _summary_json(done.summary),
-    }
+    data = _written(shapes.imported_fields(done))
     head = (
-        "Этот реестр уже загружен за этот день: ничего не изменилось."
+        t("cli.recon.replayed")
         if done.replayed
-        else f"Реестр №{done.registry_id} агента {done.agent} за {done.business_date:%d.%m.%Y}: "
-        f"{done.lines} строк на {som(done.total)}"
-        + (f" (заменил №{done.superseded})" if done.superseded else "")
+        else plural(
+            "cli.recon.imported",
+            done.lines,
+            id=done.registry_id,
+            agent=done.agent,
+            day=f"{done.business_date:%d.%m.%Y}",
+            count=done.lines,
+            amount=som(done.total),
+        )
+        + (t("cli.recon.superseded", id=done.superseded) if done.superseded else "")
     )
     emit(data, as_json, f"{head}\n{_summary_text(done.summary)}")
 
 
 def _discrepancy_json(d: days.Discrepancy) -> dict[str, Any]:
     """The API's `Discrepancy`: the same fields, amounts as som strings."""
-    data = shapes.discrepancy_fields(d)
-    data["resolved_at"] = _utc(d.resolved_at)
-    return data
+    return dict(_written(shapes.discrepancy_fields(d)))
 
 
 def _discrepancy_line(d: days.Discrepancy) -> str:
@@ -160,15 +171,26 @@ def _discrepancy_line(d: days.Discrepancy) -> str:
     ours = f"{d.our_account} {som(d.our_amount)}" if d.our_amount is not None else "—"
     elsewhere = ""
     if d.other_day is not None:
-        elsewhere = f" (у нас платёж №{d.payment_id} за {d.other_day:%d.%m.%Y}, {d.other_status})"
+        elsewhere = t(
+            "cli.recon.elsewhere",
+            payment=d.payment_id,
+            day=f"{d.other_day:%d.%m.%Y}",
+            status=d.other_status,
+        )
     state = (
-        f"{RESOLUTION_NAMES[d.resolution]}: {d.reason}"
+        f"{t(RESOLUTION_NAMES[d.resolution])}: {d.reason}"
         if d.resolution
-        else "не разобрано: " + ", ".join(a.value for a in d.actions)
+        else t("cli.recon.unresolved", actions=", ".join(a.value for a in d.actions))
     )
-    return (
-        f"№{d.id:<6} {KIND_NAMES[d.kind]:<24} txn {d.txn_id:<12} агент: {theirs} | "
-        f"мы: {ours}{elsewhere} — {state}"
+    return t(
+        "cli.recon.discrepancy",
+        id=d.id,
+        kind=t(KIND_NAMES[d.kind]),
+        txn=d.txn_id,
+        theirs=theirs,
+        ours=ours,
+        elsewhere=elsewhere,
+        state=state,
     )
 
 
@@ -193,21 +215,14 @@ def show(
         fail(str(error), as_json)
     finally:
         db.dispose()
-    data = {
-        "agent": found.agent,
-        "day": found.business_date.isoformat(),
-        "state": found.state,
-        "registry": found.registry_id,
-        "file": found.file_name,
-        "unresolved": found.unresolved,
-        "closed_by": found.closed_by,
-        "closed_at": _utc(found.closed_at),
-        "summary": _summary_json(found.summary),
-        "discrepancies": [_discrepancy_json(d) for d in listed],
-    }
-    text = [f"{found.agent}, {found.business_date:%d.%m.%Y}: {STATE_NAMES[found.state]}"]
+    # The API's day (`GET /reconciliation/days/{code}/{day}`) with every discrepancy at
+    # once: no pages here.
+    data = _written(shapes.day_fields(found))
+    data["discrepancy_count"] = len(listed)
+    data["discrepancies"] = [_discrepancy_json(d) for d in listed]
+    text = [f"{found.agent}, {found.business_date:%d.%m.%Y}: {t(STATE_NAMES[found.state])}"]
     if found.summary is not None:
-        text.append(f"Реестр №{found.registry_id} ({found.file_name}):")
+        text.append(t("cli.recon.registry", id=found.registry_id, file=found.file_name))
         text.append(_summary_text(found.summary))
     text.extend(_discrepancy_line(d) for d in listed)
     emit(data, as_json, "\n".join(text))
@@ -240,9 +255,9 @@ def _day_change(name: str, call: Any, as_json: bool) -> None:
     finally:
         db.dispose()
     emit(
-        {"agent": found.agent, "day": found.business_date.isoformat(), "state": found.state},
+        _written(shapes.day_fields(found)),
         as_json,
-        f"{found.agent}, {found.business_date:%d.%m.%Y}: {name} ({STATE_NAMES[found.state]})",
+        f"{found.agent}, {found.business_date:%d.%m.%Y}: {name} ({t(STATE_NAMES[found.state])})",
     )
 
 
@@ -254,7 +269,9 @@ def close(
 ) -> None:
     """Close the agent's day; refused while a discrepancy is open."""
     when = _day(day)
-    _day_change("день закрыт", lambda db: days.close(db, agent, when, actor=cli_actor()), as_json)
+    _day_change(
+        t("cli.recon.closed"), lambda db: days.close(db, agent, when, actor=cli_actor()), as_json
+    )
 
 
 @reconcile_app.command("reopen")
@@ -268,7 +285,7 @@ def reopen(
     whoever runs this command may (it needs the database), audited as cli:<user>."""
     when = _day(day)
     _day_change(
-        "день снова открыт",
+        t("cli.recon.reopened"),
         lambda db: days.reopen(db, agent, when, reason, actor=cli_actor()),
         as_json,
     )
@@ -291,18 +308,10 @@ def calendar(
     finally:
         db.dispose()
     emit(
-        [
-            {
-                "agent": c.agent,
-                "day": c.business_date.isoformat(),
-                "state": c.state,
-                "unresolved": c.unresolved,
-            }
-            for c in cells
-        ],
+        [_written(shapes.calendar_fields(c)) for c in cells],
         as_json,
         "\n".join(
-            f"{c.agent:<12} {c.business_date:%d.%m.%Y}  {STATE_NAMES[c.state]}"
+            f"{c.agent:<12} {c.business_date:%d.%m.%Y}  {t(STATE_NAMES[c.state])}"
             + (f" ({c.unresolved})" if c.unresolved else "")
             for c in cells
         ),
@@ -321,27 +330,31 @@ def set_format(
     """Show or set how the agent writes its registry (kind, columns, encoding, zone)."""
     try:
         with transaction() as conn:
-            found = registries.agent_for_registry(conn, agent)
+            found = queries.agent_format(conn, agent)
             if settings_file is None:
-                emit(json.loads(formats.load(conn, found.id).to_json()), True, "")
+                emit(json.loads(found.format.to_json()), True, "")
                 return
             try:
                 data = json.loads(settings_file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
-                fail(f"файл настроек не читается как JSON: {error}", as_json)
+                fail(t("cli.recon.format_unreadable", error=error), as_json)
             if not isinstance(data, dict):
-                fail("настройки формата — это JSON-объект", as_json)
+                fail(t("cli.recon.format_not_object"), as_json)
             done = formats.set_audited(
-                conn, found.id, found.code, formats.from_mapping(data), actor=cli_actor()
+                conn,
+                found.agent.id,
+                found.agent.code,
+                formats.from_mapping(data),
+                actor=cli_actor(),
             )
-    except (FormatError, RegistryError) as error:
+    except (FormatError, ReconciliationError) as error:
         fail(str(error), as_json)
     emit(
         json.loads(done.after.to_json()),
         as_json,
-        f"Формат реестра агента {agent} сохранён."
+        t("cli.recon.format_saved", agent=agent)
         if done.changed
-        else f"Формат реестра агента {agent} не изменился: он уже такой.",
+        else t("cli.recon.format_unchanged", agent=agent),
     )
 
 
@@ -358,16 +371,24 @@ def export_registry(
     db = engine()
     try:
         with db.connect() as conn:
-            found = registries.agent_for_registry(conn, agent)
-            fmt = formats.load(conn, found.id)
-        target = output or Path(outbound.filename(found, when, fmt))
+            found = queries.agent_format(conn, agent)
+        target = output or Path(outbound.filename(found.agent, when, found.format))
         with target.open("wb") as out:
-            count = outbound.write(db, found, when, fmt, out)
-    except (RegistryError, OSError) as error:
+            count = outbound.write(db, found.agent, when, found.format, out)
+    except (ReconciliationError, OSError) as error:
         fail(str(error))
     finally:
         db.dispose()
-    typer.echo(f"Наш реестр для {agent} за {when:%d.%m.%Y}: {count} платежей → {target}")
+    typer.echo(
+        plural(
+            "cli.recon.exported",
+            count,
+            agent=agent,
+            day=f"{when:%d.%m.%Y}",
+            count=count,
+            file=target,
+        )
+    )
 
 
 @reconcile_app.command("act")
@@ -398,7 +419,7 @@ def act_file(
     finally:
         db.dispose()
     if not found.final:
-        typer.secho("День не закрыт: это черновик акта.", fg="yellow", err=True)
+        typer.secho(t("cli.recon.draft"), fg="yellow", err=True)
 
 
 @reconcile_app.command("watch")
@@ -417,20 +438,31 @@ def watch_folder(
                 for outcome in watch.scan_once(db, folder, actor=cli_actor()):
                     if outcome.error:
                         typer.secho(
-                            f"{outcome.agent}/{outcome.file}: отклонён — {outcome.error}",
+                            t(
+                                "cli.recon.watch_refused",
+                                agent=outcome.agent,
+                                file=outcome.file,
+                                error=outcome.error,
+                            ),
                             fg="red",
                             err=True,
                         )
                     elif outcome.imported is not None:
                         done = outcome.imported
                         typer.echo(
-                            f"{outcome.agent}/{outcome.file}: {done.business_date:%d.%m.%Y}, "
-                            f"{done.lines} строк, расхождений "
-                            f"{done.summary.discrepancy_count}"
-                            + (" (уже был загружен)" if done.replayed else "")
+                            plural(
+                                "cli.recon.watch_imported",
+                                done.lines,
+                                agent=outcome.agent,
+                                file=outcome.file,
+                                day=f"{done.business_date:%d.%m.%Y}",
+                                count=done.lines,
+                                discrepancies=done.summary.discrepancy_count,
+                            )
+                            + (t("cli.recon.watch_replayed") if done.replayed else "")
                         )
-            except SQLAlchemyError as error:  # the database is away: the files wait
-                typer.secho(f"База данных недоступна, повторю: {error}", fg="red", err=True)
+            except watch.Unreachable as error:  # the database is away: the files wait
+                typer.secho(t("cli.recon.db_away", error=error), fg="red", err=True)
             if once:
                 return
             clock.sleep(interval)

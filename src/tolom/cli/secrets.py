@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from tolom import audit, secretbox
-from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail
+from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, t
 from tolom.settings import get_settings
 
 secrets_app = typer.Typer(
@@ -33,7 +33,7 @@ def _keyring(as_json: bool, *, must_exist: bool = True) -> secretbox.Keyring:
             ring.check()  # says what to configure
         except secretbox.SecretKeyError as error:
             fail(str(error), as_json)
-        fail("база данных в памяти: её ключ живёт в процессе, файла ключей нет", as_json)
+        fail(t("cli.secrets.in_memory"), as_json)
     if must_exist:
         try:
             ring.check()
@@ -56,11 +56,9 @@ def init(as_json: JsonOption = False) -> None:
         {"path": str(ring.path), "created": created, "current": secretbox.fingerprint(current)},
         as_json,
         (
-            f"Файл ключей создан: {ring.path} (ключ {secretbox.fingerprint(current)}). "
-            "Сохраните его копию отдельно от резервных копий базы данных."
+            t("cli.secrets.created", path=ring.path, fingerprint=secretbox.fingerprint(current))
             if created
-            else f"Файл ключей уже есть: {ring.path} (текущий ключ "
-            f"{secretbox.fingerprint(current)}); ничего не изменено."
+            else t("cli.secrets.exists", path=ring.path, fingerprint=secretbox.fingerprint(current))
         ),
     )
 
@@ -95,7 +93,7 @@ def rotate(
         fail(str(error), as_json)
     before = ring.keys()
     if new_raw in before[1:]:
-        fail("этот ключ уже есть в файле как прежний; укажите новый", as_json)
+        fail(t("cli.secrets.key_known"), as_json)
     db = engine()
     try:
         with db.connect():
@@ -128,13 +126,16 @@ def rotate(
     emit(
         done,
         as_json,
-        f"Текущий ключ {secretbox.fingerprint(new_raw)} записан первым в {ring.path} "
-        f"(ключей в файле: {len(keys)}).\nПерезапечатано: {resealed}.\n"
-        "Прежние ключи остались в файле только для расшифровки. Когда `tolom secrets check` "
-        "покажет, что прежними ключами не запечатано ничего, удалите их: `tolom secrets prune`.",
+        t(
+            "cli.secrets.rotated",
+            fingerprint=secretbox.fingerprint(new_raw),
+            path=ring.path,
+            count=len(keys),
+            resealed=resealed,
+        ),
     )
     if failures:
-        fail(f"не открываются ни одним ключом файла: {', '.join(failures)}", as_json)
+        fail(t("cli.secrets.unopenable", names=", ".join(failures)), as_json)
 
 
 def _census(batch: int, as_json: bool) -> tuple[secretbox.Keyring, secretbox.Census]:
@@ -153,16 +154,21 @@ def check(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
     ring, census = _census(batch, as_json)
     keys = ring.keys()
     lines = [
-        f"Файл ключей {ring.path}: ключей {len(keys)}, текущий {secretbox.fingerprint(keys[0])}."
+        t(
+            "cli.secrets.file",
+            path=ring.path,
+            count=len(keys),
+            fingerprint=secretbox.fingerprint(keys[0]),
+        )
     ]
     lines += [
-        f"  {label}: {census.total[label]}, из них под прежними ключами: {census.older[label]}"
+        t("cli.secrets.census", label=label, total=census.total[label], older=census.older[label])
         for label in census.total
     ]
     lines.append(
-        f"Не открываются: {', '.join(census.failures)}"
+        t("cli.secrets.failures", names=", ".join(census.failures))
         if census.failures
-        else "Все значения открываются."
+        else t("cli.secrets.all_open")
     )
     emit(
         {
@@ -187,8 +193,7 @@ def prune(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
     older = sum(census.older.values())
     if census.failures or older:
         fail(
-            f"прежние ключи ещё нужны: под ними {older} значений, не открываются "
-            f"{len(census.failures)}; сначала `tolom secrets rotate` и `tolom secrets check`",
+            t("cli.secrets.still_needed", older=older, failures=len(census.failures)),
             as_json,
         )
     assert ring.path is not None
@@ -212,5 +217,5 @@ def prune(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
     emit(
         {"path": str(ring.path), "removed": len(keys) - 1},
         as_json,
-        f"Удалено прежних ключей из {ring.path}: {len(keys) - 1}.",
+        t("cli.secrets.pruned", path=ring.path, count=len(keys) - 1),
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tolom import logs, secretbox
+from tolom.cli.common import t
 from tolom.settings import get_settings
 
 
@@ -66,10 +67,7 @@ def serve(
         raise typer.Exit(2) from None
     if not _loopback(host) and not settings.secure_cookies and not settings.allow_insecure_http:
         typer.secho(
-            f"Не запускаю на {host}: адрес доступен из сети, а TOLOM_PUBLIC_BASE_URL — не "
-            "https://, и вход в бэк-офис шёл бы открытым текстом. Поставьте TLS (nginx) "
-            "впереди и задайте TOLOM_PUBLIC_BASE_URL=https://…, или, только для закрытой "
-            "тестовой сети, TOLOM_ALLOW_INSECURE_HTTP=true.",
+            t("cli.serve.insecure", host=host),
             fg="red",
             err=True,
         )

@@ -6,31 +6,28 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Connection
 
-from tolom import audit
 from tolom.billing import tariffs
-from tolom.cli.common import JsonOption, amount, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, amount, cli_actor, emit, fail, t, transaction
+from tolom.db import Connection
+from tolom.formatting import som
 from tolom.money import format_amount
+from tolom.texts import N_
 
 tariff_app = typer.Typer(
     help="Prices of reports sent through СОЧИ (by state body, form and period).",
     no_args_is_help=True,
 )
 
-_PERIOD_TEXT = {"month": "ежемесячно", "quarter": "ежекварт.", "year": "ежегодно"}
+_PERIOD_TEXT = {
+    "month": N_("cli.tariff.period.month"),
+    "quarter": N_("cli.tariff.period.quarter"),
+    "year": N_("cli.tariff.period.year"),
+}
 
 
 def _tariff_json(tariff: tariffs.Tariff) -> dict[str, Any]:
-    return {
-        "code": tariff.code,
-        "state_body": tariff.state_body,
-        "form": tariff.form,
-        "period": tariff.period,
-        "name": tariff.name,
-        "price": format_amount(tariff.price),
-        "active": tariff.active,
-    }
+    return tariffs.snapshot(tariff)
 
 
 @tariff_app.command("list")
@@ -40,37 +37,26 @@ def tariff_list(
 ) -> None:
     """Tariffs with code, price and whether they are offered."""
     with transaction() as conn:
-        rows = [_tariff_json(t) for t in tariffs.list_tariffs(conn, active_only=active_only)]
-    human = "\n".join(
-        f"{r['code']:30} {r['price']:>10} {_PERIOD_TEXT[r['period']]:10} "
-        f"{'' if r['active'] else 'ОТКЛЮЧЁН '}{r['name']}"
-        for r in rows
-    )
-    emit(rows, as_json, human or "Тарифов нет.")
+        rows = [_tariff_json(x) for x in tariffs.list_tariffs(conn, active_only=active_only)]
+    human = "\n".join(_tariff_line(r) for r in rows)
+    emit(rows, as_json, human or t("cli.tariff.none"))
+
+
+def _tariff_line(row: dict[str, Any]) -> str:
+    period = t(_PERIOD_TEXT[row["period"]])
+    mark = "" if row["active"] else t("cli.tariff.disabled_mark")
+    return f"{row['code']:30} {row['price']:>10} {period:10} {mark}{row['name']}"
 
 
 def _audited_change(
-    action: str,
-    code: str,
-    change: Callable[[Connection], tuple[tariffs.Tariff, tariffs.Tariff]],
-    as_json: bool,
+    change: Callable[[Connection], tariffs.Tariff], as_json: bool
 ) -> tariffs.Tariff:
-    """Run one change in one transaction with its audit line (before and after)."""
+    """Run one audited change in one transaction; a refusal ends the command."""
     try:
         with transaction() as conn:
-            before, after = change(conn)
-            audit.record(
-                conn,
-                actor=cli_actor(),
-                action=action,
-                object_type="tariff",
-                object_id=code,
-                before=_tariff_json(before),
-                after=_tariff_json(after),
-            )
+            return change(conn)
     except tariffs.TariffError as error:
         fail(str(error), as_json)
-    return after
 
 
 @tariff_app.command("set-price")
@@ -82,27 +68,27 @@ def tariff_set_price(
     """Set a tariff's price; charges already made keep theirs. Audited."""
     value = amount(price)
     after = _audited_change(
-        "tariff.set_price", code, lambda conn: tariffs.set_price(conn, code, value), as_json
+        lambda conn: tariffs.set_price_audited(conn, code, value, actor=cli_actor()), as_json
     )
-    emit(_tariff_json(after), as_json, f"Тариф {code}: цена {format_amount(after.price)} сом.")
+    emit(_tariff_json(after), as_json, t("cli.tariff.price_set", code=code, price=som(after.price)))
 
 
 @tariff_app.command("disable")
 def tariff_disable(code: str, as_json: JsonOption = False) -> None:
     """Stop offering a tariff: it is no longer quoted or charged. Audited."""
     after = _audited_change(
-        "tariff.disable", code, lambda conn: tariffs.set_active(conn, code, False), as_json
+        lambda conn: tariffs.set_active_audited(conn, code, False, actor=cli_actor()), as_json
     )
-    emit(_tariff_json(after), as_json, f"Тариф {code} отключён.")
+    emit(_tariff_json(after), as_json, t("cli.tariff.disabled", code=code))
 
 
 @tariff_app.command("enable")
 def tariff_enable(code: str, as_json: JsonOption = False) -> None:
     """Offer a disabled tariff again. Audited."""
     after = _audited_change(
-        "tariff.enable", code, lambda conn: tariffs.set_active(conn, code, True), as_json
+        lambda conn: tariffs.set_active_audited(conn, code, True, actor=cli_actor()), as_json
     )
-    emit(_tariff_json(after), as_json, f"Тариф {code} включён.")
+    emit(_tariff_json(after), as_json, t("cli.tariff.enabled", code=code))
 
 
 def _parse_item(text: str) -> tuple[str, int]:
@@ -110,7 +96,7 @@ def _parse_item(text: str) -> tuple[str, int]:
     if not count:
         return code, 1
     if not count.isascii() or not count.isdigit():
-        fail(f"в {text!r} после двоеточия нужно число отчётов")
+        fail(t("cli.tariff.bad_count", text=repr(text)))
     return code, int(count)
 
 
@@ -144,10 +130,18 @@ def tariff_quote(
         "quarter": format_amount(result.quarter),
         "year": format_amount(result.year),
     }
-    lines = [f"{'тариф':30} {'кол.':>5} {'в месяц':>10} {'в квартал':>10} {'в год':>10}"]
+    head = [
+        t("cli.tariff.column.tariff"),
+        t("cli.tariff.column.count"),
+        t("cli.tariff.column.month"),
+        t("cli.tariff.column.quarter"),
+        t("cli.tariff.column.year"),
+    ]
+    lines = [f"{head[0]:30} {head[1]:>5} {head[2]:>10} {head[3]:>10} {head[4]:>10}"]
     lines += [
         f"{x['tariff']:30} {x['count']:>5} {x['month']:>10} {x['quarter']:>10} {x['year']:>10}"
         for x in rows
     ]
-    lines.append(f"{'Итого, сом':36} {data['month']:>10} {data['quarter']:>10} {data['year']:>10}")
+    total = t("cli.tariff.total")
+    lines.append(f"{total:36} {data['month']:>10} {data['quarter']:>10} {data['year']:>10}")
     emit(data, as_json, "\n".join(lines))

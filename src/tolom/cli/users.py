@@ -7,17 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from tolom import audit
 from tolom.backoffice import passwords, users
-from tolom.cli.common import JsonOption, cli_actor, emit, fail, transaction
+from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
+from tolom.texts import N_
 
 user_app = typer.Typer(help="Back-office users and their roles.", no_args_is_help=True)
 
-ROLE_NAMES = {
-    "admin": "администратор",
-    "operator": "оператор",
-    "accountant": "бухгалтер",
-    "auditor": "аудитор",
+ROLE_NAMES = {  # the back office's words for the roles
+    "admin": N_("role.admin"),
+    "operator": N_("role.operator"),
+    "accountant": N_("role.accountant"),
+    "auditor": N_("role.auditor"),
 }
 PasswordStdin = Annotated[
     bool,
@@ -32,29 +32,20 @@ def _json(user: users.User) -> dict[str, Any]:
 
 
 def _line(user: users.User) -> str:
-    state = "" if user.active else "  (отключён)"
-    return (
-        f"{user.username:20} {ROLE_NAMES[user.role]:14} {user.language}  {user.display_name}{state}"
-    )
+    state = "" if user.active else t("cli.user.disabled_mark")
+    role = t(ROLE_NAMES[user.role])
+    return f"{user.username:20} {role:14} {user.language}  {user.display_name}{state}"
 
 
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    value: str = typer.prompt("Пароль", hide_input=True, confirmation_prompt="Ещё раз")
-    return value
-
-
-def _audit(conn: Any, action: str, username: str, before: Any, after: Any) -> None:
-    audit.record(
-        conn,
-        actor=cli_actor(),
-        action=action,
-        object_type="user",
-        object_id=username,
-        before=before,
-        after=after,
+    value: str = typer.prompt(
+        t("cli.user.password_prompt"),
+        hide_input=True,
+        confirmation_prompt=t("cli.user.password_again"),
     )
+    return value
 
 
 @user_app.command("create")
@@ -72,7 +63,7 @@ def user_create(
         users.check_password(password)
         encoded = passwords.hash_with_pool(password)  # not inside the transaction
         with transaction() as conn:
-            user = users.create(
+            user = users.create_audited(
                 conn,
                 username=username,
                 display_name=name,
@@ -80,11 +71,11 @@ def user_create(
                 password=password,
                 language=language,
                 password_hash=encoded,
+                actor=cli_actor(),
             )
-            _audit(conn, "user.create", username, None, _json(user))
     except users.UserError as error:
         fail(str(error), as_json)
-    emit(_json(user), as_json, f"Пользователь создан: {_line(user)}")
+    emit(_json(user), as_json, t("cli.user.created", line=_line(user)))
 
 
 @user_app.command("list")
@@ -95,16 +86,14 @@ def user_list(as_json: JsonOption = False) -> None:
     emit(
         [_json(u) for u in found],
         as_json,
-        "\n".join(_line(u) for u in found) or "Нет пользователей.",
+        "\n".join(_line(u) for u in found) or t("cli.user.none"),
     )
 
 
-def _change(username: str, action: str, as_json: bool, **values: Any) -> None:
+def _change(username: str, as_json: bool, **values: Any) -> None:
     try:
         with transaction() as conn:
-            before, after = users.change(conn, username, **values)
-            if before != after:
-                _audit(conn, action, username, _json(before), _json(after))
+            _, after = users.change_audited(conn, username, actor=cli_actor(), **values)
     except users.UserError as error:
         fail(str(error), as_json)
     emit(_json(after), as_json, _line(after))
@@ -113,19 +102,19 @@ def _change(username: str, action: str, as_json: bool, **values: Any) -> None:
 @user_app.command("set-role")
 def user_set_role(username: str, role: str, as_json: JsonOption = False) -> None:
     """Give a user another role (their sessions end)."""
-    _change(username, "user.role", as_json, role=role)
+    _change(username, as_json, role=role)
 
 
 @user_app.command("disable")
 def user_disable(username: str, as_json: JsonOption = False) -> None:
     """Stop a user from logging in (their sessions end at once)."""
-    _change(username, "user.disable", as_json, active=False)
+    _change(username, as_json, active=False)
 
 
 @user_app.command("enable")
 def user_enable(username: str, as_json: JsonOption = False) -> None:
     """Let a disabled user log in again."""
-    _change(username, "user.enable", as_json, active=True)
+    _change(username, as_json, active=True)
 
 
 @user_app.command("reset-password")
@@ -138,11 +127,9 @@ def user_reset_password(
         users.check_password(password)
         encoded = passwords.hash_with_pool(password)  # not inside the transaction
         with transaction() as conn:
-            user = users.get(conn, username)
-            if user is None:
-                raise users.UserError(f"пользователь {username} не найден")
-            users.set_password(conn, user.id, password, password_hash=encoded)
-            _audit(conn, "user.reset_password", username, None, None)
+            user = users.set_password_audited(
+                conn, username, password, password_hash=encoded, actor=cli_actor()
+            )
     except users.UserError as error:
         fail(str(error), as_json)
-    emit(_json(user), as_json, f"Пароль пользователя {username} изменён.")
+    emit(_json(user), as_json, t("cli.user.password_changed", username=username))

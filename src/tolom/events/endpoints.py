@@ -147,6 +147,19 @@ def get(conn: Connection, name: str) -> Endpoint:
     return _from_row(row)
 
 
+def receiver(conn: Connection, name: str) -> tuple[str, str] | None:
+    """An endpoint's URL and its signing secret in clear, for a receiver of its events
+    on this machine (`tolom webhook listen`); None for an unknown name."""
+    row = conn.execute(
+        select(webhook_endpoints.c.url, webhook_endpoints.c.secret_sealed).where(
+            webhook_endpoints.c.name == name
+        )
+    ).first()
+    if row is None:
+        return None
+    return str(row.url), secretbox.for_connection(conn).open(row.secret_sealed)
+
+
 def add(
     conn: Connection,
     *,

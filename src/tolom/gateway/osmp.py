@@ -23,10 +23,11 @@ from tolom.gateway.peers import basic_credentials
 from tolom.httpkit.bodies import BodyTooLarge, read_limited
 from tolom.httpkit.clients import request_address
 from tolom.identifiers import is_txn_id
-from tolom.money import MalformedAmount, format_amount, parse_amount
+from tolom.money import AMOUNT_RULE, MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
 from tolom.payments.service import TEMPORARY_MESSAGE
+from tolom.payments.wording import t
 from tolom.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _MAX_FIELDS = 32
 
 
 class Malformed(Exception):
-    """The request breaks the protocol; the message (Russian) goes into <comment>."""
+    """The request breaks the protocol; the message (`payments.wording`) goes into <comment>."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +103,11 @@ def parse_params(query: str, body: bytes) -> list[tuple[str, str]]:
                 text, keep_blank_values=True, errors="strict", max_num_fields=_MAX_FIELDS
             )
     except UnicodeDecodeError as error:
-        raise Malformed("Запрос не в кодировке UTF-8") from error
+        raise Malformed(t("agent.osmp.not_utf8")) from error
     except ValueError as error:
-        raise Malformed("Слишком много параметров") from error
+        raise Malformed(t("agent.osmp.too_many_params")) from error
     if len(params) > _MAX_FIELDS:
-        raise Malformed("Слишком много параметров")
+        raise Malformed(t("agent.osmp.too_many_params"))
     return params
 
 
@@ -115,31 +116,29 @@ def interpret(params: list[tuple[str, str]]) -> OsmpRequest:
     values: dict[str, str] = {}
     for key, value in params:
         if key in values:
-            raise Malformed(f"Параметр {key} передан более одного раза")
+            raise Malformed(t("agent.osmp.repeated_param", name=key))
         values[key] = value
     command = values.get("command")
     if command not in ("check", "pay"):
-        raise Malformed("Неизвестная команда (ожидается check или pay)")
+        raise Malformed(t("agent.osmp.unknown_command"))
     txn_id = values.get("txn_id")
     if txn_id is None or not is_txn_id(txn_id):
-        raise Malformed("Неверный txn_id: нужно от 1 до 20 цифр")
+        raise Malformed(t("agent.osmp.bad_txn_id"))
     account = values.get("account")
     if account is None:
-        raise Malformed("Не передан параметр account")
+        raise Malformed(t("agent.osmp.no_account"))
     amount: int | None = None
     raw_sum = values.get("sum")
     if raw_sum is not None and (command == "pay" or raw_sum != ""):
         try:
             amount = parse_amount(raw_sum)
         except MalformedAmount as error:
-            raise Malformed(
-                "Неверная сумма: нужны цифры и не более двух знаков после точки"
-            ) from error
+            raise Malformed(t("agent.osmp.bad_sum", rule=AMOUNT_RULE)) from error
     elif command == "pay":
-        raise Malformed("Не передан параметр sum")
+        raise Malformed(t("agent.osmp.no_sum"))
     txn_date = values.get("txn_date")
     if command == "pay" and (txn_date is None or not _TXN_DATE.fullmatch(txn_date)):
-        raise Malformed("Неверный txn_date: нужен формат ГГГГММДДЧЧММСС")
+        raise Malformed(t("agent.osmp.txn_date_format"))
     return OsmpRequest(command, txn_id, account, amount, txn_date)
 
 
@@ -148,7 +147,7 @@ def agent_local_time(raw: str, agent: Agent) -> datetime:
     try:
         naive = datetime.strptime(raw, "%Y%m%d%H%M%S")
     except ValueError as error:
-        raise Malformed("Неверный txn_date: такой даты или времени не бывает") from error
+        raise Malformed(t("agent.osmp.txn_date_impossible")) from error
     return naive.replace(tzinfo=agent.timezone)
 
 
@@ -242,16 +241,16 @@ async def _call(
             exchange,
             401,
             RESULT_NOT_AUTHORISED,
-            "Неверные учётные данные агента",
+            t("agent.osmp.bad_credentials"),
             (("WWW-Authenticate", 'Basic realm="tolom", charset="UTF-8"'),),
         )
         call.too_many = lambda wait: _too_many(exchange, wait)
         return call
     exchange.agent_id = agent.id
     if not agent.enabled:
-        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, "Агент отключён")
+        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, t("agent.osmp.agent_disabled"))
     if not agent.allows_address(exchange.peer):
-        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, "Запрос с неразрешённого адреса")
+        return _refuse(exchange, 403, RESULT_NOT_AUTHORISED, t("agent.osmp.address_not_allowed"))
     if unreadable is not None:
         return _refuse(exchange, 200, RESULT_CODES[Outcome.MALFORMED], str(unreadable))
     try:
@@ -288,12 +287,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     try:
         return await read_limited(request, limit)
     except BodyTooLarge:
-        raise Malformed("Слишком большой запрос") from None
+        raise Malformed(t("agent.osmp.too_large")) from None
 
 
 def _too_many(exchange: Exchange, wait: int) -> Answer:
     """429 for an address that sent too many requests without valid credentials."""
-    comment = f"Слишком много запросов без верных учётных данных; повторите через {wait} с"
+    comment = t("agent.osmp.too_many_strangers", wait=wait)
     body = render(result=RESULT_NOT_AUTHORISED, comment=comment, txn_id=exchange.txn_id)
     return Answer(429, RESULT_NOT_AUTHORISED, body, MEDIA_TYPE, (("Retry-After", str(wait)),))
 

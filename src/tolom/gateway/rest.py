@@ -46,7 +46,7 @@ from tolom.httpkit.problems import (
     responses,
 )
 from tolom.identifiers import is_txn_id
-from tolom.money import AMOUNT_PATTERN, MalformedAmount, format_amount, parse_amount
+from tolom.money import AMOUNT_PATTERN, AMOUNT_RULE, MalformedAmount, format_amount, parse_amount
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -59,6 +59,7 @@ from tolom.payments.model import (
 from tolom.payments.records import PaymentRecord
 from tolom.payments.requestlog import Answer, Exchange
 from tolom.payments.service import txn_date_problem
+from tolom.payments.wording import t
 from tolom.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _amount(value: str) -> str:
     try:
         parse_amount(value)
     except MalformedAmount as error:
-        raise ValueError("нужны цифры и не более двух знаков после точки") from error
+        raise ValueError(AMOUNT_RULE) from error
     return value
 
 
@@ -244,9 +245,9 @@ def parse_txn_date(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as error:
-        raise ValueError("нужна дата и время ISO 8601 с часовым поясом") from error
+        raise ValueError(t("agent.rest.datetime_format")) from error
     if moment.tzinfo is None:
-        raise ValueError("укажите часовой пояс (например +06:00)")
+        raise ValueError(t("agent.rest.timezone_needed"))
     problem = txn_date_problem(moment, datetime.now(UTC))
     if problem is not None:
         raise ValueError(problem)
@@ -274,10 +275,7 @@ def _problem(problem: Problem) -> Answer:
 
 def _too_many(wait: int) -> Answer:
     """429 for an address that sent too many requests without a valid signature."""
-    problem = make_problem(
-        "too_many_requests",
-        f"Слишком много запросов без верной подписи; повторите через {wait} с",
-    )
+    problem = make_problem("too_many_requests", t("agent.rest.too_many_strangers", wait=wait))
     headers = (("Retry-After", str(wait)),)
     return Answer(429, None, problem_body(problem), PROBLEM_MEDIA_TYPE, headers)
 
@@ -361,7 +359,7 @@ def _status_answer(txn_id: str) -> Callable[[step.Lookup], Answer]:
             return _problem(make_problem("temporarily_unavailable"))
         found = lookup.record
         if found is None:
-            detail = f"Платежа с txn_id {txn_id} нет"
+            detail = t("agent.rest.payment_missing", txn_id=txn_id)
             return _problem(make_problem("payment_not_found", detail, txn_id=txn_id))
         return _json(200, payment_out(found))
 
@@ -407,7 +405,7 @@ class _Call:
         if claimed is None:
             raise ProblemError(
                 "unauthenticated",
-                f"Нужен заголовок Authorization: {signing.SCHEME} agent=…,timestamp=…,signature=…",
+                t("agent.rest.no_authorization", scheme=signing.SCHEME),
             )
         try:
             found = await step.agent(self.runtime, claimed.agent)
@@ -417,9 +415,9 @@ class _Call:
         key = agent.signing_key if agent is not None else None
         if not signing.signature_matches(key, claimed, self.method, self.target, self.body):
             detail = (
-                "Подпись неверна"
+                t("agent.rest.bad_signature")
                 if agent is None or key is not None
-                else "У агента нет ключа подписи: выпустите новый секрет (tolom agent rotate-secret)"
+                else t("agent.rest.no_signing_key")
             )
             raise ProblemError("bad_signature", detail)
         assert agent is not None
@@ -427,8 +425,12 @@ class _Call:
         if not signing.fresh(claimed.timestamp, time.time()):
             raise ProblemError(
                 "stale_timestamp",
-                f"Метка времени {claimed.timestamp} отличается от времени сервера "
-                f"({int(time.time())}) больше чем на {signing.MAX_SKEW_SECONDS} с",
+                t(
+                    "agent.rest.stale_timestamp",
+                    timestamp=claimed.timestamp,
+                    now=int(time.time()),
+                    skew=signing.MAX_SKEW_SECONDS,
+                ),
             )
         if not agent.enabled:
             raise ProblemError("agent_disabled")
@@ -443,7 +445,7 @@ class _Call:
         try:
             raw = json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
-            raise ProblemError("invalid_request", "Тело запроса — не JSON в UTF-8") from error
+            raise ProblemError("invalid_request", t("agent.rest.not_json")) from error
         except RecursionError:  # nested deeper than the parser's own limit
             raise ProblemError("invalid_request", _TOO_DEEP) from None
         if _depth(raw) > MAX_JSON_DEPTH:
@@ -456,10 +458,10 @@ class _Call:
                 self.exchange.txn_id = raw["txn_id"]
         with_nul = _fields_with_nul(raw)
         if with_nul:  # PostgreSQL text cannot hold it: refused alike on every database
-            message = "строки не могут содержать символ NUL (U+0000)"
+            message = t("agent.rest.nul")
             raise ProblemError(
                 "invalid_request",
-                f"Неверный запрос: {', '.join(with_nul)}: {message}",
+                t("agent.invalid_request", summary=f"{', '.join(with_nul)}: {message}"),
                 errors=[FieldError(field=f, message=message) for f in with_nul],
             )
         try:
@@ -471,7 +473,7 @@ class _Call:
 # Our bodies are flat objects; nesting this deep is an attack on the parsers, refused
 # before anything walks the value recursively.
 MAX_JSON_DEPTH = 32
-_TOO_DEEP = f"Тело запроса вложено глубже {MAX_JSON_DEPTH} уровней"
+_TOO_DEEP = t("agent.rest.too_deep", depth=MAX_JSON_DEPTH)
 
 
 def _depth(value: Any) -> int:
@@ -538,7 +540,7 @@ async def _serve(
 
 def _txn_id_from_path(call: _Call, request_txn_id: str) -> str:
     if not is_txn_id(request_txn_id):
-        raise ProblemError("invalid_request", "Неверный txn_id в адресе: нужно от 1 до 20 цифр")
+        raise ProblemError("invalid_request", t("agent.rest.bad_txn_id_in_path"))
     call.exchange.txn_id = request_txn_id
     return request_txn_id
 

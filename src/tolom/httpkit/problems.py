@@ -2,7 +2,8 @@
 
 Each problem has a stable machine-readable `code` (integrators branch on it), the HTTP
 status that goes with it, a Russian `detail` for people, and for bad input the list of
-fields at fault.
+fields at fault. Titles and field messages are catalogue texts (`agent.problem.*`,
+`agent.field.*`), worded where every text agents read is (`payments.wording`).
 """
 
 from __future__ import annotations
@@ -14,59 +15,61 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from tolom.payments.model import CancelOutcome, Outcome
+from tolom.payments.wording import t
+from tolom.texts import N_
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 
-# code: (HTTP status, title). The title is constant per code; `detail` varies.
+# code: (HTTP status, title's key). The title is constant per code; `detail` varies.
 PROBLEMS: dict[str, tuple[int, str]] = {
-    "invalid_request": (422, "Неверный запрос"),
-    "invalid_account": (422, "Неверный формат лицевого счёта"),
-    "amount_too_small": (422, "Сумма меньше допустимой"),
-    "amount_too_large": (422, "Сумма больше допустимой"),
-    "export_too_large": (422, "Слишком много платежей для одной выгрузки"),
-    "registry_invalid": (422, "Файл реестра отклонён"),
-    "unauthenticated": (401, "Нужна аутентификация"),
-    "stale_timestamp": (401, "Метка времени подписи вне допустимого окна"),
-    "bad_signature": (401, "Подпись запроса неверна"),
-    "invalid_api_key": (401, "Неверный или отозванный ключ API"),
-    "agent_disabled": (403, "Агент отключён"),
-    "address_not_allowed": (403, "Запрос с неразрешённого адреса"),
-    "service_not_allowed": (403, "Услуга недоступна для этого агента"),
-    "insufficient_scope": (403, "Недостаточно прав ключа API"),
-    "account_not_found": (404, "Лицевой счёт не найден"),
-    "payment_not_found": (404, "Платёж не найден"),
-    "customer_not_found": (404, "Абонент не найден"),
-    "invoice_not_found": (404, "Счёт не найден"),
-    "account_code_not_found": (404, "Счёт учёта не найден"),
-    "charge_not_found": (404, "Списание не найдено"),
-    "order_not_found": (404, "Заказ не найден"),
-    "agent_not_found": (404, "Агент не найден"),
-    "discrepancy_not_found": (404, "Расхождение не найдено"),
-    "not_found": (404, "Не найдено"),
-    "method_not_allowed": (405, "Метод не поддерживается"),
-    "account_inactive": (409, "Лицевой счёт не активен"),
-    "invoice_already_paid": (409, "Счёт уже оплачен"),
-    "txn_id_conflict": (409, "txn_id уже использован с другими данными"),
-    "reference_conflict": (409, "Ссылка уже использована с другими данными"),
-    "customer_exists": (409, "Абонент с таким ИНН уже есть"),
-    "invoice_not_cancellable": (409, "Счёт нельзя аннулировать"),
-    "cancel_window_closed": (409, "Срок отмены истёк"),
-    "balance_spent": (409, "Сумма уже израсходована с баланса"),
-    "already_served": (409, "Оплаченное уже выдано"),
-    "order_state_conflict": (409, "Заказ в состоянии, которое этого не допускает"),
-    "refund_impossible": (409, "Возврат некуда зачислить"),
-    "customer_blocked": (409, "Абонент заблокирован"),
-    "idempotency_conflict": (409, "Ключ идемпотентности уже использован с другими данными"),
-    "charge_not_awaiting": (409, "Списание уже не ожидает оплаты"),
-    "charge_not_charged": (409, "Списание не проведено"),
-    "day_closed": (409, "День сверки закрыт"),
-    "reconciliation_refused": (409, "Сверка не допускает этого действия"),
-    "request_too_large": (413, "Слишком большой запрос"),
-    "unsupported_media_type": (415, "Нужен Content-Type: application/json"),
-    "too_many_requests": (429, "Слишком много запросов, повторите позже"),
-    "temporarily_unavailable": (503, "Временная ошибка, повторите запрос позже"),
-    "internal_error": (500, "Внутренняя ошибка"),
+    "invalid_request": (422, N_("agent.problem.invalid_request")),
+    "invalid_account": (422, N_("agent.problem.invalid_account")),
+    "amount_too_small": (422, N_("agent.problem.amount_too_small")),
+    "amount_too_large": (422, N_("agent.problem.amount_too_large")),
+    "export_too_large": (422, N_("agent.problem.export_too_large")),
+    "registry_invalid": (422, N_("agent.problem.registry_invalid")),
+    "unauthenticated": (401, N_("agent.problem.unauthenticated")),
+    "stale_timestamp": (401, N_("agent.problem.stale_timestamp")),
+    "bad_signature": (401, N_("agent.problem.bad_signature")),
+    "invalid_api_key": (401, N_("agent.problem.invalid_api_key")),
+    "agent_disabled": (403, N_("agent.problem.agent_disabled")),
+    "address_not_allowed": (403, N_("agent.problem.address_not_allowed")),
+    "service_not_allowed": (403, N_("agent.problem.service_not_allowed")),
+    "insufficient_scope": (403, N_("agent.problem.insufficient_scope")),
+    "account_not_found": (404, N_("agent.problem.account_not_found")),
+    "payment_not_found": (404, N_("agent.problem.payment_not_found")),
+    "customer_not_found": (404, N_("agent.problem.customer_not_found")),
+    "invoice_not_found": (404, N_("agent.problem.invoice_not_found")),
+    "account_code_not_found": (404, N_("agent.problem.account_code_not_found")),
+    "charge_not_found": (404, N_("agent.problem.charge_not_found")),
+    "order_not_found": (404, N_("agent.problem.order_not_found")),
+    "agent_not_found": (404, N_("agent.problem.agent_not_found")),
+    "discrepancy_not_found": (404, N_("agent.problem.discrepancy_not_found")),
+    "not_found": (404, N_("agent.problem.not_found")),
+    "method_not_allowed": (405, N_("agent.problem.method_not_allowed")),
+    "account_inactive": (409, N_("agent.problem.account_inactive")),
+    "invoice_already_paid": (409, N_("agent.problem.invoice_already_paid")),
+    "txn_id_conflict": (409, N_("agent.problem.txn_id_conflict")),
+    "reference_conflict": (409, N_("agent.problem.reference_conflict")),
+    "customer_exists": (409, N_("agent.problem.customer_exists")),
+    "invoice_not_cancellable": (409, N_("agent.problem.invoice_not_cancellable")),
+    "cancel_window_closed": (409, N_("agent.problem.cancel_window_closed")),
+    "balance_spent": (409, N_("agent.problem.balance_spent")),
+    "already_served": (409, N_("agent.problem.already_served")),
+    "order_state_conflict": (409, N_("agent.problem.order_state_conflict")),
+    "refund_impossible": (409, N_("agent.problem.refund_impossible")),
+    "customer_blocked": (409, N_("agent.problem.customer_blocked")),
+    "idempotency_conflict": (409, N_("agent.problem.idempotency_conflict")),
+    "charge_not_awaiting": (409, N_("agent.problem.charge_not_awaiting")),
+    "charge_not_charged": (409, N_("agent.problem.charge_not_charged")),
+    "day_closed": (409, N_("agent.problem.day_closed")),
+    "reconciliation_refused": (409, N_("agent.problem.reconciliation_refused")),
+    "request_too_large": (413, N_("agent.problem.request_too_large")),
+    "unsupported_media_type": (415, N_("agent.problem.unsupported_media_type")),
+    "too_many_requests": (429, N_("agent.problem.too_many_requests")),
+    "temporarily_unavailable": (503, N_("agent.problem.temporarily_unavailable")),
+    "internal_error": (500, N_("agent.problem.internal_error")),
 }
 
 
@@ -130,7 +133,8 @@ def make_problem(
     errors: list[FieldError] | None = None,
     txn_id: str | None = None,
 ) -> Problem:
-    status, title = PROBLEMS[code]
+    status, title_key = PROBLEMS[code]
+    title = t(title_key)
     return Problem(
         type=f"urn:tolom:problem:{code}",
         title=title,
@@ -164,34 +168,34 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
 
 
 _MESSAGES = {
-    "missing": "обязательное поле",
-    "extra_forbidden": "неизвестное поле",
-    "string_type": "нужна строка",
-    "int_type": "нужно целое число",
-    "int_parsing": "нужно целое число",
-    "bool_type": "нужно true или false",
-    "bool_parsing": "нужно true или false",
-    "list_type": "нужен список",
-    "dict_type": "нужен объект",
-    "model_type": "нужен объект",
-    "model_attributes_type": "нужен объект",
-    "string_pattern_mismatch": "неверный формат",
-    "string_too_short": "слишком короткое значение",
-    "string_too_long": "слишком длинное значение",
-    "too_short": "слишком мало элементов",
-    "too_long": "слишком много элементов",
-    "enum": "недопустимое значение",
-    "literal_error": "недопустимое значение",
-    "greater_than_equal": "слишком малое значение",
-    "less_than_equal": "слишком большое значение",
-    "greater_than": "слишком малое значение",
-    "less_than": "слишком большое значение",
-    "date_from_datetime_parsing": "нужна дата ГГГГ-ММ-ДД",
-    "date_parsing": "нужна дата ГГГГ-ММ-ДД",
-    "date_type": "нужна дата ГГГГ-ММ-ДД",
-    "json_invalid": "тело запроса — не JSON",
-    "json_type": "тело запроса — не JSON",
-    "value_error": "неверное значение",
+    "missing": N_("agent.field.missing"),
+    "extra_forbidden": N_("agent.field.unknown"),
+    "string_type": N_("agent.field.string"),
+    "int_type": N_("agent.field.integer"),
+    "int_parsing": N_("agent.field.integer"),
+    "bool_type": N_("agent.field.boolean"),
+    "bool_parsing": N_("agent.field.boolean"),
+    "list_type": N_("agent.field.list"),
+    "dict_type": N_("agent.field.object"),
+    "model_type": N_("agent.field.object"),
+    "model_attributes_type": N_("agent.field.object"),
+    "string_pattern_mismatch": N_("agent.field.format"),
+    "string_too_short": N_("agent.field.too_short"),
+    "string_too_long": N_("agent.field.too_long"),
+    "too_short": N_("agent.field.too_few"),
+    "too_long": N_("agent.field.too_many"),
+    "enum": N_("agent.field.choice"),
+    "literal_error": N_("agent.field.choice"),
+    "greater_than_equal": N_("agent.field.too_small"),
+    "less_than_equal": N_("agent.field.too_large"),
+    "greater_than": N_("agent.field.too_small"),
+    "less_than": N_("agent.field.too_large"),
+    "date_from_datetime_parsing": N_("agent.field.date"),
+    "date_parsing": N_("agent.field.date"),
+    "date_type": N_("agent.field.date"),
+    "json_invalid": N_("agent.field.not_json"),
+    "json_type": N_("agent.field.not_json"),
+    "value_error": N_("agent.field.value"),
 }
 
 
@@ -205,9 +209,9 @@ def field_errors(error: ValidationError | list[dict[str, Any]]) -> list[FieldErr
         ]
         kind = str(item.get("type", ""))
         if kind == "value_error":
-            message = str(item.get("ctx", {}).get("error", "")) or _MESSAGES[kind]
+            message = str(item.get("ctx", {}).get("error", "")) or t(_MESSAGES[kind])
         else:
-            message = _MESSAGES.get(kind, "неверное значение")
+            message = t(_MESSAGES.get(kind, _MESSAGES["value_error"]))
         found.append(FieldError(field=".".join(location) or "body", message=message))
     return found
 
@@ -216,7 +220,9 @@ def invalid(error: ValidationError | list[dict[str, Any]]) -> ProblemError:
     """A 422 naming each field at fault."""
     errors = field_errors(error)
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return ProblemError("invalid_request", f"Неверный запрос: {summary}", errors=errors)
+    return ProblemError(
+        "invalid_request", t("agent.invalid_request", summary=summary), errors=errors
+    )
 
 
 def responses(*codes: str) -> dict[int | str, dict[str, Any]]:

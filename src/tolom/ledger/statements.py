@@ -134,6 +134,30 @@ def balances(conn: Connection, account_ids: Sequence[int]) -> dict[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class LineSource:
+    """What a statement line's journal entry records, as data rather than words.
+
+    The entry's stored description is Russian, written once; a page in another language
+    says the line in its own words from this. `kind` is the entry's kind; `number` the
+    payment's (payment, reversal), the charge's (charge, charge_refund) or the order's
+    (order_refund) id; `text` the client's description of a charge, or the reason given for
+    a reversal or refund; `reference` the agent's transaction or document number of a
+    payment, the account of a reversed payment, the invoice of a refunded order; `agent` the
+    name of the agent or cash desk that took a payment.
+
+    Each area that writes such entries reads its own sources back (`statement_sources` in
+    `payments.records`, `billing.charges`, `billing.orders`);
+    `backoffice.statement_sources` gathers them for a statement.
+    """
+
+    kind: str
+    number: int
+    text: str | None = None
+    reference: str | None = None
+    agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatementLine:
     """One posting of the period, as seen from the account, with the balance after it."""
 

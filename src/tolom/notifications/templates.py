@@ -1,11 +1,17 @@
-"""Notification texts: Jinja2 templates per event type, language and channel.
+"""Notification texts: one Jinja2 template per event type and channel, words from the catalogues.
 
-Templates live in the package (`tolom/templates/notifications/<language>/<event type>/`):
-`subject.txt` and `body.txt` for e-mail, `sms.txt` for SMS. They see the event's payload
-as `p` (a field the payload lacks is None, so optional fields are tested with
-`{% if p.x is not none %}` and never crash) and filters that read the payload's amounts
-and dates and write them with `formatting`, as every page and PDF does. An unknown
-language falls back to Russian.
+Templates live in the package (`tolom/templates/notifications/<event type>/`): `subject.txt`
+and `body.txt` for e-mail, `sms.txt` for SMS, the same for every language. Their words are
+the gettext catalogues' (`tolom.texts`): a template writes `t("notify.….key", amount=…)`
+and `ngettext(…)` for a number's plural, with the `t` of the customer's language, and is
+rendered with the one environment (`templating.environment()`), whose `som`, `day` and
+`moment` filters (`formatting`) write every amount and date as every page and PDF does.
+
+The payload is read here, before rendering: amounts must be int tyiyn and dates ISO 8601
+(else NotificationError), and they reach the template as int and date/datetime for those
+filters. The template sees the payload as `p`, where a field the payload lacks is None (so
+optional fields are tested with `{% if p.x is not none %}` and never crash). A language we
+do not write in falls back to Russian.
 """
 
 from __future__ import annotations
@@ -13,26 +19,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
-from jinja2 import (
-    Environment,
-    PackageLoader,
-    StrictUndefined,
-    TemplateError,
-    select_autoescape,
-)
+from jinja2 import TemplateError
 
-from tolom import formatting
+from tolom import templating, texts
 from tolom.notifications.errors import NotificationError
 
 Channel = Literal["email", "sms"]
-LANGUAGES = ("ru", "ky")
-FALLBACK_LANGUAGE = "ru"
+# The languages a notification can be written in: every catalogue's. (Which of them a
+# customer may choose is `billing.customers.LANGUAGES`.)
+LANGUAGES = texts.LANGUAGES
+FALLBACK_LANGUAGE = texts.DEFAULT
 _FILES: dict[Channel, tuple[str, ...]] = {"email": ("subject", "body"), "sms": ("sms",)}
 _SPACES = re.compile(r"\s+")
 _BLANKS = re.compile(r"\n{3,}")
+
+# Payload fields (at any depth: an invoice's lines too) that hold an amount in tyiyn, a date
+# or a moment in ISO 8601 ("2027-11-22" or "2026-11-21T08:30:05+00:00"), and a moment only
+# (written with its time by `moment`).
+AMOUNTS = frozenset({"amount", "balance", "total", "unit_price"})
+DATES = frozenset({"issued_at", "valid_until"})
+MOMENTS = frozenset({"created_at", "settled_at"})
+# The amount each message states whatever else it says: without it the text would be wrong.
+REQUIRED_AMOUNT = {
+    "payment.accepted": "amount",
+    "payment.reversed": "amount",
+    "charge.settled": "amount",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +64,17 @@ class _Payload(dict[str, Any]):
         return None
 
 
-def _view(value: Any) -> Any:
-    if isinstance(value, dict):
-        return _Payload({str(k): _view(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_view(v) for v in value]
+def amount(value: Any) -> int | None:
+    """An amount of the payload: int tyiyn (or None when absent), never a float or text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NotificationError(f"сумма в событии не в тыйынах: {value!r}")
     return value
 
 
-def som(tyiyn: Any) -> str:
-    """The payload's amount (tyiyn) as `formatting.som` writes it: "1 500,00 сом"."""
-    if isinstance(tyiyn, bool) or not isinstance(tyiyn, int):
-        raise NotificationError(f"сумма в событии не в тыйынах: {tyiyn!r}")
-    return formatting.som(tyiyn)
-
-
-def _moment(value: Any) -> datetime | date | None:
+def moment(value: Any) -> datetime | date | None:
+    """A date ("2027-11-22") or a moment (ISO 8601 with its offset) of the payload."""
     if value is None or isinstance(value, datetime | date):
         return value
     text = str(value)
@@ -75,58 +84,46 @@ def _moment(value: Any) -> datetime | date | None:
         raise NotificationError(f"дата в событии не в ISO 8601: {text!r}") from None
 
 
-def day(value: Any) -> str:
-    """The payload's date (or moment) as `formatting.day` writes it: DD.MM.YYYY."""
-    found = _moment(value)
-    return "" if found is None else formatting.day(found)
+def _read(value: Any, field: str | None = None) -> Any:
+    if isinstance(value, dict):
+        return _Payload({str(k): _read(v, str(k)) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_read(v) for v in value]
+    if field in AMOUNTS:
+        return amount(value)
+    if field in DATES:
+        return moment(value)
+    if field in MOMENTS:
+        found = moment(value)
+        if found is not None and not isinstance(found, datetime):
+            raise NotificationError(f"время в событии без часов: {value!r}")
+        return found
+    return value
 
 
-def moment(value: Any) -> str:
-    """The payload's moment as `formatting.date_time` writes it (a bare date as `day`)."""
-    found = _moment(value)
-    if isinstance(found, datetime):
-        return formatting.date_time(found)
-    return day(found)
-
-
-def days_ru(count: Any) -> str:
-    """The Russian word for "days" agreeing with the number: 1 день, 2 дня, 5 дней."""
-    number = abs(int(count))
-    if number % 10 == 1 and number % 100 != 11:
-        return "день"
-    if number % 10 in (2, 3, 4) and number % 100 not in (12, 13, 14):
-        return "дня"
-    return "дней"
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The templates, read from the installed package (works from a wheel too)."""
-    env = Environment(
-        loader=PackageLoader("tolom", "templates"),
-        autoescape=select_autoescape(["html", "htm", "xml"], default_for_string=False),
-        undefined=StrictUndefined,  # a misspelt variable fails the tests, not a customer
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-    )
-    env.filters.update(som=som, day=day, moment=moment, days_ru=days_ru)
-    return env
+def read_payload(event_type: str, payload: dict[str, Any]) -> _Payload:
+    """The payload with its amounts checked and its dates parsed, as templates see it."""
+    found = _read(payload)
+    assert isinstance(found, _Payload)
+    required = REQUIRED_AMOUNT.get(event_type)
+    if required is not None and found[required] is None:
+        raise NotificationError(f"сумма в событии не в тыйынах: {payload.get(required)!r}")
+    return found
 
 
 def language_of(language: str | None) -> str:
     """The language to write in: the customer's, or Russian for anything we do not know."""
-    return language if language in LANGUAGES else FALLBACK_LANGUAGE
+    return texts.language_of(language)
 
 
-def template_name(event_type: str, language: str, part: str) -> str:
-    return f"notifications/{language}/{event_type}/{part}.txt"
+def template_name(event_type: str, part: str) -> str:
+    return f"notifications/{event_type}/{part}.txt"
 
 
-def has_template(event_type: str, channel: Channel, language: str = FALLBACK_LANGUAGE) -> bool:
+def has_template(event_type: str, channel: Channel) -> bool:
     """Whether every part of this channel's message exists for the event type."""
-    names = set(environment().list_templates(extensions=["txt"]))
-    return all(template_name(event_type, language, p) in names for p in _FILES[channel])
+    names = set(templating.environment().list_templates(extensions=["txt"]))
+    return all(template_name(event_type, p) in names for p in _FILES[channel])
 
 
 def _one_line(text: str) -> str:
@@ -150,16 +147,22 @@ def render(
 ) -> Rendered:
     """Render one notification; NotificationError when there is no template or data fails it."""
     lang = language_of(language)
-    if not has_template(event_type, channel, lang):
+    if not has_template(event_type, channel):
         raise NotificationError(
             f"нет шаблона {channel} для события {event_type!r} (язык {lang}): "
             "о таком событии клиентов не уведомляют"
         )
-    context = {"p": _view(payload), "event_id": event_id, "created_at": created_at}
-    env = environment()
+    context = {
+        "p": read_payload(event_type, payload),
+        "t": texts.texts(lang),
+        "english": lang == "en",  # amounts as "1,500.00 KGS" (formatting.som)
+        "event_id": event_id,
+        "created_at": created_at,
+    }
+    env = templating.environment()
     try:
         parts = {
-            part: env.get_template(template_name(event_type, lang, part)).render(context)
+            part: env.get_template(template_name(event_type, part)).render(context)
             for part in _FILES[channel]
         }
     except NotificationError:

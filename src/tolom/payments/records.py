@@ -5,6 +5,7 @@ Reads only; what may be written is decided in `payments.service`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from tolom.db.schema import (
     payments,
     postings,
 )
+from tolom.ledger.statements import LineSource
 from tolom.timestamps import as_utc
 
 
@@ -339,3 +341,33 @@ def agent_id_of(conn: Connection, payment_id: int) -> int | None:
     """The id of the agent (or channel) that took a payment."""
     value = conn.execute(select(payments.c.agent_id).where(payments.c.id == payment_id)).scalar()
     return None if value is None else int(value)
+
+
+def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, LineSource]:
+    """The payments and reversals among these journal entries, as a customer's statement
+    shows them, by entry id (other entries are absent)."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return {}
+    found: dict[int, LineSource] = {}
+    row: Any
+    for row in conn.execute(
+        select(payments.c.entry_id, payments.c.id, payments.c.txn_id, agents.c.name)
+        .join(agents, agents.c.id == payments.c.agent_id)
+        .where(payments.c.entry_id.in_(ids))
+    ):
+        found[row.entry_id] = LineSource("payment", row.id, reference=row.txn_id, agent=row.name)
+    for row in conn.execute(
+        select(
+            payment_reversals.c.entry_id,
+            payment_reversals.c.payment_id,
+            payment_reversals.c.reason,
+            payments.c.account,
+        )
+        .join(payments, payments.c.id == payment_reversals.c.payment_id)
+        .where(payment_reversals.c.entry_id.in_(ids))
+    ):
+        found[row.entry_id] = LineSource(
+            "reversal", row.payment_id, text=row.reason, reference=row.account
+        )
+    return found

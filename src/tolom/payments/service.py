@@ -56,11 +56,13 @@ from tolom.payments.model import (
     Service,
 )
 from tolom.payments.records import PaymentRecord, Reversal
+from tolom.payments.wording import t
+from tolom.texts import N_
 from tolom.timestamps import as_utc
 
 log = logging.getLogger(__name__)
 
-TEMPORARY_MESSAGE = "Временная ошибка, повторите запрос позже"
+TEMPORARY_MESSAGE = t("agent.retry")
 TXN_YEARS = (2000, 2099)  # a txn_date outside these years is a malformed request
 # How far ahead of our clock a txn_date may be (the payer's clock may run a little fast).
 # Further ahead is refused: a payment dated in the future would sit outside the day's
@@ -76,27 +78,31 @@ def txn_date_problem(moment: datetime, now: datetime) -> str | None:
     """
     low, high = TXN_YEARS
     if not low <= moment.year <= high:
-        return f"год должен быть от {low} до {high}"
+        return t("agent.txn_date.year", low=low, high=high)
     if moment > now + CLOCK_SKEW:
         minutes = CLOCK_SKEW.seconds // 60
-        return f"дата платежа впереди наших часов больше чем на {minutes} минут"
+        return t("agent.txn_date.ahead", minutes=minutes)
     return None
 
 
-# What each refusal says; the adapters show it (OSMP <comment>, REST problem detail).
+# What each refusal says (catalogue keys, `payments.wording`); the adapters show it (OSMP
+# <comment>, REST problem detail).
 _MESSAGES: dict[Outcome, str] = {
-    Outcome.OK: "OK",
-    Outcome.RETRY: TEMPORARY_MESSAGE,
-    Outcome.FORBIDDEN: "Услуга недоступна для этого агента",
-    Outcome.ALREADY_PAID: "Счёт уже оплачен",
+    Outcome.OK: N_("agent.ok"),
+    Outcome.RETRY: N_("agent.retry"),
+    Outcome.FORBIDDEN: N_("agent.forbidden"),
+    Outcome.ALREADY_PAID: N_("agent.already_paid"),
 }
 _NOT_FOUND = {
-    Service.SOCHI: "Абонент с таким ИНН не найден",
-    Service.EDS: "Счёт на оплату не найден",
+    Service.SOCHI: N_("agent.not_found.sochi"),
+    Service.EDS: N_("agent.not_found.eds"),
 }
-_BAD_ACCOUNT = {Service.SOCHI: "ИНН: 14 цифр", Service.EDS: "номер счёта: 16 цифр"}
+_BAD_ACCOUNT = {
+    Service.SOCHI: N_("agent.bad_account.sochi"),
+    Service.EDS: N_("agent.bad_account.eds"),
+}
 # 16 digits whose Luhn check digit does not match: the right length, a digit typed wrong.
-MISTYPED_INVOICE_NUMBER = "Номер счёта набран с ошибкой: проверьте цифры"
+MISTYPED_INVOICE_NUMBER = N_("agent.bad_account.mistyped")
 
 _CUSTOMER_BY_INN = select(
     customers.c.id, customers.c.name, customers.c.status, customers.c.account_id
@@ -174,30 +180,31 @@ def refusal(
     is wrong) from a wrong format."""
     if outcome is Outcome.NOT_FOUND:
         assert service is not None
-        message = _NOT_FOUND[service]
+        message = t(_NOT_FOUND[service])
     elif outcome is Outcome.BAD_ACCOUNT:
         assert service is not None
         if service is Service.EDS and account is not None and is_invoice_number_shape(account):
-            message = MISTYPED_INVOICE_NUMBER
+            message = t(MISTYPED_INVOICE_NUMBER)
         else:
-            message = f"Неверный формат лицевого счёта ({_BAD_ACCOUNT[service]})"
+            message = t(_BAD_ACCOUNT[service])
     elif outcome is Outcome.TOO_SMALL:
-        message = f"Сумма меньше допустимой ({format_amount(limit or 0)})"
+        message = t("agent.too_small", limit=format_amount(limit or 0))
     elif outcome is Outcome.TOO_LARGE:
-        message = f"Сумма больше допустимой ({format_amount(limit or 0)})"
+        message = t("agent.too_large", limit=format_amount(limit or 0))
     else:
-        message = _MESSAGES[outcome]
+        message = t(_MESSAGES[outcome])
     return CheckResult(outcome, message)
 
 
 def inactive(reason: str) -> CheckResult:
-    """Result 79: the account exists but cannot be paid now."""
-    return CheckResult(Outcome.INACTIVE, reason)
+    """Result 79: the account exists but cannot be paid now (`reason`: a catalogue key,
+    one of the three below)."""
+    return CheckResult(Outcome.INACTIVE, t(reason))
 
 
-CUSTOMER_BLOCKED = "Абонент заблокирован"
-INVOICE_CANCELLED = "Счёт аннулирован"
-INVOICE_EXPIRED = "Срок оплаты счёта истёк"
+CUSTOMER_BLOCKED = N_("agent.inactive.blocked")
+INVOICE_CANCELLED = N_("agent.inactive.cancelled")
+INVOICE_EXPIRED = N_("agent.inactive.expired")
 
 
 def precheck(agent: Agent, service: Service, account: str) -> CheckResult | None:
@@ -214,7 +221,7 @@ def prepare_pay(agent: Agent, request: PayRequest) -> PayRequest | PayResult:
     request = replace(request, txn_id=payment_key(agent, request.txn_id))
     problem = txn_date_problem(request.txn_date, datetime.now(UTC))
     if problem is not None:
-        return PayResult(Outcome.MALFORMED, f"Неверный txn_date: {problem}")
+        return PayResult(Outcome.MALFORMED, t("agent.bad_txn_date", problem=problem))
     early = precheck(agent, request.service, request.account)
     return as_pay(early) if early is not None else request
 
@@ -309,10 +316,9 @@ def conflict(request: PayRequest) -> PayResult:
     """Result 300: this txn_id (or reference) was used for a different payment."""
     return PayResult(
         Outcome.CONFLICT,
-        f"txn_id {request.txn_id} уже использован с другим лицевым счётом или суммой"
+        t("agent.conflict.txn_id", txn_id=request.txn_id)
         if request.manual is None
-        else f"Ссылка {request.txn_id} уже использована для другого платежа "
-        "(другие счёт, сумма или реквизиты)",
+        else t("agent.conflict.reference", txn_id=request.txn_id),
     )
 
 
@@ -621,12 +627,12 @@ def _reverse(
     """
     reason = reason.strip()
     if not reason:
-        raise _UndoCancel(CancelResult(CancelOutcome.MALFORMED, "Укажите причину отмены"))
+        raise _UndoCancel(CancelResult(CancelOutcome.MALFORMED, t("agent.cancel.no_reason")))
     payment = conn.execute(_PAYMENT_FOR_REVERSAL.where(where)).first()
     if payment is None:
-        raise _UndoCancel(CancelResult(CancelOutcome.NOT_FOUND, "Платёж не найден"))
+        raise _UndoCancel(CancelResult(CancelOutcome.NOT_FOUND, t("agent.cancel.not_found")))
     if payment.status == "reversed":
-        return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id, replayed=True)
+        return CancelResult(CancelOutcome.OK, t("agent.cancel.done"), payment.id, replayed=True)
     if window is not None:
         # Counted from the day Tolom accepted the payment, in the agent's zone: never from
         # the txn_date the agent sent, which is theirs to choose.
@@ -636,9 +642,9 @@ def _reverse(
             raise _UndoCancel(
                 CancelResult(
                     CancelOutcome.WINDOW_CLOSED,
-                    "Срок отмены истёк: платёж можно отменить только в день его проведения"
+                    t("agent.cancel.window_same_day")
                     if window.cancel_window_days == 0
-                    else f"Срок отмены истёк ({window.cancel_window_days} дн. после дня платежа)",
+                    else t("agent.cancel.window_days", days=window.cancel_window_days),
                     payment.id,
                 )
             )
@@ -661,7 +667,7 @@ def _reverse(
         )
         if reopened.rowcount != 1:
             raise _UndoCancel(
-                CancelResult(CancelOutcome.ALREADY_SERVED, "Счёт уже не связан с этим платежом")
+                CancelResult(CancelOutcome.ALREADY_SERVED, t("agent.cancel.unlinked"))
             )
         source = system_account(conn, "revenue:eds")
     entry_id = open_entry(
@@ -680,7 +686,7 @@ def _reverse(
         raise _UndoCancel(
             CancelResult(
                 CancelOutcome.BALANCE_SPENT,
-                "Отмена невозможна: на балансе абонента уже нет этой суммы; обратитесь к оператору",
+                t("agent.cancel.balance_spent"),
                 payment.id,
             )
         ) from error
@@ -691,7 +697,7 @@ def _reverse(
     )
     conn.execute(update(payments).where(payments.c.id == payment.id).values(status="reversed"))
     _announce_reversal(conn, payment, reason, actor, balances)
-    return CancelResult(CancelOutcome.OK, "Платёж отменён", payment.id)
+    return CancelResult(CancelOutcome.OK, t("agent.cancel.done"), payment.id)
 
 
 def _announce_reversal(

@@ -12,43 +12,103 @@ from __future__ import annotations
 import codecs
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ConfigDict, Field, Strict, with_config
 from sqlalchemy import Connection, delete, insert, select
 
 from tolom import audit
 from tolom.db.schema import registry_formats
 
-KINDS = ("qiwi", "csv", "xlsx")
-FIELDS = ("txn_id", "date", "time", "datetime", "account", "amount")
+Kind = Literal["qiwi", "csv", "xlsx"]
+ColumnField = Literal["txn_id", "date", "time", "datetime", "account", "amount"]
+Unit = Literal["som", "tyiyn"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+FIELDS: tuple[ColumnField, ...] = get_args(ColumnField)
 REQUIRED = ("txn_id", "account", "amount")
-AMOUNT_UNITS = ("som", "tyiyn")
+AMOUNT_UNITS: tuple[Unit, ...] = get_args(Unit)
 # "auto" reads 22.11.2026 and 2026-11-22 (never 11/22/2026: ambiguous with 22/11).
 AUTO = "auto"
-QIWI_COLUMNS: dict[str, str | int] = {"txn_id": 1, "date": 2, "time": 3, "account": 4, "amount": 5}
+# A column: a 1-based number or the header's name ("3" in a name is read as the number).
+Column = Annotated[int, Strict()] | Annotated[str, Strict()]
+QIWI_COLUMNS: dict[ColumnField, Column] = {
+    "txn_id": 1,
+    "date": 2,
+    "time": 3,
+    "account": 4,
+    "amount": 5,
+}
+_EXAMPLE: dict[str, Any] = {
+    "kind": "csv",
+    "encoding": "cp1251",
+    "delimiter": ";",
+    "header": True,
+    "columns": {"txn_id": "Номер", "datetime": "Время", "account": "Счёт", "amount": "Сумма"},
+    "date_format": "auto",
+    "time_format": "%H:%M:%S",
+    "datetime_format": "%d.%m.%Y %H:%M:%S",
+    "timezone": None,
+    "amount_unit": "som",
+    "total_line": False,
+    "sheet": None,
+}
 
 
 class FormatError(ValueError):
     """A registry format that cannot be used, with a message for the operator."""
 
 
+# The one definition of the settings: the operator API reads and publishes it as it is
+# (pydantic reads the field types and their `Field` notes; `from_mapping` checks what the
+# CLI and the stored JSON give in the same terms, with the operator's wording).
+@with_config(ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]}))
 @dataclass(frozen=True, slots=True)
 class RegistryFormat:
-    """One agent's registry layout. Column references are header names or 1-based numbers."""
+    """How an agent writes its registry. Settings left out take their defaults (QIWI-style
+    text: `txn_id date time account sum` separated by tabs, a final `Total:` line)."""
 
-    kind: str = "qiwi"
-    encoding: str = "utf-8"
-    delimiter: str = ";"  # csv only; qiwi is tab-separated
-    header: bool = False  # the first row names the columns (csv, xlsx)
-    columns: dict[str, str | int] = field(default_factory=lambda: dict(QIWI_COLUMNS))
-    date_format: str = AUTO
-    time_format: str = "%H:%M:%S"
-    datetime_format: str = "%Y-%m-%d %H:%M:%S"
-    timezone: str | None = None  # None: the agent's zone
-    amount_unit: str = "som"
-    total_line: bool = True  # a final "Total: <count> <amount>" line (qiwi; csv optional)
-    sheet: str | None = None  # xlsx: the sheet's name; None: the first
+    kind: Annotated[Kind, Field(description="qiwi | csv | xlsx")] = "qiwi"
+    encoding: Annotated[
+        str, Field(max_length=40, description="The text file's encoding (utf-8, cp1251, ...).")
+    ] = "utf-8"
+    delimiter: Annotated[
+        str, Field(max_length=8, description="CSV: the one-character separator.")
+    ] = ";"  # qiwi is tab-separated
+    header: Annotated[
+        bool, Strict(), Field(description="CSV, XLSX: the first row names columns.")
+    ] = False
+    columns: Annotated[
+        dict[ColumnField, Column],
+        Field(
+            description="Our field → the agent's column: a 1-based number, or the header's "
+            "name. txn_id, account, amount, and date (with time) or datetime are required."
+        ),
+    ] = field(default_factory=lambda: dict(QIWI_COLUMNS))
+    date_format: Annotated[
+        str,
+        Field(max_length=40, description="strftime format, or `auto` (22.11.2026 and 2026-11-22)."),
+    ] = AUTO
+    time_format: Annotated[str, Field(max_length=40)] = "%H:%M:%S"
+    datetime_format: Annotated[str, Field(max_length=40)] = "%Y-%m-%d %H:%M:%S"
+    timezone: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="IANA zone the times are written in; null: the agent's own zone.",
+            examples=["Asia/Bishkek"],
+        ),
+    ] = None
+    amount_unit: Annotated[Unit, Field(description="som | tyiyn")] = "som"
+    total_line: Annotated[
+        bool,
+        Strict(),
+        Field(description="The file ends with `Total: <count> <amount>` (checked when present)."),
+    ] = True
+    sheet: Annotated[
+        str | None,
+        Field(max_length=100, description="XLSX: the sheet's name; null: the first sheet."),
+    ] = None
 
     def zone(self, agent_zone: ZoneInfo) -> ZoneInfo:
         return agent_zone if self.timezone is None else ZoneInfo(self.timezone)

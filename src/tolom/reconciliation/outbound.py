@@ -4,13 +4,15 @@ The same layout the agent sends us (`formats.RegistryFormat`): QIWI text with it
 line, CSV with the agent's delimiter, header names and encoding, or XLSX; times in the
 format's zone, amounts in som or tyiyn as configured. Our accepted payments of that agent
 and business day, in the order they were made, read in pages so a million lines never sit
-in memory at once. Reading it back with `parsing.parse` gives exactly our payments (tested).
+in memory at once. Reading it back with `reading.parse` gives exactly our payments (tested).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import tempfile
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,6 +31,16 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 EXTENSIONS = {"qiwi": "txt", "csv": "csv", "xlsx": "xlsx"}
+
+
+class OurFile(NamedTuple):
+    """Our registry written to a nameless temporary file, at its start; closing the file
+    deletes it."""
+
+    file: IO[bytes]
+    size: int
+    name: str
+    media_type: str  # with the charset of a text kind
 
 
 class OurLine(NamedTuple):
@@ -154,3 +166,23 @@ def write(engine: Engine, agent: Agent, day: date, fmt: RegistryFormat, out: IO[
     finally:
         text.detach()
     return count
+
+
+def media_type(fmt: RegistryFormat) -> str:
+    """The file's media type; a text kind names its encoding."""
+    if fmt.kind == "xlsx":
+        return MEDIA_TYPES["xlsx"]
+    return f"{MEDIA_TYPES[fmt.kind]}; charset={codecs.lookup(fmt.encoding).name}"
+
+
+def temporary(engine: Engine, agent: Agent, day: date, fmt: RegistryFormat) -> OurFile:
+    """Our registry in a temporary file, to be sent: a million lines never sit in memory."""
+    file = tempfile.TemporaryFile(prefix="tolom-registry-")  # noqa: SIM115
+    try:
+        write(engine, agent, day, fmt, file)
+        size = file.tell()
+        file.seek(0)
+    except BaseException:
+        file.close()
+        raise
+    return OurFile(file, size, filename(agent, day, fmt), media_type(fmt))

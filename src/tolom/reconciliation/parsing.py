@@ -1,4 +1,7 @@
-"""A registry file read into lines, or refused with the line and the field named.
+"""A registry's text read into lines, or refused with the line and the field named.
+
+`reading.parse` is the entry: text kinds are read here, in this process; an XLSX sheet's
+rows come from `xlsx`'s child process and are read here too (in the child).
 
 All or nothing: the first bad line refuses the whole file (`RegistryError`), so nothing of
 a broken registry is ever imported. Amounts become integer tyiyn without floats (an XLSX
@@ -498,28 +501,6 @@ def _check_year(year: int, line: int) -> None:
         raise RegistryError(f"год {year} вне 2000–2099", line=line, field="date")
 
 
-def parse(
-    content: bytes,
-    fmt: RegistryFormat,
-    agent_zone: ZoneInfo,
-    *,
-    gateway: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> ParsedRegistry:
-    """Every payment line of the file, or RegistryError for the first thing wrong with it.
-
-    `gateway`: the agent's txn_ids are numbers ("0090" and "90" are one, as at pay);
-    otherwise (the bank, the cash desk) references are compared as written. `progress` is
-    told the number of lines read every PROGRESS_EVERY lines. An XLSX file is read by a
-    child process under size and time limits (`tolom.reconciliation.xlsx`).
-    """
-    if fmt.kind == "xlsx":
-        from tolom.reconciliation import xlsx
-
-        return xlsx.parse_isolated(content, fmt, agent_zone, gateway=gateway, progress=progress)
-    return read(content, fmt, agent_zone, gateway=gateway, progress=progress)
-
-
 def read(
     content: bytes,
     fmt: RegistryFormat,
@@ -529,8 +510,9 @@ def read(
     progress: Callable[[int], None] | None = None,
     rows: Iterable[Row] | None = None,
 ) -> ParsedRegistry:
-    """`parse` in this process: of the text itself, or of `rows` already read out of it
-    (the XLSX child passes the sheet's)."""
+    """A registry read in this process (`reading.parse` says which process reads which
+    kind): the text itself, or `rows` already read out of it (the XLSX child passes the
+    sheet's). Every payment line, or RegistryError for the first thing wrong."""
     reader = _Reader(fmt, agent_zone, gateway, progress)
     if rows is None and _fast_qiwi(fmt):
         reader.qiwi_text(_decode(content, fmt.encoding))

@@ -42,7 +42,8 @@ from tolom.agents.service import GATEWAY, Agent
 from tolom.db.schema import discrepancies, reconciliation_days, registries, registry_lines
 from tolom.reconciliation import formats, matching
 from tolom.reconciliation.matching import Summary
-from tolom.reconciliation.parsing import Line, RegistryError, parse
+from tolom.reconciliation.parsing import Line, RegistryError
+from tolom.reconciliation.reading import parse
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 BATCH_TIMEOUT_MS = 600_000
@@ -51,6 +52,15 @@ _COPY_CHUNK = 20_000
 # the age after which a registry row without a summary is an import whose process died.
 _WRITE_CHUNK = 5_000
 _ABANDONED = timedelta(hours=1)
+
+
+def too_large(limit: int = MAX_FILE_BYTES) -> str:
+    """Why a file over `limit` bytes is refused unread: the same words from the API, the
+    CLI and the watched folder."""
+    megabyte = 1024 * 1024
+    size = f"{limit // megabyte} МБ" if limit % megabyte == 0 else f"{limit} байт"
+    return f"файл реестра больше {size}"
+
 
 Progress = Callable[[str, int], None]  # (stage, lines so far): parse, store, match, done
 
@@ -240,7 +250,7 @@ def import_registry(
     """Parse, store and match a registry; RegistryError (nothing imported) when it is bad."""
     say = progress or (lambda _stage, _lines: None)
     if len(content) > MAX_FILE_BYTES:
-        raise RegistryError(f"файл больше {MAX_FILE_BYTES // (1024 * 1024)} МБ")
+        raise RegistryError(too_large())
     digest = hashlib.sha256(content).hexdigest()
     with engine.connect() as conn:
         agent = agent_for_registry(conn, agent_code)

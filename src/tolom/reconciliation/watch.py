@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from tolom.reconciliation import registries, shapes
 from tolom.reconciliation.parsing import RegistryError
@@ -68,6 +69,10 @@ def day_in_name(name: str) -> date | None:
 
 def _settled(path: Path, now: float) -> bool:
     return now - path.lstat().st_mtime >= SETTLE_SECONDS
+
+
+class Unreachable(Exception):
+    """The database failed during a pass: the files not yet imported wait for the next."""
 
 
 class _Unsafe(Exception):
@@ -117,7 +122,7 @@ def _read(path: Path) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise RegistryError(NOT_A_FILE)
         limit = registries.MAX_FILE_BYTES
-        too_large = RegistryError(f"файл больше {limit // (1024 * 1024)} МБ")
+        too_large = RegistryError(registries.too_large(limit))
         if info.st_size > limit:
             raise too_large
         content = file.read(limit + 1)
@@ -138,7 +143,15 @@ def _refuse(path: Path, agent: str, error: RegistryError, outcomes: list[Outcome
 def scan_once(
     engine: Engine, folder: Path, *, actor: str = "watch", now: float | None = None
 ) -> list[Outcome]:
-    """Import every settled file in the agents' sub-folders; what happened to each."""
+    """Import every settled file in the agents' sub-folders; what happened to each.
+    Unreachable when the database fails mid-pass (what was imported stays imported)."""
+    try:
+        return _scan(engine, folder, actor, now)
+    except SQLAlchemyError as error:
+        raise Unreachable(str(error)) from error
+
+
+def _scan(engine: Engine, folder: Path, actor: str, now: float | None) -> list[Outcome]:
     moment = time.time() if now is None else now
     outcomes: list[Outcome] = []
     root = folder.resolve()

@@ -282,7 +282,7 @@ def parse_isolated(
     progress: Callable[[int], None] | None = None,
     limits: Limits | None = None,
 ) -> ParsedRegistry:
-    """`parsing.parse` of an XLSX registry, done by a child process within the time budget."""
+    """`reading.parse` of an XLSX registry, done by a child process within the time budget."""
     if not content:
         raise RegistryError("файл пустой")
     limits = limits or Limits.from_settings()

@@ -24,19 +24,20 @@ from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Connection, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom import audit
-from tolom.agents import admin
+from tolom.agents import admin, queries
+from tolom.agents.queries import ServiceLine
 from tolom.agents.service import AgentError, signing_key_for
 from tolom.backoffice import agent_figures
 from tolom.backoffice.agent_figures import Figures, Row
 from tolom.backoffice.users import Session
-from tolom.db.schema import agent_services, agents, services
-from tolom.money import MalformedAmount, format_amount, parse_som
+from tolom.db import Connection
+from tolom.money import MalformedAmount, parse_som
+from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE_NAME
 from tolom.web import i18n
 from tolom.web.auth import (
@@ -77,7 +78,13 @@ _ZONE_AREAS = (
     "Pacific/",
 )
 # What each successful change says on the agent's page (`?done=`).
-DONE = ("networks", "settings", "limits", "enabled", "disabled")
+DONE = {
+    "networks": N_("agents.done.networks"),
+    "settings": N_("agents.done.settings"),
+    "limits": N_("agents.done.limits"),
+    "enabled": N_("agents.done.enabled"),
+    "disabled": N_("agents.done.disabled"),
+}
 
 
 def as_json(value: Any) -> str:
@@ -107,35 +114,6 @@ def _known_code(code: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceLine:
-    """A service as the agent's page shows it: allowed or not, its own limits (None: the
-    service's default) and the defaults, in tyiyn."""
-
-    code: str
-    allowed: bool
-    min_override: int | None
-    max_override: int | None
-    default_min: int
-    default_max: int
-
-    @property
-    def min_amount(self) -> int:
-        return self.min_override or self.default_min
-
-    @property
-    def max_amount(self) -> int:
-        return self.max_override or self.default_max
-
-    @property
-    def min_field(self) -> str:
-        return "" if self.min_override is None else format_amount(self.min_override)
-
-    @property
-    def max_field(self) -> str:
-        return "" if self.max_override is None else format_amount(self.max_override)
-
-
-@dataclass(frozen=True, slots=True)
 class Detail:
     """Everything the agent's page shows."""
 
@@ -146,42 +124,13 @@ class Detail:
     version: str  # of the current secret, for the rotation form
 
 
-def _service_lines(conn: Connection, agent_id: int) -> list[ServiceLine]:
-    own = {
-        r.service: r
-        for r in conn.execute(select(agent_services).where(agent_services.c.agent_id == agent_id))
-    }
-    lines = []
-    for s in conn.execute(select(services).order_by(services.c.code)):
-        mine = own.get(s.code)
-        lines.append(
-            ServiceLine(
-                s.code,
-                mine is not None,
-                None if mine is None else mine.min_amount,
-                None if mine is None else mine.max_amount,
-                int(s.min_amount),
-                int(s.max_amount),
-            )
-        )
-    return lines
-
-
-def _service_codes(conn: Connection) -> list[str]:
-    return list(conn.execute(select(services.c.code).order_by(services.c.code)).scalars())
-
-
 def _load_detail(request: Request, code: str) -> Detail | None:
     if not _known_code(code):
         return None
     engine, now = runtime(request).engine, options(request).clock()
     with engine.connect() as conn:
-        row = conn.execute(
-            select(agents.c.id, agents.c.secret_hash).where(
-                agents.c.code == code, agents.c.kind == "gateway"
-            )
-        ).first()
-        if row is None:
+        version = queries.gateway_version(conn, code)
+        if version is None:
             return None
         listed = agent_figures.gateway_agents(conn, after=None, limit=1, code=code)
         agent = listed[0]
@@ -189,9 +138,9 @@ def _load_detail(request: Request, code: str) -> Detail | None:
         return Detail(
             agent,
             figures,
-            _service_lines(conn, agent.id),
+            queries.service_lines(conn, agent.id),
             audit.entries(conn, admin.OBJECT_TYPE, code, limit=HISTORY),
-            admin.credentials_version(row.secret_hash),
+            version,
         )
 
 
@@ -276,7 +225,7 @@ async def _known_services(request: Request) -> list[str]:
 
     def load() -> list[str]:
         with engine.connect() as conn:
-            return _service_codes(conn)
+            return queries.service_codes(conn)
 
     return await run_in_threadpool(load)
 
@@ -297,10 +246,15 @@ class FormError(ValueError):
         self.values = values
 
 
+# A text longer than its field takes, an amount limit that is not an amount: by field.
+_TOO_LONG = {"name": N_("agents.error.name.too_long")}
+_MALFORMED = {"min": N_("agents.error.min.malformed"), "max": N_("agents.error.max.malformed")}
+
+
 def _text(fields: dict[str, str], name: str, limit: int) -> str:
     value = fields.get(name, "")
     if len(value) > limit:
-        raise FormError(name, f"agents.error.{name}.too_long", max=limit)
+        raise FormError(name, _TOO_LONG[name], max=limit)
     return value
 
 
@@ -308,24 +262,24 @@ def networks_of(text: str) -> list[str]:
     """The allow-list as typed: one network (CIDR) or address a line; commas and spaces
     separate too. Checked by `parse_networks` in the core."""
     if len(text) > NETWORKS_MAX_CHARS:
-        raise FormError("networks", "agents.error.networks.too_long", max=NETWORKS_MAX_CHARS)
+        raise FormError("networks", N_("agents.error.networks.too_long"), max=NETWORKS_MAX_CHARS)
     values = [v for v in _SEPARATORS.split(text) if v]
     if len(values) > NETWORKS_MAX:
-        raise FormError("networks", "agents.error.networks.too_many", max=NETWORKS_MAX)
+        raise FormError("networks", N_("agents.error.networks.too_many"), max=NETWORKS_MAX)
     return values
 
 
 def _zone_of(fields: dict[str, str], current: str | None = None) -> str:
     value = fields.get("timezone", "")
     if value not in zones() and value != current:
-        raise FormError("timezone", "agents.error.timezone.unknown")
+        raise FormError("timezone", N_("agents.error.timezone.unknown"))
     return value
 
 
 def _days_of(fields: dict[str, str]) -> int:
     value = fields.get("cancel_window_days", "").strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 3):
-        raise FormError("cancel_window_days", "agents.error.cancel_window.range")
+        raise FormError("cancel_window_days", N_("agents.error.cancel_window.range"))
     return int(value)
 
 
@@ -334,32 +288,32 @@ def _amount_of(fields: dict[str, str], name: str) -> int | None:
     if not value:
         return None
     if len(value) > 32:
-        raise FormError("limits", f"agents.error.{name}.malformed")
+        raise FormError("limits", _MALFORMED[name])
     try:
         return parse_som(value)
     except MalformedAmount as error:
-        raise FormError("limits", f"agents.error.{name}.malformed") from error
+        raise FormError("limits", _MALFORMED[name]) from error
 
 
 # Where the core's refusals are said on the forms: its reason key → (field, message key).
 _CORE_ERRORS = {
-    "code.format": ("code", "agents.error.code.format"),
-    "code.taken": ("code", "agents.error.code.taken"),
-    "name.length": ("name", "agents.error.name.length"),
-    "name.control": ("name", "agents.error.name.control"),
-    "networks.empty": ("networks", "agents.error.networks.empty"),
-    "networks.bad": ("networks", "agents.error.networks.bad"),
-    "timezone.unknown": ("timezone", "agents.error.timezone.unknown"),
-    "services.unknown": ("services", "agents.error.services.none"),
-    "cancel_window.range": ("cancel_window_days", "agents.error.cancel_window.range"),
-    "amount.not_positive": ("limits", "agents.error.amount.not_positive"),
-    "amount.min_over_max": ("limits", "agents.error.amount.min_over_max"),
-    "secret.changed": ("rotate", "agents.error.secret.changed"),
+    "code.format": ("code", N_("agents.error.code.format")),
+    "code.taken": ("code", N_("agents.error.code.taken")),
+    "name.length": ("name", N_("agents.error.name.length")),
+    "name.control": ("name", N_("agents.error.name.control")),
+    "networks.empty": ("networks", N_("agents.error.networks.empty")),
+    "networks.bad": ("networks", N_("agents.error.networks.bad")),
+    "timezone.unknown": ("timezone", N_("agents.error.timezone.unknown")),
+    "services.unknown": ("services", N_("agents.error.services.none")),
+    "cancel_window.range": ("cancel_window_days", N_("agents.error.cancel_window.range")),
+    "amount.not_positive": ("limits", N_("agents.error.amount.not_positive")),
+    "amount.min_over_max": ("limits", N_("agents.error.amount.min_over_max")),
+    "secret.changed": ("rotate", N_("agents.error.secret.changed")),
 }
 
 
 def _core_error(error: AgentError) -> FormError:
-    field_name, key = _CORE_ERRORS.get(error.key, ("form", "agents.error.refused"))
+    field_name, key = _CORE_ERRORS.get(error.key, ("form", N_("agents.error.refused")))
     return FormError(field_name, key, value=error.value)
 
 
@@ -396,7 +350,7 @@ async def create_agent(request: Request, session: MayChange) -> Response:
         zone = _zone_of(fields)
         days = _days_of(fields)
         if not form.services:
-            raise FormError("services", "agents.error.services.none")
+            raise FormError("services", N_("agents.error.services.none"))
     except FormError as error:
         errors = {error.field: _say(t, error)}
         return _new_page(request, session, form, known, errors=errors, status=_status_of(error))
@@ -502,7 +456,7 @@ async def agent_page(request: Request, code: str, session: SignedIn) -> Response
     if detail is None:
         return _not_found(request, session)
     done = request.query_params.get("done")
-    return _detail_page(request, session, detail, done=done if done in DONE else None)
+    return _detail_page(request, session, detail, done=DONE.get(done or ""))
 
 
 async def _change(
@@ -523,11 +477,8 @@ async def _change(
     def attempt() -> FormError | None:
         try:
             with engine.begin() as conn:
-                exists = conn.execute(
-                    select(agents.c.id).where(agents.c.code == code, agents.c.kind == "gateway")
-                ).first()
-                if exists is None:
-                    return FormError("form", "agents.not_found.text")
+                if not queries.is_gateway(conn, code):
+                    return FormError("form", N_("agents.not_found.text"))
                 change(conn, audit_actor(session), client)
         except AgentError as refused:
             return _core_error(refused)
@@ -559,7 +510,7 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
     t = i18n.translator(session.user.language)
     problem: FormError | None = None
     if fields.get("confirm") != "1":
-        problem = FormError("rotate", "agents.error.rotate.confirm")
+        problem = FormError("rotate", N_("agents.error.rotate.confirm"))
     version = fields.get("version", "")[:64]
     engine, client = runtime(request).engine, address(request)
 
@@ -571,11 +522,7 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
                 secret = admin.rotate_secret(
                     conn, code, actor=audit_actor(session), address=client, expected_version=version
                 )
-                own = select(agent_services.c.service).join(
-                    agents, agents.c.id == agent_services.c.agent_id
-                )
-                mine = conn.execute(own.where(agents.c.code == code).order_by("service"))
-                return secret, list(mine.scalars())
+                return secret, queries.allowed_services(conn, code)
         except AgentError as refused:
             return _core_error(refused)
 
@@ -611,7 +558,7 @@ async def change_settings(request: Request, code: str, session: MayChange) -> Re
     fields = await checked_form(request, session)
 
     def change(conn: Connection, actor: str, client: str) -> None:
-        current = conn.execute(select(agents.c.timezone).where(agents.c.code == code)).scalar()
+        current = queries.timezone_of(conn, code)
         zone = _zone_of(fields, current)
         days = _days_of(fields)
         admin.configure(
@@ -628,8 +575,8 @@ async def change_limits(
     fields = await checked_form(request, session)
 
     def change(conn: Connection, actor: str, client: str) -> None:
-        if service_code not in _service_codes(conn):
-            raise FormError("limits", "agents.error.service.unknown")
+        if service_code not in queries.service_codes(conn):
+            raise FormError("limits", N_("agents.error.service.unknown"))
         allowed = fields.get("allowed") == "1"
         low = _amount_of(fields, "min") if allowed else None
         high = _amount_of(fields, "max") if allowed else None

@@ -10,22 +10,20 @@ first byte), is streamed page by page, and is itself written to the log (`audit.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import date
 from itertools import islice
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from tolom import audit
 from tolom.backoffice import audit_log, exports
 from tolom.backoffice.audit_log import AuditFilter, AuditLine
 from tolom.backoffice.users import Session
+from tolom.fields import DayText, day_of
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRefusal,
@@ -37,28 +35,44 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
-from tolom.web.forms import BadFilter, cursor
+from tolom.web.forms import BadFilter, PageForm, cursor
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 SignedIn = Annotated[Session, Depends(signed_in)]
 
 PAGE_SIZE = 50
-_OBJECT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
-@dataclass(frozen=True, slots=True)
-class ListForm:
-    """The list's GET form as typed, and the filter it means."""
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: no form of ours sends them
+_LIMITS = audit_log.LIMITS
 
-    actor: str
-    action: str
-    object_type: str
-    object_id: str
-    date_from: str
-    date_to: str
-    address: str
-    where: AuditFilter
+
+class ListForm(PageForm):
+    """The list's GET form as typed, and the filter it means. Every field is a free text
+    or a date input, so any value a form could not send is tampering (400)."""
+
+    actor: str = Field("", max_length=_LIMITS["actor"], pattern=_PRINTABLE)
+    action: str = Field("", max_length=_LIMITS["action"], pattern=_PRINTABLE)
+    object_type: str = Field(
+        "", alias="type", max_length=_LIMITS["object_type"], pattern=r"^(|[a-z][a-z0-9_]{0,31})$"
+    )
+    object_id: str = Field("", alias="object", max_length=_LIMITS["object_id"], pattern=_PRINTABLE)
+    date_from: DayText = Field("", alias="from")
+    date_to: DayText = Field("", alias="to")
+    address: str = Field("", max_length=_LIMITS["address"], pattern=_PRINTABLE)
+
+    @property
+    def where(self) -> AuditFilter:
+        return AuditFilter(
+            actor=self.actor or None,
+            action=self.action or None,
+            object_type=self.object_type or None,
+            object_id=self.object_id or None,
+            date_from=day_of(self.date_from),
+            date_to=day_of(self.date_to),
+            address=self.address or None,
+        )
 
     def query(self, **extra: str) -> str:
         """The form's fields as a query string (empty ones left out), plus `extra`."""
@@ -75,44 +89,9 @@ class ListForm:
         return urlencode({k: v for k, v in fields.items() if v})
 
 
-def _text(params: dict[str, str], name: str, limit: int) -> str:
-    value = params.get(name, "").strip()
-    if len(value) > limit or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise BadFilter(name)
-    return value
-
-
-def _day(value: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as error:
-        raise BadFilter(value) from error
-
-
 def list_form(request: Request) -> ListForm:
     """The filter from the query string; BadFilter for a value no form could send."""
-    params = dict(request.query_params)
-    limits = audit_log.LIMITS
-    actor = _text(params, "actor", limits["actor"])
-    action = _text(params, "action", limits["action"])
-    object_type = _text(params, "type", limits["object_type"])
-    object_id = _text(params, "object", limits["object_id"])
-    client = _text(params, "address", limits["address"])
-    if object_type and not _OBJECT_TYPE.fullmatch(object_type):
-        raise BadFilter(object_type)
-    date_from, date_to = params.get("from", ""), params.get("to", "")
-    where = AuditFilter(
-        actor=actor or None,
-        action=action or None,
-        object_type=object_type or None,
-        object_id=object_id or None,
-        date_from=_day(date_from),
-        date_to=_day(date_to),
-        address=client or None,
-    )
-    return ListForm(actor, action, object_type, object_id, date_from, date_to, client, where)
+    return ListForm.read(request.query_params)
 
 
 def object_link(object_type: str, object_id: str) -> str | None:
@@ -179,20 +158,10 @@ async def export_csv(request: Request, session: SignedIn) -> Response:
         its own transaction before the first byte, when it goes ahead; the file holds the
         lines up to the newest one at that moment (not its own, nor any written later)."""
         with engine.begin() as conn:
-            newest = audit_log.newest_id(conn)
-            found = audit_log.count(conn, form.where, at_most=limit + 1, before_id=newest + 1)
-            if found > limit:
-                return None
-            audit.record(
-                conn,
-                actor=f"user:{session.user.username}",
-                action="audit.export",
-                object_type="audit_log",
-                object_id="csv",
-                after={"filter": form.where.as_dict(), "lines": found, "up_to_id": newest},
-                address=client,
+            started = audit_log.start_export(
+                conn, form.where, user=session.user, address=client, limit=limit
             )
-            return found, newest
+        return None if started is None else (started.lines, started.up_to_id)
 
     checked = await run_in_threadpool(check_and_record)
     if checked is None:

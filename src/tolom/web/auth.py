@@ -31,17 +31,18 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from tolom.backoffice import users
 from tolom.backoffice.users import ACTIONS, Session
+from tolom.db import DatabaseError
 from tolom.db.engine import is_temporary
 from tolom.httpkit.clients import request_address
 from tolom.runtime import Runtime
-from tolom.web import i18n
+from tolom.texts import N_
+from tolom.web import i18n, labels
 from tolom.web.pages import render, secure
 
 SESSION_COOKIE = "tolom_session"
@@ -105,7 +106,7 @@ class PageRoute(APIRoute):
                 response = await handler(request)
             except PageRefusal as refusal:
                 response = refusal.response
-            except SQLAlchemyError as error:
+            except DatabaseError as error:
                 if not is_temporary(error):
                     raise
                 response = message_page(
@@ -160,6 +161,32 @@ def login_redirect(request: Request) -> RedirectResponse:
 # --- pages of refusal ---------------------------------------------------------------------
 
 
+# The pages that say one thing (`message_page`): their title and text, by the name a page
+# gives.
+MESSAGES = {
+    "forbidden": (N_("forbidden.title"), N_("forbidden.text")),
+    "csrf": (N_("csrf.title"), N_("csrf.text")),
+    "error.bad_request": (N_("error.bad_request.title"), N_("error.bad_request.text")),
+    "error.unavailable": (N_("error.unavailable.title"), N_("error.unavailable.text")),
+    "agents.not_found": (N_("agents.not_found.title"), N_("agents.not_found.text")),
+    "audit.not_found": (N_("audit.not_found.title"), N_("audit.not_found.text")),
+    "audit.too_large": (N_("audit.too_large.title"), N_("audit.too_large.text")),
+    "cash.no_channel": (N_("cash.no_channel.title"), N_("cash.no_channel.text")),
+    "customer.not_found": (N_("customer.not_found.title"), N_("customer.not_found.text")),
+    "delivery.not_found": (N_("delivery.not_found.title"), N_("delivery.not_found.text")),
+    "event.not_found": (N_("event.not_found.title"), N_("event.not_found.text")),
+    "invoice.not_found": (N_("invoice.not_found.title"), N_("invoice.not_found.text")),
+    "order.not_found": (N_("order.not_found.title"), N_("order.not_found.text")),
+    "payment.not_found": (N_("payment.not_found.title"), N_("payment.not_found.text")),
+    "payments.too_large": (N_("payments.too_large.title"), N_("payments.too_large.text")),
+    "recon.no_act": (N_("recon.no_act.title"), N_("recon.no_act.text")),
+    "recon.not_found": (N_("recon.not_found.title"), N_("recon.not_found.text")),
+    "recon.too_large": (N_("recon.too_large.title"), N_("recon.too_large.text")),
+    "users.not_found": (N_("users.not_found.title"), N_("users.not_found.text")),
+    "webhook.not_found": (N_("webhook.not_found.title"), N_("webhook.not_found.text")),
+}
+
+
 def message_page(
     request: Request,
     session: Session | None,
@@ -178,15 +205,15 @@ def message_page(
         t=t,
         session=session,
         page=page,
-        title=t(f"{key}.title"),
-        text=t(f"{key}.text", **values),
+        title=t(MESSAGES[key][0]),
+        text=t(MESSAGES[key][1], **values),
         # The language form comes back here: a page one can GET, never the refused POST.
         here=safe_next(request.url.path) if request.method == "GET" else "/",
     )
 
 
 def forbidden(request: Request, session: Session) -> Response:
-    role = i18n.translator(session.user.language)(f"role.{session.user.role}")
+    role = i18n.translator(session.user.language).name(labels.ROLE, session.user.role)
     return message_page(request, session, "forbidden", "forbidden", status=403, role=role)
 
 

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import secrets
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 
 import segno
 from fastapi import APIRouter, Depends
 from markupsafe import Markup
+from pydantic import AfterValidator, BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,12 +35,14 @@ from tolom.backoffice.users import Session
 from tolom.billing import invoices
 from tolom.documents import receipts
 from tolom.documents.receipt_pdf import requisites_line
+from tolom.fields import Channel, PaymentCode, ServiceCode, TypedAmount
 from tolom.formatting import ZONE, som
 from tolom.money import MalformedAmount, parse_som
 from tolom.payments import manual, service
 from tolom.payments.model import CheckResult, Outcome, PayResult, Service
 from tolom.payments.requestlog import Answer
-from tolom.web import i18n
+from tolom.texts import N_
+from tolom.web import i18n, labels
 from tolom.web.auth import (
     PageRoute,
     address,
@@ -52,6 +55,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, PageForm, mistake
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -59,7 +63,7 @@ SignedIn = Annotated[Session, Depends(signed_in)]
 MayCash = Annotated[Session, Depends(may("cash"))]
 
 PROTOCOL = "web"  # how the page's requests appear in gateway_requests
-_REFERENCE = re.compile(r"web-[0-9a-f]{20}")
+_REFERENCE = r"^web-[0-9a-f]{20}$"
 STEPS = ("check", "pay")
 # The longest text each free field takes (the core's limits where it has them).
 LIMITS = {
@@ -92,25 +96,51 @@ def new_reference() -> str:
     return f"web-{secrets.token_hex(10)}"
 
 
-class BadForm(ValueError):
-    """A value the form could not have sent (tampered or broken): answered 400."""
+def _not_negative(value: object) -> object:
+    """A minus before an amount is said as "must be above zero", not as a wrong format."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        try:
+            parse_som(value.strip().removeprefix("-"))
+        except MalformedAmount:
+            return value
+        raise mistake(N_("cash.error.amount_positive"))
+    return value
 
 
-@dataclass(slots=True)
-class CashForm:
-    """The form as typed (what is shown again), and what is wrong with it."""
+def _positive(text: str) -> str:
+    """A typed amount must be above zero (its grammar is `fields.TypedAmount`'s)."""
+    if text and parse_som(text) <= 0:
+        raise mistake(N_("cash.error.amount_positive"))
+    return text
 
-    reference: str
-    channel: str = "cash_desk"
-    service: str = "sochi"
-    account: str = ""
-    amount: str = ""
-    payer: str = ""
-    note: str = ""
-    payment_code: str = ""
-    bank_reference: str = ""
-    received_at: str = ""
-    errors: dict[str, str] = field(default_factory=dict)  # field -> message
+
+class CashForm(PageForm):
+    """The form as typed (what is shown again), and what is wrong with it. The choices,
+    lengths and amount grammar are the operator API's (`tolom.fields`, `payments.manual`);
+    a choice not offered or a broken reference is tampering (400)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "account": N_("cash.error.too_long"),
+        "amount": N_("cash.error.amount_format"),
+        "payer": N_("cash.error.too_long"),
+        "note": N_("cash.error.too_long"),
+        "bank_reference": N_("cash.error.too_long"),
+        "received_at": N_("cash.error.too_long"),
+    }
+    too_long = N_("cash.error.too_long")
+
+    reference: str = Field(pattern=_REFERENCE)
+    channel: Channel = "cash_desk"
+    service: ServiceCode = "sochi"
+    account: str = Field("", max_length=LIMITS["account"])
+    amount: Annotated[TypedAmount, BeforeValidator(_not_negative), AfterValidator(_positive)] = (
+        Field("", max_length=LIMITS["amount"])
+    )
+    payer: str = Field("", max_length=LIMITS["payer"])
+    note: str = Field("", max_length=LIMITS["note"])
+    payment_code: PaymentCode | Literal[""] = ""
+    bank_reference: str = Field("", max_length=LIMITS["bank_reference"])
+    received_at: str = Field("", max_length=LIMITS["received_at"])
 
     def params(self) -> list[tuple[str, str]]:
         """What is logged with the request (empty fields left out)."""
@@ -129,28 +159,9 @@ class CashForm:
         return [(k, v) for k, v in fields if v]
 
 
-def read_form(fields: dict[str, str]) -> CashForm:
-    """The posted form; BadForm for a value no form offers."""
-    reference = fields.get("reference", "")
-    if _REFERENCE.fullmatch(reference) is None:
-        raise BadForm(reference)
-    form = CashForm(
-        reference=reference,
-        channel=fields.get("channel", ""),
-        service=fields.get("service", ""),
-        account=fields.get("account", "").strip(),
-        amount=fields.get("amount", "").strip(),
-        payer=fields.get("payer", "").strip(),
-        note=fields.get("note", "").strip(),
-        payment_code=fields.get("payment_code", ""),
-        bank_reference=fields.get("bank_reference", "").strip(),
-        received_at=fields.get("received_at", "").strip(),
-    )
-    if form.channel not in manual.CHANNELS or form.service not in manual.SERVICES:
-        raise BadForm(form.channel)
-    if form.payment_code and form.payment_code not in manual.PAYMENT_CODES:
-        raise BadForm(form.payment_code)
-    return form
+def read_form(fields: dict[str, str], t: i18n.Translator) -> CashForm:
+    """The posted form (typed mistakes in `errors`); BadFilter for a value no form offers."""
+    return CashForm.read(fields, t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,36 +175,16 @@ class Checked:
     received_at_raw: str
 
 
-def amount_error(text: str) -> str | None:
-    """The message key of what is wrong with a typed amount, if anything."""
-    try:
-        tyiyn = parse_som(text)
-    except MalformedAmount:
-        try:
-            parse_som(text.removeprefix("-"))
-        except MalformedAmount:
-            return "cash.error.amount_format"
-        return "cash.error.amount_positive"  # a negative amount
-    return "cash.error.amount_positive" if tyiyn <= 0 else None
-
-
 def check_form(form: CashForm, t: i18n.Translator, now: datetime, *, paying: bool) -> Checked:
     """Fill `form.errors` with what is wrong with the form itself (before the core sees it).
     The check step needs only the account: the amount and bank details wait for paying."""
     errors = form.errors
-    for name, limit in LIMITS.items():
-        if len(getattr(form, name)) > limit:
-            errors[name] = t("cash.error.too_long", max=limit)
     if not form.account and "account" not in errors:
         errors["account"] = t("cash.error.account_required")
     amount = None
     if "amount" not in errors:
         if form.amount:
-            key = amount_error(form.amount)
-            if key is not None:
-                errors["amount"] = t(key)
-            else:
-                amount = parse_som(form.amount)
+            amount = parse_som(form.amount)
         elif paying:
             errors["amount"] = t("cash.error.amount_required")
     bank = form.channel == "bank"
@@ -201,9 +192,7 @@ def check_form(form: CashForm, t: i18n.Translator, now: datetime, *, paying: boo
         form.channel, form.payment_code or None, form.bank_reference or None
     )
     for name, _message in details if paying else []:
-        errors.setdefault(
-            name, t(f"cash.error.{name}_required" if bank else "cash.error.bank_only")
-        )
+        errors.setdefault(name, t(_REQUIRED[name] if bank else "cash.error.bank_only"))
     received_at = now
     if form.received_at and "received_at" not in errors:
         moment = _local_moment(form.received_at)
@@ -262,6 +251,21 @@ def _invoice_total(request: Request, number: str) -> int | None:
     return None if found is None else found.total
 
 
+# A bank payment's missing detail; a refused account, by outcome and service.
+_REQUIRED = {
+    "payment_code": N_("cash.error.payment_code_required"),
+    "bank_reference": N_("cash.error.bank_reference_required"),
+}
+_REFUSED_ACCOUNT = {
+    (Outcome.BAD_ACCOUNT, "sochi"): N_("cash.refused.bad_account.sochi"),
+    (Outcome.BAD_ACCOUNT, "eds"): N_("cash.refused.bad_account.eds"),
+    (Outcome.NOT_FOUND, "sochi"): N_("cash.refused.not_found.sochi"),
+    (Outcome.NOT_FOUND, "eds"): N_("cash.refused.not_found.eds"),
+    (Outcome.INACTIVE, "sochi"): N_("cash.refused.inactive.sochi"),
+    (Outcome.INACTIVE, "eds"): N_("cash.refused.inactive.eds"),
+}
+
+
 def refusal_text(
     request: Request,
     t: i18n.Translator,
@@ -275,8 +279,8 @@ def refusal_text(
     the invoice's total)."""
     sochi = form.service == Service.SOCHI.value
     kind = "sochi" if sochi else "eds"
-    if outcome in (Outcome.BAD_ACCOUNT, Outcome.NOT_FOUND, Outcome.INACTIVE):
-        return t(f"cash.refused.{outcome.value}.{kind}", account=form.account)
+    if (outcome, kind) in _REFUSED_ACCOUNT:
+        return t(_REFUSED_ACCOUNT[outcome, kind], account=form.account)
     if outcome is Outcome.ALREADY_PAID:
         return t("cash.refused.already_paid", account=form.account)
     if outcome in (Outcome.TOO_SMALL, Outcome.TOO_LARGE):
@@ -294,8 +298,8 @@ def refusal_text(
     if outcome is Outcome.FORBIDDEN:
         return t(
             "cash.refused.forbidden",
-            service=t.name("service", form.service),
-            channel=t(f"channel.{form.channel}"),
+            service=t.name(labels.SERVICE, form.service),
+            channel=t.name(labels.CHANNEL, form.channel),
         )
     if outcome is Outcome.CONFLICT:
         return t("cash.refused.conflict", number=conflict_with or "—")
@@ -357,19 +361,19 @@ def _channel(request: Request, channel: str) -> Agent | None:
 async def take_payment(request: Request, session: MayCash) -> Response:
     fields = await checked_form(request, session)
     step = fields.get("step", "")
+    t = i18n.translator(session.user.language)
     try:
         if step not in STEPS:
-            raise BadForm(step)
-        form = read_form(fields)
-    except BadForm:
+            raise BadFilter(step)
+        form = read_form(fields, t)
+    except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
-    t = i18n.translator(session.user.language)
     checked = check_form(form, t, options(request).clock(), paying=step == "pay")
     if form.errors:
         return _form_page(session, form, status=422)
     agent = await run_in_threadpool(_channel, request, form.channel)
     if agent is None:  # `tolom db upgrade` creates both channels
-        channel = t(f"channel.{form.channel}")
+        channel = t.name(labels.CHANNEL, form.channel)
         return message_page(
             request, session, "cash", "cash.no_channel", status=503, channel=channel
         )
@@ -405,7 +409,8 @@ async def _check(
     if result.amount_due is not None:  # an invoice: its total is the amount
         total = result.amount_due
         if checked.amount is None:
-            form.amount = som(total, currency="")  # "1 510,00", as the amount field reads it
+            # "1 510,00", as the amount field reads it
+            form = form.model_copy(update={"amount": som(total, currency="")})
         text = t("cash.check.eds", name=name, total=t.money(total))
         if checked.amount is not None and checked.amount != total:
             form.errors["amount"] = t("cash.refused.total", total=t.money(total))
@@ -463,7 +468,8 @@ async def _pay(
         shown = "replayed" if result.replayed else "recorded"
         return redirect(f"/payments/{result.payment_id}/receipt?{shown}=1")
     if result.outcome is Outcome.CONFLICT:
-        form.reference = new_reference()  # the next submit is a new payment, knowingly
+        # the next submit is a new payment, knowingly
+        form = form.model_copy(update={"reference": new_reference()})
     field_name = manual.REFUSAL_FIELD.get(result.outcome)
     if field_name in ("account", "amount"):
         form.errors[field_name] = refused

@@ -17,6 +17,7 @@ from datetime import date
 from tolom import formatting
 from tolom.backoffice.dashboard import Chart
 from tolom.money import TYIYN_PER_SOM
+from tolom.texts import N_
 from tolom.web.i18n import Translator
 
 WIDTH = 720
@@ -146,7 +147,10 @@ def layout(chart: Chart) -> Layout:
 
 
 # The message of each scaled axis unit (in som) of `formatting.axis_unit`.
-_AXIS_UNIT = {1_000: "dashboard.chart.thousands", 1_000_000: "dashboard.chart.millions"}
+_AXIS_UNIT = {
+    1_000: N_("dashboard.chart.thousands"),
+    1_000_000: N_("dashboard.chart.millions"),
+}
 
 
 def axis_labels(values: list[int], t: Translator) -> dict[int, str]:

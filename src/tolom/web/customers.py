@@ -13,26 +13,31 @@ forms, says the core's refusals in the user's language and renders the pages.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Annotated
+from typing import Annotated, ClassVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tolom.backoffice import statement_sources
 from tolom.backoffice.users import Session
 from tolom.billing import charges, customers
 from tolom.billing.customers import Customer
+from tolom.db import DatabaseError
 from tolom.db.engine import is_temporary
 from tolom.events import admin as events_admin
+from tolom.fields import TypedInn
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
 from tolom.payments import records
+from tolom.texts import N_
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -47,6 +52,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
+from tolom.web.forms import PageForm
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -63,13 +69,30 @@ _FIELD_MAX = 1000  # any posted text longer than this is not something the forms
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # After a change the card says what was done: ?done=<one of these>.
 DONE = {
-    "created": "customer.done.created",
-    "contacts": "customer.done.contacts",
-    "contacts_same": "customer.done.contacts_same",
-    "blocked": "customer.done.blocked",
-    "unblocked": "customer.done.unblocked",
-    "already_blocked": "customer.done.already_blocked",
-    "already_active": "customer.done.already_active",
+    "created": N_("customer.done.created"),
+    "contacts": N_("customer.done.contacts"),
+    "contacts_same": N_("customer.done.contacts_same"),
+    "blocked": N_("customer.done.blocked"),
+    "unblocked": N_("customer.done.unblocked"),
+    "already_blocked": N_("customer.done.already_blocked"),
+    "already_active": N_("customer.done.already_active"),
+}
+# The core's refusals of contacts and names (field or `CustomerError.code`), said in the page.
+_ERRORS = {
+    "email": N_("customers.error.email"),
+    "phone": N_("customers.error.phone"),
+    "language": N_("customers.error.language"),
+    "name_empty": N_("customers.error.name_empty"),
+    "name_too_long": N_("customers.error.name_too_long"),
+    "name_nul": N_("customers.error.name_nul"),
+}
+# A statement line by the kind of its entry.
+_LINES = {
+    "payment": N_("customer.line.payment"),
+    "reversal": N_("customer.line.reversal"),
+    "charge": N_("customer.line.charge"),
+    "charge_refund": N_("customer.line.charge_refund"),
+    "order_refund": N_("customer.line.order_refund"),
 }
 
 
@@ -137,18 +160,20 @@ async def customer_list(request: Request, session: SignedIn) -> Response:
 # --- a new customer -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class NewForm:
-    """The registration form as typed, and what is wrong with it (field → message)."""
+class NewForm(PageForm):
+    """The registration form as typed, and what is wrong with it (field → message). The INN
+    is read as the API reads it (`fields.TypedInn`, spaces between digits dropped); the
+    core says what else is wrong (`customers.validate`, `normalise_contacts`)."""
 
-    inn: str = ""
+    mistakes: ClassVar[Mapping[str, str]] = {"inn": N_("customers.error.inn")}
+
+    inn: TypedInn = ""
     name: str = ""
     legal_form: str = "ОсОО"
     email: str = ""
     phone: str = ""
     language: str = customers.DEFAULT_LANGUAGE
-    errors: dict[str, str] = field(default_factory=dict)
-    exists: str | None = None  # the INN that is already registered
+    exists: str | None = Field(None, exclude=True)  # the INN that is already registered
 
 
 def _new_page(request: Request, session: Session, form: NewForm, *, status: int = 200) -> Response:
@@ -177,7 +202,7 @@ async def new_customer(request: Request, session: MayChange) -> Response:
 def _contact_errors(error: customers.ContactsError, t: i18n.Translator) -> dict[str, str]:
     """The core's refused contacts, each said next to its field."""
     return {
-        name: t(f"customers.error.{name}", max=customers.MAX_EMAIL_LENGTH)
+        name: t(_ERRORS[name], max=customers.MAX_EMAIL_LENGTH)
         for name, _message in error.errors
         if name in ("email", "phone", "language")
     }
@@ -188,7 +213,7 @@ def _customer_error(error: customers.CustomerError, t: i18n.Translator) -> dict[
     if error.code == "inn":
         return {"inn": t("customers.error.inn")}
     if error.code in ("name_empty", "name_too_long", "name_nul"):
-        return {"name": t(f"customers.error.{error.code}", max=customers.MAX_NAME_LENGTH)}
+        return {"name": t(_ERRORS[error.code], max=customers.MAX_NAME_LENGTH)}
     if error.code == "legal_form":
         return {"legal_form": t("customers.error.legal_form")}
     return {"form": t("customers.error.retry")}
@@ -200,14 +225,7 @@ async def create_customer(request: Request, session: MayChange) -> Response:
     if _hostile(fields):
         return _bad_request(request, session)
     t = i18n.translator(session.user.language)
-    form = NewForm(
-        inn=_compact(fields.get("inn", "")),
-        name=fields.get("name", "").strip(),
-        legal_form=fields.get("legal_form", ""),
-        email=fields.get("email", "").strip(),
-        phone=fields.get("phone", "").strip(),
-        language=fields.get("language", ""),
-    )
+    form = NewForm.read({"legal_form": "", "language": ""} | fields, t)
     engine, client = runtime(request).engine, address(request)
 
     def attempt() -> Customer:
@@ -237,8 +255,8 @@ async def create_customer(request: Request, session: MayChange) -> Response:
         if form.errors:
             return _new_page(request, session, form, status=422)
         customer = await run_in_threadpool(attempt)
-    except (customers.CustomerExists, IntegrityError):
-        form.exists = form.inn
+    except customers.CustomerExists:
+        form = form.model_copy(update={"exists": form.inn})
         form.errors["inn"] = t("customers.error.exists", inn=form.inn)
         return _new_page(request, session, form, status=409)
     except customers.ContactsError as error:
@@ -247,7 +265,7 @@ async def create_customer(request: Request, session: MayChange) -> Response:
     except customers.CustomerError as error:
         form.errors.update(_customer_error(error, t))
         return _new_page(request, session, form, status=422)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if not is_temporary(error):
             raise
         form.errors["form"] = t("customers.error.retry")
@@ -282,7 +300,7 @@ class Card:
     recent_charges: list[charges.Charge]
     payments: list[records.PaymentRecord]
     notifications: list[events_admin.Notification]
-    sources: dict[int, customers.LineSource] = field(default_factory=dict)  # by entry id
+    sources: dict[int, statements.LineSource] = field(default_factory=dict)  # by entry id
 
 
 def _period(request: Request, t: i18n.Translator) -> Period:
@@ -306,12 +324,12 @@ def _period(request: Request, t: i18n.Translator) -> Period:
     try:
         first, last = customers.statement_period(days[0], days[1], today=today)
     except customers.CustomerError as error:
-        message = t(
-            "customer.error.period_too_long"
+        key = (
+            N_("customer.error.period_too_long")
             if error.code == "period_too_long"
-            else "customer.error.period_order",
-            days=customers.MAX_STATEMENT_DAYS,
+            else N_("customer.error.period_order")
         )
+        message = t(key, days=customers.MAX_STATEMENT_DAYS)
         return Period(shown_from, shown_to, error=message)
     return Period(typed_from or first.isoformat(), typed_to or last.isoformat(), first, last)
 
@@ -332,7 +350,7 @@ def _load_card(request: Request, inn: str, period: Period | None) -> Card | None
         waiting, waiting_total = charges.awaiting_total(conn, inn)
         return Card(
             customer=customer,
-            sources=customers.statement_sources(conn, [x.entry_id for x in found.lines])
+            sources=statement_sources.of_entries(conn, [x.entry_id for x in found.lines])
             if found
             else {},
             balance=customers.balance(conn, customer),
@@ -354,14 +372,14 @@ def _load_card(request: Request, inn: str, period: Period | None) -> Card | None
 
 
 def _line_text(
-    t: i18n.Translator, line: statements.StatementLine, source: customers.LineSource | None
+    t: i18n.Translator, line: statements.StatementLine, source: statements.LineSource | None
 ) -> str:
     """A statement line in the page's language, from what its entry records; the entry's
     stored (Russian) description when its source is not one a statement knows."""
-    if source is None or source.kind != line.entry_kind:
+    if source is None or source.kind != line.entry_kind or source.kind not in _LINES:
         return line.description
     text = t(
-        f"customer.line.{source.kind}",
+        _LINES[source.kind],
         number=source.number,
         agent=source.agent or "",
         reference=source.reference or "",
@@ -370,14 +388,12 @@ def _line_text(
     return f"{text}: {source.text}" if source.text else text
 
 
-@dataclass(slots=True)
-class ContactsForm:
-    """The contacts form as typed (None: as stored), and what is wrong with it."""
+class ContactsForm(PageForm):
+    """The contacts form as typed, and what is wrong with it (the core's rules say)."""
 
-    email: str
-    phone: str
-    language: str
-    errors: dict[str, str] = field(default_factory=dict)
+    email: str = ""
+    phone: str = ""
+    language: str = customers.DEFAULT_LANGUAGE
 
 
 def _card_page(
@@ -414,7 +430,9 @@ def _card_page(
         customer=customer,
         period=period,
         contacts=contacts
-        or ContactsForm(customer.email or "", customer.phone or "", customer.language),
+        or ContactsForm(
+            email=customer.email or "", phone=customer.phone or "", language=customer.language
+        ),
         languages_of_notifications=customers.LANGUAGES,
         may_change=session.user.may("customers"),
         may_invoice=session.user.may("invoices"),
@@ -463,11 +481,7 @@ async def change_contacts(request: Request, inn: str, session: MayChange) -> Res
     if not is_inn(inn):
         return _not_found(request, session)
     t = i18n.translator(session.user.language)
-    form = ContactsForm(
-        email=fields.get("email", "").strip(),
-        phone=fields.get("phone", "").strip(),
-        language=fields.get("language", ""),
-    )
+    form = ContactsForm.read({"language": ""} | fields)
     engine, client = runtime(request).engine, address(request)
 
     def attempt() -> bool:
@@ -489,12 +503,12 @@ async def change_contacts(request: Request, inn: str, session: MayChange) -> Res
     except customers.CustomerNotFound:
         return _not_found(request, session)
     except customers.ContactsError as error:
-        form.errors = _contact_errors(error, t)
+        form.errors.update(_contact_errors(error, t))
         return await _after_refusal(request, session, inn, status=422, contacts=form)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if not is_temporary(error):
             raise
-        form.errors = {"form": t("customers.error.retry")}
+        form.errors["form"] = t("customers.error.retry")
         return await _after_refusal(request, session, inn, status=503, contacts=form)
     return redirect(f"/customers/{inn}?done={'contacts' if changed else 'contacts_same'}")
 
@@ -517,7 +531,7 @@ async def _set_status(request: Request, inn: str, session: Session, status: str)
         changed = await run_in_threadpool(attempt)
     except customers.CustomerNotFound:
         return _not_found(request, session)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if not is_temporary(error):
             raise
         t = i18n.translator(session.user.language)

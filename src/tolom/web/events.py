@@ -18,15 +18,16 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom.backoffice.users import Session
+from tolom.db import Connection
 from tolom.events import admin, endpoints
 from tolom.events.outbox import EventType
-from tolom.web import i18n
+from tolom.texts import N_
+from tolom.web import i18n, labels
 from tolom.web.auth import (
     PageRoute,
     address,
@@ -48,7 +49,6 @@ MayWebhooks = Annotated[Session, Depends(may("webhooks"))]
 PAGE_SIZE = 50
 DEAD_SHOWN = 10  # the newest dead deliveries shown above the list
 TYPES = tuple(t.value for t in EventType)
-_NOTIFICATIONS = ("email", "sms")
 
 
 def _number(value: str | None) -> int | None:
@@ -68,7 +68,7 @@ def _destinations(
 ) -> tuple[list[endpoints.Endpoint], dict[str, str]]:
     """Every endpoint, and each destination's name for people (`webhook:3` → "Webhook sochi")."""
     known = endpoints.load_all(conn)
-    names = {code: t(f"events.destination.{code}") for code in _NOTIFICATIONS}
+    names = {code: t(key) for code, key in labels.EVENT_DESTINATION.items()}
     for endpoint in known:
         names[endpoint.destination] = t("events.destination.webhook", name=endpoint.name)
     return known, names
@@ -273,7 +273,7 @@ async def redrive_one(request: Request, delivery_id: str, session: MayWebhooks) 
     text = t(
         "delivery.refused.not_dead",
         number=number,
-        status=t(f"events.status.{error.current or delivery.status}"),
+        status=t.name(labels.EVENT_STATUS, error.current or delivery.status),
     )
     return await _show_event(request, session, delivery.event_id, status=409, error=text)
 
@@ -352,10 +352,13 @@ def _load_webhooks(request: Request) -> tuple[list[endpoints.Endpoint], dict[str
         return endpoints.load_all(conn), admin.backlog(conn)
 
 
+_DONE = {"enabled": N_("webhooks.done.enabled"), "disabled": N_("webhooks.done.disabled")}
+
+
 def _done_text(request: Request, t: i18n.Translator) -> str:
     done, name = request.query_params.get("done", ""), request.query_params.get("name", "")
-    if done in ("enabled", "disabled") and endpoints.is_name(name):
-        return t(f"webhooks.done.{done}", name=name)
+    if done in _DONE and endpoints.is_name(name):
+        return t(_DONE[done], name=name)
     return ""
 
 
@@ -377,7 +380,9 @@ def _secret_page(
         t=t,
         session=session,
         page="events-webhooks",
-        title=t("webhooks.secret.rotated" if rotated else "webhooks.secret.added", name=name),
+        title=t("webhooks.secret.rotated", name=name)
+        if rotated
+        else t("webhooks.secret.added", name=name),
         here="/webhooks",
         name=name,
         secret=secret,
@@ -387,13 +392,25 @@ def _secret_page(
     return response
 
 
+# The core's refusals of an endpoint (`EndpointError.code`), as the page says them.
+_ERRORS = {
+    "name": N_("webhooks.error.name"),
+    "url": N_("webhooks.error.url"),
+    "url_scheme": N_("webhooks.error.url_scheme"),
+    "url_host": N_("webhooks.error.url_host"),
+    "url_credentials": N_("webhooks.error.url_credentials"),
+    "url_forbidden": N_("webhooks.error.url_forbidden"),
+    "events": N_("webhooks.error.events"),
+}
+
+
 def _endpoint_error(t: i18n.Translator, error: endpoints.EndpointError, name: str) -> str:
     code = error.code if error.code else "url"
     if code == "exists":
         return t("webhooks.error.exists", name=name)
     if code == "not_found":
         return t("webhook.not_found.text")
-    return t(f"webhooks.error.{code}")
+    return t(_ERRORS.get(code, N_("webhooks.error.url")))
 
 
 @router.post("/webhooks")

@@ -9,22 +9,14 @@ in Asia/Bishkek: "23.11.2026 14:05" in every language.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from tolom import formatting
-from tolom.backoffice.users import LANGUAGES
-from tolom.web.messages import CATALOGUE
+from tolom.texts import DEFAULT, LANGUAGE_NAMES, Texts, language_of
 
-DEFAULT = "ru"
-LANGUAGE_NAMES = {"ru": "Русский", "ky": "Кыргызча", "en": "English"}
-assert tuple(CATALOGUE) == LANGUAGES == tuple(LANGUAGE_NAMES)
-
-
-def language_of(value: str | None) -> str:
-    """A language we speak: the given one if known, else Russian."""
-    return value if value in CATALOGUE else DEFAULT
+__all__ = ["DEFAULT", "LANGUAGE_NAMES", "Translator", "language_of", "translator"]
 
 
 def grouped(number: int, language: str) -> str:
@@ -48,21 +40,15 @@ def moment(value: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Translator:
-    """The texts and formats of one language, as templates call them: `t("key", x=1)`."""
+class Translator(Texts):
+    """A language's texts (`t("key", x=1)`, from the gettext catalogues of `tolom.texts`)
+    and its ways of writing numbers and amounts, as templates call them."""
 
-    language: str
-
-    def __call__(self, key: str, **values: Any) -> str:
-        text = CATALOGUE[self.language].get(key)
-        if text is None:  # a test keeps the languages' keys equal; Russian is the backstop
-            text = CATALOGUE[DEFAULT][key]
-        return text.format(**values) if values else text
-
-    def name(self, prefix: str, code: str) -> str:
-        """The name of a code we may not know in advance (a service added later): its
-        translation if there is one, else the code itself."""
-        return CATALOGUE[self.language].get(f"{prefix}.{code}", code)
+    def name(self, keys: Mapping[str, str], code: str) -> str:
+        """The name of a code (`keys` is one of `web.labels`' families): its text, or the
+        code itself for one we do not know yet (a service added later)."""
+        key = keys.get(code)
+        return self(key) if key is not None else code
 
     def money(self, tyiyn: int) -> str:
         return money(tyiyn, self.language)

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,11 +25,13 @@ from tolom.backoffice.users import Session
 from tolom.billing import catalog, customers, invoices, orders
 from tolom.billing.catalog import Product
 from tolom.billing.customers import Customer
+from tolom.db import DatabaseError
 from tolom.db.engine import is_temporary
 from tolom.formatting import ZONE
 from tolom.httpkit.downloads import pdf_answer
 from tolom.identifiers import is_inn, is_invoice_number
 from tolom.payments import records
+from tolom.texts import N_
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -249,8 +250,13 @@ def _read_new_form(
         try:
             validity = invoices.validity_days_until(date.fromisoformat(form.due), now)
         except (ValueError, invoices.InvoiceError):
-            form.errors["due"] = t("invoices.error.due", days=invoices.MAX_VALIDITY_DAYS)
+            form.errors["due"] = _due_error(t)
     return form, items, validity
+
+
+def _due_error(t: i18n.Translator) -> str:
+    days = invoices.MAX_VALIDITY_DAYS
+    return t.plural("invoices.error.due", days, days=days)
 
 
 def _refusal(form: NewForm, error: invoices.InvoiceError, t: i18n.Translator) -> None:
@@ -272,11 +278,16 @@ def _refusal(form: NewForm, error: invoices.InvoiceError, t: i18n.Translator) ->
     elif error.code == "quantity":
         form.errors[quantity] = t("invoices.error.quantity", max=invoices.MAX_QUANTITY)
     elif error.code in ("unknown_product", "no_price"):
-        message = t(f"invoices.error.{error.code}", product=shown)
+        key = (
+            N_("invoices.error.no_price")
+            if error.code == "no_price"
+            else N_("invoices.error.unknown_product")
+        )
+        message = t(key, product=shown)
         form.errors[quantity] = message
         form.summary.append(message)  # the product may have no input on the page
     elif error.code == "due":
-        form.errors["due"] = t("invoices.error.due", days=invoices.MAX_VALIDITY_DAYS)
+        form.errors["due"] = _due_error(t)
     else:
         form.summary.append(t("invoices.error.retry"))
 
@@ -318,7 +329,7 @@ async def create_invoice(request: Request, session: MayInvoice) -> Response:
     except invoices.InvoiceError as error:
         _refusal(form, error, t)
         return _new_page(request, session, form, products, status=422)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if not is_temporary(error):
             raise
         form.summary.append(t("invoices.error.retry"))
@@ -473,7 +484,7 @@ async def cancel_invoice(request: Request, number: str, session: MayInvoice) -> 
 
     try:
         refused = await run_in_threadpool(attempt)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if not is_temporary(error):
             raise
         refused = "retry"

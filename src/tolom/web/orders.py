@@ -15,22 +15,24 @@ gives another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Connection, select
+from pydantic import BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom.backoffice.users import Session
-from tolom.billing import customers, orders
-from tolom.db.schema import invoices
-from tolom.web import i18n
+from tolom.billing import customers, invoices, orders
+from tolom.db import Connection
+from tolom.fields import OrderStatus
+from tolom.texts import N_
+from tolom.web import i18n, labels
 from tolom.web.auth import (
     PageRoute,
     address,
@@ -44,6 +46,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
+from tolom.web.forms import BadFilter, Checkbox, PageForm
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -56,11 +59,18 @@ QUEUE = ("paid", "in_production")  # worked through in the order they were paid
 MAX_WITHIN_DAYS = 366
 REASON_MAX = 1000  # as the API's CancelIn
 _MAX_INVOICE = 32
-_DONE = ("start", "issue", "cancel", "unchanged")
-
-
-class BadFilter(ValueError):
-    """A filter value the form could not have sent."""
+_DONE = {
+    "start": N_("order.done.start"),
+    "issue": N_("order.done.issue"),
+    "cancel": N_("order.done.cancel"),
+    "unchanged": N_("order.done.unchanged"),
+}
+# A refused transition names what was asked.
+_ACTIONS = {
+    "start": N_("order.action.start"),
+    "issue": N_("order.action.issue"),
+    "cancel": N_("order.action.cancel"),
+}
 
 
 def _number(value: str | None, *, digits: int = 18) -> int | None:
@@ -90,13 +100,13 @@ def _cursor(value: str | None) -> int | None:
 # --- the list ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ListForm:
-    """The list's GET form as typed."""
+class ListForm(PageForm):
+    """The list's GET form as typed (no status: the paid queue); every value a form could
+    not send is tampering (400)."""
 
-    status: str  # one of VIEWS
-    inn: str
-    invoice: str
+    status: Annotated[OrderStatus | Literal["all"], BeforeValidator(lambda v: v or "paid")] = "paid"
+    inn: str = Field("", pattern=r"^[0-9]{0,14}$")  # the start of an INN
+    invoice: str = Field("", max_length=_MAX_INVOICE, pattern=r"^[^\x00-\x1f]*$")
 
     @property
     def oldest_first(self) -> bool:
@@ -108,17 +118,7 @@ class ListForm:
 
 
 def list_form(request: Request) -> ListForm:
-    params = request.query_params
-    status = params.get("status", "") or "paid"
-    inn = params.get("inn", "").strip()
-    invoice = params.get("invoice", "").strip()
-    if status not in VIEWS:
-        raise BadFilter(status)
-    if inn and not (inn.isascii() and inn.isdigit() and len(inn) <= 14):
-        raise BadFilter(inn)
-    if len(invoice) > _MAX_INVOICE or any(ord(c) < 0x20 for c in invoice):
-        raise BadFilter(invoice)
-    return ListForm(status, inn, invoice)
+    return ListForm.read(request.query_params)
 
 
 def _bad_request(request: Request, session: Session) -> Response:
@@ -211,7 +211,7 @@ async def expiring_list(request: Request, session: SignedIn) -> Response:
         title=t("orders.expiring.title"),
         here=this_page(request),
         view="expiring",
-        form=ListForm("", "", ""),
+        form=ListForm(status="all"),  # the expiring view shows no status
         views=VIEWS,
         rows=[(e.order, e.days_left) for e in shown],
         more=more,
@@ -237,14 +237,16 @@ class Detail:
     validity_months: int
 
 
-@dataclass(frozen=True, slots=True)
-class CancelForm:
-    """The cancel form as typed; `confirming` once the reason passed and the refund is
-    to be confirmed."""
+class CancelForm(PageForm):
+    """The cancel form as typed; `confirming` (the page's, never posted) once the reason
+    passed and the refund is to be confirmed."""
 
-    reason: str = ""
-    no_refund: bool = False
-    confirming: bool = False
+    mistakes: ClassVar[Mapping[str, str]] = {"reason": N_("order.reason_required")}
+    too_long = N_("order.reason_too_long")
+
+    reason: str = Field("", min_length=1, max_length=REASON_MAX)
+    no_refund: Checkbox = False
+    confirming: bool = Field(False, exclude=True)
 
 
 def _load_detail(request: Request, order_id: int) -> Detail | None:
@@ -255,9 +257,7 @@ def _load_detail(request: Request, order_id: int) -> Detail | None:
         if order is None:
             return None
         customer = customers.get(conn, order.inn) if order.inn else None
-        payer = conn.execute(
-            select(invoices.c.payer_name).where(invoices.c.number == order.invoice_number)
-        ).scalar_one_or_none()
+        payer = invoices.payer_name(conn, order.invoice_number)
     percent = settings.order_refund_percent_in_production
     months = settings.signature_validity_months
     return Detail(
@@ -297,7 +297,7 @@ def _detail_page(
         here=f"/orders/{number}",
         d=detail,
         may_change=session.user.may("orders"),
-        done=done if done in _DONE and status == 200 else "",
+        done=t(_DONE[done]) if done in _DONE and status == 200 else "",
         error=error,
         cancel=cancel or CancelForm(),
         days_left=(valid_until - today).days if valid_until else None,
@@ -330,8 +330,8 @@ def _refusal(t: i18n.Translator, error: orders.OrderError, action: str, detail: 
         return t("order.refused.not_started")
     return t(
         "order.refused",
-        action=t(f"order.action.{action}"),
-        status=t(f"orders.status.{detail.order.status}"),
+        action=t(_ACTIONS[action]),
+        status=t.name(labels.ORDER_STATUS, detail.order.status),
     )
 
 
@@ -372,7 +372,7 @@ async def _transition(
     if cancel is not None and detail.order.status in QUEUE:
         # The sum changed: ask to confirm the new one; any other refusal: the form again.
         again = isinstance(outcome, orders.RefundChanged)
-        shown = CancelForm(cancel.reason, cancel.no_refund, confirming=again)
+        shown = cancel.model_copy(update={"confirming": again})
     error = _refusal(t, outcome, action, detail)
     return _detail_page(request, session, detail, status=409, error=error, cancel=shown)
 
@@ -402,15 +402,15 @@ async def cancel(request: Request, order_id: str, session: MayOrder) -> Response
     number = _number(order_id)
     if number is None:
         return _not_found(request, session)
-    reason = fields.get("reason", "").strip()
-    form = CancelForm(reason, fields.get("no_refund") == "1")
     t = i18n.translator(session.user.language)
-    error: str | None = None
-    if not reason:
-        error = t("order.reason_required")
-    elif len(reason) > REASON_MAX:
-        error = t("order.reason_too_long", max=REASON_MAX)
-        form = CancelForm("", form.no_refund)
+    try:
+        form = CancelForm.read({k: fields.get(k, "") for k in ("reason", "no_refund")}, t)
+    except BadFilter:
+        return _bad_request(request, session)
+    error = form.errors.get("reason")
+    if len(form.reason) > REASON_MAX:  # not shown again: the field takes no more
+        form = form.model_copy(update={"reason": ""})
+    reason = form.reason
     confirmed = fields.get("confirm") == "1"
     expected = _tyiyn(fields.get("refund")) if confirmed else None
     if confirmed and expected is None:
@@ -450,5 +450,5 @@ async def cancel(request: Request, order_id: str, session: MayOrder) -> Response
             error=_refusal(t, nowhere, "cancel", detail),
             cancel=form,
         )
-    confirming = CancelForm(form.reason, form.no_refund, confirming=True)
+    confirming = form.model_copy(update={"confirming": True})
     return _detail_page(request, session, detail, cancel=confirming)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
 from tolom.backoffice.users import Session
-from tolom.web import i18n
+from tolom.templating import environment
+from tolom.texts import N_
+from tolom.web import i18n, labels
 
 # Pages load nothing from elsewhere, are never framed, and (they show money and people's
 # names) are never stored by a browser or a proxy.
@@ -24,41 +24,36 @@ SECURITY_HEADERS = {
 }
 
 
-# The header's sections: (page name, path, the action a user needs to see it or "" for all).
-# A page's `page` value is its section's name or starts with "<section>-" ("payments-one").
+# The header's sections: (page name, path, the action a user needs to see it or "" for all,
+# the name's key). A page's `page` value is its section's name or starts with "<section>-"
+# ("payments-one").
 SECTIONS = (
-    ("dashboard", "/", ""),
-    ("payments", "/payments", ""),
-    ("reconciliation", "/reconciliation", ""),
-    ("customers", "/customers", ""),
-    ("invoices", "/invoices", ""),
-    ("cash", "/cash", "cash"),
-    ("orders", "/orders", ""),
-    ("agents", "/agents", ""),
-    ("events", "/events", ""),
-    ("users", "/users", ""),
-    ("audit", "/audit", ""),
+    ("dashboard", "/", "", N_("nav.dashboard")),
+    ("payments", "/payments", "", N_("nav.payments")),
+    ("reconciliation", "/reconciliation", "", N_("nav.reconciliation")),
+    ("customers", "/customers", "", N_("nav.customers")),
+    ("invoices", "/invoices", "", N_("nav.invoices")),
+    ("cash", "/cash", "cash", N_("nav.cash")),
+    ("orders", "/orders", "", N_("nav.orders")),
+    ("agents", "/agents", "", N_("nav.agents")),
+    ("events", "/events", "", N_("nav.events")),
+    ("users", "/users", "", N_("nav.users")),
+    ("audit", "/audit", "", N_("nav.audit")),
 )
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The page templates, read from the installed package (works from a wheel too)."""
-    env = Environment(
-        loader=PackageLoader("tolom", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,  # a misspelt variable fails the tests, not a page
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(
-        sections=SECTIONS, languages=i18n.LANGUAGE_NAMES, day=i18n.day, moment=i18n.moment
-    )
-    return env
 
 
 def template_names() -> list[str]:
     return sorted(n for n in environment().list_templates(["html"]) if n.startswith("web/"))
+
+
+# What every page's template may use beside its own context.
+_SHARED = {
+    "sections": SECTIONS,
+    "languages": i18n.LANGUAGE_NAMES,
+    "day": i18n.day,
+    "moment": i18n.moment,
+    "labels": labels.FOR_TEMPLATES,
+}
 
 
 def render_text(
@@ -78,6 +73,7 @@ def render_text(
         environment()
         .get_template(f"web/{template}")
         .render(
+            _SHARED,
             t=t,
             user=session.user if session else None,
             csrf=session.csrf_token if session else "",

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Connection, select
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from tolom.agents import queries as agent_queries
 from tolom.backoffice import exports
 from tolom.backoffice.users import Session
 from tolom.billing import customers, invoices
-from tolom.db.schema import agents
+from tolom.db import Connection
 from tolom.documents import receipt_pdf, receipts
+from tolom.fields import DayText, PaymentStatus, ServiceCode, day_of
 from tolom.payments import records, reversal
 from tolom.payments.model import CancelOutcome, CancelResult
+from tolom.texts import N_
 from tolom.web import forms, i18n
 from tolom.web.auth import (
     PageRoute,
@@ -38,7 +40,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
-from tolom.web.forms import BadFilter, cursor
+from tolom.web.forms import BadFilter, PageForm, cursor
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -47,22 +49,32 @@ MayExport = Annotated[Session, Depends(may("exports"))]
 MayReverse = Annotated[Session, Depends(may("reversals"))]
 
 PAGE_SIZE = 50
-SERVICES = ("sochi", "eds")
-STATUSES = ("accepted", "reversed")
+SERVICES: tuple[str, ...] = get_args(ServiceCode)
+STATUSES: tuple[str, ...] = get_args(PaymentStatus)
 _MAX_KEY = 64
 
 
-@dataclass(frozen=True, slots=True)
-class ListForm:
-    """The list's GET form as typed, and the filter it means."""
+class ListForm(PageForm):
+    """The list's GET form as typed, and the filter it means; every value a form could not
+    send is tampering (400)."""
 
-    q: str
-    agent: str
-    service: str
-    status: str
-    date_from: str
-    date_to: str
-    where: records.PaymentFilter
+    q: str = Field("", max_length=_MAX_KEY)
+    agent: str = Field("", max_length=32)
+    service: ServiceCode | Literal[""] = ""
+    status: PaymentStatus | Literal[""] = ""
+    date_from: DayText = Field("", alias="from")
+    date_to: DayText = Field("", alias="to")
+
+    @property
+    def where(self) -> records.PaymentFilter:
+        return records.PaymentFilter(
+            agent=self.agent or None,
+            service=self.service or None,
+            status=self.status or None,
+            date_from=day_of(self.date_from),
+            date_to=day_of(self.date_to),
+            key=self.q or None,
+        )
 
     def query(self, **extra: str) -> str:
         """The form's fields as a query string (empty ones left out), plus `extra`."""
@@ -78,38 +90,9 @@ class ListForm:
         return urlencode({k: v for k, v in fields.items() if v})
 
 
-def _day(value: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as error:
-        raise BadFilter(value) from error
-
-
 def list_form(request: Request) -> ListForm:
     """The filter from the query string; BadFilter for a value no form offers."""
-    params = request.query_params
-    q = params.get("q", "").strip()
-    agent = params.get("agent", "").strip()
-    service = params.get("service", "")
-    status = params.get("status", "")
-    date_from, date_to = params.get("from", ""), params.get("to", "")
-    if len(q) > _MAX_KEY or len(agent) > 32:
-        raise BadFilter(q)
-    if service and service not in SERVICES:
-        raise BadFilter(service)
-    if status and status not in STATUSES:
-        raise BadFilter(status)
-    where = records.PaymentFilter(
-        agent=agent or None,
-        service=service or None,
-        status=status or None,
-        date_from=_day(date_from),
-        date_to=_day(date_to),
-        key=q or None,
-    )
-    return ListForm(q, agent, service, status, date_from, date_to, where)
+    return ListForm.read(request.query_params)
 
 
 @router.get("/payments")
@@ -124,12 +107,7 @@ async def payment_list(request: Request, session: SignedIn) -> Response:
     def load() -> tuple[list[records.PaymentRecord], list[tuple[str, str]]]:
         with engine.connect() as conn:
             found = records.search(conn, form.where, before_id=before, limit=PAGE_SIZE + 1)
-            known = [
-                (row.code, f"{row.name} ({row.code})")
-                for row in conn.execute(
-                    select(agents.c.code, agents.c.name).order_by(agents.c.code)
-                )
-            ]
+            known = [(a.code, f"{a.name} ({a.code})") for a in agent_queries.names(conn)]
             return found, known
 
     found, known_agents = await run_in_threadpool(load)
@@ -331,10 +309,11 @@ async def receipt_pdf_file(request: Request, payment_id: str, session: SignedIn)
 REASON_MAX = 500
 # Refusals as the page says them; anything else (a retry) says "try again".
 _REFUSALS = {
-    CancelOutcome.BALANCE_SPENT: "payment.refused.balance_spent",
-    CancelOutcome.ALREADY_SERVED: "payment.refused.already_served",
-    CancelOutcome.NOT_FOUND: "payment.not_found.text",
+    CancelOutcome.BALANCE_SPENT: N_("payment.refused.balance_spent"),
+    CancelOutcome.ALREADY_SERVED: N_("payment.refused.already_served"),
+    CancelOutcome.NOT_FOUND: N_("payment.not_found.text"),
 }
+_RETRY = N_("payment.refused.retry")
 
 
 class _Refused(Exception):
@@ -377,7 +356,7 @@ async def reverse(request: Request, payment_id: str, session: MayReverse) -> Res
         if result.replayed:
             error = t("payment.refused.already_reversed")
         else:
-            error = t(_REFUSALS.get(result.outcome, "payment.refused.retry"))
+            error = t(_REFUSALS.get(result.outcome, _RETRY))
     detail = await run_in_threadpool(_load_detail, request, session, number)
     if detail is None:
         return _not_found(request, session)

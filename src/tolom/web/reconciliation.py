@@ -16,18 +16,16 @@ from datetime import date
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from tolom.agents import queries as agent_queries
 from tolom.backoffice import exports
 from tolom.backoffice.users import Session
-from tolom.db.schema import agents as agents_table
-from tolom.db.schema import registries as registries_table
 from tolom.httpkit.disconnect import run_while_connected
-from tolom.reconciliation import days, formats, outbound, registries
+from tolom.reconciliation import days, formats, outbound, queries, registries
 from tolom.reconciliation.days import Day, Discrepancy, NotFound, ReconciliationError
 from tolom.reconciliation.matching import KINDS
 from tolom.reconciliation.parsing import RegistryError
@@ -118,13 +116,7 @@ def _load_calendar(request: Request, first: date) -> tuple[list[Row], list[date]
     last = first.replace(day=monthrange(first.year, first.month)[1])
     with runtime(request).engine.connect() as conn:
         cells = days.calendar(conn, first, last)
-        names = dict(
-            conn.execute(
-                select(agents_table.c.code, agents_table.c.name).where(
-                    agents_table.c.kind == "gateway"
-                )
-            ).all()
-        )
+        names = {a.code: a.name for a in agent_queries.names(conn, gateway_only=True)}
     by_agent: dict[str, list[days.Cell]] = {}
     for cell in cells:
         by_agent.setdefault(cell.agent, []).append(cell)
@@ -198,8 +190,7 @@ async def upload(request: Request, session: MayReconcile) -> Response:
 
     def gateway_agents() -> set[str]:
         with engine.connect() as conn:
-            query = select(agents_table.c.code).where(agents_table.c.kind == "gateway")
-            return set(conn.execute(query).scalars())
+            return agent_queries.gateway_codes(conn)
 
     chosen_day: date | None = None
     if form.agent not in await run_in_threadpool(gateway_agents):
@@ -269,12 +260,9 @@ def _load_day(request: Request, code: str, when: date, only_open: bool) -> DayVi
             listed = days.discrepancies_of(
                 conn, found.registry_id, unresolved_only=only_open, limit=LIST_LIMIT + 1
             )
-            row = conn.execute(
-                select(registries_table.c.line_count, registries_table.c.total_amount).where(
-                    registries_table.c.id == found.registry_id
-                )
-            ).one()
-            count, total = int(row.line_count), int(row.total_amount)
+            totals = queries.registry_totals(conn, found.registry_id)
+            if totals is not None:
+                count, total = totals.line_count, totals.total_amount
     return DayView(found, listed[:LIST_LIMIT], len(listed) > LIST_LIMIT, count, total)
 
 
@@ -370,12 +358,8 @@ def _discrepancy_of_day(
             found = days.get_discrepancy(conn, number)
         except NotFound:
             return None
-        row = conn.execute(
-            select(agents_table.c.code, registries_table.c.business_date)
-            .join(agents_table, agents_table.c.id == registries_table.c.agent_id)
-            .where(registries_table.c.id == found.registry_id)
-        ).one()
-    return found if (row.code, row.business_date) == (agent, when) else None
+        of = queries.registry_day(conn, found.registry_id)
+    return found if of is not None and (of.agent, of.business_date) == (agent, when) else None
 
 
 @router.post("/reconciliation/{agent}/{day_text}/discrepancies/{number}")

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tolom import audit
 from tolom.backoffice import dashboard, passwords, users
 from tolom.backoffice.login_throttle import Policy
-from tolom.backoffice.users import LANGUAGES, MIN_PASSWORD, Session, UserError
+from tolom.backoffice.users import MIN_PASSWORD, Session, UserError
+from tolom.texts import LANGUAGES
 from tolom.web import charts, i18n
 from tolom.web.auth import (
     SESSION_COOKIE,
@@ -118,7 +118,7 @@ async def login(request: Request) -> Response:
 
     def finish(verified: bool, new_hash: str | None) -> users.LoginResult:
         with engine.begin() as conn:
-            result = users.finish_login(
+            return users.finish_login_audited(
                 conn,
                 found,
                 verified,
@@ -126,17 +126,8 @@ async def login(request: Request) -> Response:
                 policy=Policy.of(settings),
                 session_hours=settings.web_session_hours,
                 now=now,
+                address=client,
             )
-            if result.user is not None:
-                audit.record(
-                    conn,
-                    actor=f"user:{result.user.username}",
-                    action="user.login",
-                    object_type="user",
-                    object_id=result.user.username,
-                    address=client,
-                )
-            return result
 
     # A short read, the argon2 verify on its own bounded pool with no connection held
     # (the gateways' threads and SQLite's write lock stay free), then a short write.
@@ -160,16 +151,18 @@ async def login(request: Request) -> Response:
         if result.refusal == "busy":
             error = t("login.busy")
         elif result.retry_after < 120:
-            error = t("login.throttled_seconds", seconds=result.retry_after)
+            seconds = result.retry_after
+            error = t.plural("login.throttled_seconds", seconds, seconds=seconds)
         else:
-            error = t("login.throttled_minutes", minutes=math.ceil(result.retry_after / 60))
+            minutes = math.ceil(result.retry_after / 60)
+            error = t.plural("login.throttled_minutes", minutes, minutes=minutes)
         refusal = _login_page(request, language, next_path, error=error, username=shown, status=429)
         refusal.headers["Retry-After"] = str(result.retry_after)
         return refusal
     await options(request).sleep(result.delay_seconds)  # slows guessing, blocks no one else
     if result.refusal == "locked":
         minutes = max(1, math.ceil(settings.login_lockout_minutes))
-        error = t("login.locked", minutes=minutes)
+        error = t.plural("login.locked", minutes, minutes=minutes)
     else:
         error = t("login.bad_credentials")
     return _login_page(request, language, next_path, error=error, username=shown)
@@ -186,14 +179,8 @@ async def logout(request: Request, session: SignedIn) -> Response:
 
     def end() -> None:
         with engine.begin() as conn:
-            users.logout(conn, token)
-            audit.record(
-                conn,
-                actor=audit_actor(session),
-                action="user.logout",
-                object_type="user",
-                object_id=session.user.username,
-                address=client,
+            users.logout_audited(
+                conn, token, session.user, actor=audit_actor(session), address=client
             )
 
     await run_in_threadpool(end)
@@ -244,23 +231,16 @@ async def change_password(request: Request, session: SignedIn) -> Response:
 
     def change(verified_hash: str, new_hash: str) -> str:
         with engine.begin() as conn:
-            token = users.change_password(
+            return users.change_password_audited(
                 conn,
                 session.user,
                 verified_hash=verified_hash,
                 new=new,
                 new_hash=new_hash,
                 session_hours=settings.web_session_hours,
-            )
-            audit.record(
-                conn,
                 actor=audit_actor(session),
-                action="user.change_password",
-                object_type="user",
-                object_id=session.user.username,
                 address=client,
             )
-            return token
 
     async def attempt() -> str:
         """Verify and hash on the hashing pool with no transaction open, then a short write."""
@@ -299,18 +279,9 @@ async def change_language(request: Request, session: SignedIn) -> Response:
 
     def change() -> None:
         with engine.begin() as conn:
-            before, after = users.change(conn, session.user.username, language=language)
-            if before != after:
-                audit.record(
-                    conn,
-                    actor=audit_actor(session),
-                    action="user.language",
-                    object_type="user",
-                    object_id=session.user.username,
-                    before={"language": before.language},
-                    after={"language": after.language},
-                    address=client,
-                )
+            users.set_own_language_audited(
+                conn, session.user, language, actor=audit_actor(session), address=client
+            )
 
     await run_in_threadpool(change)
     return redirect(safe_next(fields.get("next")))

@@ -16,24 +16,23 @@ sent with `Cache-Control: no-store`); only its argon2id hash is stored.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tolom import audit
 from tolom.backoffice import passwords, users
 from tolom.backoffice.users import (
     DISPLAY_NAME_MAX,
-    LANGUAGES,
     MIN_PASSWORD,
     ROLES,
     Overview,
     Session,
     UserError,
 )
+from tolom.texts import LANGUAGES, N_
 from tolom.web import i18n
 from tolom.web.auth import (
     PageRoute,
@@ -47,7 +46,6 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
-from tolom.web.messages import CATALOGUE
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -56,7 +54,28 @@ MayChange = Annotated[Session, Depends(may("users"))]
 
 _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 # What each successful change says on the user's page (`?done=`).
-DONE = ("created", "changed", "disabled", "enabled", "unlocked", "unchanged")
+DONE = {
+    "created": N_("users.done.created"),
+    "changed": N_("users.done.changed"),
+    "disabled": N_("users.done.disabled"),
+    "enabled": N_("users.done.enabled"),
+    "unlocked": N_("users.done.unlocked"),
+    "unchanged": N_("users.done.unchanged"),
+}
+# What each refusal of the core (`UserError.code`) says; anything else: "users.error.other".
+ERRORS = {
+    "username.format": N_("users.error.username.format"),
+    "username.taken": N_("users.error.username.taken"),
+    "display_name.empty": N_("users.error.display_name.empty"),
+    "display_name.invalid": N_("users.error.display_name.invalid"),
+    "password.short": N_("users.error.password.short"),
+    "password.long": N_("users.error.password.long"),
+    "role.unknown": N_("users.error.role.unknown"),
+    "language.unknown": N_("users.error.language.unknown"),
+    "user.not_found": N_("users.error.user.not_found"),
+    "last_admin": N_("users.error.last_admin"),
+    "own_account": N_("users.error.own_account"),
+}
 
 
 def _known(username: str) -> bool:
@@ -69,9 +88,7 @@ def _shown(typed: str) -> str:
 
 
 def _error_text(t: i18n.Translator, error: UserError) -> str:
-    key = f"users.error.{error.code}"
-    if key not in CATALOGUE[i18n.DEFAULT]:
-        key = "users.error.other"
+    key = ERRORS.get(error.code, N_("users.error.other"))
     return t(key, min=MIN_PASSWORD, max=DISPLAY_NAME_MAX)
 
 
@@ -165,7 +182,7 @@ async def create_user(request: Request, session: MayChange) -> Response:
         users.check_password(chosen)  # before the hash: a refused password costs none
         encoded = passwords.hash_with_pool(chosen)  # before the transaction, not inside it
         with engine.begin() as conn:
-            user = users.create(
+            return users.create_audited(
                 conn,
                 username=username,
                 display_name=display_name,
@@ -173,17 +190,9 @@ async def create_user(request: Request, session: MayChange) -> Response:
                 password=chosen,
                 language=language,
                 password_hash=encoded,
-            )
-            audit.record(
-                conn,
                 actor=audit_actor(session),
-                action="user.create",
-                object_type="user",
-                object_id=user.username,
-                after=users.as_dict(user),
                 address=client,
             )
-            return user
 
     try:
         user = await run_in_threadpool(create)
@@ -251,7 +260,7 @@ def _user_page(
         languages_offered=LANGUAGES,
         may_change=session.user.may("users"),
         own=target.username == session.user.username,
-        done=done if done in DONE else "",
+        done=t(DONE[done]) if done in DONE else "",
         error=error,
     )
 
@@ -274,21 +283,6 @@ async def _refused(request: Request, session: Session, username: str, error: Use
     return _user_page(request, session, shown, status=status, error=_error_text(t, error))
 
 
-def _audit_change(
-    conn: Any, session: Session, client: str, action: str, before: users.User, after: users.User
-) -> None:
-    audit.record(
-        conn,
-        actor=audit_actor(session),
-        action=action,
-        object_type="user",
-        object_id=after.username,
-        before=users.as_dict(before),
-        after=users.as_dict(after),
-        address=client,
-    )
-
-
 @router.post("/users/{username}/change")
 async def change_user(request: Request, username: str, session: MayChange) -> Response:
     """Role and language, each audited as the command line does (`user.role`,
@@ -302,17 +296,17 @@ async def change_user(request: Request, username: str, session: MayChange) -> Re
     engine, client = runtime(request).engine, address(request)
 
     def change() -> bool:
-        changed = False
         with engine.begin() as conn:
-            for action, values in (
-                ("user.role", {"role": role}),
-                ("user.language", {"language": language}),
-            ):
-                before, after = users.change(conn, username, by=session.user, **values)
-                if before != after:
-                    _audit_change(conn, session, client, action, before, after)
-                    changed = True
-        return changed
+            before, after = users.change_audited(
+                conn,
+                username,
+                by=session.user,
+                actor=audit_actor(session),
+                address=client,
+                role=role,
+                language=language,
+            )
+        return before != after
 
     try:
         changed = await run_in_threadpool(change)
@@ -326,13 +320,17 @@ async def _set_active(request: Request, username: str, session: Session, active:
     if not _known(username):
         return _not_found(request, session)
     engine, client = runtime(request).engine, address(request)
-    action = "user.enable" if active else "user.disable"
 
     def change() -> bool:
         with engine.begin() as conn:
-            before, after = users.change(conn, username, by=session.user, active=active)
-            if before != after:
-                _audit_change(conn, session, client, action, before, after)
+            before, after = users.change_audited(
+                conn,
+                username,
+                by=session.user,
+                actor=audit_actor(session),
+                address=client,
+                active=active,
+            )
             return before != after
 
     try:
@@ -365,18 +363,14 @@ async def reset_password(request: Request, username: str, session: MayChange) ->
     def reset() -> tuple[users.User, str]:
         generated = users.new_password()  # hashed before the transaction, not inside it
         with engine.begin() as conn:
-            user, password = users.reset_password(
-                conn, username, by=session.user, generated=generated
-            )
-            audit.record(
+            return users.reset_password_audited(
                 conn,
+                username,
+                by=session.user,
+                generated=generated,
                 actor=audit_actor(session),
-                action="user.reset_password",
-                object_type="user",
-                object_id=username,
                 address=client,
             )
-            return user, password
 
     try:
         user, password = await run_in_threadpool(reset)
@@ -394,20 +388,9 @@ async def unlock_user(request: Request, username: str, session: MayChange) -> Re
 
     def unlock() -> bool:
         with engine.begin() as conn:
-            lifted = users.unlock(conn, username, now)
-            if lifted is None:
-                return False
-            audit.record(
-                conn,
-                actor=audit_actor(session),
-                action="user.unlock",
-                object_type="user",
-                object_id=username,
-                before={"locked_until": lifted.isoformat()},
-                after={"locked_until": None},
-                address=client,
+            return users.unlock_audited(
+                conn, username, now, actor=audit_actor(session), address=client
             )
-            return True
 
     try:
         unlocked = await run_in_threadpool(unlock)

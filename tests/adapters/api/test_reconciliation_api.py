@@ -17,7 +17,7 @@ from tests.core.reconciliation.test_reconciliation import DAY, balance_of, plant
 from tests.factories import Gateway
 from tolom import audit
 from tolom.agents import service as agent_service
-from tolom.api.operator import reconciliation as api_module
+from tolom.api.operator.reconciliation import uploads
 from tolom.db.schema import (
     audit_log,
     discrepancies,
@@ -26,7 +26,7 @@ from tolom.db.schema import (
     registries,
     registry_lines,
 )
-from tolom.reconciliation import formats, parsing
+from tolom.reconciliation import formats, reading
 
 __all__ = ["api", "planted"]  # the fixtures, used by name
 
@@ -242,7 +242,7 @@ def test_bad_upload_requests_are_problems_and_store_nothing(
         UPLOAD, content=content, headers={"Content-Type": "text/plain"}
     )  # no key: refused before the body is read
     problem(response, 401, "unauthenticated")
-    monkeypatch.setattr(api_module, "MAX_UPLOAD_BYTES", 100)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 100)
     body = problem(upload(api, content), 413, "request_too_large")
     assert "100 байт" in body["detail"]
 
@@ -636,7 +636,7 @@ def test_our_registry_in_the_agents_format_reads_back_as_our_payments(
         agent = agent_service.load(conn, "optima")
         assert agent is not None
         fmt = formats.load(conn, agent.id)
-    lines = parsing.parse(response.content, fmt, agent.timezone).lines
+    lines = reading.parse(response.content, fmt, agent.timezone).lines
     assert len(lines) == 5
     assert {(x.txn_id, x.account, x.amount, x.business_date) for x in lines} == _our_payments(
         engine
@@ -648,7 +648,7 @@ def test_our_registry_in_the_agents_format_reads_back_as_our_payments(
     empty = api.get(f"{BASE}/reconciliation/days/optima/2026-11-01/our-registry")
     assert empty.status_code == 200 and empty.headers["content-type"] == media_type
     if fmt.total_line:
-        assert parsing.parse(empty.content, fmt, agent.timezone).lines == []
+        assert reading.parse(empty.content, fmt, agent.timezone).lines == []
     problem(
         api.get(f"{BASE}/reconciliation/days/nobody/2026-11-21/our-registry"),
         404,

@@ -24,7 +24,7 @@ def _json(result: Any) -> Any:
 
 
 def test_a_day_from_registry_to_closing(
-    cli: Cli, engine: Engine, planted: dict[str, Any], tmp_path: Path
+    cli: Cli, api: Api, engine: Engine, planted: dict[str, Any], tmp_path: Path
 ) -> None:
     file = tmp_path / "optima-2026-11-21.txt"
     file.write_bytes(planted["content"])
@@ -48,12 +48,19 @@ def test_a_day_from_registry_to_closing(
             cli("reconcile", "resolve", str(item["id"]), action, "--reason", "сверено", "--json")
         )
         assert done["resolution"] in ("accepted", "explained")
+    closed = _json(cli("reconcile", "close", "optima", "2026-11-21", "--json"))
+    assert closed["state"] == "closed" and closed["closed_at"].endswith("Z")
+    answered = api.get("/api/v1/reconciliation/days/optima/2026-11-21").json()
+    detail_only = {"discrepancy_count", "discrepancies", "next_cursor"}
+    assert closed == {key: value for key, value in answered.items() if key not in detail_only}
     assert "закрыт" in cli("reconcile", "close", "optima", "2026-11-21").stdout
     bad = cli("reconcile", "import", "optima", str(file), "--day", "2026-11-21")
     assert bad.exit_code == 0  # the same file: nothing to change, even on a closed day
     calendar = _json(
         cli("reconcile", "days", "--from", "2026-11-20", "--to", "2026-11-21", "--json")
     )
+    from_api = api.get("/api/v1/reconciliation/days?from=2026-11-20&to=2026-11-21").json()
+    assert calendar == from_api["items"]
     states = {(c["agent"], c["day"]): c["state"] for c in calendar}
     assert states[("optima", "2026-11-21")] == "closed"
     assert states[("optima", "2026-11-20")] == "none"
@@ -85,6 +92,10 @@ def test_the_json_is_the_apis_shape(
     day = _json(cli("reconcile", "show", "optima", DAY.isoformat(), "--json"))
     assert day["summary"] == answered["summary"]
     assert day["discrepancies"] == answered["discrepancies"]
+    # The whole day is the API's, its registry an object; only the paging is the API's own.
+    assert day == {key: value for key, value in answered.items() if key != "next_cursor"}
+    assert day["registry"]["id"] == done["registry"] and "file" not in day
+    assert day["registry"]["imported_at"].endswith("Z")
     mismatch = next(d for d in day["discrepancies"] if d["kind"] == "amount_mismatch")
     assert "payment" not in mismatch and mismatch["payment_id"] is not None
     assert (mismatch["their_amount"], mismatch["our_amount"]) == ("250.00", "200.00")

@@ -435,7 +435,7 @@ def test_time_zone_and_cancel_window(web: Web, gateway: Gateway) -> None:
     page = browser.get("/agents/optima")
     assert text_of(page.text, "f-timezone") == "Asia/Almaty"
     assert '<option value="Asia/Almaty" selected>' in page.text
-    assert text_of(page.text, "f-cancel-window") == "3 дн."
+    assert text_of(page.text, "f-cancel-window") == "3 дня"
     [line] = [a for a in _audit(web.engine) if a.action == "agent.configure"]
     assert json.loads(line.before) == {"timezone": "Asia/Bishkek", "cancel_window_days": 0}
     assert json.loads(line.after) == {"timezone": "Asia/Almaty", "cancel_window_days": 3}

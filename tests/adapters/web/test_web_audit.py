@@ -40,8 +40,16 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         '{"role": "operator", "same": 1}',
         '{"role": "admin", "same": 1}',
     )
-    form = audit_pages.ListForm(
-        "user:aida", "user.", "user", "bob", "2026-11-01", "2026-11-30", "10.0.*", AuditFilter()
+    form = audit_pages.ListForm.read(
+        {
+            "actor": "user:aida",
+            "action": "user.",
+            "type": "user",
+            "object": "bob",
+            "from": "2026-11-01",
+            "to": "2026-11-30",
+            "address": "10.0.*",
+        }
     )
     listing = {
         "form": form,

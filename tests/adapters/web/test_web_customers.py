@@ -26,10 +26,10 @@ from tolom.events import admin as events_admin
 from tolom.formatting import ZONE
 from tolom.ledger import statements
 from tolom.payments import records, service
+from tolom.texts import texts
 from tolom.web import customers as customer_pages
-from tolom.web.messages import CATALOGUE
 
-RU = CATALOGUE["ru"]
+RU = texts("ru")
 NBSP = "\u00a0"
 ROLES = ("admin", "operator", "accountant", "auditor")
 
@@ -162,8 +162,8 @@ def test_search_by_inn_or_name(web: Web, gateway: Gateway) -> None:
     assert 'data-status="blocked"' in blocked.text and "заблокирован" in blocked.text
 
     none = browser.get("/customers", params={"q": "Нет такого"})
-    assert (
-        none.status_code == 200 and text_of(none.text, "customers-empty") == RU["customers.empty"]
+    assert none.status_code == 200 and text_of(none.text, "customers-empty") == RU(
+        "customers.empty"
     )
     # LIKE's wildcards are searched for as they are, not as "anything".
     assert 'id="customers-empty"' in browser.get("/customers", params={"q": "%"}).text
@@ -176,7 +176,7 @@ def test_a_long_list_says_it_was_cut(web: Web, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(customer_pages, "SEARCH_LIMIT", 2)
     page = web.signed_in().get("/customers")
     assert len(_rows(page.text, "customers", "inn")) == 2
-    assert text_of(page.text, "customers-more") == RU["customers.more"].format(count=2)
+    assert text_of(page.text, "customers-more") == RU("customers.more").format(count=2)
 
 
 # --- the card ---------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_the_card_shows_the_customer_and_links(web: Web, gateway: Gateway) -> No
     assert page.status_code == 200 and page_of(page) == "customers-one"
     html = page.text
     assert "<h1>ОсОО «Ромашка»</h1>" in html
-    assert f"<title>{RU['customer.title'].format(inn=inn)} — Tolom</title>" in html
+    assert f"<title>{RU('customer.title').format(inn=inn)} — Tolom</title>" in html
     assert text_of(html, "f-inn") == inn and text_of(html, "f-legal-form") == "ОсОО"
     assert text_of(html, "f-status") == "активен"
     assert text_of(html, "f-email") == "buh@romashka.kg"
@@ -206,7 +206,7 @@ def test_the_card_shows_the_customer_and_links(web: Web, gateway: Gateway) -> No
 
     assert browser.get(f"/customers/{new_inn()}").status_code == 404
     unknown = browser.get(f"/customers/{new_inn()}")
-    assert page_of(unknown) == "not-found" and RU["customer.not_found.text"] in unknown.text
+    assert page_of(unknown) == "not-found" and RU("customer.not_found.text") in unknown.text
     for bad in ("123", "abc", "0" * 15, "%00", "01904202310427x"):
         assert browser.get(f"/customers/{bad}").status_code == 404, bad
 
@@ -216,11 +216,11 @@ def test_the_card_in_kyrgyz_and_english(web: Web) -> None:
     for language in ("ky", "en"):
         add_user(web.engine, username=f"user-{language}", language=language)
         page = web.signed_in(f"user-{language}").get(f"/customers/{inn}")
-        texts = CATALOGUE[language]
+        said = texts(language)
         assert page.status_code == 200 and f'<html lang="{language}">' in page.text
-        assert text_of(page.text, "f-status") == texts["customer.status.blocked"]
-        assert texts["customer.unblock"] in page.text
-        assert unescape(texts["customer.statement"]) in unescape(page.text)
+        assert text_of(page.text, "f-status") == said("customer.status.blocked")
+        assert said("customer.unblock") in page.text
+        assert unescape(said("customer.statement")) in unescape(page.text)
 
 
 # --- the statement ------------------------------------------------------------------------
@@ -337,14 +337,14 @@ def test_statement_lines_are_said_in_the_page_language(
         ).one()
     add_user(web.engine, username=f"user-{language}", language=language)
     html = web.signed_in(f"user-{language}").get(f"/customers/{inn}").text
-    texts = CATALOGUE[language]
-    top_up = texts["customer.line.payment"].format(agent=agent.name, reference=agent.txn_id)
+    said = texts(language)
+    top_up = said("customer.line.payment").format(agent=agent.name, reference=agent.txn_id)
     assert _statement_texts(html) == [
-        texts["customer.line.payment"].format(agent=agent.name, reference=_txn(web, first)),
+        said("customer.line.payment").format(agent=agent.name, reference=_txn(web, first)),
         top_up,
-        texts["customer.line.reversal"].format(number=second) + ": ошибка кассира",
-        texts["customer.line.charge"].format(number=charge.id) + ": НДС за октябрь 2026",
-        texts["customer.line.charge_refund"].format(number=charge.id) + ": отчёт отозван",
+        said("customer.line.reversal").format(number=second) + ": ошибка кассира",
+        said("customer.line.charge").format(number=charge.id) + ": НДС за октябрь 2026",
+        said("customer.line.charge_refund").format(number=charge.id) + ": отчёт отозван",
     ]
     if language != "ru":  # none of the journal's Russian words
         for russian in ("Пополнение", "Отмена платежа", "Списание", "Возврат", "отчёт СОЧИ"):
@@ -383,7 +383,7 @@ def test_a_bad_statement_range_is_said_next_to_the_form(
     inn = add_customer(web.engine)
     page = web.signed_in().get(f"/customers/{inn}", params=params)
     assert page.status_code == 400 and page_of(page) == "customers-one"
-    message = RU[key].format(days=customers.MAX_STATEMENT_DAYS)
+    message = RU(key).format(days=customers.MAX_STATEMENT_DAYS)
     assert unescape(text_of(page.text, "statement-error")) == message
     assert 'id="statement-lines"' not in page.text and 'id="opening"' not in page.text
     assert text_of(page.text, "f-inn") == inn  # the rest of the card is there
@@ -399,7 +399,7 @@ def test_a_long_statement_is_cut_with_a_note(
     monkeypatch.setattr(customer_pages, "STATEMENT_LINES", 2)
     html = web.signed_in().get(f"/customers/{inn}").text
     assert [(a, b) for _, a, b in _statement_lines(html)] == [(1000, 1000), (2000, 3000)]
-    assert RU["customer.statement_cut"].format(count=2) == text_of(html, "statement-cut")
+    assert RU("customer.statement_cut").format(count=2) == text_of(html, "statement-cut")
     # The totals and the closing balance still cover the whole period.
     assert text_of(html, "credits") == f"60,00{NBSP}сом"
     assert text_of(html, "closing") == f"60,00{NBSP}сом" == text_of(html, "balance")
@@ -423,21 +423,21 @@ def test_awaiting_and_recent_charges(web: Web, gateway: Gateway) -> None:
     html = web.signed_in().get(f"/customers/{inn}").text
     total = html[html.index('id="awaiting-total"') :]
     assert 'data-count="2" data-total="102500"' in total
-    assert text_of(html, "awaiting-total") == RU["customer.awaiting_some"].format(
+    assert text_of(html, "awaiting-total") == RU("customer.awaiting_some").format(
         count="2", amount=f"1{NBSP}025,00{NBSP}сом"
     )
     assert _rows(html, "awaiting-charges", "charge") == [str(second.id), str(first.id)]
-    assert RU["customer.charge_status.awaiting_payment"] == "Ожидает оплаты"
+    assert RU("customer.charge_status.awaiting_payment") == "Ожидает оплаты"
     assert "Ожидает оплаты" in html and "Отчёт r-2" in html
     assert _rows(html, "charges", "charge") == [str(second.id), str(first.id), str(charged.id)]
     assert "Отчёт r-4" not in html  # another customer's
 
     one = web.signed_in().get(f"/customers/{other}").text
-    assert text_of(one, "awaiting-total") == RU["customer.awaiting_some"].format(
+    assert text_of(one, "awaiting-total") == RU("customer.awaiting_some").format(
         count="1", amount=f"70,00{NBSP}сом"
     )
     empty = web.signed_in().get(f"/customers/{add_customer(web.engine)}").text
-    assert text_of(empty, "awaiting-total") == RU["customer.awaiting_none"]
+    assert text_of(empty, "awaiting-total") == RU("customer.awaiting_none")
     assert 'id="charges-empty"' in empty and 'id="awaiting-charges"' not in empty
 
 
@@ -493,7 +493,7 @@ def test_the_notifications_sent(web: Web, gateway: Gateway) -> None:
     assert "не доставлено" in table and "доставлено" in table and ">8<" in table
     assert "&lt;b&gt;SMS шлюз&lt;/b&gt; недоступен" in table and "<b>SMS" not in table
     quiet = web.signed_in().get(f"/customers/{add_customer(web.engine)}").text
-    assert text_of(quiet, "notifications-empty") == RU["customer.no_notifications"]
+    assert text_of(quiet, "notifications-empty") == RU("customer.no_notifications")
 
 
 # --- registration -----------------------------------------------------------------------------
@@ -522,7 +522,7 @@ def test_an_operator_registers_a_customer(web: Web) -> None:
     assert answer.status_code == 303
     assert answer.headers["location"] == f"/customers/{inn}?done=created"
     card = browser.get(answer.headers["location"])
-    assert text_of(card.text, "done") == RU["customer.done.created"]
+    assert text_of(card.text, "done") == RU("customer.done.created")
     assert text_of(card.text, "balance") == f"0,00{NBSP}сом"
     created = _customer(web.engine, inn)
     assert (created.name, created.email, created.phone, created.language) == (
@@ -555,7 +555,7 @@ def test_an_operator_registers_a_customer(web: Web) -> None:
         },
     )
     assert again.status_code == 409
-    message = RU["customers.error.exists"].format(inn=inn)
+    message = RU("customers.error.exists").format(inn=inn)
     assert unescape(text_of(again.text, "inn-error")).startswith(message)
     assert f'id="existing-customer" href="/customers/{inn}"' in again.text
     assert _count_customers(web.engine) == 1 and len(_audit(web.engine, inn)) == 1
@@ -578,10 +578,10 @@ def test_registration_says_every_bad_field_and_changes_nothing(web: Web) -> None
     )
     assert answer.status_code == 422 and page_of(answer) == "customers-new"
     html = answer.text
-    assert text_of(html, "inn-error") == RU["customers.error.inn"]
-    assert text_of(html, "email-error") == RU["customers.error.email"].format(max=254)
-    assert text_of(html, "phone-error") == RU["customers.error.phone"]
-    assert text_of(html, "language-error") == RU["customers.error.language"]
+    assert text_of(html, "inn-error") == RU("customers.error.inn")
+    assert text_of(html, "email-error") == RU("customers.error.email").format(max=254)
+    assert text_of(html, "phone-error") == RU("customers.error.phone")
+    assert text_of(html, "language-error") == RU("customers.error.language")
     assert 'id="customer-errors"' in html and 'aria-invalid="true"' in html
     assert 'value="ОсОО «Ромашка»"' in unescape(html)  # what was typed stays
     for data, field, key in [
@@ -599,7 +599,7 @@ def test_registration_says_every_bad_field_and_changes_nothing(web: Web) -> None
         }
         refused = browser.post("/customers/new", data=body)
         assert refused.status_code == 422, data
-        assert text_of(refused.text, f"{field}-error") == RU[key].format(max=300)
+        assert text_of(refused.text, f"{field}-error") == RU(key).format(max=300)
     assert _count_customers(web.engine) == 0 and _audit_count(web.engine) == 0
 
 
@@ -629,9 +629,9 @@ def test_contacts_change_is_audited(web: Web) -> None:
     assert before_ == {"email": "old@example.kg", "phone": None, "language": "ru"}
     assert after_ == {"email": None, "phone": "+996555123456", "language": "ky"}
     card = browser.get(changed.headers["location"])
-    assert text_of(card.text, "done") == RU["customer.done.contacts"]
+    assert text_of(card.text, "done") == RU("customer.done.contacts")
     assert text_of(card.text, "f-phone") == "+996555123456"
-    assert text_of(card.text, "f-email") == RU["customer.no_contact"]
+    assert text_of(card.text, "f-email") == RU("customer.no_contact")
 
     same = browser.post(
         f"/customers/{inn}/contacts",
@@ -645,9 +645,9 @@ def test_contacts_change_is_audited(web: Web) -> None:
         data={"csrf": csrf, "email": "a@b", "phone": "555", "language": "en"},
     )
     assert bad.status_code == 422 and page_of(bad) == "customers-one"
-    assert text_of(bad.text, "contact-email-error") == RU["customers.error.email"].format(max=254)
-    assert text_of(bad.text, "contact-phone-error") == RU["customers.error.phone"]
-    assert text_of(bad.text, "contact-language-error") == RU["customers.error.language"]
+    assert text_of(bad.text, "contact-email-error") == RU("customers.error.email").format(max=254)
+    assert text_of(bad.text, "contact-phone-error") == RU("customers.error.phone")
+    assert text_of(bad.text, "contact-language-error") == RU("customers.error.language")
     assert 'value="a@b"' in bad.text  # the form keeps what was typed
     assert _customer(web.engine, inn) == after and len(_audit(web.engine, inn)) == 1
 
@@ -673,7 +673,7 @@ def test_block_and_unblock_are_audited(web: Web, gateway: Gateway) -> None:
     assert _customer(web.engine, inn).status == "blocked"
     assert gateway.check("sochi", inn)["result"] == 79  # agents are refused
     card = browser.get(blocked.headers["location"]).text
-    assert text_of(card, "done") == RU["customer.done.blocked"]
+    assert text_of(card, "done") == RU("customer.done.blocked")
     assert text_of(card, "f-status") == "заблокирован" and 'id="blocked-note"' in card
     assert 'id="unblock"' in card and 'id="block"' not in card
 
@@ -880,9 +880,12 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "2026-11-01", "2026-11-30", date(2026, 11, 1), date(2026, 11, 30)
     )
     contacts = customer_pages.ContactsForm(
-        "a@b", "1", "ru", {"email": "e", "phone": "p", "language": "l", "form": "f"}
+        email="a@b",
+        phone="1",
+        language="ru",
+        errors={"email": "e", "phone": "p", "language": "l", "form": "f"},
     )
-    form = customer_pages.NewForm(
+    form = customer_pages.NewForm.model_construct(  # as typed: the INN is wrong
         inn="1",
         errors={
             k: "x" for k in ("inn", "name", "legal_form", "email", "phone", "language", "form")

@@ -27,12 +27,12 @@ from tolom.db.schema import invoices as invoices_table
 from tolom.documents import instructions, invoice_pdf
 from tolom.formatting import ZONE
 from tolom.payments import records
+from tolom.texts import texts
 from tolom.web import invoices as invoice_pages
 from tolom.web import pages
 from tolom.web.i18n import translator
-from tolom.web.messages import CATALOGUE
 
-RU = CATALOGUE["ru"]
+RU = texts("ru")
 ROLES = ("admin", "operator", "accountant", "auditor")
 
 
@@ -129,7 +129,7 @@ def test_the_list_filters_and_pages(web: Web, gateway: Gateway) -> None:
     assert 'id="new-invoice" href="/invoices/new"' in page.text  # an operator may issue
     assert "1\u00a0510,00\u00a0сом" in page.text
     assert f'data-number="{expired.number}" data-state="expired"' in page.text
-    assert RU["invoices.state.expired"] in page.text
+    assert RU("invoices.state.expired") in page.text
     for label in ('for="f-q"', 'for="f-inn"', 'for="f-status"', "<caption>"):
         assert label in page.text
 
@@ -149,17 +149,17 @@ def test_the_list_filters_and_pages(web: Web, gateway: Gateway) -> None:
     assert numbers(q=spaced) == [paid.number]  # as it is printed, in groups of four
     assert numbers(q=paid.number, status="open") == []
     empty = browser.get("/invoices", params={"q": "4000000000000002"})
-    assert text_of(empty.text, "invoices-empty") == RU["invoices.empty"]
+    assert text_of(empty.text, "invoices-empty") == RU("invoices.empty")
 
     # A typed value that cannot be a filter: the form says so next to the field.
     short = browser.get("/invoices", params={"q": "12345"})
-    assert (
-        short.status_code == 400 and _error_next_to(short.text, "f-q") == RU["invoices.bad_number"]
+    assert short.status_code == 400 and _error_next_to(short.text, "f-q") == RU(
+        "invoices.bad_number"
     )
     assert _value_of(short.text, "f-q") == "12345"
     bad_inn = browser.get("/invoices", params={"inn": "01 2"})
     assert bad_inn.status_code == 400
-    assert _error_next_to(bad_inn.text, "f-inn") == RU["invoices.bad_inn"]
+    assert _error_next_to(bad_inn.text, "f-inn") == RU("invoices.bad_inn")
     # Values no form offers: a page that says the request was not understood.
     for params in ({"status": "lost"}, {"before": "abc"}, {"q": "1" * 65}, {"inn": "\x00"}):
         answer = browser.get("/invoices", params=params)
@@ -197,7 +197,7 @@ def test_an_operator_issues_an_invoice_from_the_catalogue(web: Web) -> None:
     assert _value_of(html, "inn") == inn and _value_of(html, "payer_name") == "ОсОО «Ромашка»"
     assert '<label for="qty-eds-head">' in html and _value_of(html, "qty-eds-head") == "0"
     assert 'id="qty-rutoken-device"' not in html  # no price: no quantity to type
-    assert RU["invoices.new.no_price"] in html
+    assert RU("invoices.new.no_price") in html
     assert '<label for="due">' in html
 
     answer = browser.post(
@@ -234,16 +234,16 @@ def test_an_operator_issues_an_invoice_from_the_catalogue(web: Web) -> None:
     page = browser.get(answer.headers["location"])
     assert page.status_code == 200 and page_of(page) == "invoices-one"
     html = page.text
-    assert text_of(html, "invoice-created") == RU["invoice.created_now"]
+    assert text_of(html, "invoice-created") == RU("invoice.created_now")
     assert text_of(html, "f-number") == number
-    assert text_of(html, "f-state") == RU["invoices.state.open"]
+    assert text_of(html, "f-state") == RU("invoices.state.open")
     assert text_of(html, "f-total") == "4\u00a0350,00\u00a0сом"
     assert f'<a id="customer-link" href="/customers/{inn}">ОсОО «Ромашка»</a>' in unescape(html)
     assert text_of(html, "lines-total") == "4\u00a0350,00\u00a0сом"
     assert "2\u00a0840,00\u00a0сом" in html
     assert f'id="invoice-pdf" href="/invoices/{number}.pdf"' in html
-    assert text_of(html, "no-payments") == RU["invoice.no_payments"]
-    assert text_of(html, "no-orders") == RU["invoice.no_orders"]
+    assert text_of(html, "no-payments") == RU("invoice.no_payments")
+    assert text_of(html, "no-orders") == RU("invoice.no_orders")
     assert f'id="cancel-link" href="/invoices/{number}/cancel#cancel-heading"' in html
 
 
@@ -262,9 +262,9 @@ def test_an_inn_of_no_customer_needs_a_payer_and_then_is_a_new_customer(web: Web
     browser = web.signed_in()
     refused = _issue(browser, {"inn": inn, "payer_name": "", "qty-eds-head": "1"})
     assert refused.status_code == 422 and page_of(refused) == "invoices-new"
-    assert _error_next_to(refused.text, "payer_name") == RU[
+    assert _error_next_to(refused.text, "payer_name") == RU(
         "invoices.error.payer_unknown_inn"
-    ].format(inn=inn)
+    ).format(inn=inn)
     assert _value_of(refused.text, "inn") == inn and _value_of(refused.text, "qty-eds-head") == "1"
     assert _count(web) == 0 and audit_actions(web.engine) == ["user.login"]
 
@@ -274,7 +274,7 @@ def test_an_inn_of_no_customer_needs_a_payer_and_then_is_a_new_customer(web: Web
     )
     page = browser.get(f"/invoices/{number}").text
     assert 'id="customer-link"' not in page
-    assert RU["invoice.not_a_customer"] in page
+    assert RU("invoice.not_a_customer") in page
 
 
 def test_a_blocked_customer_gets_an_invoice_and_the_page_says_blocked(web: Web) -> None:
@@ -284,7 +284,7 @@ def test_a_blocked_customer_gets_an_invoice_and_the_page_says_blocked(web: Web) 
     browser = web.signed_in()
     number = _created_number(_issue(browser, {"inn": inn, "qty-eds-head": "1"}))
     page = browser.get(f"/invoices/{number}").text
-    assert 'id="customer-blocked"' in page and RU["invoice.customer_blocked"] in page
+    assert 'id="customer-blocked"' in page and RU("invoice.customer_blocked") in page
 
 
 def test_a_due_date_sets_when_the_invoice_expires(web: Web) -> None:
@@ -343,9 +343,9 @@ def test_bad_input_re_shows_the_form_and_issues_nothing(
     data = {"payer_name": "ОсОО «Тест»", **data}
     answer = _issue(browser, data)
     assert answer.status_code == 422 and page_of(answer) == "invoices-new"
-    message = RU[key].format(**values)
+    message = RU(key).format(**values)
     html = answer.text
-    assert text_of(html, "invoice-errors").startswith("<p>" + RU["invoices.new.errors"])
+    assert text_of(html, "invoice-errors").startswith("<p>" + RU("invoices.new.errors"))
     if field.startswith("qty-") and f'id="{field}"' not in html:
         assert message in unescape(html)  # a product without an input: said above the form
     else:
@@ -424,7 +424,7 @@ def test_unknown_and_malformed_numbers_are_404(web: Web) -> None:
             assert answer.status_code == 404 and page_of(answer) == "not-found", path
         refused = browser.post(f"/invoices/{number}/cancel", data={"csrf": csrf})
         assert refused.status_code == 404, number
-    assert RU["invoice.not_found.text"] in browser.get("/invoices/4000000000000002").text
+    assert RU("invoice.not_found.text") in browser.get("/invoices/4000000000000002").text
     assert audit_actions(web.engine) == ["user.login"]
 
 
@@ -437,7 +437,7 @@ def test_the_page_shows_the_payments_and_the_orders_of_a_paid_invoice(
     payment = int(answer["prv_txn"])
     browser = _staff(web, "accountant")
     html = browser.get(f"/invoices/{invoice.number}").text
-    assert text_of(html, "f-state") == RU["invoices.state.paid"]
+    assert text_of(html, "f-state") == RU("invoices.state.paid")
     assert f'<a href="/payments/{payment}">№ {payment}</a>' in html
     assert f'<tr data-id="{payment}" data-status="accepted">' in html
     assert f'<a href="/payments/{payment}">{payment}</a>' in html
@@ -446,7 +446,7 @@ def test_the_page_shows_the_payments_and_the_orders_of_a_paid_invoice(
     assert len(made) == 2
     for order in made:
         assert f'<a href="/orders/{order.id}">{order.id}</a>' in html
-    assert RU["invoice.order_status.paid"] in html
+    assert RU("invoice.order_status.paid") in html
     assert 'id="cancel-link"' not in html  # paid, and an accountant may not anyway
 
 
@@ -485,8 +485,8 @@ def test_an_operator_cancels_with_a_reason_after_confirming(web: Web, gateway: G
     assert line["address"] == "testclient"
 
     shown = browser.get(done.headers["location"]).text
-    assert text_of(shown, "invoice-cancelled") == RU["invoice.cancelled_now"]
-    assert text_of(shown, "f-state") == RU["invoices.state.cancelled"]
+    assert text_of(shown, "invoice-cancelled") == RU("invoice.cancelled_now")
+    assert text_of(shown, "f-state") == RU("invoices.state.cancelled")
     assert text_of(shown, "f-cancelled-by") == "user:aida"
     assert unescape(text_of(shown, "f-cancel-reason")) == "клиент передумал <b>"
     assert "<b>" not in shown.split('id="f-cancel-reason"')[1][:60]
@@ -495,7 +495,7 @@ def test_an_operator_cancels_with_a_reason_after_confirming(web: Web, gateway: G
     # Again: nothing to cancel, nothing written; the confirmation leads back to the page.
     again = browser.post(f"/invoices/{invoice.number}/cancel", data={"csrf": csrf_in(shown)})
     assert again.status_code == 409
-    assert text_of(again.text, "cancel-error") == RU["invoice.refused.not_open"]
+    assert text_of(again.text, "cancel-error") == RU("invoice.refused.not_open")
     assert browser.get(f"/invoices/{invoice.number}/cancel").status_code == 303
     assert len(_trail(web, invoice.number)) == 1
 
@@ -525,7 +525,7 @@ def test_an_over_long_reason_is_refused_and_nothing_changes(web: Web) -> None:
             f"/invoices/{invoice.number}/cancel", data={"csrf": csrf_in(html), "reason": reason}
         )
         assert answer.status_code == 422
-        assert text_of(answer.text, "cancel-error") == RU["invoice.refused.reason"].format(max=500)
+        assert text_of(answer.text, "cancel-error") == RU("invoice.refused.reason").format(max=500)
         assert 'id="cancel"' in answer.text  # the confirmation again
     assert _stored(web, invoice.number).status == "open" and _trail(web, invoice.number) == []
 
@@ -538,7 +538,7 @@ def test_a_paid_invoice_cannot_be_cancelled(web: Web, gateway: Gateway) -> None:
     answer = browser.post(f"/invoices/{invoice.number}/cancel", data={"csrf": csrf_in(confirm)})
     assert answer.status_code == 409
     stored = _stored(web, invoice.number)
-    assert text_of(answer.text, "cancel-error") == RU["invoice.refused.paid"].format(
+    assert text_of(answer.text, "cancel-error") == RU("invoice.refused.paid").format(
         payment=stored.payment_id
     )
     assert 'id="cancel"' not in answer.text and 'id="cancel-link"' not in answer.text

@@ -154,7 +154,7 @@ def test_signatures_expiring_soon(web: Web, gateway: Gateway) -> None:
     assert 'id="tab-expiring" href="/orders/expiring" aria-current="page"' in page.text
     assert _ids(browser.get("/orders/expiring", params={"days": "60"}).text) == [soon, later]
     none = browser.get("/orders/expiring", params={"days": "2"})
-    assert _ids(none.text) == [] and "2 дн." in text_of(none.text, "orders-empty")
+    assert _ids(none.text) == [] and "ближайшие 2 дня, нет" in text_of(none.text, "orders-empty")
     for bad in ("-1", "abc", "367", "1e3"):
         assert browser.get("/orders/expiring", params={"days": bad}).status_code == 400
     assert browser.get("/orders/expiring", params={"after": "x"}).status_code == 400
@@ -442,7 +442,9 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
             **common,
             "page": "orders-expiring",
             "view": "expiring",
-            "form": order_pages.ListForm("paid", "01904202310427", "4000000000000002"),
+            "form": order_pages.ListForm(
+                status="paid", inn="01904202310427", invoice="4000000000000002"
+            ),
             "views": order_pages.VIEWS,
             "rows": [(order, 3)],
             "more": "after=17",
@@ -457,7 +459,7 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "may_change": True,
             "done": "cancel",
             "error": "ошибка",
-            "cancel": order_pages.CancelForm("причина", True, confirming=False),
+            "cancel": order_pages.CancelForm(reason="причина", no_refund=True, confirming=False),
             "days_left": 3,
         },
     }

@@ -20,7 +20,7 @@ from tests.adapters.web.test_web import web as web
 from tests.core.reconciliation.test_reconciliation import registry
 from tests.factories import Gateway, add_customer
 from tolom.db.schema import audit_log, discrepancies, payments, reconciliation_days, registries
-from tolom.reconciliation import days, formats, parsing
+from tolom.reconciliation import days, formats, reading
 from tolom.reconciliation.registries import agent_for_registry
 
 DAY = date(2026, 11, 21)
@@ -316,7 +316,7 @@ def test_downloads_act_and_our_registry(web: Web, gateway: Gateway) -> None:
     with web.engine.connect() as conn:
         agent = agent_for_registry(conn, "optima")
         fmt = formats.load(conn, agent.id)
-    parsed = parsing.parse(ours.content, fmt, agent.timezone, gateway=True)
+    parsed = reading.parse(ours.content, fmt, agent.timezone, gateway=True)
     assert sorted(line.txn_id for line in parsed.lines) == ["101", "102", "103", "104", "105"]
     for path in ("act.pdf", "act.xlsx", "our-registry"):
         assert browser.get(f"/reconciliation/nobody/2026-11-21/{path}").status_code == 404

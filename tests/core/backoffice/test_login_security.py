@@ -322,7 +322,7 @@ def test_locked_unknown_and_wrong_password_answer_alike(
     ]
     assert len(set(locked)) == 1, locked
     status, error, delays, verified = locked[0]
-    assert status == 200 and error is not None and "заблокирован на 15 мин." in error
+    assert status == 200 and error is not None and "заблокирован на 15 минут;" in error
     assert delays == (8.0,) and verified == 1
 
 

@@ -1,4 +1,5 @@
-"""Customer notifications: the templates in Russian and Kyrgyz, e-mail through a real SMTP
+"""Customer notifications: the templates in Russian, Kyrgyz and English (one template per event
+type and channel, its words from the gettext catalogues), e-mail through a real SMTP
 server (aiosmtpd) started by the test, SMS through a real HTTP gateway on 127.0.0.1, the
 console backends, and a top-up whose e-mail and SMS go out from the outbox."""
 
@@ -200,7 +201,50 @@ EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
         "body": ["мөөнөтү 22.11.2027 бүтөт", "21 күн калды", "кантип узартуу", "«Оплата ЭЦП»"],
         "sms": [INN, "мөөнөтү 22.11.2027 бүтөт", "21 күн калды"],
     },
+    # English amounts as the English pages write them: "1,500.00 KGS".
+    ("payment.accepted", "en"): {
+        "subject": ["SOCHI: balance topped up by 500.00 KGS"],
+        "body": [
+            "Your balance in the SOCHI system has been topped up by 500.00 KGS",
+            "1,500.00 KGS",
+        ],
+        "sms": [f"SOCHI: INN {INN} +500.00 KGS, balance 1,500.00 KGS"],
+    },
+    ("charge.settled", "en"): {
+        "subject": ["SOCHI: the report “НДС за октябрь 2026” no longer awaits payment"],
+        "body": ["“НДС за октябрь 2026” no longer awaits payment", "350.00 KGS", "1,150.00 KGS"],
+        "sms": ['report "НДС за октябрь 2026" no longer awaits payment', "350.00 KGS", INN],
+    },
+    ("payment.reversed", "en"): {
+        "subject": ["SOCHI: balance top-up of 500.00 KGS cancelled"],
+        "body": ["top-up of your balance", "cancelled", "500.00 KGS", "1,000.00 KGS", INN, "1001"],
+        "sms": [f"SOCHI: top-up of INN {INN} by 500.00 KGS cancelled, balance 1,000.00 KGS"],
+    },
+    ("invoice.paid", "en"): {
+        "subject": [f"Invoice No. {INVOICE} paid"],
+        "body": [
+            f"Invoice No. {INVOICE} for 2,710.00 KGS has been paid. Thank you!",
+            "Invoice items:",
+            "1. Электронная подпись руководителя (облачная), 12 месяцев — 1 pcs × 1,510.00 KGS",
+        ],
+        "sms": [f"Invoice No. {INVOICE} for 2,710.00 KGS paid. Thank you!"],
+    },
+    ("order.issued", "en"): {
+        "subject": ["Electronic signature issued"],
+        "body": [
+            "Your electronic signature has been issued",
+            "valid until 22.11.2027",
+            "22.11.2026",
+        ],
+        "sms": [f"EDS for invoice No. {INVOICE} issued, valid until 22.11.2027"],
+    },
+    ("signature.expiring", "en"): {
+        "subject": ["Electronic signature expires on 22.11.2027"],
+        "body": ["expires on 22.11.2027: 21 days left.", "How to renew", "«Оплата ЭЦП»"],
+        "sms": [INN, "valid until 22.11.2027", "21 days left", "To renew"],
+    },
 }
+GREETINGS = {"ru": "Здравствуйте!", "ky": "Саламатсызбы!", "en": "Hello!"}
 
 # The SMS limit we keep to: Cyrillic goes as UCS-2, 70 characters in one SMS and 67 per
 # part of a longer one. Every text fits two parts (134) even with the largest realistic
@@ -214,7 +258,7 @@ REPORT_CODES = ("vat", "sti", "2026-10")
 
 def _largest(event_type: str) -> dict[str, Any]:
     """The payload with the longest values a customer can realistically have."""
-    payload = json.loads(json.dumps(PAYLOADS[event_type]))
+    payload: dict[str, Any] = json.loads(json.dumps(PAYLOADS[event_type]))
     for field in ("amount", "total"):
         if field in payload:
             payload[field] = 50_000_000  # 500 000.00 som: the service's maximum top-up
@@ -232,15 +276,10 @@ def _largest(event_type: str) -> dict[str, Any]:
 # --- templates ----------------------------------------------------------------------------
 
 
-def test_every_notified_type_has_every_template_in_both_languages() -> None:
+def test_every_notified_type_has_its_templates() -> None:
     for event_type in NOTIFIED:
-        for language in templates.LANGUAGES:
-            for channel in ("email", "sms"):
-                assert templates.has_template(event_type.value, channel, language), (
-                    event_type,
-                    language,
-                    channel,
-                )
+        for channel in ("email", "sms"):
+            assert templates.has_template(event_type.value, channel), (event_type, channel)
     assert set(PAYLOADS) == {t.value for t in NOTIFIED}
     # Types customers are not told about have no template: deliver refuses them clearly.
     for event_type in set(EventType) - NOTIFIED:
@@ -249,10 +288,53 @@ def test_every_notified_type_has_every_template_in_both_languages() -> None:
 
 def test_templates_ship_inside_the_package() -> None:
     root = resources.files("tolom") / "templates" / "notifications"
-    for language in templates.LANGUAGES:
-        for event_type in NOTIFIED:
-            for part in ("subject", "body", "sms"):
-                assert (root / language / event_type.value / f"{part}.txt").is_file()
+    for event_type in NOTIFIED:
+        for part in ("subject", "body", "sms"):
+            assert (root / event_type.value / f"{part}.txt").is_file()
+    # One template for every language: the words are the catalogues'.
+    assert not any((root / language).is_dir() for language in ("ru", "ky", "en"))
+
+
+def test_the_languages_are_the_catalogues() -> None:
+    assert templates.LANGUAGES == ("ru", "ky", "en")
+    # Rendered by the one Jinja environment (templating), with its filters: none of its own.
+    assert not hasattr(templates, "environment") and not hasattr(templates, "days_ru")
+
+
+@pytest.mark.parametrize("language", ["ru", "ky", "en"])
+@pytest.mark.parametrize("channel", ["email", "sms"])
+@pytest.mark.parametrize("event_type", sorted(PAYLOADS))
+def test_every_type_renders_in_every_language(
+    event_type: str, channel: templates.Channel, language: str
+) -> None:
+    for payload in (PAYLOADS[event_type], _largest(event_type), MINIMAL.get(event_type)):
+        if payload is None:
+            continue
+        rendered = templates.render(event_type, language, channel, payload)
+        for text in (rendered.text, rendered.subject or ""):
+            assert "notify." not in text and "None" not in text and "{" not in text, text
+            if language == "en":  # no Russian left in English but the customer's own data
+                assert not _cyrillic(text, payload), text
+    other = templates.render(
+        event_type, "ru" if language != "ru" else "ky", channel, PAYLOADS[event_type]
+    )
+    assert templates.render(event_type, language, channel, PAYLOADS[event_type]) != other
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _cyrillic(text: str, payload: dict[str, Any]) -> list[str]:
+    """The Cyrillic words of a text that are not the payload's (a name, a description) nor
+    the name of the service a customer picks in the agent's menu."""
+    for value in [*sorted(_strings(payload), key=len, reverse=True), "«Оплата ЭЦП»"]:
+        text = text.replace(value, "").replace(value[:39], "")  # SMS truncate long names
+    return [word for word in text.split() if any("а" <= c.lower() <= "я" for c in word)]
 
 
 @pytest.mark.parametrize(("event_type", "language"), sorted(EXPECTED))
@@ -268,8 +350,7 @@ def test_templates_render_a_realistic_payload(event_type: str, language: str) ->
         assert fragment in mail.text.replace(formatting.THOUSANDS, " "), mail.text
     for fragment in expected["sms"]:
         assert fragment in text, text
-    greeting = "Здравствуйте!" if language == "ru" else "Саламатсызбы!"
-    assert mail.text.startswith(greeting)
+    assert mail.text.startswith(GREETINGS[language])
     for rendered in (mail.subject, mail.text, text):
         assert "None" not in rendered and "{{" not in rendered and "{%" not in rendered
         assert "\n\n\n" not in rendered
@@ -292,7 +373,7 @@ def test_amounts_and_moments_are_written_by_formatting(language: str) -> None:
     """Customers read amounts and times as every page and PDF writes them."""
     payload = PAYLOADS["payment.accepted"]
     mail = templates.render("payment.accepted", language, "email", payload)
-    assert formatting.som(payload["balance"]) in mail.text
+    assert formatting.som(payload["balance"], english=language == "en") in mail.text
     assert formatting.date_time(datetime.fromisoformat(payload["created_at"])) in mail.text
     assert not hasattr(templates, "ZONE")  # one time zone: timestamps.HOME_ZONE
 
@@ -344,7 +425,7 @@ def test_a_missing_amount_is_an_error_not_a_wrong_text() -> None:
 
 
 def test_an_unknown_language_falls_back_to_russian() -> None:
-    for language in ("en", "", "KY"):
+    for language in ("xx", "", "KY", None):
         text = templates.render("payment.accepted", language, "sms", PAYLOADS["payment.accepted"])
         assert text == templates.render(
             "payment.accepted", "ru", "sms", PAYLOADS["payment.accepted"]
@@ -402,21 +483,25 @@ def test_a_reversed_invoice_payment_names_the_invoice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("days", "ru", "ky"),
+    ("days", "ru", "ky", "en"),
     [
-        (1, "осталось 1 день", "1 күн калды"),
-        (3, "осталось 3 дня", "3 күн калды"),
-        (11, "осталось 11 дней", "11 күн калды"),
-        (21, "осталось 21 день", "21 күн калды"),
-        (24, "осталось 24 дня", "24 күн калды"),
-        (30, "осталось 30 дней", "30 күн калды"),
-        (0, "сегодня последний день", "бүгүн акыркы күн"),
+        (1, "осталось 1 день", "1 күн калды", "1 day left"),
+        (3, "осталось 3 дня", "3 күн калды", "3 days left"),
+        (11, "осталось 11 дней", "11 күн калды", "11 days left"),
+        (21, "осталось 21 день", "21 күн калды", "21 days left"),
+        (24, "осталось 24 дня", "24 күн калды", "24 days left"),
+        (30, "осталось 30 дней", "30 күн калды", "30 days left"),
+        (111, "осталось 111 дней", "111 күн калды", "111 days left"),
+        (0, "сегодня последний день", "бүгүн акыркы күн", "today is the last day"),
     ],
 )
-def test_days_left_agree_with_the_number(days: int, ru: str, ky: str) -> None:
+def test_days_left_agree_with_the_number(days: int, ru: str, ky: str, en: str) -> None:
+    """CLDR plurals through the catalogues: Russian has three forms, Kyrgyz and English two."""
     payload = {**PAYLOADS["signature.expiring"], "days_left": days}
-    assert ru in templates.render("signature.expiring", "ru", "email", payload).text
-    assert ky in templates.render("signature.expiring", "ky", "email", payload).text
+    for language, expected in (("ru", ru), ("ky", ky), ("en", en)):
+        assert expected in templates.render("signature.expiring", language, "email", payload).text
+        sms_text = templates.render("signature.expiring", language, "sms", payload).text
+        assert expected.replace("сегодня ", "").replace("today is the ", "") in sms_text
 
 
 def test_times_are_shown_in_bishkek() -> None:
@@ -481,6 +566,7 @@ def send_mail(settings: Settings, event_type: str, language: str, recipient: str
     [
         ("ru", "СОЧИ: баланс пополнен на 500,00 сом", "Баланс в системе СОЧИ пополнен"),
         ("ky", "СОЧИ: балансыңыз толукталды (+500,00 сом)", "балансыңыз толукталды"),
+        ("en", "SOCHI: balance topped up by 500.00 KGS", "Your balance in the SOCHI system"),
     ],
 )
 def test_email_through_a_real_smtp_server(
@@ -502,7 +588,8 @@ def test_email_through_a_real_smtp_server(
     assert message.get_content_type() == "text/plain"
     assert message.get_content_charset() == "utf-8"
     body = message.get_content()
-    assert phrase in body and formatting.som(150000) in body and INN in body
+    assert phrase in body and INN in body
+    assert formatting.som(150000, english=language == "en") in body
     # The raw message is 7-bit clean: any relay takes it.
     assert isinstance(envelope.content, bytes) and envelope.content.isascii()
 
@@ -514,7 +601,7 @@ def test_every_notified_email_goes_through(smtp_server: Callable[..., tuple[Inbo
         for language in templates.LANGUAGES:
             send_mail(settings, event_type, language, f"{language}@romashka.kg")
     messages = inbox.messages()
-    assert len(messages) == 2 * len(PAYLOADS)
+    assert len(messages) == len(templates.LANGUAGES) * len(PAYLOADS)
     subjects = {str(m["Subject"]) for m in messages}
     assert "Электрондук кол тамга берилди" in subjects
     assert f"Эсеп төлөндү: № {INVOICE}" in subjects
@@ -873,17 +960,19 @@ def test_a_top_up_is_mailed_and_texted_from_the_outbox(
 def _notifications(engine: Engine, event_type: str) -> list[Any]:
     """The e-mail and SMS deliveries of events of one type, with their event's payload."""
     with engine.connect() as conn:
-        return conn.execute(
-            select(
-                deliveries.c.destination,
-                deliveries.c.recipient,
-                deliveries.c.language,
-                events.c.payload,
-            )
-            .join(events, events.c.id == deliveries.c.event_id)
-            .where(deliveries.c.destination.in_(["email", "sms"]), events.c.type == event_type)
-            .order_by(deliveries.c.destination)
-        ).all()
+        return list(
+            conn.execute(
+                select(
+                    deliveries.c.destination,
+                    deliveries.c.recipient,
+                    deliveries.c.language,
+                    events.c.payload,
+                )
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(deliveries.c.destination.in_(["email", "sms"]), events.c.type == event_type)
+                .order_by(deliveries.c.destination)
+            ).all()
+        )
 
 
 def _payment_id(engine: Engine, account: str) -> int:

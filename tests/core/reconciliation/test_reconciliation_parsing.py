@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from tolom.reconciliation.formats import FormatError, RegistryFormat, from_mapping
-from tolom.reconciliation.parsing import RegistryError, parse
+from tolom.reconciliation.parsing import RegistryError
+from tolom.reconciliation.reading import parse
 from tolom.settings import get_settings
 
 BISHKEK = ZoneInfo("Asia/Bishkek")

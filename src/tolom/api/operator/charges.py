@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tolom import audit
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
     AUTH,
@@ -29,8 +28,8 @@ from tolom.api.operator.common import (
 )
 from tolom.api.security import Caller, require
 from tolom.billing import charges
+from tolom.fields import Inn
 from tolom.httpkit.problems import ProblemError, responses
-from tolom.identifiers import is_inn
 from tolom.money import format_amount
 
 router = APIRouter(prefix="/charges", tags=["charges"], route_class=OperatorRoute)
@@ -82,7 +81,7 @@ class ChargeIn(BaseModel):
         "repeat with the same key answers with the same charge and never charges twice.",
         examples=["report-R-2026-000123"],
     )
-    inn: str = Field(max_length=64, examples=["01904202310427"])
+    inn: Inn = Field(max_length=64, examples=["01904202310427"])
     amount: str | None = Field(
         default=None,
         max_length=20,
@@ -199,8 +198,6 @@ _CREATE_PROBLEMS = (
     },
 )
 def create_charge(body: ChargeIn, caller: Charger, response: Response) -> Charge:
-    if not is_inn(body.inn):
-        raise bad_input(("inn", "ИНН: 14 цифр"))
     request = charges.ChargeRequest(
         client=caller.actor,
         idempotency_key=body.idempotency_key,
@@ -214,18 +211,10 @@ def create_charge(body: ChargeIn, caller: Charger, response: Response) -> Charge
     )
     try:
         with transaction(caller.runtime) as conn:
-            charge = charges.create(conn, request)
+            charge = charges.create_audited(
+                conn, request, actor=caller.actor, address=caller.address
+            )
             out = _out(charge)
-            if not charge.replayed:
-                audit.record(
-                    conn,
-                    actor=caller.actor,
-                    action="charge.create",
-                    object_type="charge",
-                    object_id=charge.id,
-                    after=out.model_dump(mode="json"),
-                    address=caller.address,
-                )
     except charges.ChargeError as error:
         raise _problem(error) from None
     if charge.replayed:

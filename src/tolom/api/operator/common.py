@@ -11,15 +11,15 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tolom.api.security import Caller, authenticate, bearer, require
+from tolom.db import Connection, DatabaseError
 from tolom.db.engine import is_temporary
+from tolom.fields import AMOUNT_MESSAGE, DAY_MESSAGE, DAY_PATTERN
 from tolom.httpkit.problems import FieldError, ProblemError
 from tolom.money import MalformedAmount, parse_amount
 from tolom.runtime import Runtime
@@ -142,7 +142,7 @@ def transaction(runtime: Runtime) -> Iterator[Connection]:
     try:
         with runtime.engine.begin() as conn:
             yield conn
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if is_temporary(error):
             raise ProblemError("temporarily_unavailable") from error
         raise
@@ -169,9 +169,7 @@ def amount_of(text: str, field: str) -> int:
     try:
         return parse_amount(text)
     except MalformedAmount:
-        raise bad_input(
-            (field, "сумма в сомах: цифры и не более двух знаков после точки, например 500.00")
-        ) from None
+        raise bad_input((field, AMOUNT_MESSAGE)) from None
 
 
 def cursor_of(text: str | None) -> int | None:
@@ -187,7 +185,7 @@ def date_query(description: str) -> Any:
     """A YYYY-MM-DD query parameter, read strictly (`date_of`): pydantic alone would also
     take "0" or "2026-11-21T00:00:00" for a date."""
     return Query(
-        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        pattern=DAY_PATTERN,
         description=description,
         examples=["2026-11-21"],
         json_schema_extra={"format": "date"},
@@ -201,7 +199,7 @@ def date_of(text: str | None, field: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise bad_input((field, "нужна дата ГГГГ-ММ-ДД")) from None
+        raise bad_input((field, DAY_MESSAGE)) from None
 
 
 def id_of(text: str, field: str = "id") -> int:

@@ -8,10 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
-from tolom import audit
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
     AUTH,
@@ -27,6 +24,8 @@ from tolom.api.operator.common import (
 )
 from tolom.api.security import Caller
 from tolom.billing import customers
+from tolom.db import Connection
+from tolom.fields import INN_MESSAGE
 from tolom.httpkit.problems import FieldError, ProblemError, responses
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
@@ -213,7 +212,7 @@ def _contacts_refused(error: customers.ContactsError, prefix: str = "") -> list[
 
 def _found(conn: Connection, inn: str) -> customers.Customer:
     if not is_inn(inn):
-        raise bad_input(("inn", "ИНН должен состоять ровно из 14 цифр"))
+        raise bad_input(("inn", INN_MESSAGE))
     customer = customers.get(conn, inn)
     if customer is None:
         raise ProblemError("customer_not_found", f"Абонент с ИНН {inn} не найден")
@@ -250,8 +249,6 @@ def create_customer(body: CustomerIn, caller: Writer) -> Customer:
         raise bad_input(*error.errors) from None
     except customers.CustomerError as error:
         raise bad_input(core_message(error, "inn")) from None
-    except IntegrityError:  # registered by a concurrent request a moment ago
-        raise exists from None
     return _out(customer, 0)
 
 
@@ -413,7 +410,9 @@ def import_customers(
         )
     try:
         with transaction(caller.runtime) as conn:
-            added, known = customers.import_rows(conn, good)
+            added, known = customers.import_rows_audited(
+                conn, good, actor=caller.actor, address=caller.address
+            )
             errors += [
                 FieldError(field=f"{p.line}.{field}", message=message)
                 for p in known
@@ -421,24 +420,6 @@ def import_customers(
             ]
             if errors:
                 raise _Refused(errors)
-            for row_ in good:
-                audit.record(
-                    conn,
-                    actor=caller.actor,
-                    action="customer.import",
-                    object_type="customer",
-                    object_id=row_.inn,
-                    after={
-                        "inn": row_.inn,
-                        "name": row_.name.strip(),
-                        "legal_form": row_.legal_form,
-                        "status": "active",
-                        "email": row_.email,
-                        "phone": row_.phone,
-                        "language": row_.language,
-                    },
-                    address=caller.address,
-                )
     except _Refused as refused:
         found = sorted(refused.errors, key=lambda e: int(e.field.partition(".")[0]))
         shown = found[:100]
@@ -448,7 +429,7 @@ def import_customers(
             + (f" (показаны первые {len(shown)})" if len(shown) < len(found) else ""),
             errors=shown,
         ) from None
-    except IntegrityError:  # an INN registered concurrently: nothing was imported
+    except customers.RegisteredConcurrently:  # an INN registered concurrently: nothing imported
         raise ProblemError(
             "customer_exists", "Ничего не импортировано: ИНН из списка только что добавлен"
         ) from None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
 
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
@@ -26,6 +25,8 @@ from tolom.api.operator.common import (
     transaction,
 )
 from tolom.billing import invoices
+from tolom.db import Connection
+from tolom.fields import InvoiceState
 from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.identifiers import is_invoice_number
@@ -35,8 +36,6 @@ router = APIRouter(prefix="/invoices", tags=["invoices"], route_class=OperatorRo
 
 # The core's field names (as in its error messages) as this API spells them.
 _FIELDS = {"item": "items", "name": "payer_name", "inn": "inn"}
-
-InvoiceState = Literal["open", "expired", "paid", "cancelled"]
 
 
 class ItemIn(BaseModel):

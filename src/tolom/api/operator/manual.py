@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Literal, get_args
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +25,7 @@ from tolom.api.operator.common import (
     transaction,
 )
 from tolom.api.operator.payments import Payment, payment_out
+from tolom.fields import Amount, Channel, PaymentCode, Reference, ServiceCode
 from tolom.httpkit.problems import (
     PAY_PROBLEMS,
     PROBLEM_MEDIA_TYPE,
@@ -39,10 +39,6 @@ from tolom.payments.model import Outcome, PayResult, Service
 from tolom.payments.requestlog import Answer
 
 router = APIRouter(prefix="/manual-payments", tags=["manual payments"], route_class=OperatorRoute)
-
-PaymentCode = Literal["42151410", "42122900"]
-PAYMENT_CODES: tuple[str, ...] = get_args(PaymentCode)
-assert PAYMENT_CODES == manual.PAYMENT_CODES  # the pydantic Literal spells the core's codes
 
 # The JSON APIs share one map from the core's outcomes to problem codes; a manual payment's
 # idempotency key is its reference, so a conflict is named after that.
@@ -73,19 +69,18 @@ class ManualPaymentIn(BaseModel):
         },
     )
 
-    channel: Literal["cash_desk", "bank"] = Field(description="cash_desk | bank")
-    reference: str = Field(
-        pattern=manual.REFERENCE_PATTERN,
+    channel: Channel = Field(description="cash_desk | bank")
+    reference: Reference = Field(
         description="Your idempotency key: the cash receipt (ПКО) or bank document number. "
         "Unique per channel; a repeat with the same data answers the same payment.",
         examples=["PKO-2026-000042"],
     )
-    service: Literal["sochi", "eds"] = Field(
+    service: ServiceCode = Field(
         description="sochi: top up a balance (account = INN); eds: pay an invoice "
         "(account = invoice number, amount = its total)."
     )
     account: str = Field(max_length=manual.MAX_ACCOUNT, examples=["01904202310427"])
-    amount: str = Field(max_length=20, description=AMOUNT_DESCRIPTION, examples=[AMOUNT_EXAMPLE])
+    amount: Amount = Field(max_length=20, description=AMOUNT_DESCRIPTION, examples=[AMOUNT_EXAMPLE])
     payment_code: PaymentCode | None = Field(
         default=None, description="Bank transfers: the payment code. Required for bank."
     )

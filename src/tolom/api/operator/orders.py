@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
 
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
@@ -30,12 +29,13 @@ from tolom.api.operator.common import (
     transaction,
 )
 from tolom.billing import orders
+from tolom.db import Connection
+from tolom.fields import OrderStatus
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.money import format_amount
 
 router = APIRouter(prefix="/orders", tags=["signature orders"], route_class=OperatorRoute)
 
-OrderStatus = Literal["paid", "in_production", "issued", "cancelled"]
 OrderId = Annotated[str, Path(alias="id", description="The order's number.", examples=["17"])]
 MAX_WITHIN_DAYS = 366
 

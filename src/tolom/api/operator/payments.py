@@ -9,8 +9,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from tolom.api.operator.common import (
     AMOUNT_DESCRIPTION,
@@ -34,8 +32,10 @@ from tolom.api.operator.common import (
     transaction,
 )
 from tolom.backoffice import exports
+from tolom.db import Connection, DatabaseError
 from tolom.db.engine import is_temporary
 from tolom.documents import receipt_pdf, receipts
+from tolom.fields import PaymentStatus, ServiceCode
 from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
 from tolom.httpkit.problems import CANCEL_PROBLEMS, ProblemError, responses
 from tolom.money import format_amount
@@ -188,11 +188,9 @@ def payment_filter(
         str | None, Query(max_length=32, description="Agent code, or cash_desk / bank.")
     ] = None,
     service_: Annotated[
-        Literal["sochi", "eds"] | None, Query(alias="service", description="sochi | eds")
+        ServiceCode | None, Query(alias="service", description="sochi | eds")
     ] = None,
-    status: Annotated[
-        Literal["accepted", "reversed"] | None, Query(description="accepted | reversed")
-    ] = None,
+    status: Annotated[PaymentStatus | None, Query(description="accepted | reversed")] = None,
     date_from: Annotated[
         str | None, date_query("First business day (agent-local), YYYY-MM-DD.")
     ] = None,
@@ -313,7 +311,7 @@ def export_payments(
         )
     try:
         file, size = exports.xlsx_file(rows)
-    except SQLAlchemyError as error:
+    except DatabaseError as error:
         if is_temporary(error):
             raise ProblemError("temporarily_unavailable") from error
         raise

@@ -1,6 +1,6 @@
 """Customers in a real browser: an operator finds a customer by INN and reads the statement
 for a chosen range, and blocks and unblocks a customer (see conftest.py for the set-up;
-words come from the pages' catalogue, `tolom.web.messages`)."""
+words come from the pages' catalogue, the gettext catalogues, `tolom.texts`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from tolom import apikeys
 from tolom.billing import charges, customers
 from tolom.db.schema import audit_log
 from tolom.formatting import ZONE
-from tolom.web.messages import CATALOGUE
+from tolom.texts import texts
 
-RU = CATALOGUE["ru"]
+RU = texts("ru")
 NBSP = "\u00a0"
 
 
@@ -43,8 +43,8 @@ def _cash_payment(live_server: LiveServer, key: str, inn: str, amount: str, n: i
 
 
 def _customers_from_the_nav(page: Page) -> None:
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.customers"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.customers")
     ).click()
     expect(page.locator("main[data-page=customers]")).to_be_visible()
 
@@ -74,8 +74,8 @@ def test_operator_finds_a_customer_by_inn_and_reads_the_statement(
     _customers_from_the_nav(page)
     shot("customers")
 
-    page.get_by_label(RU["customers.search"], exact=True).fill(inn)
-    page.get_by_role("button", name=RU["customers.find"]).click()
+    page.get_by_label(RU("customers.search"), exact=True).fill(inn)
+    page.get_by_role("button", name=RU("customers.find")).click()
     rows = page.locator("table#customers tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-inn", inn)
@@ -96,9 +96,9 @@ def test_operator_finds_a_customer_by_inn_and_reads_the_statement(
     # The statement for a chosen range: today only, in Bishkek.
     today = datetime.now(ZONE).date()
     period = page.locator("form#statement-period")
-    period.get_by_label(RU["customer.from"], exact=True).fill(today.isoformat())
-    period.get_by_label(RU["customer.to"], exact=True).fill(today.isoformat())
-    period.get_by_role("button", name=RU["customer.show"]).click()
+    period.get_by_label(RU("customer.from"), exact=True).fill(today.isoformat())
+    period.get_by_label(RU("customer.to"), exact=True).fill(today.isoformat())
+    period.get_by_role("button", name=RU("customer.show")).click()
     expect(page).to_have_url(f"{live_server.url}/customers/{inn}?from={today}&to={today}#statement")
     expect(page.locator("#opening")).to_have_text(f"0,00{NBSP}сом")
     expect(page.locator("#credits")).to_have_text(f"750,50{NBSP}сом")
@@ -109,29 +109,29 @@ def test_operator_finds_a_customer_by_inn_and_reads_the_statement(
     running = lines.locator("td:last-child")
     expect(running).to_have_text([f"500,00{NBSP}сом", f"750,50{NBSP}сом", f"650,50{NBSP}сом"])
     expect(lines.nth(2)).to_contain_text(f"-100,00{NBSP}сом")
-    expect(lines.nth(2)).to_contain_text(RU["customer.entry_kind.charge"])
+    expect(lines.nth(2)).to_contain_text(RU("customer.entry_kind.charge"))
     page.locator("#statement").scroll_into_view_if_needed()
     shot("statement-today")
 
     # A range that ends before it starts is said next to the form.
     period = page.locator("form#statement-period")
-    period.get_by_label(RU["customer.from"], exact=True).fill(today.isoformat())
+    period.get_by_label(RU("customer.from"), exact=True).fill(today.isoformat())
     yesterday = (today - timedelta(days=1)).isoformat()
-    period.get_by_label(RU["customer.to"], exact=True).fill(yesterday)
-    period.get_by_role("button", name=RU["customer.show"]).click()
-    expect(page.locator("#statement-error")).to_have_text(RU["customer.error.period_order"])
+    period.get_by_label(RU("customer.to"), exact=True).fill(yesterday)
+    period.get_by_role("button", name=RU("customer.show")).click()
+    expect(page.locator("#statement-error")).to_have_text(RU("customer.error.period_order"))
     expect(page.locator("#balance")).to_have_text(f"650,50{NBSP}сом")
     shot("range-refused")
 
     # The days before the payments: the balance was zero then.
     period = page.locator("form#statement-period")
-    period.get_by_label(RU["customer.from"], exact=True).fill(
+    period.get_by_label(RU("customer.from"), exact=True).fill(
         (today - timedelta(days=30)).isoformat()
     )
-    period.get_by_label(RU["customer.to"], exact=True).fill(yesterday)
-    period.get_by_role("button", name=RU["customer.show"]).click()
+    period.get_by_label(RU("customer.to"), exact=True).fill(yesterday)
+    period.get_by_role("button", name=RU("customer.show")).click()
     expect(page.locator("#closing")).to_have_text(f"0,00{NBSP}сом")
-    expect(page.locator("#statement-empty")).to_have_text(RU["customer.no_movements"])
+    expect(page.locator("#statement-empty")).to_have_text(RU("customer.no_movements"))
     shot("statement-before")
 
 
@@ -146,18 +146,18 @@ def test_operator_blocks_and_unblocks_a_customer(
     expect(page.locator("#f-status")).to_have_attribute("data-status", "active")
     shot("active")
 
-    page.get_by_role("button", name=RU["customer.block"]).click()
-    expect(page.locator("#done")).to_have_text(RU["customer.done.blocked"])
-    expect(page.locator("#f-status")).to_have_text(RU["customer.status.blocked"])
+    page.get_by_role("button", name=RU("customer.block")).click()
+    expect(page.locator("#done")).to_have_text(RU("customer.done.blocked"))
+    expect(page.locator("#f-status")).to_have_text(RU("customer.status.blocked"))
     expect(page.locator("#blocked-note")).to_be_visible()
-    expect(page.get_by_role("button", name=RU["customer.block"])).to_have_count(0)
+    expect(page.get_by_role("button", name=RU("customer.block"))).to_have_count(0)
     shot("blocked")
     with live_server.engine.connect() as conn:
         found = customers.get(conn, inn)
     assert found is not None and found.status == "blocked"
 
-    page.get_by_role("button", name=RU["customer.unblock"]).click()
-    expect(page.locator("#done")).to_have_text(RU["customer.done.unblocked"])
+    page.get_by_role("button", name=RU("customer.unblock")).click()
+    expect(page.locator("#done")).to_have_text(RU("customer.done.unblocked"))
     expect(page.locator("#f-status")).to_have_attribute("data-status", "active")
     shot("unblocked")
 

@@ -15,9 +15,9 @@ from tests.adapters.web.browser.conftest import LiveServer, Shots
 from tests.adapters.web.browser.test_journeys import log_in
 from tests.factories import add_customer
 from tolom.agents import service as agent_service
-from tolom.web.messages import CATALOGUE
+from tolom.texts import texts
 
-RU = CATALOGUE["ru"]
+RU = texts("ru")
 _txn = itertools.count(7_000_000_001)
 
 
@@ -49,16 +49,16 @@ def _pay_today(live_server: LiveServer, amounts: list[str]) -> None:
 def test_operator_reads_the_last_30_days(page: Page, shot: Shots, live_server: LiveServer) -> None:
     _pay_today(live_server, ["1510.00", "500.00"])
     log_in(page, live_server.accounts["operator"])
-    heading = page.get_by_role("heading", name=RU["dashboard.chart.title"])
+    heading = page.get_by_role("heading", name=RU("dashboard.chart.title"))
     heading.scroll_into_view_if_needed()
     expect(heading).to_be_visible()
 
     # The picture is one image with a name a screen reader says, 30 days wide, today last.
-    chart = page.get_by_role("img", name=RU["dashboard.chart.title"])
+    chart = page.get_by_role("img", name=RU("dashboard.chart.title"))
     expect(chart).to_be_visible()
     expect(chart.locator("g.day")).to_have_count(30)
     expect(chart.locator("g.day").last).to_have_class(re.compile(r"\btoday\b"))
-    expect(chart.locator("g.day.today text.day-label")).to_have_text(RU["dashboard.chart.today"])
+    expect(chart.locator("g.day.today text.day-label")).to_have_text(RU("dashboard.chart.today"))
     box = chart.bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 100
     # Today's payments are drawn: a bar in today's column.
@@ -67,7 +67,7 @@ def test_operator_reads_the_last_30_days(page: Page, shot: Shots, live_server: L
 
     # The same figures as a table, opened from the keyboard.
     summary = page.locator("#chart-details summary")
-    expect(summary).to_have_text(RU["dashboard.chart.as_table"])
+    expect(summary).to_have_text(RU("dashboard.chart.as_table"))
     table = page.locator("#chart-table")
     expect(table).to_be_hidden()
     summary.focus()

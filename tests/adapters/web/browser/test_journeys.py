@@ -3,7 +3,7 @@
 They rely on the agreed page contract: `form#login` with labelled `username` and
 `password`, `#login-error` (role alert), `main[data-page]`, `#current-user`, `form#logout`,
 `form#language` with buttons `name=language value=ru|ky|en`. Visible words come from the
-pages' own catalogue (`tolom.web.messages`), so a reworded text does not break a journey
+pages' own catalogue (the gettext catalogues, `tolom.texts`), so a reworded text does not break a journey
 but a text missing from the page does.
 """
 
@@ -18,9 +18,9 @@ from playwright.sync_api import Locator, Page, expect
 from tests.adapters.web.browser.conftest import Account, LiveServer, Shots
 from tests.factories import add_customer
 from tolom import apikeys
-from tolom.web.messages import CATALOGUE
+from tolom.texts import texts
 
-RU, KY, EN = CATALOGUE["ru"], CATALOGUE["ky"], CATALOGUE["en"]
+RU, KY, EN = texts("ru"), texts("ky"), texts("en")
 SESSION_COOKIE = "tolom_session"
 LOGIN_FOR_HOME = re.compile(r"/login\?next=(%2F|/)$")  # where "/" sends a stranger
 
@@ -32,12 +32,12 @@ def dashboard(page: Page) -> Locator:
 def fill_login(page: Page, username: str, password: str) -> None:
     """The login form, found as a person finds it: by its labels and its button."""
     form = page.locator("form#login")
-    form.get_by_label(RU["login.username"], exact=True).fill(username)
-    form.get_by_label(RU["login.password"], exact=True).fill(password)
+    form.get_by_label(RU("login.username"), exact=True).fill(username)
+    form.get_by_label(RU("login.password"), exact=True).fill(password)
 
 
 def submit_login(page: Page) -> None:
-    page.locator("form#login").get_by_role("button", name=RU["login.submit"]).click()
+    page.locator("form#login").get_by_role("button", name=RU("login.submit")).click()
 
 
 def log_in(page: Page, account: Account) -> None:
@@ -79,7 +79,7 @@ def test_operator_logs_in_and_sees_the_dashboard(
     page.goto("/")
     expect(page).to_have_url(LOGIN_FOR_HOME)
     expect(page.locator("html")).to_have_attribute("lang", "ru")
-    expect(page.get_by_role("heading", name=RU["login.heading"])).to_be_visible()
+    expect(page.get_by_role("heading", name=RU("login.heading"))).to_be_visible()
     shot("login-page")
 
     fill_login(page, operator.username, operator.password)
@@ -89,7 +89,7 @@ def test_operator_logs_in_and_sees_the_dashboard(
     expect(page).to_have_url(f"{live_server.url}/")
     expect(dashboard(page)).to_be_visible()
     expect(page.locator("#current-user")).to_have_text(operator.display_name)
-    expect(page.get_by_role("heading", name=RU["dashboard.title"], exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=RU("dashboard.title"), exact=True)).to_be_visible()
     shot("dashboard")
 
     cookie = session_cookie(page)
@@ -107,7 +107,7 @@ def test_wrong_password_is_refused(page: Page, shot: Shots, live_server: LiveSer
 
     error = page.locator("#login-error")
     expect(error).to_be_visible()
-    expect(page.get_by_role("alert")).to_have_text(RU["login.bad_credentials"])
+    expect(page.get_by_role("alert")).to_have_text(RU("login.bad_credentials"))
     expect(page).to_have_url(re.compile(r"/login(\?.*)?$"))
     expect(page.locator("form#login")).to_be_visible()
     # The refused password is not sent back to the browser in the page.
@@ -135,7 +135,7 @@ def test_log_out(page: Page, shot: Shots, live_server: LiveServer) -> None:
     log_in(page, operator)
     shot("dashboard")
 
-    page.locator("form#logout").get_by_role("button", name=RU["header.logout"]).click()
+    page.locator("form#logout").get_by_role("button", name=RU("header.logout")).click()
     expect(page).to_have_url(f"{live_server.url}/login")
     expect(page.locator("form#login")).to_be_visible()
     expect(page.locator("#current-user")).to_have_count(0)
@@ -170,8 +170,8 @@ def test_language_switches_to_kyrgyz_and_english(
     expect(html).to_have_attribute("lang", "ru")
     page.get_by_role("link", name="Кыргызча").click()
     expect(html).to_have_attribute("lang", "ky")
-    expect(page.get_by_label(KY["login.username"], exact=True)).to_be_visible()
-    expect(page.get_by_role("heading", name=KY["login.heading"])).to_be_visible()
+    expect(page.get_by_label(KY("login.username"), exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=KY("login.heading"))).to_be_visible()
     shot("login-in-kyrgyz")
 
     # After login the language is the user's own; this user's choice touches no one else.
@@ -182,23 +182,23 @@ def test_language_switches_to_kyrgyz_and_english(
     expect(dashboard(page)).to_be_visible()
     expect(html).to_have_attribute("lang", "ru")
     switcher = page.locator("form#language")
-    nav = page.get_by_role("navigation", name=RU["nav.label"])
-    expect(nav.get_by_role("link", name=RU["nav.dashboard"])).to_be_visible()
+    nav = page.get_by_role("navigation", name=RU("nav.label"))
+    expect(nav.get_by_role("link", name=RU("nav.dashboard"))).to_be_visible()
     shot("dashboard-in-russian")
 
     switcher.get_by_role("button", name="Кыргызча").click()
     expect(html).to_have_attribute("lang", "ky")
     expect(dashboard(page)).to_be_visible()
-    expect(page.get_by_role("navigation", name=KY["nav.label"])).to_be_visible()
-    expect(page.get_by_role("link", name=KY["nav.dashboard"])).to_be_visible()
-    expect(page.get_by_role("button", name=KY["header.logout"])).to_be_visible()
+    expect(page.get_by_role("navigation", name=KY("nav.label"))).to_be_visible()
+    expect(page.get_by_role("link", name=KY("nav.dashboard"))).to_be_visible()
+    expect(page.get_by_role("button", name=KY("header.logout"))).to_be_visible()
     shot("dashboard-in-kyrgyz")
 
     switcher.locator("button[name=language][value=en]").click()
     expect(html).to_have_attribute("lang", "en")
-    expect(page.get_by_role("link", name=EN["nav.dashboard"])).to_be_visible()
-    expect(page.get_by_role("button", name=EN["header.logout"])).to_be_visible()
-    expect(page.get_by_role("button", name=KY["header.logout"])).to_have_count(0)
+    expect(page.get_by_role("link", name=EN("nav.dashboard"))).to_be_visible()
+    expect(page.get_by_role("button", name=EN("header.logout"))).to_be_visible()
+    expect(page.get_by_role("button", name=KY("header.logout"))).to_have_count(0)
     shot("dashboard-in-english")
 
     # The choice is the user's: it stays after a reload.
@@ -208,7 +208,7 @@ def test_language_switches_to_kyrgyz_and_english(
 
     switcher.locator("button[name=language][value=ru]").click()
     expect(html).to_have_attribute("lang", "ru")
-    expect(page.get_by_role("button", name=RU["header.logout"])).to_be_visible()
+    expect(page.get_by_role("button", name=RU("header.logout"))).to_be_visible()
     shot("back-in-russian")
 
 
@@ -216,9 +216,9 @@ def test_keyboard_only_login_and_logout(page: Page, shot: Shots, live_server: Li
     """Accessibility smoke: everything reachable with Tab and done with Enter."""
     operator = live_server.accounts["operator"]
     page.goto("/login")
-    username = page.get_by_label(RU["login.username"], exact=True)
-    password = page.get_by_label(RU["login.password"], exact=True)
-    submit = page.locator("form#login").get_by_role("button", name=RU["login.submit"])
+    username = page.get_by_label(RU("login.username"), exact=True)
+    password = page.get_by_label(RU("login.password"), exact=True)
+    submit = page.locator("form#login").get_by_role("button", name=RU("login.submit"))
 
     tab_to(page, username)
     page.keyboard.type(operator.username)
@@ -234,7 +234,7 @@ def test_keyboard_only_login_and_logout(page: Page, shot: Shots, live_server: Li
     expect(page.locator("#current-user")).to_have_text(operator.display_name)
     shot("dashboard")
 
-    logout = page.locator("form#logout").get_by_role("button", name=RU["header.logout"])
+    logout = page.locator("form#logout").get_by_role("button", name=RU("header.logout"))
     tab_to(page, logout)
     shot("logout-focused")
     page.keyboard.press("Enter")
@@ -272,13 +272,13 @@ def test_accountant_finds_a_payment_by_inn_and_reverses_it(
 ) -> None:
     inn, number = _paid_customer(live_server)
     log_in(page, live_server.accounts["accountant"])
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.payments"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.payments")
     ).click()
     expect(page.locator("main[data-page=payments]")).to_be_visible()
-    page.get_by_label(RU["payments.search"]).fill(inn)
+    page.get_by_label(RU("payments.search")).fill(inn)
     shot("search-typed")
-    page.get_by_role("button", name=RU["payments.apply"]).click()
+    page.get_by_role("button", name=RU("payments.apply")).click()
     rows = page.locator("table#payments tbody tr")
     expect(rows).to_have_count(1)
     shot("found-by-inn")
@@ -288,13 +288,13 @@ def test_accountant_finds_a_payment_by_inn_and_reverses_it(
     expect(page.locator("#f-account")).to_have_text(inn)
     shot("payment")
 
-    page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
+    page.get_by_role("button", name=RU("payment.reverse_submit")).click()
     # The reason is required: the browser does not send the form without it.
     expect(page.locator("main[data-page=payments-one]")).to_be_visible()
-    page.get_by_label(RU["payment.reason"], exact=True).fill("Ошибка кассира, деньги возвращены")
+    page.get_by_label(RU("payment.reason"), exact=True).fill("Ошибка кассира, деньги возвращены")
     shot("reason-typed")
-    page.get_by_role("button", name=RU["payment.reverse_submit"]).click()
-    expect(page.locator("#payment-reversed")).to_have_text(RU["payment.reversed_now"])
+    page.get_by_role("button", name=RU("payment.reverse_submit")).click()
+    expect(page.locator("#payment-reversed")).to_have_text(RU("payment.reversed_now"))
     expect(page.locator("#reversal-reason")).to_have_text("Ошибка кассира, деньги возвращены")
     expect(page.locator("#f-status")).to_have_attribute("data-status", "reversed")
     expect(page.locator("form#reverse")).to_have_count(0)

@@ -1,7 +1,7 @@
 """Signature orders and the outbox in a real browser: an operator finds a paid order in
 the queue, starts its production and issues it; an accountant re-drives a dead webhook
 delivery, which the worker then delivers (see conftest.py for the set-up; words come from
-the pages' catalogue, `tolom.web.messages`)."""
+the pages' catalogue, the gettext catalogues, `tolom.texts`)."""
 
 from __future__ import annotations
 
@@ -58,17 +58,17 @@ def test_operator_starts_and_issues_a_signature_order(
 ) -> None:
     inn, number = _paid_order(live_server)
     log_in(page, live_server.accounts["operator"])
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.orders"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.orders")
     ).click()
     expect(page.locator("main[data-page=orders]")).to_be_visible()
-    expect(page.get_by_role("link", name=RU["orders.tab.paid"])).to_have_attribute(
+    expect(page.get_by_role("link", name=RU("orders.tab.paid"))).to_have_attribute(
         "aria-current", "page"
     )
     shot("queue")
 
-    page.get_by_label(RU["orders.inn"], exact=True).fill(inn)
-    page.get_by_role("button", name=RU["orders.apply"]).click()
+    page.get_by_label(RU("orders.inn"), exact=True).fill(inn)
+    page.get_by_role("button", name=RU("orders.apply")).click()
     rows = page.locator("table#orders tbody tr")
     expect(rows).to_have_count(1)
     shot("found-by-inn")
@@ -79,14 +79,14 @@ def test_operator_starts_and_issues_a_signature_order(
     expect(page.locator("#f-customer")).to_contain_text("ОсОО «Подпись из браузера»")
     shot("order")
 
-    page.get_by_role("button", name=RU["order.start"]).click()
-    expect(page.locator("#order-done")).to_have_text(RU["order.done.start"])
+    page.get_by_role("button", name=RU("order.start")).click()
+    expect(page.locator("#order-done")).to_have_text(RU("order.done.start"))
     expect(page.locator("#f-status")).to_have_attribute("data-status", "in_production")
     expect(page.locator("#h-started")).to_be_visible()
     shot("in-production")
 
-    page.get_by_role("button", name=RU["order.issue"]).click()
-    expect(page.locator("#order-done")).to_have_text(RU["order.done.issue"])
+    page.get_by_role("button", name=RU("order.issue")).click()
+    expect(page.locator("#order-done")).to_have_text(RU("order.done.issue"))
     expect(page.locator("#f-status")).to_have_attribute("data-status", "issued")
     today = orders.local_date(datetime.now(UTC))
     expect(page.locator("#f-valid-until")).to_have_attribute(
@@ -123,8 +123,8 @@ def test_accountant_redrives_a_dead_webhook_delivery(
             )
 
         log_in(page, live_server.accounts["accountant"])
-        page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-            "link", name=RU["nav.events"]
+        page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+            "link", name=RU("nav.events")
         ).click()
         expect(page.locator("main[data-page=events]")).to_be_visible()
         dead = page.locator(f"table#dead-deliveries tr[data-id='{delivery_id}']")
@@ -132,11 +132,11 @@ def test_accountant_redrives_a_dead_webhook_delivery(
         expect(dead).to_have_attribute("data-status", "dead")
         shot("dead-delivery")
 
-        label = RU["events.redrive_label"].format(number=delivery_id)
+        label = RU("events.redrive_label").format(number=delivery_id)
         dead.get_by_role("button", name=label).click()
         expect(page.locator("main[data-page=events-one]")).to_be_visible()
         expect(page).to_have_url(re.compile(rf"/events/{event_id}\?redriven=1$"))
-        expect(page.locator("#redriven")).to_have_text(RU["events.redriven"].format(count=1))
+        expect(page.locator("#redriven")).to_have_text(RU("events.redriven").format(count=1))
         row = page.locator(f"table#deliveries tr[data-id='{delivery_id}']")
         expect(row).to_have_attribute("data-status", "pending")
         shot("queued-again")
