@@ -12,12 +12,12 @@ from sqlalchemy import Engine
 from tolom.agents.service import AgentDirectory
 from tolom.apikeys import KeyDirectory
 from tolom.db.engine import make_engine
-from tolom.gateway.spool import RequestSpool
-from tolom.gateway.strangers import StrangerLimit
+from tolom.httpkit.strangers import StrangerLimit
+from tolom.payments.spool import RequestSpool
 from tolom.settings import Settings
 
 if TYPE_CHECKING:
-    from tolom.gateway.groupcommit import GroupCommit
+    from tolom.db.groupcommit import GroupCommit
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
 from tolom.ledger.accounts import create_account
+from tolom.texts import N_, Refusal
 
 LEGAL_FORMS = ("ОсОО", "ОАО", "ЗАО", "ИП", "ОО", "ОФ", "ГП", "МП", "Учреждение", "КХ", "Филиал")
 LANGUAGES = ("ru", "ky")  # of notifications: Russian, Kyrgyz
@@ -35,15 +36,15 @@ STATEMENT_ZONE = ZONE  # a statement's days are days in Asia/Bishkek
 MAX_STATEMENT_DAYS = 366
 
 
-class CustomerError(ValueError):
-    """A customer operation that cannot be done, with a message for the operator.
+class CustomerError(Refusal):
+    """A customer operation that cannot be done, worded by a catalogue key.
 
-    The message is "field: text" in Russian (the API and the CLI show it); `code` names the
-    refusal for adapters that say it in other words (the back-office pages).
+    The text is "field: text" (`str()` in Russian: the API and the CLI show it); `code`
+    names the refusal for adapters that say it in other words (the back-office pages).
     """
 
-    def __init__(self, message: str, *, code: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, key: str, /, *, code: str = "", **values: Any) -> None:
+        super().__init__(key, **values)
         self.code = code
 
 
@@ -62,13 +63,30 @@ class RegisteredConcurrently(CustomerExists):
 
 
 class ContactsError(CustomerError):
-    """Contacts that cannot be stored: every bad field with its message, in field order."""
+    """Contacts that cannot be stored: every bad field with its refusal, in field order.
 
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        super().__init__(
-            "; ".join(f"{field}: {message}" for field, message in errors), code="contacts"
-        )
-        self.errors = errors
+    `errors` holds (field, Russian text without the "field: " prefix), as the API shows
+    them; `refusals` the refusals themselves, for an adapter that says them in another
+    language. `key` and `values` are those of the first refusal; `said` joins them all.
+    """
+
+    def __init__(self, refusals: list[tuple[str, CustomerError]]) -> None:
+        first = refusals[0][1]
+        super().__init__(first.key, code="contacts", **first.values)
+        self.args = ("; ".join(str(refusal) for _, refusal in refusals),)
+        self.refusals = refusals
+        self.errors = [(field, _unprefixed(str(refusal))) for field, refusal in refusals]
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def said(self, language: str | None) -> str:
+        return "; ".join(refusal.said(language) for _, refusal in self.refusals)
+
+
+def _unprefixed(message: str) -> str:
+    """A "field: text" message without its field."""
+    return message.partition(": ")[2]
 
 
 class Keep(Enum):
@@ -117,21 +135,21 @@ def validate(inn: str, name: str, legal_form: str) -> None:
     """Raise CustomerError naming the first bad field (`code`: inn, name_empty,
     name_too_long, name_nul, legal_form)."""
     if not is_inn(inn):
-        raise CustomerError(
-            f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}", code="inn"
-        )
+        raise CustomerError(N_("customer.error.inn"), code="inn", inn=repr(inn))
     if not name.strip():
-        raise CustomerError("name: наименование не может быть пустым", code="name_empty")
+        raise CustomerError(N_("customer.error.name_empty"), code="name_empty")
     if len(name) > MAX_NAME_LENGTH:
         raise CustomerError(
-            f"name: наименование длиннее {MAX_NAME_LENGTH} символов", code="name_too_long"
+            N_("customer.error.name_too_long"), code="name_too_long", max=MAX_NAME_LENGTH
         )
     if "\x00" in name:
-        raise CustomerError("name: наименование содержит символ U+0000", code="name_nul")
+        raise CustomerError(N_("customer.error.name_nul"), code="name_nul")
     if legal_form not in LEGAL_FORMS:
         raise CustomerError(
-            f"legal_form: неизвестная форма {legal_form!r}; допустимы: {', '.join(LEGAL_FORMS)}",
+            N_("customer.error.legal_form"),
             code="legal_form",
+            form=repr(legal_form),
+            allowed=", ".join(LEGAL_FORMS),
         )
 
 
@@ -146,7 +164,6 @@ _TLD = r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})"
 _EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TLD}", re.ASCII)
 # What people put between the digits of a phone number.
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
-_PHONE_HINT = "нужен номер Кыргызстана: +996 555 123 456, 996555123456 или 0555 123 456"
 
 
 def _shown(value: str) -> str:
@@ -160,12 +177,9 @@ def normalise_email(text: str | None) -> str | None:
         return None
     value = text.strip()
     if len(value) > MAX_EMAIL_LENGTH:
-        raise CustomerError(f"email: адрес длиннее {MAX_EMAIL_LENGTH} символов")
+        raise CustomerError(N_("customer.error.email_too_long"), max=MAX_EMAIL_LENGTH)
     if not _EMAIL.fullmatch(value) or len(value.rpartition("@")[0]) > 64:
-        raise CustomerError(
-            f"email: неверный адрес электронной почты {_shown(value)}: "
-            "нужен адрес латиницей вида name@example.kg"
-        )
+        raise CustomerError(N_("customer.error.email"), value=_shown(value))
     local, _, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}"
 
@@ -193,7 +207,7 @@ def normalise_phone(text: str | None) -> str | None:
         or not (national.isascii() and national.isdigit())
         or national[0] == "0"
     ):
-        raise CustomerError(f"phone: неверный номер телефона {_shown(value)}: {_PHONE_HINT}")
+        raise CustomerError(N_("customer.error.phone"), value=_shown(value))
     return f"+996{national}"
 
 
@@ -201,11 +215,9 @@ def normalise_language(text: str | None) -> str:
     """The language of notifications: ru (Russian) or ky (Kyrgyz)."""
     value = (text or "").strip().lower()
     if value not in LANGUAGES:
-        shown = "пусто" if not (text or "").strip() else _shown(str(text))
-        raise CustomerError(
-            f"language: неизвестный язык уведомлений ({shown}); допустимы: ru — русский, "
-            "ky — кыргызский"
-        )
+        if not (text or "").strip():
+            raise CustomerError(N_("customer.error.language_empty"))
+        raise CustomerError(N_("customer.error.language"), value=_shown(str(text)))
     return value
 
 
@@ -233,14 +245,14 @@ def normalise_contacts(
         "language": language,
     }
     found: dict[ContactField, str | None] = {}
-    errors: list[tuple[str, str]] = []
+    errors: list[tuple[str, CustomerError]] = []
     for field, value in given.items():
         if isinstance(value, Keep):
             continue
         try:
             found[field] = _NORMALISERS[field](value)
         except CustomerError as error:
-            errors.append((field, str(error).partition(": ")[2]))
+            errors.append((field, error))
     if errors:
         raise ContactsError(errors)
     return found
@@ -260,7 +272,7 @@ def add(
     validate(inn, name, legal_form)
     contacts = normalise_contacts(email=email, phone=phone, language=language)
     if get(conn, inn) is not None:
-        raise CustomerExists(f"inn: клиент с ИНН {inn} уже есть", code="exists")
+        raise CustomerExists(N_("customer.error.exists"), code="exists", inn=inn)
     try:
         account = create_account(
             conn, code=f"customer:{inn}", kind="customer", name=name.strip(), may_go_negative=False
@@ -279,7 +291,9 @@ def add(
             .returning(customers.c.id)
         ).scalar_one()
     except IntegrityError as error:  # registered by a concurrent transaction a moment ago
-        raise RegisteredConcurrently(f"inn: клиент с ИНН {inn} уже есть", code="exists") from error
+        raise RegisteredConcurrently(
+            N_("customer.error.exists"), code="exists", inn=inn
+        ) from error
     return Customer(
         id=customer_id,
         inn=inn,
@@ -309,7 +323,7 @@ def set_contacts(
     values = normalise_contacts(email=email, phone=phone, language=language)
     row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
     if row is None:
-        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
+        raise CustomerNotFound(N_("customer.error.not_found"), code="not_found", inn=inn)
     before = _customer(row)
     after = replace(
         before,
@@ -360,10 +374,10 @@ def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
 def set_status(conn: Connection, inn: str, status: str) -> Customer:
     """Block or unblock a customer: a blocked one cannot be paid for (result 79)."""
     if status not in STATUSES:
-        raise CustomerError(f"status: {status!r}", code="status")
+        raise CustomerError(N_("customer.error.status"), code="status", status=repr(status))
     result = conn.execute(update(customers).where(customers.c.inn == inn).values(status=status))
     if result.rowcount != 1:
-        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
+        raise CustomerNotFound(N_("customer.error.not_found"), code="not_found", inn=inn)
     customer = get(conn, inn)
     assert customer is not None
     return customer
@@ -480,10 +494,10 @@ def set_status_audited(
     nothing and writes nothing. Raises CustomerNotFound.
     """
     if status not in STATUSES:
-        raise CustomerError(f"status: {status!r}", code="status")
+        raise CustomerError(N_("customer.error.status"), code="status", status=repr(status))
     row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
     if row is None:
-        raise CustomerNotFound(f"inn: клиент с ИНН {inn} не найден", code="not_found")
+        raise CustomerNotFound(N_("customer.error.not_found"), code="not_found", inn=inn)
     before = _customer(row)
     if before.status == status:
         return before, before
@@ -511,10 +525,12 @@ def statement_period(first: date | None, last: date | None, *, today: date) -> t
     last = last or today
     first = first or last.replace(day=1)
     if first > last:
-        raise CustomerError("date_from: дата начала позже даты конца", code="period_order")
+        raise CustomerError(N_("customer.error.statement_order"), code="period_order")
     if (last - first).days >= MAX_STATEMENT_DAYS:
         raise CustomerError(
-            f"date_to: период не длиннее {MAX_STATEMENT_DAYS} дней", code="period_too_long"
+            N_("customer.error.statement_too_long"),
+            code="period_too_long",
+            days=MAX_STATEMENT_DAYS,
         )
     return first, last
 
@@ -536,7 +552,16 @@ class ImportProblem:
     """A bad line of an import file: its number (1 = the header) and what is wrong."""
 
     line: int
-    message: str
+    refusal: CustomerError
+
+    @property
+    def message(self) -> str:
+        """What is wrong, in Russian (the CLI and the API show it)."""
+        return str(self.refusal)
+
+    def said(self, language: str | None) -> str:
+        """What is wrong, in `language`."""
+        return self.refusal.said(language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,15 +584,20 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        return [], [ImportProblem(0, f"файл не в кодировке UTF-8 (байт {error.start})")]
+        refusal = CustomerError(N_("customer.error.import_encoding"), byte=error.start)
+        return [], [ImportProblem(0, refusal)]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
     except csv.Error as error:
-        return [], [ImportProblem(1, f"заголовок не читается как CSV: {error}")]
+        refusal = CustomerError(N_("customer.error.import_header"), error=str(error))
+        return [], [ImportProblem(1, refusal)]
     missing = {"inn", "name"} - set(header)
     if missing:
-        return [], [ImportProblem(1, f"в заголовке нет столбцов: {', '.join(sorted(missing))}")]
+        refusal = CustomerError(
+            N_("customer.error.import_columns"), columns=", ".join(sorted(missing))
+        )
+        return [], [ImportProblem(1, refusal)]
     rows: list[ImportRow] = []
     problems: list[ImportProblem] = []
     seen: dict[str, int] = {}
@@ -577,14 +607,13 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
         except StopIteration:
             break
         except csv.Error as error:  # e.g. a field over the csv module's size limit
-            problems.append(
-                ImportProblem(reader.line_num + 1, f"строка не читается как CSV: {error}")
-            )
+            refusal = CustomerError(N_("customer.error.import_line"), error=str(error))
+            problems.append(ImportProblem(reader.line_num + 1, refusal))
             break
         number = reader.line_num  # the file's line, blank lines included
         record = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         if None in raw:
-            problems.append(ImportProblem(number, "лишние поля в строке"))
+            problems.append(ImportProblem(number, CustomerError(N_("customer.error.import_extra"))))
             continue
         try:
             validate(record["inn"], record["name"], record.get("legal_form") or "ОсОО")
@@ -594,7 +623,7 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
                 language=record.get("language") or DEFAULT_LANGUAGE,
             )
         except CustomerError as error:
-            problems.append(ImportProblem(number, str(error)))
+            problems.append(ImportProblem(number, error))
             continue
         row = ImportRow(
             number,
@@ -606,9 +635,10 @@ def read_import_file(path: Path) -> tuple[list[ImportRow], list[ImportProblem]]:
             language=contacts["language"] or DEFAULT_LANGUAGE,
         )
         if row.inn in seen:
-            problems.append(
-                ImportProblem(number, f"inn: ИНН {row.inn} уже был в строке {seen[row.inn]}")
+            refusal = CustomerError(
+                N_("customer.error.import_repeated"), inn=row.inn, line=seen[row.inn]
             )
+            problems.append(ImportProblem(number, refusal))
             continue
         seen[row.inn] = number
         rows.append(row)
@@ -632,7 +662,7 @@ def import_rows(conn: Connection, rows: Iterable[ImportRow]) -> tuple[int, list[
         except RegisteredConcurrently:
             raise  # the transaction is spoilt: nothing more can be imported in it
         except CustomerError as error:  # the INN is already registered
-            problems.append(ImportProblem(row.line, str(error)))
+            problems.append(ImportProblem(row.line, error))
             continue
         added += 1
     return added, problems

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tolom.agents.service import Agent
 from tolom.db.engine import driver_error, is_outage
-from tolom.gateway.groupcommit import GroupCommit
+from tolom.db.groupcommit import GroupCommit
 from tolom.payments import pgbatch, service
 from tolom.payments.model import (
     CancelOutcome,
@@ -98,7 +98,7 @@ class Call:
     command: Command | None
     render: Callable[[Any], Answer]
     # For a request refused as unauthenticated: the "too many requests" answer (given the
-    # seconds to wait) once its address is over the stranger limit (`gateway.strangers`).
+    # seconds to wait) once its address is over the stranger limit (`httpkit.strangers`).
     too_many: Callable[[int], Answer] | None = None
 
 

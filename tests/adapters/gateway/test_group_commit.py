@@ -24,7 +24,7 @@ from tolom.billing import customers
 from tolom.db.engine import make_engine
 from tolom.db.schema import gateway_requests, payments
 from tolom.gateway import step
-from tolom.gateway.groupcommit import GroupCommit
+from tolom.db.groupcommit import GroupCommit
 from tolom.ledger.accounts import account_balance
 from tolom.runtime import Runtime
 from tolom.settings import Settings

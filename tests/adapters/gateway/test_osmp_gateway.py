@@ -583,7 +583,7 @@ def test_strangers_are_recorded_briefly_and_then_refused_unrecorded(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from tolom.gateway.strangers import StrangerLimit
+    from tolom.httpkit.strangers import StrangerLimit
 
     runtime.strangers = StrangerLimit(per_minute=3)
     stranger = TestClient(gateway.client.app, client=("6.6.6.6", 40000))

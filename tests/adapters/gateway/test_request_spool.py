@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
 from tolom.db.schema import gateway_requests
-from tolom.gateway.spool import RequestSpool
 from tolom.payments.requestlog import Answer, Exchange, log_row
+from tolom.payments.spool import RequestSpool
 
 
 def make_row(txn_id: str, *, agent_id: int | None = 7, body: str = "<response/>") -> dict[str, Any]:
@@ -101,7 +101,7 @@ def test_a_line_cut_short_by_a_crash_is_skipped(
     # The same pid writing again (a restarted container's pid 1) starts a fresh line.
     spool.append(make_row("3"))
 
-    with caplog.at_level(logging.WARNING, logger="tolom.gateway.spool"):
+    with caplog.at_level(logging.WARNING, logger="tolom.payments.spool"):
         assert spool.drain(engine) == 3
     assert [r["txn_id"] for r in stored(engine)] == ["1", "2", "3"]
     warnings = [r for r in caplog.records if r.getMessage() == "skipping an unreadable spool line"]
@@ -143,7 +143,7 @@ def test_database_unavailable_keeps_the_rows_for_later(
     spool.append(make_row("1"))
     unreachable = create_engine(f"sqlite:///{tmp_path}/no/such/dir/tolom.sqlite3")
     try:
-        with caplog.at_level(logging.WARNING, logger="tolom.gateway.spool"):
+        with caplog.at_level(logging.WARNING, logger="tolom.payments.spool"):
             assert spool.drain(unreachable) == 0
     finally:
         unreachable.dispose()
@@ -166,7 +166,7 @@ def test_rows_the_database_refuses_are_set_aside(
     spool.append(bad)
     RequestSpool(spool_dir, pid=1002).append(make_row("2"))
 
-    with caplog.at_level(logging.ERROR, logger="tolom.gateway.spool"):
+    with caplog.at_level(logging.ERROR, logger="tolom.payments.spool"):
         assert spool.drain(engine) == 1  # the good file still goes in
     assert [r["txn_id"] for r in stored(engine)] == ["2"]
     [rejected] = files(spool_dir)
@@ -182,7 +182,7 @@ def test_append_on_an_unwritable_directory_does_not_raise(
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     spool = RequestSpool(blocker / "spool")  # works as root too, unlike chmod
-    with caplog.at_level(logging.ERROR, logger="tolom.gateway.spool"):
+    with caplog.at_level(logging.ERROR, logger="tolom.payments.spool"):
         spool.append(make_row("42"))
     [record] = caplog.records
     assert record.getMessage() == "gateway request record lost: cannot spool it"

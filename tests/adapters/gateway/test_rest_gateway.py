@@ -446,7 +446,7 @@ def test_deeply_nested_json_is_422_and_logged(rest: RestAgent, engine: Engine) -
 def test_unsigned_requests_past_the_stranger_limit_are_429_unrecorded(
     rest: RestAgent, engine: Engine, runtime
 ) -> None:  # type: ignore[no-untyped-def]
-    from tolom.gateway.strangers import StrangerLimit
+    from tolom.httpkit.strangers import StrangerLimit
 
     runtime.strangers = StrangerLimit(per_minute=2)
     body = {"service": "sochi", "account": "1" * 5000}

@@ -11,7 +11,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from anyio import to_thread
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -61,7 +61,7 @@ class GroupCommit(Generic[Item, Result]):
                 batch = [self._queue.popleft() for _ in range(size)]
                 self.sizes[size] += 1
                 try:
-                    answers = await run_in_threadpool(self._run, [call for call, _ in batch])
+                    answers = await to_thread.run_sync(self._run, [call for call, _ in batch])
                 except BaseException as error:  # a bug or shutdown: nobody waits forever
                     for _, future in batch:
                         if not future.done():
