@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tolom import audit, secretbox
+from tolom import keyrotation, secretbox
 from tolom.cli.common import JsonOption, cli_actor, emit, engine, fail, t
 from tolom.settings import get_settings
 
@@ -85,52 +85,33 @@ def rotate(
 
     The older keys stay in the file, for opening only, until `tolom secrets prune`."""
     ring = _keyring(as_json)
-    assert ring.path is not None
     new = (key or secretbox.new_key()).strip()
-    try:
-        new_raw = secretbox.parse_keys(new, "--key")[0]
-    except secretbox.SecretKeyError as error:
-        fail(str(error), as_json)
-    before = ring.keys()
-    if new_raw in before[1:]:
-        fail(t("cli.secrets.key_known"), as_json)
     db = engine()
     try:
-        with db.connect():
-            pass  # the database answers before the key file changes
-        if new_raw != before[0]:
-            text = ring.path.read_text(encoding="ascii")
-            secretbox.replace_key_file(ring.path, f"{new}\n{text}")
-        counts, failures = secretbox.reseal_all(db, ring, batch)
-        keys = ring.keys()
-        with db.begin() as conn:
-            audit.record(
-                conn,
-                actor=cli_actor(),
-                action="secrets.rotate",
-                object_type="secret_key",
-                object_id=secretbox.fingerprint(new_raw),
-                before={"current": secretbox.fingerprint(before[0]), "keys": len(before)},
-                after={"keys": len(keys), "resealed": counts, "failures": failures},
-            )
+        done = keyrotation.rotate(db, ring, new, actor=cli_actor(), batch=batch)
+    except secretbox.SecretKeyError as error:
+        fail(str(error), as_json)
+    except keyrotation.KnownKey:
+        fail(t("cli.secrets.key_known"), as_json)
     finally:
         db.dispose()
-    done: dict[str, Any] = {
+    counts, failures = done.resealed, done.failures
+    shown: dict[str, Any] = {
         "path": str(ring.path),
-        "current": secretbox.fingerprint(new_raw),
-        "keys": len(keys),
+        "current": done.current,
+        "keys": done.keys,
         "resealed": counts,
         "failures": failures,
     }
     resealed = ", ".join(f"{label} — {n}" for label, n in counts.items())
     emit(
-        done,
+        shown,
         as_json,
         t(
             "cli.secrets.rotated",
-            fingerprint=secretbox.fingerprint(new_raw),
+            fingerprint=done.current,
             path=ring.path,
-            count=len(keys),
+            count=done.keys,
             resealed=resealed,
         ),
     )
@@ -196,26 +177,13 @@ def prune(batch: BatchOption = 500, as_json: JsonOption = False) -> None:
             t("cli.secrets.still_needed", older=older, failures=len(census.failures)),
             as_json,
         )
-    assert ring.path is not None
-    keys = ring.keys()
-    if len(keys) > 1:
-        secretbox.replace_key_file(ring.path, keys[0].decode("ascii") + "\n")
-        db = engine()
-        try:
-            with db.begin() as conn:
-                audit.record(
-                    conn,
-                    actor=cli_actor(),
-                    action="secrets.prune",
-                    object_type="secret_key",
-                    object_id=secretbox.fingerprint(keys[0]),
-                    before={"keys": len(keys)},
-                    after={"keys": 1},
-                )
-        finally:
-            db.dispose()
+    db = engine()
+    try:
+        removed = keyrotation.prune(db, ring, actor=cli_actor())
+    finally:
+        db.dispose()
     emit(
-        {"path": str(ring.path), "removed": len(keys) - 1},
+        {"path": str(ring.path), "removed": removed},
         as_json,
-        t("cli.secrets.pruned", path=ring.path, count=len(keys) - 1),
+        t("cli.secrets.pruned", path=ring.path, count=removed),
     )

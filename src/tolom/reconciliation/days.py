@@ -42,6 +42,7 @@ from tolom.payments.model import CancelOutcome, Outcome, PayRequest, PayResult, 
 from tolom.payments.requestlog import Answer, Exchange
 from tolom.payments.unit import run_logged
 from tolom.reconciliation.matching import Summary
+from tolom.texts import N_, Refusal
 
 REASON_MAX = 500
 
@@ -63,8 +64,9 @@ ALLOWED: dict[str, tuple[Action, ...]] = {
 }
 
 
-class ReconciliationError(ValueError):
-    """A reconciliation step refused, with the message for the person who asked."""
+class ReconciliationError(Refusal):
+    """A reconciliation step refused, worded by key for the person who asked
+    (`texts.Refusal`: `str()` in Russian, `said(language)` in theirs)."""
 
 
 class NotFound(ReconciliationError):
@@ -136,7 +138,7 @@ def _agent_id(conn: Connection, code: str) -> int:
         select(agents_table.c.id).where(agents_table.c.code == code)
     ).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"нет агента с кодом «{code[:32]}»")
+        raise NotFound(N_("reconciliation.error.no_agent"), code=code[:32])
     return int(found)
 
 
@@ -227,7 +229,7 @@ def get_discrepancy(conn: Connection, discrepancy_id: int, *, lock: bool = False
         query = query.with_for_update(of=discrepancies)
     row = conn.execute(query).one_or_none()
     if row is None:
-        raise NotFound(f"нет расхождения № {discrepancy_id}")
+        raise NotFound(N_("reconciliation.error.no_discrepancy"), id=discrepancy_id)
     return _discrepancy(row)
 
 
@@ -249,17 +251,17 @@ def _check_open(conn: Connection, registry_id: int, *, lock: bool = False) -> No
         reconciliation_days.c.business_date == business_date,
     )
     if conn.execute(query.with_for_update() if lock else query).scalar_one() == "closed":
-        raise ReconciliationError("день закрыт; переоткрыть его может администратор")
+        raise ReconciliationError(N_("reconciliation.error.day_closed"))
     if registry_state != "current":
-        raise ReconciliationError("реестр заменён исправленным: разбирайте новый")
+        raise ReconciliationError(N_("reconciliation.error.superseded"))
 
 
 def _checked_reason(reason: str) -> str:
     text = (reason or "").strip()
     if not text:
-        raise ReconciliationError("укажите причину")
+        raise ReconciliationError(N_("reconciliation.error.reason_required"))
     if len(text) > REASON_MAX or "\x00" in text:
-        raise ReconciliationError(f"причина должна быть не длиннее {REASON_MAX} символов")
+        raise ReconciliationError(N_("reconciliation.error.reason_too_long"), max=REASON_MAX)
     return text
 
 
@@ -321,13 +323,16 @@ def _accept(engine: Engine, found: Discrepancy, *, actor: str, address: str | No
         payment_of=lambda result: result.payment_id,
     )
     if result.outcome is not Outcome.OK or result.payment_id is None:
-        raise ReconciliationError(f"платёж агента не принят: {result.message}")
+        raise ReconciliationError(N_("reconciliation.error.not_accepted"), why=result.message)
     return result.payment_id
 
 
 class _Rollback(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    """Undo the transaction, then refuse with `refusal`."""
+
+    def __init__(self, refusal: ReconciliationError) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
 
 
 def resolve(
@@ -347,16 +352,18 @@ def resolve(
     try:
         chosen = Action(action)
     except ValueError:
-        raise ReconciliationError(f"неизвестное действие «{action[:20]}»") from None
+        raise ReconciliationError(
+            N_("reconciliation.error.unknown_action"), action=action[:20]
+        ) from None
     with engine.connect() as conn:
         found = get_discrepancy(conn, discrepancy_id)
         _check_open(conn, found.registry_id)  # before anything is paid
     if found.resolved:
         if found.resolution == RESOLUTION[chosen]:
             return found
-        raise ReconciliationError("расхождение уже разобрано другим действием")
+        raise ReconciliationError(N_("reconciliation.error.resolved_otherwise"))
     if chosen not in ALLOWED[found.kind]:
-        raise ReconciliationError("это действие не подходит для такого расхождения")
+        raise ReconciliationError(N_("reconciliation.error.action_not_allowed"))
     paid = _accept(engine, found, actor=actor, address=address) if chosen is Action.ACCEPT else None
     try:
         with engine.begin() as conn:
@@ -365,15 +372,19 @@ def resolve(
             if locked.resolved:  # someone resolved it meanwhile
                 if locked.resolution == RESOLUTION[chosen]:
                     return locked
-                raise ReconciliationError("расхождение уже разобрано другим действием")
+                raise ReconciliationError(N_("reconciliation.error.resolved_otherwise"))
             if chosen is Action.REVERSE:
                 if locked.payment_id is None:
-                    raise ReconciliationError("у этого расхождения нет нашего платежа")
+                    raise ReconciliationError(N_("reconciliation.error.no_our_payment"))
                 result = reversal.reverse_audited(
                     conn, locked.payment_id, text, actor=actor, address=address
                 )
                 if result.outcome is not CancelOutcome.OK:
-                    raise _Rollback(f"платёж не отменён: {result.message}")
+                    raise _Rollback(
+                        ReconciliationError(
+                            N_("reconciliation.error.not_reversed"), why=result.message
+                        )
+                    )
                 paid = locked.payment_id
             now = datetime.now(UTC)
             conn.execute(
@@ -399,7 +410,7 @@ def resolve(
             )
             return get_discrepancy(conn, discrepancy_id)
     except _Rollback as refused:
-        raise ReconciliationError(str(refused)) from None
+        raise refused.refusal from None
 
 
 def close(
@@ -422,13 +433,13 @@ def close(
             .with_for_update()
         ).scalar_one_or_none()
         if state is None:
-            raise ReconciliationError("за этот день ещё нет реестра агента")
+            raise ReconciliationError(N_("reconciliation.error.no_registry"))
         found = day(conn, agent_code, business_date)
         if found.state == "closed":
             return found
         if found.unresolved:
             raise ReconciliationError(
-                f"день нельзя закрыть: не разобрано расхождений — {found.unresolved}"
+                N_("reconciliation.error.unresolved"), unresolved=found.unresolved
             )
         now = datetime.now(UTC)
         conn.execute(
@@ -474,7 +485,7 @@ def reopen(
             .with_for_update()
         ).one_or_none()
         if row is None or row.state != "closed":
-            raise ReconciliationError("день не закрыт")
+            raise ReconciliationError(N_("reconciliation.error.not_closed"))
         conn.execute(
             update(reconciliation_days)
             .where(
@@ -514,7 +525,7 @@ def calendar(
     index probe per agent-day, never a scan of the day's payments), the current
     registry's unresolved discrepancies, and the closing."""
     if (end - start).days > 92 or end < start:
-        raise ReconciliationError("период календаря — от 1 до 93 дней")
+        raise ReconciliationError(N_("reconciliation.error.calendar_period"))
     query = select(agents_table.c.id, agents_table.c.code).where(agents_table.c.kind == "gateway")
     if agent_codes:
         query = query.where(agents_table.c.code.in_(agent_codes))

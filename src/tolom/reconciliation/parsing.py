@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from tolom.formatting import som
 from tolom.identifiers import is_inn, is_invoice_number_shape, txn_key
 from tolom.reconciliation.formats import AUTO, RegistryFormat
+from tolom.texts import DEFAULT, N_, Refusal, Texts, texts
 
 MAX_LINES = 2_000_000
 PROGRESS_EVERY = 50_000
@@ -42,29 +43,86 @@ _TOTAL = re.compile(
 )
 _GROUPING = str.maketrans("", "", " \u00a0\u202f")
 FIELD_NAMES = {
-    "txn_id": "номер транзакции",
-    "date": "дата",
-    "time": "время",
-    "datetime": "дата и время",
-    "account": "лицевой счёт",
-    "amount": "сумма",
+    "txn_id": N_("registry.field.txn_id"),
+    "date": N_("registry.field.date"),
+    "time": N_("registry.field.time"),
+    "datetime": N_("registry.field.datetime"),
+    "account": N_("registry.field.account"),
+    "amount": N_("registry.field.amount"),
 }
 
 
-class RegistryError(ValueError):
-    """Why a registry file is refused: the line (1-based) and field, when there is one."""
+def _field_name(t: Texts, field: str) -> str:
+    return t(FIELD_NAMES[field]) if field in FIELD_NAMES else field
 
-    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+
+class RegistryError(Refusal):
+    """Why a registry file is refused: the line (1-based) and field, when there is one.
+
+    A refusal worded by key (`texts.Refusal`): `str()` is the Russian text with the line
+    and field named first ("Строка 3, поле «сумма»: …"), `said(language)` the same in
+    another language, `reason` the why alone (the API names the line and field apart).
+    A count is worded with `RegistryError.plural(key, count, count=count)`; a value named
+    `field_name` is one of our fields, named in the reader's language. Values are plain
+    (text, numbers): the XLSX child process sends them through a pipe (`xlsx._child`).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        /,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        counted: int | None = None,
+        **values: Any,
+    ) -> None:
+        self.key = key
+        self.values = values
+        self.counted = counted
         self.line = line
         self.field = field
-        self.reason = message
-        where = []
-        if line is not None:
-            where.append(f"строка {line}")
-        if field is not None:
-            where.append(f"поле «{FIELD_NAMES.get(field, field)}»")
-        prefix = ", ".join(where)
-        super().__init__(f"{prefix[:1].upper()}{prefix[1:]}: {message}" if prefix else message)
+        ValueError.__init__(self, self.said(DEFAULT))
+
+    @classmethod
+    def plural(
+        cls,
+        key: str,
+        count: int,
+        /,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        **values: Any,
+    ) -> RegistryError:
+        """A refusal whose text agrees with `count` (a plural catalogue entry)."""
+        return cls(key, line=line, field=field, counted=count, **values)
+
+    def reason_in(self, language: str | None) -> str:
+        """The why alone, in `language`."""
+        t = texts(language)
+        values = self.values
+        if "field_name" in values:
+            values = {**values, "field_name": _field_name(t, values["field_name"])}
+        if self.counted is not None:
+            return t.plural(self.key, self.counted, **values)
+        return t(self.key, **values)
+
+    @property
+    def reason(self) -> str:
+        return self.reason_in(DEFAULT)
+
+    def said(self, language: str | None) -> str:
+        t = texts(language)
+        reason = self.reason_in(language)
+        if self.line is not None and self.field is not None:
+            field = _field_name(t, self.field)
+            return t("registry.error.at_line_field", line=self.line, field=field, reason=reason)
+        if self.line is not None:
+            return t("registry.error.at_line", line=self.line, reason=reason)
+        if self.field is not None:
+            return t("registry.error.at_field", field=_field_name(t, self.field), reason=reason)
+        return reason
 
 
 class Line(NamedTuple):
@@ -93,23 +151,24 @@ Row = tuple[int, list[Any]]  # (line number in the file, cells)
 
 def _decode(content: bytes, encoding: str) -> str:
     if not content.strip():
-        raise RegistryError("файл пустой")
+        raise RegistryError(N_("registry.error.empty"))
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         return content.decode(codec)
     except UnicodeDecodeError as error:
         line = content.count(b"\n", 0, error.start) + 1
         raise RegistryError(
-            f"не читается в кодировке {encoding} (байт 0x{content[error.start]:02x}); "
-            "проверьте кодировку в настройках формата агента",
+            N_("registry.error.encoding"),
             line=line,
+            encoding=encoding,
+            byte=f"{content[error.start]:02x}",
         ) from error
 
 
 def _text_rows(text: str, kind: str, delimiter: str) -> Iterator[Row]:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise RegistryError("в файле нулевой байт: это не текстовый реестр", line=line)
+        raise RegistryError(N_("registry.error.nul_byte"), line=line)
     if kind == "qiwi":
         for number, raw in enumerate(text.splitlines(), start=1):
             yield number, raw.split("\t")
@@ -119,7 +178,9 @@ def _text_rows(text: str, kind: str, delimiter: str) -> Iterator[Row]:
         for cells in reader:
             yield reader.line_num, cells
     except csv.Error as error:
-        raise RegistryError(f"строка CSV не разбирается ({error})", line=reader.line_num) from error
+        raise RegistryError(
+            N_("registry.error.csv"), line=reader.line_num, error=str(error)
+        ) from error
 
 
 def _blank(cells: list[Any]) -> bool:
@@ -144,18 +205,20 @@ def _text(cell: Any, line: int, field: str) -> str:
         if value and len(value) <= MAX_FIELD and value.isprintable():
             return value
     if cell is None:
-        raise RegistryError("пусто", line=line, field=field)
+        raise RegistryError(N_("registry.error.blank"), line=line, field=field)
     if isinstance(cell, bool):
-        raise RegistryError("ожидается текст или число", line=line, field=field)
+        raise RegistryError(N_("registry.error.not_text"), line=line, field=field)
     if isinstance(cell, float):
         if not cell.is_integer():
-            raise RegistryError(f"«{cell}» — не целое число", line=line, field=field)
+            raise RegistryError(
+                N_("registry.error.not_integer"), line=line, field=field, value=str(cell)
+            )
         cell = int(cell)
     value = str(cell).strip()
     if not value:
-        raise RegistryError("пусто", line=line, field=field)
+        raise RegistryError(N_("registry.error.blank"), line=line, field=field)
     if len(value) > MAX_FIELD or not value.isprintable():
-        raise RegistryError("недопустимые символы или слишком длинно", line=line, field=field)
+        raise RegistryError(N_("registry.error.bad_text"), line=line, field=field)
     return value
 
 
@@ -164,7 +227,7 @@ def _txn_id(cell: Any, line: int, gateway: bool) -> str:
     if not gateway:
         return value
     if _DIGITS.fullmatch(value) is None:
-        raise RegistryError(f"«{value}» — ожидается от 1 до 20 цифр", line=line, field="txn_id")
+        raise RegistryError(N_("registry.error.txn_id"), line=line, field="txn_id", value=value)
     return txn_key(value)
 
 
@@ -176,24 +239,28 @@ def _account(cell: Any, line: int) -> str:
         value = value.zfill(14)  # Excel drops an INN's leading zeros when it stores a number
     if not (is_inn(value) or is_invoice_number_shape(value)):
         shown = value if len(value) <= 32 else value[:32] + "…"
-        raise RegistryError(
-            f"«{shown}» — ни ИНН (14 цифр), ни номер счёта (16 цифр)", line=line, field="account"
-        )
+        raise RegistryError(N_("registry.error.account"), line=line, field="account", value=shown)
     return value
 
 
 def _amount(cell: Any, line: int, unit: str) -> int:
     if isinstance(cell, bool) or cell is None:
-        raise RegistryError("пусто или не число", line=line, field="amount")
+        raise RegistryError(N_("registry.error.amount_blank"), line=line, field="amount")
     if isinstance(cell, int | float | Decimal):
         try:
             number = Decimal(str(cell))
         except InvalidOperation as error:
-            raise RegistryError(f"«{cell}» — не число", line=line, field="amount") from error
+            raise RegistryError(
+                N_("registry.error.not_number"), line=line, field="amount", value=str(cell)
+            ) from error
         scaled = number * 100 if unit == "som" else number
         if scaled != scaled.to_integral_value():
-            detail = "больше двух знаков после запятой" if unit == "som" else "дробные тыйыны"
-            raise RegistryError(f"«{cell}» — {detail}", line=line, field="amount")
+            key = (
+                N_("registry.error.som_decimals")
+                if unit == "som"
+                else N_("registry.error.tyiyn_fraction")
+            )
+            raise RegistryError(key, line=line, field="amount", value=str(cell))
         value = int(scaled)
     else:
         text = str(cell).strip()
@@ -202,18 +269,18 @@ def _amount(cell: Any, line: int, unit: str) -> int:
         match = (_SOM if unit == "som" else _TYIYN).fullmatch(text)
         if match is None:
             shown = str(cell).strip()[:30]
-            expected = "сумма в сомах, не больше двух знаков после запятой"
-            raise RegistryError(
-                f"«{shown}» — {expected if unit == 'som' else 'целое число тыйынов'}",
-                line=line,
-                field="amount",
+            key = (
+                N_("registry.error.som_format")
+                if unit == "som"
+                else N_("registry.error.tyiyn_format")
             )
+            raise RegistryError(key, line=line, field="amount", value=shown)
         if unit == "som":
             value = int(match["som"]) * 100 + int((match["tyiyn"] or "0").ljust(2, "0"))
         else:
             value = int(text)
     if value <= 0:
-        raise RegistryError("сумма должна быть больше нуля", line=line, field="amount")
+        raise RegistryError(N_("registry.error.not_positive"), line=line, field="amount")
     return value
 
 
@@ -248,12 +315,16 @@ class _Clock:
                 return date.fromisoformat(text)
         except ValueError:
             pass
-        expected = "ДД.ММ.ГГГГ или ГГГГ-ММ-ДД" if self.fmt.date_format == AUTO else None
+        if self.fmt.date_format == AUTO:
+            raise RegistryError(
+                N_("registry.error.not_date_auto"), line=line, field="date", value=text[:30]
+            )
         raise RegistryError(
-            f"«{text[:30]}» — не дата"
-            + (f" ({expected})" if expected else f" в формате {self.fmt.date_format}"),
+            N_("registry.error.not_date"),
             line=line,
             field="date",
+            value=text[:30],
+            format=self.fmt.date_format,
         )
 
     def clock_time(self, cell: Any, line: int) -> time:
@@ -274,7 +345,11 @@ class _Clock:
         except ValueError:
             pass
         raise RegistryError(
-            f"«{text[:30]}» — не время в формате {self.fmt.time_format}", line=line, field="time"
+            N_("registry.error.not_time"),
+            line=line,
+            field="time",
+            value=text[:30],
+            format=self.fmt.time_format,
         )
 
     def moment(self, cell: Any, line: int) -> datetime:
@@ -285,9 +360,11 @@ class _Clock:
             return datetime.strptime(text, self.fmt.datetime_format)
         except ValueError:
             raise RegistryError(
-                f"«{text[:30]}» — не дата и время в формате {self.fmt.datetime_format}",
+                N_("registry.error.not_datetime"),
                 line=line,
                 field="datetime",
+                value=text[:30],
+                format=self.fmt.datetime_format,
             ) from None
 
 
@@ -306,7 +383,7 @@ def _positions(fmt: RegistryFormat, header: list[Any] | None, line: int) -> dict
             found[name] = names.index(column.strip().casefold())
         except ValueError:
             raise RegistryError(
-                f"в заголовке нет колонки «{column}» (для поля «{FIELD_NAMES[name]}»)", line=line
+                N_("registry.error.no_column"), line=line, column=column, field_name=name
             ) from None
     return found
 
@@ -399,8 +476,7 @@ class _Reader:
             return
         if self.declared is not None:
             raise RegistryError(
-                f"после итоговой строки (строка {self.declared_at}) не должно быть платежей",
-                line=number,
+                N_("registry.error.after_total"), line=number, total_line=self.declared_at
             )
         if self.fmt.total_line and _may_be_total(cells):
             total_line = _total_of(cells, number)
@@ -410,9 +486,12 @@ class _Reader:
         positions = self.positions
         width = max(positions.values()) + 1
         if len(cells) < width:
-            expected = "через табуляцию" if self.fmt.kind == "qiwi" else "в строке"
-            raise RegistryError(
-                f"ожидалось не меньше {width} полей {expected}, найдено {len(cells)}", line=number
+            if self.fmt.kind == "qiwi":
+                raise RegistryError.plural(
+                    "registry.error.too_few_tabs", width, line=number, count=width, found=len(cells)
+                )
+            raise RegistryError.plural(
+                "registry.error.too_few_cells", width, line=number, count=width, found=len(cells)
             )
         txn_id = _txn_id(cells[positions["txn_id"]], number, self.gateway)
         account = _account(cells[positions["account"]], number)
@@ -433,7 +512,7 @@ class _Reader:
 
     def add(self, line: Line) -> None:
         if len(self.lines) >= MAX_LINES:
-            raise RegistryError(f"больше {MAX_LINES} строк: разделите реестр", line=line.line_no)
+            raise _too_many_lines(line.line_no)
         self.lines.append(line)
         self.total += line.amount
 
@@ -441,7 +520,7 @@ class _Reader:
         """The default QIWI layout, a line at a time, fast when the line is well formed."""
         if "\x00" in text:
             line = text.count("\n", 0, text.index("\x00")) + 1
-            raise RegistryError("в файле нулевой байт: это не текстовый реестр", line=line)
+            raise RegistryError(N_("registry.error.nul_byte"), line=line)
         match_line = _QIWI_LINE.fullmatch
         dates = self.clock.dates
         moment = self.moments.of
@@ -463,7 +542,7 @@ class _Reader:
                 continue
             occurred, business_date = moment(day, hour, minute, second)
             if len(lines) >= MAX_LINES:
-                raise RegistryError(f"больше {MAX_LINES} строк: разделите реестр", line=number)
+                raise _too_many_lines(number)
             lines.append(
                 Line(
                     number,
@@ -478,27 +557,34 @@ class _Reader:
 
     def result(self) -> ParsedRegistry:
         if self.positions is None:
-            raise RegistryError("в файле только заголовок, нет ни одной строки")
+            raise RegistryError(N_("registry.error.header_only"))
         if self.fmt.total_line:
             if self.declared is None:
-                raise RegistryError(
-                    "нет итоговой строки «Total: <количество> <сумма>» в конце файла"
-                )
+                raise RegistryError(N_("registry.error.no_total"))
             count, amount = self.declared
             if (count, amount) != (len(self.lines), self.total):
                 raise RegistryError(
-                    f"итоговая строка говорит: платежей — {count}, сумма — {som(amount)}; "
-                    f"в реестре: платежей — {len(self.lines)}, сумма — {som(self.total)}",
+                    N_("registry.error.total_differs"),
                     line=self.declared_at,
+                    declared=count,
+                    declared_amount=som(amount),
+                    found=len(self.lines),
+                    found_amount=som(self.total),
                 )
         elif not self.lines:
-            raise RegistryError("в файле нет ни одной строки с платежом")
+            raise RegistryError(N_("registry.error.no_lines"))
         return ParsedRegistry(self.lines, self.total)
 
 
 def _check_year(year: int, line: int) -> None:
     if not 2000 <= year <= 2099:
-        raise RegistryError(f"год {year} вне 2000–2099", line=line, field="date")
+        raise RegistryError(N_("registry.error.year"), line=line, field="date", year=year)
+
+
+def _too_many_lines(line: int) -> RegistryError:
+    return RegistryError.plural(
+        "registry.error.too_many_lines", MAX_LINES, line=line, count=MAX_LINES
+    )
 
 
 def read(

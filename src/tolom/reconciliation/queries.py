@@ -29,7 +29,7 @@ def agent(conn: Connection, code: str) -> Agent:
     """The agent with this code; NotFound when there is none."""
     found = agents.load(conn, code)
     if found is None:
-        raise NotFound(f"нет агента с кодом «{code[:32]}»")
+        raise NotFound(N_("reconciliation.error.no_agent"), code=code[:32])
     return found
 
 

@@ -44,6 +44,7 @@ from tolom.reconciliation import formats, matching
 from tolom.reconciliation.matching import Summary
 from tolom.reconciliation.parsing import Line, RegistryError
 from tolom.reconciliation.reading import parse
+from tolom.texts import N_
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 BATCH_TIMEOUT_MS = 600_000
@@ -54,12 +55,18 @@ _WRITE_CHUNK = 5_000
 _ABANDONED = timedelta(hours=1)
 
 
-def too_large(limit: int = MAX_FILE_BYTES) -> str:
+def too_large_refusal(limit: int = MAX_FILE_BYTES) -> RegistryError:
     """Why a file over `limit` bytes is refused unread: the same words from the API, the
     CLI and the watched folder."""
     megabyte = 1024 * 1024
-    size = f"{limit // megabyte} МБ" if limit % megabyte == 0 else f"{limit} байт"
-    return f"файл реестра больше {size}"
+    if limit % megabyte == 0:
+        return RegistryError(N_("registry.error.too_large_mb"), mb=limit // megabyte)
+    return RegistryError.plural("registry.error.too_large_bytes", limit, count=limit)
+
+
+def too_large(limit: int = MAX_FILE_BYTES, language: str | None = None) -> str:
+    """`too_large_refusal` as text (Russian unless `language` says otherwise)."""
+    return too_large_refusal(limit).said(language)
 
 
 Progress = Callable[[str, int], None]  # (stage, lines so far): parse, store, match, done
@@ -84,7 +91,7 @@ class Imported:
 def agent_for_registry(conn: Connection, code: str) -> Agent:
     agent = agents.load(conn, code)
     if agent is None:
-        raise RegistryError(f"нет агента с кодом «{code[:32]}»")
+        raise RegistryError(N_("reconciliation.error.no_agent"), code=code[:32])
     return agent
 
 
@@ -95,18 +102,19 @@ def _business_day(lines: Sequence[Line], day: date | None) -> date:
         for line in lines:
             if line.business_date != day:
                 raise RegistryError(
-                    f"платёж за {line.business_date:%d.%m.%Y} (по времени агента), а реестр "
-                    f"за {day:%d.%m.%Y}",
+                    N_("registry.error.other_day"),
                     line=line.line_no,
                     field="date",
+                    paid=f"{line.business_date:%d.%m.%Y}",
+                    day=f"{day:%d.%m.%Y}",
                 )
         return day
     days = sorted({line.business_date for line in lines})
     if not days:
-        raise RegistryError("в реестре нет платежей: укажите день, за который он")
+        raise RegistryError(N_("registry.error.no_day"))
     if len(days) > 1:
         listed = ", ".join(f"{d:%d.%m.%Y}" for d in days[:5])
-        raise RegistryError(f"в реестре платежи за разные дни ({listed}); укажите день")
+        raise RegistryError(N_("registry.error.many_days"), days=listed)
     return days[0]
 
 
@@ -250,7 +258,7 @@ def import_registry(
     """Parse, store and match a registry; RegistryError (nothing imported) when it is bad."""
     say = progress or (lambda _stage, _lines: None)
     if len(content) > MAX_FILE_BYTES:
-        raise RegistryError(too_large())
+        raise too_large_refusal()
     digest = hashlib.sha256(content).hexdigest()
     with engine.connect() as conn:
         agent = agent_for_registry(conn, agent_code)
@@ -324,10 +332,7 @@ def import_registry(
                 replayed=True,
             )
         if state == "closed":  # the same file again is answered above, even then
-            raise DayClosed(
-                f"день {business_day:%d.%m.%Y} агента {agent.code} закрыт; "
-                "переоткрыть его может администратор"
-            )
+            raise _closed(agent, business_day)
         if current is not None:
             conn.execute(
                 update(registries).where(registries.c.id == current.id).values(state="superseded")
@@ -506,9 +511,7 @@ def _batch_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _closed(agent: Agent, day: date) -> DayClosed:
-    return DayClosed(
-        f"день {day:%d.%m.%Y} агента {agent.code} закрыт; переоткрыть его может администратор"
-    )
+    return DayClosed(N_("registry.error.day_closed"), day=f"{day:%d.%m.%Y}", agent=agent.code)
 
 
 def _utc_texts(lines: Sequence[Line]) -> Iterator[str]:

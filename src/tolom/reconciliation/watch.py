@@ -33,14 +33,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tolom.reconciliation import registries, shapes
 from tolom.reconciliation.parsing import RegistryError
+from tolom.texts import DEFAULT, N_, text
 
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 5.0  # a file untouched this long is taken as completely written
 NOTE_LIMIT = 1000  # characters of an error note: enough for the line and field, no more
-SYMLINK = "символическая ссылка: реестр принимается только обычным файлом в папке агента"
-SYMLINK_FOLDER = "папка агента — символическая ссылка: не читаем, положите реестры в саму папку"
-NOT_A_FILE = "не обычный файл (канал, устройство): не читаем"
+SYMLINK = N_("registry.error.symlink")
+SYMLINK_FOLDER = N_("registry.error.symlink_folder")
+NOT_A_FILE = N_("registry.error.not_a_file")
 _DAY_IN_NAME = (
     (re.compile(r"(20\d\d)-(\d\d)-(\d\d)"), (1, 2, 3)),
     (re.compile(r"(?<!\d)(20\d\d)(\d\d)(\d\d)(?!\d)"), (1, 2, 3)),
@@ -116,13 +117,13 @@ def _read(path: Path) -> bytes:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise RegistryError(SYMLINK) from None
-        raise RegistryError(f"файл не открывается: {error.strerror}") from None
+        raise RegistryError(N_("registry.error.unopenable"), error=str(error.strerror)) from None
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise RegistryError(NOT_A_FILE)
         limit = registries.MAX_FILE_BYTES
-        too_large = RegistryError(registries.too_large(limit))
+        too_large = registries.too_large_refusal(limit)
         if info.st_size > limit:
             raise too_large
         content = file.read(limit + 1)
@@ -158,7 +159,7 @@ def _scan(engine: Engine, folder: Path, actor: str, now: float | None) -> list[O
     for agent_dir in sorted(folder.iterdir()):
         if agent_dir.is_symlink() and agent_dir.is_dir():
             log.warning("%s is a symbolic link to a folder: not followed", agent_dir)
-            outcomes.append(Outcome(agent_dir.name, "", error=SYMLINK_FOLDER))
+            outcomes.append(Outcome(agent_dir.name, "", error=text(DEFAULT, SYMLINK_FOLDER)))
             continue
         if not agent_dir.is_dir():
             continue

@@ -37,10 +37,11 @@ from zoneinfo import ZoneInfo
 
 from tolom.reconciliation.formats import RegistryFormat
 from tolom.reconciliation.parsing import Line, ParsedRegistry, RegistryError, Row, read
+from tolom.texts import N_
 
 MAX_MEMBERS = 1000  # a workbook has tens of parts; thousands mean something else
 RATIO_FLOOR = 1024 * 1024  # members smaller than this are never too compressed to matter
-_NOT_A_BOOK = "файл не читается как книга Excel (XLSX)"
+_NOT_A_BOOK = N_("registry.error.not_a_book")
 
 # A parse also stops before its time budget when whoever asked has gone away (the
 # uploading client disconnected): see `cancelled_when`. (At shutdown the child, in the
@@ -62,7 +63,7 @@ def cancelled_when(event: threading.Event) -> Iterator[None]:
 def _cancelled() -> str | None:
     event: threading.Event | None = getattr(_asked, "event", None)
     if event is not None and event.is_set():
-        return "разбор прерван: загрузка прервана"
+        return N_("registry.error.cancelled")
     return None
 
 
@@ -105,8 +106,8 @@ def check_zip(content: bytes, limits: Limits) -> None:
     with archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
-            raise RegistryError(
-                f"в книге Excel {len(members)} частей (допустимо до {MAX_MEMBERS}): это не реестр"
+            raise RegistryError.plural(
+                "registry.error.parts", len(members), count=len(members), max=MAX_MEMBERS
             )
         megabyte = 1024 * 1024
         total = 0
@@ -114,15 +115,17 @@ def check_zip(content: bytes, limits: Limits) -> None:
             total += member.file_size
             if total > limits.max_unpacked:
                 raise RegistryError(
-                    f"книга Excel распаковывается больше чем в {limits.max_unpacked // megabyte}"
-                    " МБ — столько не принимаем: разделите реестр или сохраните его как CSV"
+                    N_("registry.error.unpacked"), mb=limits.max_unpacked // megabyte
                 )
             compressed = max(member.compress_size, 1)
             if member.file_size > RATIO_FLOOR and member.file_size > limits.max_ratio * compressed:
-                raise RegistryError(
-                    f"часть книги Excel «{member.filename[:60]}» сжата в "
-                    f"{member.file_size // compressed} раз (допустимо до {limits.max_ratio}): "
-                    "так сжимаются только пустые или повторяющиеся данные, файл не принимаем"
+                ratio = member.file_size // compressed
+                raise RegistryError.plural(
+                    "registry.error.ratio",
+                    ratio,
+                    count=ratio,
+                    part=member.filename[:60],
+                    max=limits.max_ratio,
                 )
 
 
@@ -131,7 +134,7 @@ def rows(content: bytes, sheet: str | None, limits: Limits) -> Iterator[Row]:
     seen so far (as openpyxl would to the declared dimension, but only as far as real values
     go); RegistryError past the row or column cap."""
     if not content:
-        raise RegistryError("файл пустой")
+        raise RegistryError(N_("registry.error.empty"))
     check_zip(content, limits)
     from openpyxl import load_workbook  # imported here: only XLSX registries need it
     from openpyxl.worksheet._reader import WorkSheetParser
@@ -142,7 +145,7 @@ def rows(content: bytes, sheet: str | None, limits: Limits) -> Iterator[Row]:
         raise RegistryError(_NOT_A_BOOK) from error
     try:
         if sheet is not None and sheet not in book.sheetnames:
-            raise RegistryError(f"в книге нет листа «{sheet}»")
+            raise RegistryError(N_("registry.error.no_sheet"), sheet=sheet)
         worksheet = book[sheet] if sheet is not None else book.worksheets[0]
         # The sheet's own parser, as openpyxl's read-only rows use it, minus their padding of
         # every row to the declared dimension and of every missing row in between.
@@ -173,14 +176,14 @@ def _sheet_rows(
         try:
             found = next(parsed, None)
         except Exception as error:  # broken XML, a bad cell reference or value
-            raise RegistryError("лист книги Excel не читается (XLSX)") from error
+            raise RegistryError(N_("registry.error.sheet_unreadable")) from error
         if found is None:
             return
         number, cells = found
         seen += 1
         if number > limits.max_rows or seen > limits.max_rows:
-            raise RegistryError(
-                f"в листе больше {limits.max_rows} строк: разделите реестр", line=number
+            raise RegistryError.plural(
+                "registry.error.sheet_rows", limits.max_rows, line=number, count=limits.max_rows
             )
         values = [(cell["column"], cell["value"]) for cell in cells if cell["value"] is not None]
         if not values:
@@ -188,8 +191,7 @@ def _sheet_rows(
         last = max(column for column, _ in values)
         if last > limits.max_columns:
             raise RegistryError(
-                f"значение в колонке {last}, а читаем не дальше {limits.max_columns}-й колонки",
-                line=number,
+                N_("registry.error.columns"), line=number, column=last, max=limits.max_columns
             )
         width = max(width, last)
         row: list[Any] = [None] * width
@@ -228,7 +230,7 @@ def _child() -> None:
             rows=rows(content, fmt.sheet, limits),
         )
     except RegistryError as error:
-        send(("error", error.reason, error.line, error.field))
+        send(("error", error.key, error.counted, error.values, error.line, error.field))
         return
     # Column by column: lists of ints and strings travel far faster than a million tuples.
     send(("ok", [list(column) for column in zip(*parsed.lines, strict=True)], parsed.total))
@@ -284,7 +286,7 @@ def parse_isolated(
 ) -> ParsedRegistry:
     """`reading.parse` of an XLSX registry, done by a child process within the time budget."""
     if not content:
-        raise RegistryError("файл пустой")
+        raise RegistryError(N_("registry.error.empty"))
     limits = limits or Limits.from_settings()
     request = pickle.dumps(
         (content, fmt, agent_zone.key, gateway, limits), protocol=pickle.HIGHEST_PROTOCOL
@@ -297,10 +299,7 @@ def parse_isolated(
             env=_child_environment(),
         )
     except OSError as error:
-        raise RegistryError(
-            f"книга Excel не разобрана: процесс разбора не запустился ({error.strerror}); "
-            "повторите позже"
-        ) from error
+        raise RegistryError(N_("registry.error.no_process"), error=str(error.strerror)) from error
     frames: queue.Queue[Any] = queue.Queue()
     pump = threading.Thread(
         target=_pump, args=(process, request, frames), name="xlsx-reader", daemon=True
@@ -311,10 +310,7 @@ def parse_isolated(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RegistryError(
-                    f"книга Excel разбирается дольше {limits.seconds:g} с: разделите реестр "
-                    "или сохраните его как CSV"
-                )
+                raise RegistryError(N_("registry.error.too_slow"), seconds=f"{limits.seconds:g}")
             stopped = _cancelled()
             if stopped is not None:
                 raise RegistryError(stopped)
@@ -323,15 +319,13 @@ def parse_isolated(
             except queue.Empty:
                 continue
             if frame is None:
-                raise RegistryError(
-                    "книга Excel не разобрана: разбор прервался (слишком большая или "
-                    "повреждённая книга); сохраните реестр как CSV"
-                )
+                raise RegistryError(N_("registry.error.broken"))
             if frame[0] == "progress":
                 if progress is not None:
                     progress(frame[1])
             elif frame[0] == "error":
-                raise RegistryError(frame[1], line=frame[2], field=frame[3])
+                key, counted, values, line, field = frame[1:]
+                raise RegistryError(key, line=line, field=field, counted=counted, **values)
             else:
                 columns, total = frame[1], frame[2]
                 return ParsedRegistry(list(map(Line, *columns)) if columns else [], total)
