@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         "registry upload page has its own cap (64 MB).",
     )
 
+    language: str = Field(
+        default="ru",
+        description="The language of the `tolom` command's messages: ru, ky or en (anything "
+        "else reads Russian). Pages speak each user's own language, notifications each "
+        "customer's, agents' answers always Russian.",
+    )
+
     gateway_strangers_per_minute: int = Field(
         default=30,
         ge=1,

@@ -14,6 +14,7 @@ from tolom.db.schema import customers, invoice_lines, invoices, products
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn, new_invoice_number
 from tolom.money import format_amount
+from tolom.texts import N_, Refusal
 from tolom.timestamps import as_utc
 
 MAX_QUANTITY = 1000  # of one product in one invoice
@@ -23,16 +24,18 @@ MAX_REASON = 500  # characters of a cancellation's reason
 STATES = ("open", "expired", "paid", "cancelled")  # what `Invoice.state` says
 
 
-class InvoiceError(ValueError):
-    """An invoice operation that cannot be done, with a message for the operator.
+class InvoiceError(Refusal):
+    """An invoice operation that cannot be done, worded by a catalogue key.
 
-    The message is "field: text" in Russian (the API and the CLI show it); `code` names the
-    refusal for adapters that say it in other words (the pages), `product` the catalogue
-    code a refused item line is about.
+    The text is "field: text" (`str()` in Russian: the API and the CLI show it); `code`
+    names the refusal for adapters that say it in other words (the pages), `product` the
+    catalogue code a refused item line is about.
     """
 
-    def __init__(self, message: str, *, code: str = "", product: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, key: str, /, *, code: str = "", product: str | None = None, **values: Any
+    ) -> None:
+        super().__init__(key, **values)
         self.code = code
         self.product = product
 
@@ -82,11 +85,11 @@ def parse_item(text: str) -> tuple[str, int]:
     """CODE or CODE:QTY, as the CLI takes items."""
     code, _, qty = text.partition(":")
     if not code:
-        raise InvoiceError(f"item: пустой код товара в {text!r}")
+        raise InvoiceError(N_("invoice.error.item_code"), item=repr(text))
     if not qty:
         return code, 1
     if not qty.isascii() or not qty.isdigit() or not 1 <= int(qty) <= MAX_QUANTITY:
-        raise InvoiceError(f"item: количество в {text!r} должно быть целым от 1 до {MAX_QUANTITY}")
+        raise InvoiceError(N_("invoice.error.item_quantity"), item=repr(text), max=MAX_QUANTITY)
     return code, int(qty)
 
 
@@ -102,39 +105,39 @@ def create(
     """Issue an invoice for catalogue items at their current prices. Without `payer_name`
     the payer is the registered customer with this INN (refused if there is none)."""
     if not items:
-        raise InvoiceError("item: в счёте должна быть хотя бы одна позиция", code="no_items")
+        raise InvoiceError(N_("invoice.error.no_items"), code="no_items")
     if inn is not None and not is_inn(inn):
-        raise InvoiceError(
-            f"inn: ИНН должен состоять ровно из 14 цифр, получено {inn!r}", code="inn"
-        )
+        raise InvoiceError(N_("invoice.error.inn"), code="inn", inn=repr(inn))
     if payer_name is None:
         payer_name = _customer_name(conn, inn)
     if not payer_name.strip():
-        raise InvoiceError("name: укажите плательщика", code="payer")
+        raise InvoiceError(N_("invoice.error.payer"), code="payer")
     if len(payer_name.strip()) > MAX_PAYER_NAME or "\x00" in payer_name:
         raise InvoiceError(
-            f"name: плательщик — не длиннее {MAX_PAYER_NAME} символов, без символа U+0000",
-            code="payer_too_long",
+            N_("invoice.error.payer_too_long"), code="payer_too_long", max=MAX_PAYER_NAME
         )
     catalogue = {r.code: r for r in conn.execute(select(products))}
     lines = []
     for code, quantity in items:
         if not 1 <= quantity <= MAX_QUANTITY:
             raise InvoiceError(
-                f"item: количество {code!r} должно быть от 1 до {MAX_QUANTITY}",
+                N_("invoice.error.quantity"),
                 code="quantity",
                 product=code,
+                item=repr(code),
+                max=MAX_QUANTITY,
             )
         product = catalogue.get(code)
         if product is None or not product.active:
             raise InvoiceError(
-                f"item: нет товара {code!r} в каталоге", code="unknown_product", product=code
+                N_("invoice.error.unknown_product"),
+                code="unknown_product",
+                product=code,
+                item=repr(code),
             )
         if product.price is None:
             raise InvoiceError(
-                f"item: у товара {code!r} не задана цена (tolom catalog set-price)",
-                code="no_price",
-                product=code,
+                N_("invoice.error.no_price"), code="no_price", product=code, item=repr(code)
             )
         lines.append(
             InvoiceLine(code, product.name, quantity, product.price, product.price * quantity)
@@ -162,7 +165,7 @@ def create(
         except IntegrityError:
             continue  # a random number collided with an existing one: draw again
     else:
-        raise InvoiceError("не удалось выбрать свободный номер счёта", code="no_number")
+        raise InvoiceError(N_("invoice.error.no_number"), code="no_number")
     conn.execute(
         insert(invoice_lines),
         [
@@ -229,9 +232,9 @@ def cancel(conn: Connection, number: str, now: datetime | None = None) -> Invoic
     """Cancel an unpaid invoice; a paid one is refused (its payment must be reversed first)."""
     invoice = get(conn, number)
     if invoice is None:
-        raise InvoiceNotFound(f"number: счёт {number} не найден", code="not_found")
+        raise InvoiceNotFound(N_("invoice.error.not_found"), code="not_found", number=number)
     if invoice.status == "paid":
-        raise NotCancellable(f"number: счёт {number} уже оплачен, отменить нельзя", code="paid")
+        raise NotCancellable(N_("invoice.error.paid"), code="paid", number=number)
     if invoice.status == "open":
         conn.execute(
             update(invoices)
@@ -264,7 +267,7 @@ def search(
     to learn whether there is a next page.
     """
     if status is not None and status not in STATES:
-        raise InvoiceError(f"status: неизвестное состояние {status!r}", code="status")
+        raise InvoiceError(N_("invoice.error.status"), code="status", status=repr(status))
     now = now or datetime.now(UTC)
     query: Select[Any] = select(invoices)
     if status == "open":
@@ -323,10 +326,9 @@ def _customer_name(conn: Connection, inn: str | None) -> str:
         else conn.execute(select(customers.c.name).where(customers.c.inn == inn)).scalar()
     )
     if name is None:
-        raise InvoiceError(
-            "name: укажите плательщика" + ("" if inn is None else f" (клиента с ИНН {inn} нет)"),
-            code="payer",
-        )
+        if inn is None:
+            raise InvoiceError(N_("invoice.error.payer"), code="payer")
+        raise InvoiceError(N_("invoice.error.payer_unknown_inn"), code="payer", inn=inn)
     return str(name)
 
 
@@ -376,25 +378,20 @@ def cancel_audited(
     """
     reason = (reason or "").strip()
     if len(reason) > MAX_REASON or "\x00" in reason:
-        raise InvoiceError(
-            f"reason: причина — не длиннее {MAX_REASON} символов, без символа U+0000",
-            code="reason",
-        )
+        raise InvoiceError(N_("invoice.error.reason"), code="reason", max=MAX_REASON)
     now = now or datetime.now(UTC)
     before = get(conn, number)
     if before is None:
-        raise InvoiceNotFound(f"number: счёт {number} не найден", code="not_found")
+        raise InvoiceNotFound(N_("invoice.error.not_found"), code="not_found", number=number)
     if before.status == "cancelled":
         return before, False
     if before.status == "paid":
         raise NotCancellable(
-            f"number: счёт {number} уже оплачен (платёж №{before.payment_id}); "
-            "сначала отмените платёж",
-            code="paid",
+            N_("invoice.error.paid_by"), code="paid", number=number, payment=before.payment_id
         )
     after = cancel(conn, number, now=now)
     if after.status != "cancelled":  # paid in between
-        raise NotCancellable(f"number: счёт {number} уже оплачен", code="paid")
+        raise NotCancellable(N_("invoice.error.paid_meanwhile"), code="paid", number=number)
     audit.record(
         conn,
         actor=actor,
@@ -414,8 +411,5 @@ def validity_days_until(due: date, now: datetime) -> int:
     and at most MAX_VALIDITY_DAYS away."""
     days = (due - as_utc(now).astimezone(ZONE).date()).days
     if not 1 <= days <= MAX_VALIDITY_DAYS:
-        raise InvoiceError(
-            f"due: срок оплаты — с завтрашнего дня и не дальше {MAX_VALIDITY_DAYS} дней",
-            code="due",
-        )
+        raise InvoiceError(N_("invoice.error.due"), code="due", days=MAX_VALIDITY_DAYS)
     return days

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -30,12 +29,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 def t(key: str, **values: Any) -> str:
     """An operator's text in the chosen language (`TOLOM_LANGUAGE`, else Russian)."""
-    return texts(os.environ.get("TOLOM_LANGUAGE"))(key, **values)
+    return texts(get_settings().language)(key, **values)
 
 
 def plural(key: str, count: int, /, **values: Any) -> str:
     """An operator's text that agrees with a number (the language's CLDR plural forms)."""
-    return texts(os.environ.get("TOLOM_LANGUAGE")).plural(key, count, **values)
+    return texts(get_settings().language).plural(key, count, **values)
 
 
 def engine() -> Engine:

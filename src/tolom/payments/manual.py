@@ -28,6 +28,8 @@ from tolom.payments import records, service
 from tolom.payments.model import CheckResult, Outcome, PayRequest, PayResult, Service
 from tolom.payments.requestlog import Answer, Exchange
 from tolom.payments.unit import run_logged
+from tolom.texts import DEFAULT, N_, Refusal
+from tolom.texts import text as say
 
 CHANNELS: tuple[str, ...] = ("cash_desk", "bank")
 SERVICES: tuple[str, ...] = tuple(s.value for s in Service)
@@ -53,13 +55,19 @@ REFUSAL_FIELD: dict[Outcome, str] = {
 }
 
 
-class InvalidField(ValueError):
-    """A value a manual payment may not have: which field, and why (in Russian)."""
+class InvalidField(Refusal):
+    """A value a manual payment may not have: which field, and why (`message`, in Russian;
+    `said(language)` in another language), worded by key like every core refusal."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, key: str, /, **values: Any) -> None:
         self.field = field
-        self.message = message
+        self.key = key
+        self.values = values
+        self.message = say(DEFAULT, key, **values)
+        ValueError.__init__(self, f"{field}: {self.message}")
+
+    def said(self, language: str | None) -> str:
+        return f"{self.field}: {say(language, self.key, **self.values)}"
 
 
 def text(value: str | None) -> str | None:
@@ -70,41 +78,43 @@ def text(value: str | None) -> str | None:
 
 
 def details_errors(
-    channel: str, payment_code: str | None, bank_reference: str | None
+    channel: str,
+    payment_code: str | None,
+    bank_reference: str | None,
+    language: str | None = DEFAULT,
 ) -> list[tuple[str, str]]:
-    """What is wrong with a payment's bank details, as (field, message) pairs.
+    """What is wrong with a payment's bank details, as (field, message) pairs (messages in
+    `language`, Russian by default).
 
     A bank transfer needs its payment code (one of `PAYMENT_CODES`) and the payment order's
     number; a cash payment has neither (None: not even an empty value).
     """
+    first, second = PAYMENT_CODES
     errors = []
     if channel == "bank":
         if payment_code is None:
-            errors.append(
-                ("payment_code", f"для банковского перевода: {' или '.join(PAYMENT_CODES)}")
-            )
+            errors.append(("payment_code", N_("manual.error.payment_code_required")))
         elif payment_code not in PAYMENT_CODES:
-            errors.append(("payment_code", f"допустимые коды: {' или '.join(PAYMENT_CODES)}"))
+            errors.append(("payment_code", N_("manual.error.payment_code_unknown")))
         if text(bank_reference) is None:
-            errors.append(
-                ("bank_reference", "для банковского перевода: номер платёжного поручения")
-            )
+            errors.append(("bank_reference", N_("manual.error.bank_reference_required")))
     else:
         if payment_code is not None:
-            errors.append(("payment_code", "только для банковского перевода"))
+            errors.append(("payment_code", N_("manual.error.bank_only")))
         if bank_reference is not None:
-            errors.append(("bank_reference", "только для банковского перевода"))
-    return errors
+            errors.append(("bank_reference", N_("manual.error.bank_only")))
+    return [(field, say(language, key, first=first, second=second)) for field, key in errors]
 
 
 def check_received_at(moment: datetime, now: datetime) -> datetime:
     """When the money was received, if plausible: aware, and as `service.txn_date_problem`
     allows an agent's txn_date. InvalidField("received_at") otherwise."""
     if moment.tzinfo is None:
-        raise InvalidField("received_at", "нужны дата, время и смещение от UTC")
-    problem = service.txn_date_problem(moment, now)
+        raise InvalidField("received_at", N_("manual.error.received_at_offset"))
+    problem = service.txn_date_refusal(moment, now)
     if problem is not None:
-        raise InvalidField("received_at", problem)
+        key, values = problem
+        raise InvalidField("received_at", key, **values)
     return moment
 
 
@@ -117,9 +127,7 @@ def parse_received_at(raw: str | None, now: datetime) -> datetime:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise InvalidField(
-            "received_at", "нужны дата и время ISO 8601 со смещением: 2026-11-21T10:15:00+06:00"
-        )
+        raise InvalidField("received_at", N_("manual.error.received_at_format"))
     return check_received_at(moment, now)
 
 

@@ -76,12 +76,17 @@ def txn_date_problem(moment: datetime, now: datetime) -> str | None:
 
     The year bound also keeps absurd dates (year 1) from overflowing in a UTC conversion.
     """
+    found = txn_date_refusal(moment, now)
+    return None if found is None else t(found[0], **found[1])
+
+
+def txn_date_refusal(moment: datetime, now: datetime) -> tuple[str, dict[str, int]] | None:
+    """`txn_date_problem` as its catalogue key and values, for a refusal worded later."""
     low, high = TXN_YEARS
     if not low <= moment.year <= high:
-        return t("agent.txn_date.year", low=low, high=high)
+        return N_("agent.txn_date.year"), {"low": low, "high": high}
     if moment > now + CLOCK_SKEW:
-        minutes = CLOCK_SKEW.seconds // 60
-        return t("agent.txn_date.ahead", minutes=minutes)
+        return N_("agent.txn_date.ahead"), {"minutes": CLOCK_SKEW.seconds // 60}
     return None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from tolom import audit
 from tolom.db.schema import registry_formats
+from tolom.texts import N_, Refusal
 
 Kind = Literal["qiwi", "csv", "xlsx"]
 ColumnField = Literal["txn_id", "date", "time", "datetime", "account", "amount"]
@@ -55,8 +56,9 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class FormatError(ValueError):
-    """A registry format that cannot be used, with a message for the operator."""
+class FormatError(Refusal):
+    """A registry format that cannot be used, worded by key for the operator
+    (`texts.Refusal`)."""
 
 
 # The one definition of the settings: the operator API reads and publishes it as it is
@@ -122,52 +124,58 @@ DEFAULT = RegistryFormat()
 
 def _column(value: Any, name: str) -> str | int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise FormatError(f"колонка поля {name}: ожидается номер (с 1) или название")
+        raise FormatError(N_("registry_format.error.column_type"), name=name)
     if isinstance(value, int):
         if not 1 <= value <= 200:
-            raise FormatError(f"колонка поля {name}: номер от 1 до 200")
+            raise FormatError(N_("registry_format.error.column_number"), name=name)
         return value
     text = value.strip()
     if text.isdigit():
         return _column(int(text), name)
     if not text or len(text) > 100:
-        raise FormatError(f"колонка поля {name}: пустое или слишком длинное название")
+        raise FormatError(N_("registry_format.error.column_name"), name=name)
     return text
 
 
 def validate(fmt: RegistryFormat) -> RegistryFormat:
     """The format if it can be used; FormatError saying what is wrong otherwise."""
     if fmt.kind not in KINDS:
-        raise FormatError(f"вид файла: один из {', '.join(KINDS)}")
+        raise FormatError(N_("registry_format.error.kind"), kinds=", ".join(KINDS))
     try:
         codecs.lookup(fmt.encoding)
     except LookupError as error:
-        raise FormatError(f"неизвестная кодировка {fmt.encoding!r}") from error
+        raise FormatError(
+            N_("registry_format.error.encoding"), encoding=repr(fmt.encoding)
+        ) from error
     if fmt.kind == "csv" and len(fmt.delimiter) != 1:
-        raise FormatError("разделитель CSV: ровно один символ")
+        raise FormatError(N_("registry_format.error.delimiter"))
     if fmt.amount_unit not in AMOUNT_UNITS:
-        raise FormatError("единица суммы: som или tyiyn")
+        raise FormatError(N_("registry_format.error.unit"))
     if fmt.timezone is not None:
         try:
             ZoneInfo(fmt.timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise FormatError(f"неизвестный часовой пояс {fmt.timezone!r}") from error
+            raise FormatError(
+                N_("registry_format.error.timezone"), timezone=repr(fmt.timezone)
+            ) from error
     unknown = set(fmt.columns) - set(FIELDS)
     if unknown:
-        raise FormatError(f"неизвестные поля: {', '.join(sorted(unknown))}")
-    missing = [name for name in REQUIRED if name not in fmt.columns]
+        raise FormatError(N_("registry_format.error.fields"), names=", ".join(sorted(unknown)))
+    missing = ", ".join(name for name in REQUIRED if name not in fmt.columns)
     if "datetime" not in fmt.columns and "date" not in fmt.columns:
-        missing.append("date или datetime")
+        if missing:
+            raise FormatError(N_("registry_format.error.missing_and_date"), names=missing)
+        raise FormatError(N_("registry_format.error.missing_date"))
     if missing:
-        raise FormatError(f"не указаны колонки полей: {', '.join(missing)}")
+        raise FormatError(N_("registry_format.error.missing"), names=missing)
     columns = {name: _column(value, name) for name, value in fmt.columns.items()}
     named = [value for value in columns.values() if isinstance(value, str)]
     if named and not fmt.header:
-        raise FormatError("колонки названы по имени, значит в файле должна быть строка заголовка")
+        raise FormatError(N_("registry_format.error.header_needed"))
     if fmt.kind == "qiwi" and (fmt.header or named):
-        raise FormatError("в формате qiwi колонки указываются номерами, без заголовка")
+        raise FormatError(N_("registry_format.error.qiwi_numbers"))
     if len(set(columns.values())) != len(columns):
-        raise FormatError("одна колонка указана для двух полей")
+        raise FormatError(N_("registry_format.error.column_twice"))
     return replace(fmt, columns=columns)
 
 
@@ -176,18 +184,18 @@ def from_mapping(data: dict[str, Any]) -> RegistryFormat:
     known = set(RegistryFormat.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
-        raise FormatError(f"неизвестные настройки: {', '.join(sorted(unknown))}")
+        raise FormatError(N_("registry_format.error.settings"), names=", ".join(sorted(unknown)))
     try:
         fmt = RegistryFormat(**data)
     except TypeError as error:
-        raise FormatError(str(error)) from error
+        raise FormatError(N_("registry_format.error.unreadable"), error=str(error)) from error
     if not isinstance(fmt.columns, dict):
-        raise FormatError("columns: ожидается объект {поле: колонка}")
+        raise FormatError(N_("registry_format.error.columns"))
     for name in ("kind", "encoding", "delimiter", "date_format", "time_format"):
         if not isinstance(getattr(fmt, name), str):
-            raise FormatError(f"{name}: ожидается строка")
+            raise FormatError(N_("registry_format.error.not_text"), name=name)
     if not isinstance(fmt.header, bool) or not isinstance(fmt.total_line, bool):
-        raise FormatError("header и total_line: true или false")
+        raise FormatError(N_("registry_format.error.booleans"))
     return validate(fmt)
 
 

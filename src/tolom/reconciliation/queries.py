@@ -15,6 +15,7 @@ from tolom.db.schema import registries
 from tolom.reconciliation import formats
 from tolom.reconciliation.days import NotFound
 from tolom.reconciliation.formats import RegistryFormat
+from tolom.texts import N_
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,22 @@ def test_db_upgrade_creates_a_database_from_nothing(
     assert "сходится" in ok(run_cli(url, monkeypatch, ["ledger", "verify"]))
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("ru", "Схема базы данных создана"),
+        ("en", "Database schema created"),
+        ("xx", "Схема базы данных создана"),  # a language we do not speak reads Russian
+    ],
+)
+def test_the_command_speaks_tolom_language(
+    language: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOLOM_LANGUAGE", language)
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    assert expected in ok(run_cli(fresh, monkeypatch, ["db", "upgrade"]))
+
+
 def test_db_upgrade_says_whether_it_created_migrated_or_found_the_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
