@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from tolom import audit
 from tolom.db.schema import api_keys
+from tolom.texts import N_, Refusal
 
 # Each scope grants the ones it implies: admin > write > read; `charges` is the СОЧИ
 # system's service key (create, read and cancel charges, quote tariffs), which admin also has.
@@ -33,8 +34,8 @@ _NAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 _TOKEN = re.compile(r"tolom_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
-class ApiKeyError(ValueError):
-    """An API key operation that cannot be done, with a message for the operator."""
+class ApiKeyError(Refusal):
+    """An API key operation that cannot be done, worded by a catalogue key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +67,16 @@ def parse_scopes(values: list[str]) -> frozenset[str]:
     scopes = frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
     unknown = scopes - SCOPES.keys()
     if not scopes or unknown:
-        raise ApiKeyError(f"scope: допустимы {', '.join(SCOPES)}")
+        raise ApiKeyError(N_("apikey.error.scope"), allowed=", ".join(SCOPES))
     return scopes
 
 
 def create(conn: Connection, *, name: str, scopes: list[str]) -> str:
     """Create a key; returns the token, shown only once."""
     if not _NAME.fullmatch(name):
-        raise ApiKeyError("name: латинские строчные буквы, цифры, . - _, от 2 до 64 символов")
+        raise ApiKeyError(N_("apikey.error.name"))
     if conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first():
-        raise ApiKeyError(f"name: ключ {name!r} уже есть")
+        raise ApiKeyError(N_("apikey.error.exists"), name=repr(name))
     granted = parse_scopes(scopes)
     prefix = secrets.token_hex(6)
     token = f"tolom_{prefix}_{secrets.token_urlsafe(32)}"
@@ -114,7 +115,7 @@ def revoke(conn: Connection, name: str) -> None:
         .values(revoked_at=datetime.now(UTC))
     )
     if done.rowcount != 1:
-        raise ApiKeyError(f"name: действующего ключа {name!r} нет")
+        raise ApiKeyError(N_("apikey.error.not_found"), name=repr(name))
 
 
 def create_audited(

@@ -22,10 +22,13 @@ from tolom.identifiers import is_inn
 from tolom.money import MalformedAmount, parse_amount, parse_som
 from tolom.payments import manual
 from tolom.payments.model import Service
+from tolom.reconciliation import days as reconciliation_days
+from tolom.texts import DEFAULT, N_, text
 
-AMOUNT_MESSAGE = "сумма в сомах: цифры и не более двух знаков после точки, например 500.00"
-INN_MESSAGE = "ИНН должен состоять ровно из 14 цифр"
-DAY_MESSAGE = "нужна дата ГГГГ-ММ-ДД"
+# The API's Russian messages (pydantic's ValueError texts), from the catalogue.
+AMOUNT_MESSAGE = text(DEFAULT, N_("field.error.amount"))
+INN_MESSAGE = text(DEFAULT, N_("field.error.inn"))
+DAY_MESSAGE = text(DEFAULT, N_("agent.field.date"))
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
@@ -101,6 +104,12 @@ Channel = Literal["cash_desk", "bank"]
 PaymentCode = Literal["42151410", "42122900"]
 PAYMENT_CODES: tuple[str, ...] = get_args(PaymentCode)
 Reference = Annotated[str, Field(pattern=manual.REFERENCE_PATTERN)]
+
+# Why a reconciliation step (resolving a discrepancy, reopening a day) was taken: some text,
+# not only spaces, and no longer than the core keeps (`reconciliation.days.REASON_MAX`).
+ReconciliationReason = Annotated[
+    str, Field(min_length=1, max_length=reconciliation_days.REASON_MAX, pattern=r"\S")
+]
 
 assert get_args(ServiceCode) == tuple(s.value for s in Service)
 assert get_args(InvoiceState) == invoices.STATES

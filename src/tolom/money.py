@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tolom.texts import DEFAULT, N_, text
+
 CURRENCY = "KGS"
 TYIYN_PER_SOM = 100
 
@@ -12,7 +14,7 @@ TYIYN_PER_SOM = 100
 # `\d` would also accept Arabic-Indic and other Unicode digits.
 AMOUNT_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
 # The grammar in words, for whoever sent an amount outside it (agents, the CLI).
-AMOUNT_RULE = "нужны цифры и не более двух знаков после точки"
+AMOUNT_RULE = text(DEFAULT, N_("money.amount_rule"))
 _AGENT_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 

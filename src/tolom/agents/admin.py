@@ -23,6 +23,7 @@ from tolom import audit
 from tolom.agents import service
 from tolom.agents.service import AgentError
 from tolom.db.schema import agent_services, agents
+from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE_NAME
 
 OBJECT_TYPE = "agent"
@@ -34,9 +35,9 @@ def check_name(name: str) -> str:
     characters (U+0000 cannot even be stored by PostgreSQL)."""
     cleaned = name.strip()
     if not cleaned or len(cleaned) > NAME_MAX:
-        raise AgentError(f"name: от 1 до {NAME_MAX} символов", "name.length")
+        raise AgentError(N_("agent.error.name_length"), code="name.length", max=NAME_MAX)
     if any(unicodedata.category(c).startswith("C") for c in cleaned):
-        raise AgentError("name: управляющие символы недопустимы", "name.control")
+        raise AgentError(N_("agent.error.name_control"), code="name.control")
     return cleaned
 
 
@@ -171,9 +172,10 @@ def rotate_secret(
             credentials_version(stored), expected_version
         ):
             raise AgentError(
-                f"code: секрет агента {code!r} уже сменили; новый был показан один раз",
-                "secret.changed",
-                code,
+                N_("agent.error.secret_changed"),
+                code="secret.changed",
+                value=code,
+                agent=repr(code),
             )
     secret = service.rotate_secret(conn, code)
     _record(conn, code, "agent.rotate_secret", actor=actor, address=address)

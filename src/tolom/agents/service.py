@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -27,6 +28,7 @@ from tolom.addresses import IPNetwork, in_networks
 from tolom.db.schema import accounts, agent_services, agents, services
 from tolom.ledger.accounts import HOT_ACCOUNT_SLOTS, LedgerAccount, create_account
 from tolom.money import format_amount
+from tolom.texts import N_, Refusal
 from tolom.timestamps import HOME_ZONE_NAME
 
 log = logging.getLogger(__name__)
@@ -50,16 +52,16 @@ CHANNELS: dict[str, tuple[str, str]] = {
 _NO_SECRET = "-" * 64  # never equal to a SHA-256 hex digest
 
 
-class AgentError(ValueError):
-    """An agent operation that cannot be done, with a message for the operator.
+class AgentError(Refusal):
+    """An agent operation that cannot be done, worded by a catalogue key.
 
-    `key` names the reason for pages that say it in the reader's language ("code.taken"),
+    `code` names the reason for pages that say it in their own words ("code.taken"),
     `value` is the offending input where there is one (a network as typed, a zone).
     """
 
-    def __init__(self, message: str, key: str = "", value: str = "") -> None:
-        super().__init__(message)
-        self.key = key
+    def __init__(self, key: str, /, *, code: str = "", value: str = "", **values: Any) -> None:
+        super().__init__(key, **values)
+        self.code = code
         self.value = value
 
 
@@ -116,10 +118,7 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
 def parse_networks(values: list[str]) -> str:
     """Validate CIDRs (or "*") and return their stored form."""
     if not values:
-        raise AgentError(
-            "allow-ip: укажите хотя бы одну сеть (--allow-ip CIDR) или явно --allow-any-ip",
-            "networks.empty",
-        )
+        raise AgentError(N_("agent.error.networks_empty"), code="networks.empty")
     if ANY_ADDRESS in values:
         return ANY_ADDRESS
     stored = []
@@ -127,7 +126,9 @@ def parse_networks(values: list[str]) -> str:
         try:
             stored.append(str(ipaddress.ip_network(value.strip(), strict=False)))
         except ValueError as error:
-            raise AgentError(f"allow-ip: {error}", "networks.bad", value) from error
+            raise AgentError(
+                N_("agent.error.network_bad"), code="networks.bad", value=value, error=str(error)
+            ) from error
     return ",".join(stored)
 
 
@@ -136,7 +137,7 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # "Asia" is a directory
         raise AgentError(
-            f"timezone: неизвестный часовой пояс {name!r}", "timezone.unknown", name
+            N_("agent.error.timezone"), code="timezone.unknown", value=name, zone=repr(name)
         ) from error
 
 
@@ -152,17 +153,19 @@ def create(
 ) -> str:
     """Register an agent with its clearing account; returns the secret (shown only once)."""
     if not _CODE.fullmatch(code):
-        raise AgentError(
-            "code: латинские строчные буквы, цифры, - и _, от 2 до 32 символов", "code.format"
-        )
+        raise AgentError(N_("agent.error.code_format"), code="code.format")
     if conn.execute(select(agents.c.id).where(agents.c.code == code)).first():
-        raise AgentError(f"code: агент {code!r} уже есть", "code.taken", code)
+        raise AgentError(
+            N_("agent.error.code_taken"), code="code.taken", value=code, agent=repr(code)
+        )
     stored_networks = parse_networks(networks)
     _zone(timezone)
     known = set(conn.execute(select(services.c.code)).scalars())
     unknown = set(service_codes) - known
     if not service_codes or unknown:
-        raise AgentError(f"services: допустимы {', '.join(sorted(known))}", "services.unknown")
+        raise AgentError(
+            N_("agent.error.services"), code="services.unknown", allowed=", ".join(sorted(known))
+        )
     secret = secret or secrets.token_urlsafe(32)
     clearing = create_account(
         conn,
@@ -221,12 +224,12 @@ def ensure_channels(conn: Connection) -> None:
 def _agent_id(conn: Connection, code: str, *, gateway_only: bool = False) -> int:
     row = conn.execute(select(agents.c.id, agents.c.kind).where(agents.c.code == code)).first()
     if row is None:
-        raise AgentError(f"code: агент {code!r} не найден", "code.unknown", code)
+        raise AgentError(
+            N_("agent.error.not_found"), code="code.unknown", value=code, agent=repr(code)
+        )
     if gateway_only and row.kind != GATEWAY:
         raise AgentError(
-            f"code: {code!r} — встроенный канал ручных платежей, а не агент шлюза",
-            "code.channel",
-            code,
+            N_("agent.error.channel"), code="code.channel", value=code, agent=repr(code)
         )
     return int(row.id)
 
@@ -270,7 +273,7 @@ def configure(
         values["timezone"] = timezone
     if cancel_window_days is not None:
         if not 0 <= cancel_window_days <= 366:
-            raise AgentError("cancel-window-days: от 0 (тот же день) до 366", "cancel_window.range")
+            raise AgentError(N_("agent.error.cancel_window"), code="cancel_window.range")
         values["cancel_window_days"] = cancel_window_days
     if values:
         conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
@@ -297,14 +300,21 @@ def set_service(
         select(services.c.min_amount, services.c.max_amount).where(services.c.code == service)
     ).first()
     if defaults is None:
-        raise AgentError(f"service: нет услуги {service!r}", "service.unknown", service)
+        raise AgentError(
+            N_("agent.error.service"), code="service.unknown", value=service, service=repr(service)
+        )
     where = (agent_services.c.agent_id == agent_id) & (agent_services.c.service == service)
     if not allowed:
         conn.execute(delete(agent_services).where(where))
         return
     for name, value in (("min", min_amount), ("max", max_amount)):
         if value is not None and value <= 0:
-            raise AgentError(f"{name}: сумма должна быть больше нуля", "amount.not_positive", name)
+            raise AgentError(
+                N_("agent.error.amount_not_positive"),
+                code="amount.not_positive",
+                value=name,
+                field=name,
+            )
     new_min, new_max = min_amount, max_amount
     if not replace and (min_amount is None) != (max_amount is None):  # keep the other override
         current = conn.execute(
@@ -317,9 +327,10 @@ def set_service(
     effective_max = new_max or defaults.max_amount
     if effective_min > effective_max:
         raise AgentError(
-            f"max: минимальная сумма ({format_amount(effective_min)}) больше максимальной "
-            f"({format_amount(effective_max)}): такую услугу нельзя оплатить",
-            "amount.min_over_max",
+            N_("agent.error.min_over_max"),
+            code="amount.min_over_max",
+            min=format_amount(effective_min),
+            max=format_amount(effective_max),
         )
     conn.execute(delete(agent_services).where(where))
     conn.execute(

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, select
 from tolom.db.schema import customers, invoices, payments
 from tolom.money import format_amount
 from tolom.payments import records
+from tolom.texts import N_, Refusal
 from tolom.timestamps import HOME_ZONE
 
 # openpyxl is imported where a workbook is written, not here: it costs every server process
@@ -80,14 +81,12 @@ _CSV_BATCH = 500  # rows per chunk of a streamed CSV
 _NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-class ExportTooLarge(Exception):
+class ExportTooLarge(Refusal):
     """More payments match than one export may hold."""
 
     def __init__(self, limit: int) -> None:
         grouped = f"{limit:,}".replace(",", " ")
-        super().__init__(
-            f"под фильтр попадает больше {grouped} платежей: сузьте период или добавьте фильтр"
-        )
+        super().__init__(N_("export.error.too_large"), limit=grouped)
         self.limit = limit
 
 

@@ -26,7 +26,7 @@ from tolom import audit
 from tolom.backoffice import login_throttle, passwords
 from tolom.backoffice.login_throttle import Policy
 from tolom.db.schema import audit_log, users, web_sessions
-from tolom.texts import LANGUAGES
+from tolom.texts import LANGUAGES, N_, Refusal
 from tolom.timestamps import as_utc
 
 ROLES = ("admin", "operator", "accountant", "auditor")
@@ -47,12 +47,12 @@ _USERNAME = re.compile(r"[a-z][a-z0-9_.-]{1,63}")
 _dummy_hash = passwords.dummy_hash
 
 
-class UserError(ValueError):
-    """A user operation that cannot be done, with a message for the operator and a `code`
-    (e.g. "username.taken") that pages translate."""
+class UserError(Refusal):
+    """A user operation that cannot be done, worded by a catalogue key, with a `code`
+    (e.g. "username.taken") that pages say in their own words."""
 
-    def __init__(self, message: str, code: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, key: str, /, code: str = "", **values: Any) -> None:
+        super().__init__(key, **values)
         self.code = code
 
 
@@ -137,9 +137,9 @@ def _hash_token(token: str) -> str:
 
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"password: пароль короче {MIN_PASSWORD} символов", "password.short")
+        raise UserError(N_("user.error.password_short"), "password.short", min=MIN_PASSWORD)
     if len(password) > 256:
-        raise UserError("password: пароль длиннее 256 символов", "password.long")
+        raise UserError(N_("user.error.password_long"), "password.long", max=256)
 
 
 def create(
@@ -155,20 +155,17 @@ def create(
     """Add a user. `password_hash`: `password` hashed by the caller before it opened its
     transaction (`passwords.hash_with_pool`); otherwise it is hashed here, on the pool."""
     if not _USERNAME.fullmatch(username):
-        raise UserError(
-            f"username: {username!r}: строчные латинские буквы, цифры, «.», «-», «_», 2–64 знака",
-            "username.format",
-        )
+        raise UserError(N_("user.error.username_format"), "username.format", name=repr(username))
     if role not in ROLES:
         raise UserError(
-            f"role: неизвестная роль {role!r}; допустимы: {', '.join(ROLES)}", "role.unknown"
+            N_("user.error.role"), "role.unknown", role=repr(role), allowed=", ".join(ROLES)
         )
     if language not in LANGUAGES:
-        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}", "language.unknown")
+        raise UserError(N_("user.error.language"), "language.unknown", allowed=", ".join(LANGUAGES))
     _check_display_name(display_name)
     check_password(password)
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
-        raise UserError(f"username: пользователь {username} уже есть", "username.taken")
+        raise UserError(N_("user.error.taken"), "username.taken", username=username)
     user_id = conn.execute(
         insert(users)
         .values(
@@ -203,20 +200,22 @@ def change(
     role or disables themself."""
     before = get(conn, username)
     if before is None:
-        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+        raise UserError(N_("user.error.not_found"), "user.not_found", username=username)
     if "role" in values and values["role"] not in ROLES:
         raise UserError(
-            f"role: неизвестная роль {values['role']!r}; допустимы: {', '.join(ROLES)}",
+            N_("user.error.role"),
             "role.unknown",
+            role=repr(values["role"]),
+            allowed=", ".join(ROLES),
         )
     if "language" in values and values["language"] not in LANGUAGES:
-        raise UserError(f"language: допустимы {', '.join(LANGUAGES)}", "language.unknown")
+        raise UserError(N_("user.error.language"), "language.unknown", allowed=", ".join(LANGUAGES))
     if "display_name" in values:
         _check_display_name(values["display_name"])
     new_role = values.get("role", before.role)
     disables = "active" in values and not values["active"] and before.active
     if by is not None and by.username == username and (new_role != before.role or disables):
-        raise OwnAccountError("username: свою роль менять и себя отключать нельзя", "own_account")
+        raise OwnAccountError(N_("user.error.own_role"), "own_account")
     if before.role == "admin" and before.active and (new_role != "admin" or disables):
         _keep_an_admin(conn, before)
     conn.execute(update(users).where(users.c.id == before.id).values(**values))
@@ -274,7 +273,7 @@ def change_password(
     `new_hash` beforehand, with no transaction open; if the stored hash changed meanwhile,
     the current password is refused as wrong."""
     if password_hash_of(conn, user.id) != verified_hash:
-        raise UserError("old_password: текущий пароль неверен", "old_password.wrong")
+        raise UserError(N_("user.error.old_password"), "old_password.wrong")
     set_password(conn, user.id, new, password_hash=new_hash)
     return _open_session(conn, user.id, None, hours=session_hours)[0]
 
@@ -451,11 +450,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _check_display_name(display_name: str) -> None:
     if not display_name.strip():
-        raise UserError("display_name: укажите имя", "display_name.empty")
+        raise UserError(N_("user.error.display_name_empty"), "display_name.empty")
     if len(display_name.strip()) > DISPLAY_NAME_MAX or _CONTROL.search(display_name):
         raise UserError(
-            f"display_name: не длиннее {DISPLAY_NAME_MAX} знаков, без управляющих символов",
-            "display_name.invalid",
+            N_("user.error.display_name_invalid"), "display_name.invalid", max=DISPLAY_NAME_MAX
         )
 
 
@@ -468,10 +466,7 @@ def _keep_an_admin(conn: Connection, leaving: User) -> None:
         .with_for_update()
     ).scalars()
     if not any(found != leaving.id for found in admins):
-        raise LastAdminError(
-            "username: это последний активный администратор; сначала назначьте другого",
-            "last_admin",
-        )
+        raise LastAdminError(N_("user.error.last_admin"), "last_admin")
 
 
 def generate_password() -> str:
@@ -549,7 +544,7 @@ def unlock(conn: Connection, username: str, now: datetime | None = None) -> date
         .with_for_update()
     ).first()
     if row is None:
-        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+        raise UserError(N_("user.error.not_found"), "user.not_found", username=username)
     locked = as_utc(row.locked_until) if row.locked_until is not None else None
     login_throttle.clear_username(conn, username)
     if locked is None or locked <= now:
@@ -574,9 +569,9 @@ def reset_password(
     transaction so that it is not held open for the hash."""
     user = get(conn, username)
     if user is None:
-        raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+        raise UserError(N_("user.error.not_found"), "user.not_found", username=username)
     if by is not None and by.username == username:
-        raise OwnAccountError("username: свой пароль меняют на странице пароля", "own_account")
+        raise OwnAccountError(N_("user.error.own_password"), "own_account")
     password, encoded = generated or (generate_password(), None)
     set_password(conn, user.id, password, password_hash=encoded)
     return user, password
@@ -680,7 +675,7 @@ def change_audited(
     if first is None or last is None:
         found = get(conn, username)
         if found is None:
-            raise UserError(f"username: пользователь {username} не найден", "user.not_found")
+            raise UserError(N_("user.error.not_found"), "user.not_found", username=username)
         return found, found
     return first, last
 
@@ -713,7 +708,7 @@ def set_password_audited(
     `user.reset_password` audited. Raises UserError for an unknown user."""
     user = get(conn, username)
     if user is None:
-        raise UserError(f"пользователь {username} не найден", "user.not_found")
+        raise UserError(N_("user.error.unknown"), "user.not_found", username=username)
     set_password(conn, user.id, password, password_hash=password_hash)
     _record(conn, "user.reset_password", username, actor=actor, address=address)
     return user

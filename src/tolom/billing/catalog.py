@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from tolom.db.schema import products, services
 from tolom.money import parse_amount
+from tolom.texts import N_, Refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +84,14 @@ def list_products(conn: Connection) -> list[Product]:
     return [Product(r.code, r.name, r.kind, r.price, r.active) for r in rows]
 
 
+class CatalogError(Refusal):
+    """A price or a limit the catalogue cannot take, worded by a catalogue key."""
+
+
 def set_price(conn: Connection, code: str, price: int) -> bool:
     """Set a product's price; False if there is no such product."""
     if price <= 0:
-        raise ValueError("a price is positive")
+        raise CatalogError(N_("catalog.error.price"))
     result = conn.execute(update(products).where(products.c.code == code).values(price=price))
     return result.rowcount == 1
 
@@ -94,7 +99,7 @@ def set_price(conn: Connection, code: str, price: int) -> bool:
 def set_service_limits(conn: Connection, code: str, min_amount: int, max_amount: int) -> bool:
     """Set a service's default amount limits; False if there is no such service."""
     if not 0 < min_amount <= max_amount:
-        raise ValueError("limits need 0 < min <= max")
+        raise CatalogError(N_("catalog.error.limits"))
     result = conn.execute(
         update(services)
         .where(services.c.code == code)

@@ -35,17 +35,19 @@ from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
 from tolom.ledger.statements import LineSource
 from tolom.money import format_amount
+from tolom.texts import N_, Refusal
 from tolom.timestamps import as_utc
 
 REVENUE = "revenue:sochi"
 MAX_AMOUNT = 10_000_000_00  # tyiyn: ten million som; anything above is a client's bug
 
 
-class ChargeError(ValueError):
-    """A charge request that cannot be done; `code` is the API's problem code."""
+class ChargeError(Refusal):
+    """A charge request that cannot be done, worded by a catalogue key; `code` is the
+    API's problem code, `field` the request field it is about (if one)."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, key: str, /, *, code: str, field: str | None = None, **values: Any) -> None:
+        super().__init__(key, **values)
         self.code = code
         self.field = field
 
@@ -224,12 +226,22 @@ def create(conn: Connection, request: ChargeRequest) -> Charge:
     """
     customer = conn.execute(_CUSTOMER, {"b_inn": request.inn}).first()
     if customer is None:
-        raise ChargeError("customer_not_found", f"Абонент с ИНН {request.inn} не найден", "inn")
+        raise ChargeError(
+            N_("charge.error.customer_not_found"),
+            code="customer_not_found",
+            field="inn",
+            inn=request.inn,
+        )
     earlier = _by_key(conn, request)
     if earlier is not None:
         return _repeat(earlier, request, customer.id)
     if customer.status != "active":
-        raise ChargeError("customer_blocked", f"Абонент с ИНН {request.inn} заблокирован", "inn")
+        raise ChargeError(
+            N_("charge.error.customer_blocked"),
+            code="customer_blocked",
+            field="inn",
+            inn=request.inn,
+        )
     amount, tariff = _amount_of(conn, request)
     balance = _lock_balance(conn, customer.account_id)
     charge_id = conn.execute(
@@ -268,17 +280,22 @@ def _amount_of(conn: Connection, request: ChargeRequest) -> tuple[int, str | Non
     """The amount to charge: the client's, or the tariff's price; never both, never none."""
     if (request.amount is None) == (request.tariff is None):
         raise ChargeError(
-            "invalid_request", "Укажите либо сумму, либо тариф (одно из двух)", "amount"
+            N_("charge.error.amount_or_tariff"), code="invalid_request", field="amount"
         )
     if request.tariff is None:
         assert request.amount is not None
         if not 0 < request.amount <= MAX_AMOUNT:
-            raise ChargeError("invalid_request", "Сумма должна быть положительной", "amount")
+            raise ChargeError(
+                N_("charge.error.amount_positive"), code="invalid_request", field="amount"
+            )
         return request.amount, None
     tariff = tariffs.get(conn, request.tariff)
     if tariff is None or not tariff.active:
         raise ChargeError(
-            "invalid_request", f"Тариф {request.tariff!r} не найден или отключён", "tariff"
+            N_("charge.error.tariff"),
+            code="invalid_request",
+            field="tariff",
+            tariff=repr(request.tariff),
         )
     return tariff.price, tariff.code
 
@@ -306,9 +323,10 @@ def _repeat(row: Any, request: ChargeRequest, customer_id: int) -> Charge:
     )
     if not same:
         raise ChargeError(
-            "idempotency_conflict",
-            f"Ключ {request.idempotency_key!r} уже использован для другого списания",
-            "idempotency_key",
+            N_("charge.error.idempotency_conflict"),
+            code="idempotency_conflict",
+            field="idempotency_key",
+            idempotency_key=repr(request.idempotency_key),
         )
     return _charge(row, replayed=True)
 
@@ -386,7 +404,7 @@ def _locked(conn: Connection, charge_id: int) -> tuple[Charge, _Owner]:
         .where(charges.c.id == charge_id)
     ).first()
     if owner is None:
-        raise ChargeError("charge_not_found", f"Списание №{charge_id} не найдено")
+        raise ChargeError(N_("charge.error.not_found"), code="charge_not_found", charge=charge_id)
     balance = _lock_balance(conn, owner.account_id)
     charge = get(conn, charge_id)
     assert charge is not None
@@ -399,10 +417,7 @@ def cancel(conn: Connection, charge_id: int) -> Charge:
     if charge.status == "cancelled":
         return replace(charge, replayed=True)
     if charge.status != "awaiting_payment":
-        raise ChargeError(
-            "charge_not_awaiting",
-            "Списание уже проведено: его можно только вернуть (refund) с указанием причины",
-        )
+        raise ChargeError(N_("charge.error.not_awaiting"), code="charge_not_awaiting")
     conn.execute(
         update(charges)
         .where(charges.c.id == charge_id)
@@ -420,15 +435,12 @@ def refund(conn: Connection, charge_id: int, reason: str) -> Charge:
     """Return a taken charge to the balance by a reversing entry; twice answers the same."""
     reason = reason.strip()
     if not reason:
-        raise ChargeError("invalid_request", "Укажите причину возврата", "reason")
+        raise ChargeError(N_("charge.error.reason"), code="invalid_request", field="reason")
     charge, owner = _locked(conn, charge_id)
     if charge.status == "refunded":
         return replace(charge, replayed=True)
     if charge.status != "charged":
-        raise ChargeError(
-            "charge_not_charged",
-            "Вернуть можно только проведённое списание; ожидающее оплаты — отменить",
-        )
+        raise ChargeError(N_("charge.error.not_charged"), code="charge_not_charged")
     entry_id = open_entry(
         conn,
         kind="charge_refund",

@@ -291,9 +291,7 @@ def add(
             .returning(customers.c.id)
         ).scalar_one()
     except IntegrityError as error:  # registered by a concurrent transaction a moment ago
-        raise RegisteredConcurrently(
-            N_("customer.error.exists"), code="exists", inn=inn
-        ) from error
+        raise RegisteredConcurrently(N_("customer.error.exists"), code="exists", inn=inn) from error
     return Customer(
         id=customer_id,
         inn=inn,

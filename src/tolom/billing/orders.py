@@ -33,23 +33,31 @@ from tolom.ledger.accounts import LedgerAccount, system_account
 from tolom.ledger.posting import Transfer, open_entry, post
 from tolom.ledger.statements import LineSource
 from tolom.money import format_amount
+from tolom.texts import N_, Refusal
 from tolom.timestamps import HOME_ZONE, as_utc
 
 # The company's calendar: an order is issued, and a signature expires, on a date in Bishkek.
 ZONE = HOME_ZONE
 
 STATUSES = ("paid", "in_production", "issued", "cancelled")
-_STATE_TEXT = {
-    "paid": "оплачен и ждёт производства",
-    "in_production": "в производстве",
-    "issued": "уже выдан",
-    "cancelled": "отменён",
+# What a transition refused in the order's state says: (action, status) → key. These are
+# every refusal `start`, `issue` and `cancel` can meet (the other states are handled there).
+_REFUSALS = {
+    ("start", "issued"): N_("order.error.start_issued"),
+    ("start", "cancelled"): N_("order.error.start_cancelled"),
+    ("issue", "cancelled"): N_("order.error.issue_cancelled"),
+    ("cancel", "issued"): N_("order.error.cancel_issued"),
+}
+# A refund the operator confirmed that the policy no longer gives, by the order's state.
+_REFUND_CHANGED = {
+    "paid": N_("order.error.refund_changed_paid"),
+    "in_production": N_("order.error.refund_changed_in_production"),
 }
 NO_REFUND_NOTE = "возврат проведён вне Tolom"
 
 
-class OrderError(ValueError):
-    """An order operation that cannot be done, with a message for the operator."""
+class OrderError(Refusal):
+    """An order operation that cannot be done, worded by a catalogue key."""
 
 
 class OrderNotFound(OrderError):
@@ -68,8 +76,8 @@ class RefundChanged(OrderStateError):
     """The refund the caller was shown is no longer what the policy gives (the order moved
     on meanwhile); `due` is what it gives now."""
 
-    def __init__(self, message: str, due: int) -> None:
-        super().__init__(message)
+    def __init__(self, key: str, /, *, due: int, **values: Any) -> None:
+        super().__init__(key, **values)
         self.due = due
 
 
@@ -330,14 +338,10 @@ def cancel_for_reversal(conn: Connection, invoice_id: int, reason: str) -> list[
     for order in found:
         if order.status in ("in_production", "issued"):
             raise OrderStateError(
-                f"Заказ №{order.id} ({order.name}) уже в производстве или выдан: "
-                "платёж по счёту отменить нельзя"
+                N_("order.error.reversal_served"), order=order.id, name=order.name
             )
         if order.status == "cancelled":
-            raise OrderStateError(
-                f"Заказ №{order.id} по счёту уже отменён, возврат по нему решён при отмене: "
-                "отмена платежа вернула бы деньги повторно"
-            )
+            raise OrderStateError(N_("order.error.reversal_cancelled"), order=order.id)
     now = datetime.now(UTC)
     text = f"Платёж №{found[0].payment_id} отменён: {reason}" if found else reason
     for order in found:
@@ -351,12 +355,12 @@ def cancel_for_reversal(conn: Connection, invoice_id: int, reason: str) -> list[
 def _locked(conn: Connection, order_id: int) -> Order:
     row = conn.execute(_ORDER_BY_ID_LOCKED, {"b_id": order_id}).first()
     if row is None:
-        raise OrderNotFound(f"Заказ №{order_id} не найден")
+        raise OrderNotFound(N_("order.error.not_found"), order=order_id)
     return _from_row(row)
 
 
 def _refuse(order: Order, action: str) -> OrderStateError:
-    return OrderStateError(f"Заказ №{order.id} {_STATE_TEXT[order.status]}: {action} нельзя")
+    return OrderStateError(_REFUSALS[action, order.status], order=order.id)
 
 
 def _announce(conn: Connection, type: EventType, order: Order, **extra: Any) -> None:
@@ -394,7 +398,7 @@ def start(conn: Connection, order_id: int, *, now: datetime | None = None) -> Tr
     if order.status == "in_production":
         return Transition(order, changed=False, previous=order.status)
     if order.status != "paid":
-        raise _refuse(order, "начать производство")
+        raise _refuse(order, "start")
     conn.execute(
         update(signature_orders)
         .where(signature_orders.c.id == order.id)
@@ -412,11 +416,9 @@ def issue(
     if order.status == "issued":
         return Transition(order, changed=False, previous=order.status)
     if order.status == "paid":
-        raise OrderStateError(
-            f"Заказ №{order.id} ещё не в производстве: сначала начните производство"
-        )
+        raise OrderStateError(N_("order.error.not_started"), order=order.id)
     if order.status != "in_production":
-        raise _refuse(order, "выдать")
+        raise _refuse(order, "issue")
     now = now or datetime.now(UTC)
     valid_until = (
         add_months(local_date(now), validity_months) if order.kind == "signature" else None
@@ -459,19 +461,21 @@ def cancel(
     """
     reason = reason.strip()
     if not reason:
-        raise OrderError("reason: укажите причину отмены")
+        raise OrderError(N_("order.error.reason"))
     order = _locked(conn, order_id)
     if order.status == "cancelled":
         return Transition(order, changed=False, previous=order.status)
     if order.status not in ("paid", "in_production"):
-        raise _refuse(order, "отменить")
+        raise _refuse(order, "cancel")
     now = now or datetime.now(UTC)
     due = refund_due(order, refund_percent_in_production)
     if expected_refund is not None and expected_refund != due:
         raise RefundChanged(
-            f"Заказ №{order.id} {_STATE_TEXT[order.status]}: возврат по правилам теперь "
-            f"{format_amount(due)} сом, а не {format_amount(expected_refund)} сом",
-            due,
+            _REFUND_CHANGED[order.status],
+            due=due,
+            order=order.id,
+            amount=format_amount(due),
+            expected=format_amount(expected_refund),
         )
     entry_id = None
     # (customer id, account id, balance after the refund)
@@ -481,11 +485,11 @@ def cancel(
     elif due > 0:
         customer = _customer_of(conn, order.inn)
         if customer is None:
-            whose = f"с ИНН {order.inn}" if order.inn else "(в счёте не указан ИНН)"
-            raise RefundImpossible(
-                f"Нет абонента {whose}: вернуть {format_amount(due)} сом на баланс некому. "
-                "Верните деньги вне Tolom и отмените заказ без возврата (no_refund)"
-            )
+            if order.inn:
+                raise RefundImpossible(
+                    N_("order.error.no_customer"), inn=order.inn, amount=format_amount(due)
+                )
+            raise RefundImpossible(N_("order.error.no_inn"), amount=format_amount(due))
         entry_id = open_entry(
             conn,
             kind="order_refund",

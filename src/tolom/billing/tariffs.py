@@ -21,6 +21,7 @@ from sqlalchemy import Connection, insert, select, update
 from tolom import audit
 from tolom.db.schema import tariffs
 from tolom.money import format_amount, parse_amount
+from tolom.texts import N_, Refusal
 
 PERIODS = ("month", "quarter", "year")
 STATE_BODIES = {"sti": "ГНС", "sf": "Социальный фонд", "nsc": "Нацстатком"}
@@ -37,15 +38,15 @@ TIMES_DUE: dict[str, tuple[int, int, int]] = {
 }
 
 
-class TariffError(ValueError):
-    """A tariff operation that cannot be done, with a message for the operator."""
+class TariffError(Refusal):
+    """A tariff operation that cannot be done, worded by a catalogue key."""
 
 
 class QuoteError(TariffError):
     """A quote item that cannot be priced; `index` is its position in the request."""
 
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, index: int, key: str, /, **values: Any) -> None:
+        super().__init__(key, **values)
         self.index = index
 
 
@@ -156,7 +157,7 @@ def find(conn: Connection, state_body: str, form: str, period: str) -> Tariff | 
 def set_price(conn: Connection, code: str, price: int) -> tuple[Tariff, Tariff]:
     """Set a tariff's price; returns (before, after). Charges already made keep their amount."""
     if price <= 0:
-        raise TariffError("price: цена должна быть больше нуля")
+        raise TariffError(N_("tariff.error.price"))
     return _change(conn, code, price=price)
 
 
@@ -168,7 +169,7 @@ def set_active(conn: Connection, code: str, active: bool) -> tuple[Tariff, Tarif
 def _change(conn: Connection, code: str, **values: Any) -> tuple[Tariff, Tariff]:
     row = conn.execute(select(tariffs).where(tariffs.c.code == code).with_for_update()).first()
     if row is None:
-        raise TariffError(f"code: нет тарифа {code!r}")
+        raise TariffError(N_("tariff.error.unknown"), code=repr(code))
     conn.execute(update(tariffs).where(tariffs.c.code == code).values(**values))
     after = get(conn, code)
     assert after is not None
@@ -190,16 +191,16 @@ def quote(conn: Connection, items: Sequence[tuple[TariffRef, int]]) -> Quote:
     year = 12·m + 4·q + y. Only active tariffs are quoted.
     """
     if not items:
-        raise QuoteError(0, "укажите хотя бы один отчёт")
+        raise QuoteError(0, N_("quote.error.empty"))
     if len(items) > MAX_ITEMS:
-        raise QuoteError(MAX_ITEMS, f"не больше {MAX_ITEMS} позиций")
+        raise QuoteError(MAX_ITEMS, N_("quote.error.too_many"), max=MAX_ITEMS)
     lines = []
     for index, (ref, count) in enumerate(items):
         if not 1 <= count <= MAX_COUNT:
-            raise QuoteError(index, f"количество должно быть от 1 до {MAX_COUNT}")
+            raise QuoteError(index, N_("quote.error.count"), max=MAX_COUNT)
         found = get(conn, ref) if isinstance(ref, str) else find(conn, *ref)
         if found is None or not found.active:
-            raise QuoteError(index, f"нет действующего тарифа {_describe(ref)}")
+            raise QuoteError(index, N_("quote.error.no_tariff"), tariff=_describe(ref))
         in_month, in_quarter, in_year = TIMES_DUE[found.period]
         each = found.price * count
         lines.append(QuoteLine(found, count, each * in_month, each * in_quarter, each * in_year))

@@ -9,6 +9,8 @@ import typer
 
 from tolom.cli.common import fail, t, transaction
 from tolom.events import endpoints
+from tolom.settings import get_settings
+from tolom.texts import texts
 
 
 def listen(
@@ -35,7 +37,7 @@ def listen(
         fail(t("cli.listen.not_found", name=repr(name)))
     endpoint_url, secret = found
     url = _listening_url(endpoint_url, host, port)
-    inbox = Inbox(secret, typer.echo, refuse_first=refuse_first)
+    inbox = Inbox(secret, typer.echo, refuse_first=refuse_first, t=texts(get_settings().language))
     try:
         http = server(url, inbox)
     except OSError as error:

@@ -11,13 +11,14 @@ from sqlalchemy import Connection, func, select, update
 
 from tolom import audit
 from tolom.db.schema import deliveries, events
+from tolom.texts import N_, Refusal
 from tolom.timestamps import as_utc
 
 STATUSES = ("pending", "delivered", "dead")
 
 
-class DeliveryError(ValueError):
-    """A request about deliveries that cannot be done, with a message for the operator.
+class DeliveryError(Refusal):
+    """A request about deliveries that cannot be done, worded by a catalogue key.
 
     `code` says which refusal it is, for callers that word it themselves (the back office
     in three languages): "status" (an unknown status), "nothing" (no delivery named),
@@ -25,13 +26,15 @@ class DeliveryError(ValueError):
 
     def __init__(
         self,
-        message: str,
+        key: str,
+        /,
         code: str = "",
         *,
         delivery_id: int | None = None,
         current: str | None = None,
+        **values: Any,
     ) -> None:
-        super().__init__(message)
+        super().__init__(key, **values)
         self.code = code
         self.delivery_id = delivery_id
         self.current = current
@@ -132,7 +135,10 @@ def list_deliveries(
     """The latest deliveries, newest first; `before_id` pages."""
     if status is not None and status not in STATUSES:
         raise DeliveryError(
-            f"неизвестный статус {status!r}; допустимы: {', '.join(STATUSES)}", "status"
+            N_("delivery.error.status"),
+            "status",
+            status=repr(status),
+            allowed=", ".join(STATUSES),
         )
     query = _LIST.order_by(deliveries.c.id.desc()).limit(limit)
     if status is not None:
@@ -211,7 +217,7 @@ def customer_notifications(
 def show_event(conn: Connection, event_id: int) -> Event:
     row = conn.execute(select(events).where(events.c.id == event_id)).one_or_none()
     if row is None:
-        raise DeliveryError(f"событие {event_id} не найдено", "not_found")
+        raise DeliveryError(N_("delivery.error.event_not_found"), "not_found", event=event_id)
     rows = conn.execute(
         _LIST.where(deliveries.c.event_id == event_id).order_by(deliveries.c.id)
     ).all()
@@ -242,7 +248,7 @@ def redrive(
     if it is the oldest pending one there, so later pending events of its key wait for it.
     """
     if not delivery_ids and not all_dead:
-        raise DeliveryError("укажите доставки (--delivery ID) или --all-dead", "nothing")
+        raise DeliveryError(N_("delivery.error.nothing"), "nothing")
     query = select(
         deliveries.c.id, deliveries.c.status, deliveries.c.attempts, deliveries.c.last_error
     ).with_for_update()
@@ -255,16 +261,28 @@ def redrive(
     found = {r.id: r for r in conn.execute(query)}
     for delivery_id in delivery_ids or []:
         if delivery_id not in found:
-            where = f" у получателя {destination}" if destination else ""
+            if destination:
+                raise DeliveryError(
+                    N_("delivery.error.not_found_at"),
+                    "not_found",
+                    delivery_id=delivery_id,
+                    delivery=delivery_id,
+                    destination=destination,
+                )
             raise DeliveryError(
-                f"доставка {delivery_id}{where} не найдена", "not_found", delivery_id=delivery_id
+                N_("delivery.error.not_found"),
+                "not_found",
+                delivery_id=delivery_id,
+                delivery=delivery_id,
             )
         if found[delivery_id].status != "dead":
             raise DeliveryError(
-                f"доставка {delivery_id} не в статусе dead (сейчас {found[delivery_id].status})",
+                N_("delivery.error.not_dead"),
                 "not_dead",
                 delivery_id=delivery_id,
                 current=found[delivery_id].status,
+                delivery=delivery_id,
+                status=found[delivery_id].status,
             )
     ids = sorted(found)
     if ids:

@@ -25,6 +25,7 @@ from tolom.addresses import IPNetwork
 from tolom.db.schema import webhook_endpoints
 from tolom.events import targets
 from tolom.events.outbox import EventType
+from tolom.texts import N_, Refusal
 from tolom.timestamps import as_utc
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
@@ -33,16 +34,16 @@ MAX_URL = 2000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-class EndpointError(ValueError):
-    """An endpoint operation that cannot be done, with a message for the operator.
+class EndpointError(Refusal):
+    """An endpoint operation that cannot be done, worded by a catalogue key.
 
     `code` says which refusal it is, for callers that word it themselves (the back office
     in three languages): "name", "url", "url_scheme", "url_host", "url_credentials",
     "url_forbidden" (an internal address, see events.targets), "events", "exists",
     "not_found"."""
 
-    def __init__(self, message: str, code: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, key: str, /, code: str = "", **values: Any) -> None:
+        super().__init__(key, **values)
         self.code = code
 
 
@@ -84,24 +85,22 @@ def _new_secret() -> str:
 def _check_url(url: str, allowed_networks: Iterable[IPNetwork]) -> str:
     url = url.strip()
     if len(url) > MAX_URL or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise EndpointError(f"неверный адрес {url[:100]!r}", "url")
+        raise EndpointError(N_("webhook.error.url"), "url", url=repr(url[:100]))
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        raise EndpointError(f"неверный адрес {url!r}", "url") from None
+        raise EndpointError(N_("webhook.error.url"), "url", url=repr(url)) from None
     if parts.scheme not in ("http", "https"):
-        raise EndpointError(f"адрес {url!r} должен начинаться с http:// или https://", "url_scheme")
+        raise EndpointError(N_("webhook.error.url_scheme"), "url_scheme", url=repr(url))
     if not parts.hostname:
-        raise EndpointError(f"в адресе {url!r} нет имени сервера", "url_host")
+        raise EndpointError(N_("webhook.error.url_host"), "url_host", url=repr(url))
     if parts.username or parts.password:
-        raise EndpointError(
-            "адрес не должен содержать логин и пароль: запросы подписываются", "url_credentials"
-        )
+        raise EndpointError(N_("webhook.error.url_credentials"), "url_credentials")
     try:
         targets.check_url(url, allowed_networks)
     except targets.TargetRefused as refused:
-        raise EndpointError(str(refused), "url_forbidden") from None
+        raise EndpointError(refused.key, "url_forbidden", **refused.values) from None
     return url
 
 
@@ -114,8 +113,10 @@ def parse_event_types(text: str) -> str:
     unknown = [w for w in words if w not in known]
     if unknown:
         raise EndpointError(
-            f"неизвестные типы событий: {', '.join(unknown)}; допустимы: {', '.join(sorted(known))}",
+            N_("webhook.error.events"),
             "events",
+            unknown=", ".join(unknown),
+            allowed=", ".join(sorted(known)),
         )
     return " ".join(sorted(set(words)))
 
@@ -143,7 +144,7 @@ def get(conn: Connection, name: str) -> Endpoint:
         select(webhook_endpoints).where(webhook_endpoints.c.name == name)
     ).one_or_none()
     if row is None:
-        raise EndpointError(f"вебхук {name!r} не найден", "not_found")
+        raise EndpointError(N_("webhook.error.not_found"), "not_found", name=repr(name))
     return _from_row(row)
 
 
@@ -175,10 +176,7 @@ def add(
     An internal target is refused unless inside `allowed_networks` (the setting
     TOLOM_WEBHOOK_ALLOWED_NETWORKS): see events.targets."""
     if not is_name(name):
-        raise EndpointError(
-            f"неверное имя {name[:100]!r}: латинские буквы, цифры, «-», «_», «.», до 64 знаков",
-            "name",
-        )
+        raise EndpointError(N_("webhook.error.name"), "name", name=repr(name[:100]))
     url, types = _check_url(url, allowed_networks), parse_event_types(event_types)
     secret = _new_secret()
     try:
@@ -194,7 +192,7 @@ def add(
             .returning(webhook_endpoints.c.id)
         ).scalar_one()
     except IntegrityError:  # the unique name; the caller's transaction rolls back
-        raise EndpointError(f"вебхук {name!r} уже есть", "exists") from None
+        raise EndpointError(N_("webhook.error.exists"), "exists", name=repr(name)) from None
     audit.record(
         conn,
         actor=actor,

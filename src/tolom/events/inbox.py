@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tolom.events import webhooks
+from tolom.texts import Texts, texts
 
 MAX_BODY = 1024 * 1024
 
@@ -23,9 +24,16 @@ MAX_BODY = 1024 * 1024
 class Inbox:
     """What the receiver has seen: every event id once, and how many requests it refused."""
 
-    def __init__(self, secret: str, out: Callable[[str], None], refuse_first: int = 0) -> None:
+    def __init__(
+        self,
+        secret: str,
+        out: Callable[[str], None],
+        refuse_first: int = 0,
+        t: Texts | None = None,
+    ) -> None:
         self.secret = secret
         self.out = out
+        self.t = t or texts(None)  # what it prints: Russian unless told
         self.refuse_left = refuse_first
         self.seen: set[str] = set()
         self.events: list[dict[str, Any]] = []
@@ -36,25 +44,23 @@ class Inbox:
         try:
             webhooks.verify(self.secret, headers, body)
         except webhooks.WebhookVerificationError as error:
-            self.out(f"✗ отклонено: подпись не сходится ({error})")
+            self.out(self.t("inbox.refused", error=str(error)))
             return 401
         event = json.loads(body)
         with self._lock:
             if self.refuse_left > 0:
                 self.refuse_left -= 1
-                self.out(
-                    f"… событие {event['id']} {event['type']}: отвечаем 503 (проверка повторов)"
-                )
+                self.out(self.t("inbox.refusing", id=event["id"], type=event["type"]))
                 return 503
             repeat = str(event["id"]) in self.seen
             self.seen.add(str(event["id"]))
             if not repeat:
                 self.events.append(event)
         if repeat:
-            self.out(f"= событие {event['id']} {event['type']}: повтор, уже обработано")
+            self.out(self.t("inbox.repeat", id=event["id"], type=event["type"]))
         else:
             data = json.dumps(event["data"], ensure_ascii=False)
-            self.out(f"✓ событие {event['id']} {event['type']}: {data}")
+            self.out(self.t("inbox.received", id=event["id"], type=event["type"], data=data))
         return 204
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from tolom.addresses import IPNetwork, in_networks
+from tolom.texts import N_, Refusal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -59,8 +60,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LEGACY_IPV4 = re.compile(r"[0-9][0-9a-fx.]*", re.IGNORECASE)
 
 
-class TargetRefused(ValueError):
-    """A webhook target we do not send to; the message (Russian) starts with REFUSED."""
+class TargetRefused(Refusal):
+    """A webhook target we do not send to, worded by a catalogue key; the Russian text
+    (`str()`, what a delivery records as its error) starts with REFUSED."""
 
 
 def _embedded(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -101,10 +103,7 @@ def forbidden(ip: IPAddress) -> bool:
 def check_address(ip: IPAddress, allowed: Iterable[IPNetwork]) -> None:
     """Raise TargetRefused unless `ip` is public or inside an allowed network."""
     if forbidden(ip) and not in_networks(str(ip), allowed):
-        raise TargetRefused(
-            f"{REFUSED}: {ip} — внутренний или служебный адрес; вебхуки отправляются только на "
-            "публичные адреса (внутреннюю сеть разрешает настройка TOLOM_WEBHOOK_ALLOWED_NETWORKS)"
-        )
+        raise TargetRefused(N_("webhook.error.target_internal"), ip=str(ip))
 
 
 def literal(host: str) -> IPAddress | None:
@@ -152,9 +151,9 @@ def check_scheme(url: str) -> None:
     """Only http(s), and no login in the URL (requests are signed instead)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise TargetRefused(f"{REFUSED}: схема {parts.scheme!r}, допустимы http и https")
+        raise TargetRefused(N_("webhook.error.target_scheme"), scheme=repr(parts.scheme))
     if parts.username is not None or parts.password is not None:
-        raise TargetRefused(f"{REFUSED}: логин и пароль в адресе не допускаются")
+        raise TargetRefused(N_("webhook.error.target_credentials"))
 
 
 def check_literal(url: str, allowed: Iterable[IPNetwork]) -> bool:

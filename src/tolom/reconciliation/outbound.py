@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from tolom.agents.service import Agent
 from tolom.db.schema import payments
 from tolom.reconciliation.formats import AUTO, RegistryFormat
+from tolom.texts import DEFAULT, N_, texts
 
 PAGE = 20_000
 MEDIA_TYPES = {
@@ -132,7 +133,7 @@ def write(engine: Engine, agent: Agent, day: date, fmt: RegistryFormat, out: IO[
         from openpyxl import Workbook
 
         book = Workbook(write_only=True)
-        sheet = book.create_sheet(fmt.sheet or "Реестр")
+        sheet = book.create_sheet(fmt.sheet or texts(DEFAULT)(N_("registry.sheet")))
         if fmt.header:
             sheet.append(_header(fmt))
         for line in our_lines(engine, agent, day):

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Depends
+from pydantic import AfterValidator, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +38,8 @@ from tolom.backoffice import agent_figures
 from tolom.backoffice.agent_figures import Figures, Row
 from tolom.backoffice.users import Session
 from tolom.db import Connection
-from tolom.money import MalformedAmount, parse_som
+from tolom.fields import TypedAmount
+from tolom.money import parse_som
 from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE_NAME
 from tolom.web import i18n
@@ -52,6 +55,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, Checkbox, PageForm, mistake, one_of
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -183,16 +187,115 @@ async def agent_list(request: Request, session: SignedIn) -> Response:
 # --- a new agent ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class NewForm:
-    """The new agent's form as typed."""
+def networks_of(text: str) -> list[str]:
+    """The allow-list as typed: one network (CIDR) or address a line; commas and spaces
+    separate too. Checked by `parse_networks` in the core."""
+    return [v for v in _SEPARATORS.split(text) if v]
 
-    code: str = ""
-    name: str = ""
-    networks: str = ""
-    timezone: str = DEFAULT_ZONE
-    cancel_window_days: str = "0"
-    services: list[str] = field(default_factory=list)
+
+def _few_networks(text: str) -> str:
+    if len(networks_of(text)) > NETWORKS_MAX:
+        raise mistake(N_("agents.error.networks.too_many"), max=NETWORKS_MAX)
+    return text
+
+
+# The allow-list as typed (the core reads each network: `service.parse_networks`).
+Networks = Annotated[str, Field(max_length=NETWORKS_MAX_CHARS), AfterValidator(_few_networks)]
+# The cancel window in days as typed: digits (the core says the range, 0 to 366).
+CancelDays = Annotated[str, Field(pattern=r"^[0-9]{1,3}$")]
+# A limit in som as people type it; longer than the input takes is a mistake too.
+Limit = Annotated[TypedAmount, Field(max_length=32)]
+
+
+class NewForm(PageForm):
+    """The new agent's form as typed, and what is wrong with it before the core is asked
+    (the code, the name's rules and the networks are the core's: `admin.create`)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "code": N_("agents.error.code.format"),
+        "name": N_("agents.error.name.too_long"),
+        "networks": N_("agents.error.networks.too_long"),
+        "timezone": N_("agents.error.timezone.unknown"),
+        "cancel_window_days": N_("agents.error.cancel_window.range"),
+    }
+
+    code: str = Field("", max_length=64)
+    name: str = Field("", max_length=admin.NAME_MAX * 2)
+    networks: Networks = ""
+    timezone: Annotated[str, one_of(zones())] = DEFAULT_ZONE
+    cancel_window_days: CancelDays = "0"
+    # The services ticked (`service_<code>` checkboxes), set by the page from those it offers.
+    services: tuple[str, ...] = Field((), exclude=True)
+
+    @property
+    def days(self) -> int:
+        return int(self.cancel_window_days)
+
+
+class RotateForm(PageForm):
+    """A new secret: confirmed, for the secret the page showed (`version`)."""
+
+    confirm: Checkbox = False
+    version: str = Field("", max_length=64)
+
+
+class NetworksForm(PageForm):
+    mistakes: ClassVar[Mapping[str, str]] = {"networks": N_("agents.error.networks.too_long")}
+
+    networks: Networks = ""
+
+
+class SettingsForm(PageForm):
+    """The time zone (one the forms offer, or the agent's own: checked by the page, which
+    knows it) and the cancel window."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "timezone": N_("agents.error.timezone.unknown"),
+        "cancel_window_days": N_("agents.error.cancel_window.range"),
+    }
+
+    timezone: str = Field("", max_length=64)
+    cancel_window_days: CancelDays = ""
+
+    @property
+    def days(self) -> int:
+        return int(self.cancel_window_days)
+
+
+class LimitsForm(PageForm):
+    """One service: allowed or not, and its limits in som (read only when allowed; an
+    empty one is the service's default)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "min": N_("agents.error.min.malformed"),
+        "max": N_("agents.error.max.malformed"),
+    }
+
+    allowed: Checkbox = False
+    min: Limit = ""
+    max: Limit = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_when_allowed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("allowed") not in ("1", True):
+            return {**data, "min": "", "max": ""}
+        return data
+
+    @property
+    def low(self) -> int | None:
+        return parse_som(self.min) if self.allowed and self.min else None
+
+    @property
+    def high(self) -> int | None:
+        return parse_som(self.max) if self.allowed and self.max else None
+
+
+class EnabledForm(PageForm):
+    enabled: Literal["0", "1"]
+
+
+Form = TypeVar("Form", bound=PageForm)
 
 
 def _new_page(
@@ -233,7 +336,7 @@ async def _known_services(request: Request) -> list[str]:
 @router.get("/agents/new")
 async def new_agent_form(request: Request, session: MayChange) -> Response:
     known = await _known_services(request)
-    return _new_page(request, session, NewForm(services=known), known)
+    return _new_page(request, session, NewForm(services=tuple(known)), known)
 
 
 class FormError(ValueError):
@@ -246,56 +349,8 @@ class FormError(ValueError):
         self.values = values
 
 
-# A text longer than its field takes, an amount limit that is not an amount: by field.
-_TOO_LONG = {"name": N_("agents.error.name.too_long")}
-_MALFORMED = {"min": N_("agents.error.min.malformed"), "max": N_("agents.error.max.malformed")}
-
-
-def _text(fields: dict[str, str], name: str, limit: int) -> str:
-    value = fields.get(name, "")
-    if len(value) > limit:
-        raise FormError(name, _TOO_LONG[name], max=limit)
-    return value
-
-
-def networks_of(text: str) -> list[str]:
-    """The allow-list as typed: one network (CIDR) or address a line; commas and spaces
-    separate too. Checked by `parse_networks` in the core."""
-    if len(text) > NETWORKS_MAX_CHARS:
-        raise FormError("networks", N_("agents.error.networks.too_long"), max=NETWORKS_MAX_CHARS)
-    values = [v for v in _SEPARATORS.split(text) if v]
-    if len(values) > NETWORKS_MAX:
-        raise FormError("networks", N_("agents.error.networks.too_many"), max=NETWORKS_MAX)
-    return values
-
-
-def _zone_of(fields: dict[str, str], current: str | None = None) -> str:
-    value = fields.get("timezone", "")
-    if value not in zones() and value != current:
-        raise FormError("timezone", N_("agents.error.timezone.unknown"))
-    return value
-
-
-def _days_of(fields: dict[str, str]) -> int:
-    value = fields.get("cancel_window_days", "").strip()
-    if not (value.isascii() and value.isdigit() and len(value) <= 3):
-        raise FormError("cancel_window_days", N_("agents.error.cancel_window.range"))
-    return int(value)
-
-
-def _amount_of(fields: dict[str, str], name: str) -> int | None:
-    value = fields.get(name, "").strip()
-    if not value:
-        return None
-    if len(value) > 32:
-        raise FormError("limits", _MALFORMED[name])
-    try:
-        return parse_som(value)
-    except MalformedAmount as error:
-        raise FormError("limits", _MALFORMED[name]) from error
-
-
-# Where the core's refusals are said on the forms: its reason key → (field, message key).
+# Where the core's refusals are said on the forms: its reason (`AgentError.code`) → (field,
+# message key).
 _CORE_ERRORS = {
     "code.format": ("code", N_("agents.error.code.format")),
     "code.taken": ("code", N_("agents.error.code.taken")),
@@ -313,7 +368,7 @@ _CORE_ERRORS = {
 
 
 def _core_error(error: AgentError) -> FormError:
-    field_name, key = _CORE_ERRORS.get(error.key, ("form", N_("agents.error.refused")))
+    field_name, key = _CORE_ERRORS.get(error.code, ("form", N_("agents.error.refused")))
     return FormError(field_name, key, value=error.value)
 
 
@@ -333,39 +388,29 @@ async def create_agent(request: Request, session: MayChange) -> Response:
     fields = await checked_form(request, session)
     known = await _known_services(request)
     t = i18n.translator(session.user.language)
-    form = NewForm(
-        code=fields.get("code", "").strip()[:64],
-        name=fields.get("name", "")[:400],
-        networks=fields.get("networks", "")[:NETWORKS_MAX_CHARS],
-        timezone=fields.get("timezone", DEFAULT_ZONE)[:64],
-        cancel_window_days=fields.get("cancel_window_days", "0")[:8],
-        services=[s for s in known if fields.get(f"service_{s}") == "1"],
-    )
-    if form.timezone not in zones():
-        form.timezone = DEFAULT_ZONE  # never offer back what the select does not have
-    code = fields.get("code", "").strip()  # as typed: the core says what is wrong with it
+    ticked = tuple(s for s in known if fields.get(f"service_{s}") == "1")
     try:
-        name = _text(fields, "name", admin.NAME_MAX * 2)
-        networks = networks_of(fields.get("networks", ""))
-        zone = _zone_of(fields)
-        days = _days_of(fields)
-        if not form.services:
-            raise FormError("services", N_("agents.error.services.none"))
-    except FormError as error:
-        errors = {error.field: _say(t, error)}
-        return _new_page(request, session, form, known, errors=errors, status=_status_of(error))
+        form = NewForm.read(fields, t).model_copy(update={"services": ticked})
+    except BadFilter:
+        return _bad_request(request, session)
+    if not form.services:
+        form.errors.setdefault("services", t("agents.error.services.none"))
+    if form.errors:
+        if "timezone" in form.errors:  # never offer back what the select does not have
+            form = form.model_copy(update={"timezone": DEFAULT_ZONE})
+        return _new_page(request, session, form, known, errors=form.errors, status=422)
     engine, client = runtime(request).engine, address(request)
 
     def attempt() -> str:
         with engine.begin() as conn:
             return admin.create(
                 conn,
-                code=code,
-                name=name,
-                networks=networks,
-                service_codes=form.services,
-                timezone=zone,
-                cancel_window_days=days,
+                code=form.code,
+                name=form.name,
+                networks=networks_of(form.networks),
+                service_codes=list(form.services),
+                timezone=form.timezone,
+                cancel_window_days=form.days,
                 actor=audit_actor(session),
                 address=client,
             )
@@ -376,8 +421,8 @@ async def create_agent(request: Request, session: MayChange) -> Response:
         problem = _core_error(refused)
         errors = {problem.field: _say(t, problem)}
         return _new_page(request, session, form, known, errors=errors, status=_status_of(problem))
-    runtime(request).agents.forget(code)  # a code asked for before it existed
-    return _secret_page(request, session, code, secret, form.services, rotated=False)
+    runtime(request).agents.forget(form.code)  # a code asked for before it existed
+    return _secret_page(request, session, form.code, secret, list(form.services), rotated=False)
 
 
 def _secret_page(
@@ -459,6 +504,31 @@ async def agent_page(request: Request, code: str, session: SignedIn) -> Response
     return _detail_page(request, session, detail, done=DONE.get(done or ""))
 
 
+def _typed(fields: dict[str, str]) -> dict[str, str]:
+    """What was posted, shown back in the agent's page's forms."""
+    return {k: v[:NETWORKS_MAX_CHARS] for k, v in fields.items() if k != "csrf"}
+
+
+async def _refused(
+    request: Request,
+    session: Session,
+    code: str,
+    errors: dict[str, str],
+    *,
+    status: int = 422,
+    typed: dict[str, str] | None = None,
+) -> Response:
+    """The agent's page again with what was refused next to its form, nothing changed."""
+    detail = await run_in_threadpool(_load_detail, request, code)
+    if detail is None:
+        return _not_found(request, session)
+    return _detail_page(request, session, detail, status=status, errors=errors, typed=typed)
+
+
+def _bad_request(request: Request, session: Session) -> Response:
+    return message_page(request, session, "bad-request", "error.bad_request", status=400)
+
+
 async def _change(
     request: Request,
     session: Session,
@@ -492,13 +562,9 @@ async def _change(
     if problem is None:
         runtime(request).agents.forget(code)
         return redirect(f"/agents/{code}?done={done}")
-    detail = await run_in_threadpool(_load_detail, request, code)
-    if detail is None:
-        return _not_found(request, session)
     errors = {problem.field: _say(t, problem)}
-    typed = {k: v[:NETWORKS_MAX_CHARS] for k, v in fields.items() if k != "csrf"}
-    return _detail_page(
-        request, session, detail, status=_status_of(problem), errors=errors, typed=typed
+    return await _refused(
+        request, session, code, errors, status=_status_of(problem), typed=_typed(fields)
     )
 
 
@@ -507,11 +573,14 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
     fields = await checked_form(request, session)
     if not _known_code(code):
         return _not_found(request, session)
+    try:
+        form = RotateForm.read(fields)
+    except BadFilter:
+        return _bad_request(request, session)
     t = i18n.translator(session.user.language)
     problem: FormError | None = None
-    if fields.get("confirm") != "1":
+    if not form.confirm:
         problem = FormError("rotate", N_("agents.error.rotate.confirm"))
-    version = fields.get("version", "")[:64]
     engine, client = runtime(request).engine, address(request)
 
     def attempt() -> tuple[str, list[str]] | FormError | None:
@@ -520,7 +589,11 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
                 if admin.current_version(conn, code) is None:
                     return None
                 secret = admin.rotate_secret(
-                    conn, code, actor=audit_actor(session), address=client, expected_version=version
+                    conn,
+                    code,
+                    actor=audit_actor(session),
+                    address=client,
+                    expected_version=form.version,
                 )
                 return secret, queries.allowed_services(conn, code)
         except AgentError as refused:
@@ -535,19 +608,39 @@ async def rotate(request: Request, code: str, session: MayChange) -> Response:
             secret, service_codes = result
             return _secret_page(request, session, code, secret, service_codes, rotated=True)
         problem = result
-    detail = await run_in_threadpool(_load_detail, request, code)
-    if detail is None:
-        return _not_found(request, session)
     errors = {problem.field: _say(t, problem)}
-    return _detail_page(request, session, detail, status=_status_of(problem), errors=errors)
+    return await _refused(request, session, code, errors, status=_status_of(problem))
+
+
+async def _read_change(
+    request: Request, session: Session, code: str, form_class: type[Form], **shown: str
+) -> tuple[dict[str, str], Form | Response]:
+    """The posted fields and the form they make; or the answer when the form cannot go on
+    (a mistake said on the agent's page, tampering, an unknown agent)."""
+    fields = await checked_form(request, session)
+    if not _known_code(code):
+        return fields, _not_found(request, session)
+    try:
+        form = form_class.read(fields, i18n.translator(session.user.language))
+    except BadFilter:
+        return fields, _bad_request(request, session)
+    if form.errors:
+        errors: dict[str, str] = {}
+        for name, message in form.errors.items():  # the limits' errors are said together
+            errors.setdefault("limits" if name in ("min", "max") else name, message)
+        typed = _typed(fields) | shown
+        return fields, await _refused(request, session, code, errors, typed=typed)
+    return fields, form
 
 
 @router.post("/agents/{code}/networks")
 async def change_networks(request: Request, code: str, session: MayChange) -> Response:
-    fields = await checked_form(request, session)
+    fields, form = await _read_change(request, session, code, NetworksForm)
+    if isinstance(form, Response):
+        return form
+    networks = networks_of(form.networks)
 
     def change(conn: Connection, actor: str, client: str) -> None:
-        networks = networks_of(fields.get("networks", ""))
         admin.configure(conn, code, networks=networks, actor=actor, address=client)
 
     return await _change(request, session, code, fields, change, "networks")
@@ -555,14 +648,21 @@ async def change_networks(request: Request, code: str, session: MayChange) -> Re
 
 @router.post("/agents/{code}/settings")
 async def change_settings(request: Request, code: str, session: MayChange) -> Response:
-    fields = await checked_form(request, session)
+    fields, form = await _read_change(request, session, code, SettingsForm)
+    if isinstance(form, Response):
+        return form
 
     def change(conn: Connection, actor: str, client: str) -> None:
-        current = queries.timezone_of(conn, code)
-        zone = _zone_of(fields, current)
-        days = _days_of(fields)
+        # A zone set with the command line may be one the forms do not offer: it may stay.
+        if form.timezone not in zones() and form.timezone != queries.timezone_of(conn, code):
+            raise FormError("timezone", N_("agents.error.timezone.unknown"))
         admin.configure(
-            conn, code, timezone=zone, cancel_window_days=days, actor=actor, address=client
+            conn,
+            code,
+            timezone=form.timezone,
+            cancel_window_days=form.days,
+            actor=actor,
+            address=client,
         )
 
     return await _change(request, session, code, fields, change, "settings")
@@ -572,37 +672,37 @@ async def change_settings(request: Request, code: str, session: MayChange) -> Re
 async def change_limits(
     request: Request, code: str, service_code: str, session: MayChange
 ) -> Response:
-    fields = await checked_form(request, session)
+    shown = service_code[:16]
+    fields, form = await _read_change(request, session, code, LimitsForm, service=shown)
+    if isinstance(form, Response):
+        return form
 
     def change(conn: Connection, actor: str, client: str) -> None:
         if service_code not in queries.service_codes(conn):
             raise FormError("limits", N_("agents.error.service.unknown"))
-        allowed = fields.get("allowed") == "1"
-        low = _amount_of(fields, "min") if allowed else None
-        high = _amount_of(fields, "max") if allowed else None
         admin.set_service(
             conn,
             code,
             service_code,
-            allowed=allowed,
-            min_amount=low,
-            max_amount=high,
+            allowed=form.allowed,
+            min_amount=form.low,
+            max_amount=form.high,
             replace=True,
             actor=actor,
             address=client,
         )
 
-    fields = {**fields, "service": service_code[:16]}
+    fields = {**fields, "service": shown}
     return await _change(request, session, code, fields, change, "limits")
 
 
 @router.post("/agents/{code}/enabled")
 async def change_enabled(request: Request, code: str, session: MayChange) -> Response:
     fields = await checked_form(request, session)
-    value = fields.get("enabled")
-    if value not in ("0", "1"):
-        return message_page(request, session, "bad-request", "error.bad_request", status=400)
-    enabled = value == "1"
+    try:
+        enabled = EnabledForm.read(fields).enabled == "1"
+    except BadFilter:
+        return _bad_request(request, session)
 
     def change(conn: Connection, actor: str, client: str) -> None:
         admin.set_enabled(conn, code, enabled, actor=actor, address=client)

@@ -13,11 +13,12 @@ POST that made it (every page is sent with `Cache-Control: no-store`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, ClassVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
+from pydantic import AfterValidator, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,6 +41,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
+from tolom.web.forms import BadFilter, PageForm, cursor, mistake, one_of
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -49,6 +51,7 @@ MayWebhooks = Annotated[Session, Depends(may("webhooks"))]
 PAGE_SIZE = 50
 DEAD_SHOWN = 10  # the newest dead deliveries shown above the list
 TYPES = tuple(t.value for t in EventType)
+_MAX_DESTINATION = 40  # "webhook:" and an id, or a channel
 
 
 def _number(value: str | None) -> int | None:
@@ -77,11 +80,20 @@ def _destinations(
 # --- deliveries -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ListForm:
-    status: str
-    destination: str
-    type: str
+class ListForm(PageForm):
+    """The list's GET form as typed; every value a form could not send is tampering (400).
+    The destinations are the endpoints of the moment: the page checks that one
+    (`checked`)."""
+
+    status: Annotated[str, one_of(("", *admin.STATUSES))] = ""
+    destination: str = Field("", max_length=_MAX_DESTINATION)
+    type: Annotated[str, one_of(("", *TYPES))] = ""
+
+    def checked(self, names: Mapping[str, str]) -> ListForm:
+        """The form, if its destination is one of `names`; BadFilter if not."""
+        if self.destination and self.destination not in names:
+            raise BadFilter(self.destination)
+        return self
 
     def query(self, **extra: str) -> str:
         fields = {
@@ -93,24 +105,10 @@ class ListForm:
         return urlencode({k: v for k, v in fields.items() if v})
 
 
-class BadFilter(ValueError):
-    """A filter value the form could not have sent."""
-
-
 def _list_form(request: Request, names: dict[str, str]) -> tuple[ListForm, int | None]:
     params = request.query_params
-    form = ListForm(params.get("status", ""), params.get("destination", ""), params.get("type", ""))
-    if form.status and form.status not in admin.STATUSES:
-        raise BadFilter(form.status)
-    if form.destination and form.destination not in names:
-        raise BadFilter(form.destination)
-    if form.type and form.type not in TYPES:
-        raise BadFilter(form.type)
-    before = params.get("before")
-    cursor = _number(before)
-    if before and cursor is None:
-        raise BadFilter(before)
-    return form, cursor
+    form = ListForm.read(params).checked(names)
+    return form, cursor(params.get("before"))
 
 
 def _redriven(request: Request) -> int | None:
@@ -162,7 +160,7 @@ async def delivery_list(request: Request, session: SignedIn) -> Response:
     found, dead = await run_in_threadpool(load)
     shown = found[:PAGE_SIZE]
     more = form.query(before=str(shown[-1].id)) if len(found) > PAGE_SIZE else None
-    dead_form = ListForm("dead", form.destination, form.type)
+    dead_form = form.model_copy(update={"status": "dead"})
     return render(
         "events.html",
         t=t,
@@ -310,11 +308,30 @@ async def redrive_dead(request: Request, session: MayWebhooks) -> Response:
 # --- webhook endpoints ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointForm:
-    name: str = ""
-    url: str = ""
-    events: tuple[str, ...] = field(default=("*",))
+def _endpoint_name(text: str) -> str:
+    if not endpoints.is_name(text):
+        raise mistake(N_("webhooks.error.name"))
+    return text
+
+
+class EndpointForm(PageForm):
+    """A new endpoint as typed; the core checks the address (`endpoints.add`). The event
+    types are the checkboxes ticked ("*": every type; none ticked: every type too)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "name": N_("webhooks.error.name"),
+        "url": N_("webhooks.error.url"),
+        "events": N_("webhooks.error.events"),
+    }
+
+    name: Annotated[str, AfterValidator(_endpoint_name)] = ""
+    url: str = Field("", max_length=endpoints.MAX_URL)
+    events: tuple[Annotated[str, one_of(("*", *TYPES))], ...] = ("*",)
+
+    @property
+    def event_types(self) -> str:
+        """The types as the core takes them."""
+        return "*" if "*" in self.events else " ".join(self.events)
 
 
 def _webhooks_page(
@@ -417,9 +434,11 @@ def _endpoint_error(t: i18n.Translator, error: endpoints.EndpointError, name: st
 async def add_webhook(request: Request, session: MayWebhooks) -> Response:
     fields = await checked_form(request, session)
     chosen = tuple(v for v in (await request.form()).getlist("events") if isinstance(v, str) and v)
-    name, url = fields.get("name", "").strip(), fields.get("url", "").strip()
     t = i18n.translator(session.user.language)
-    types = "*" if not chosen or "*" in chosen else " ".join(chosen)
+    try:
+        form = EndpointForm.read({**fields, "events": chosen or ("*",)}, t)
+    except BadFilter:
+        return _bad_request(request, session)
     engine, client = runtime(request).engine, address(request)
     allowed = runtime(request).settings.webhook_allowed_networks
 
@@ -428,9 +447,9 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
             with engine.begin() as conn:
                 return endpoints.add(
                     conn,
-                    name=name,
-                    url=url,
-                    event_types=types,
+                    name=form.name,
+                    url=form.url,
+                    event_types=form.event_types,
                     actor=audit_actor(session),
                     address=client,
                     allowed_networks=allowed,
@@ -438,29 +457,24 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
         except endpoints.EndpointError as error:
             return error
 
-    # The core checks the name and the URL; a name it would refuse never reaches the
-    # database (U+0000 is not text to PostgreSQL).
-    outcome = (
-        await run_in_threadpool(attempt)
-        if endpoints.is_name(name)
-        else endpoints.EndpointError("name", "name")
-    )
-    if isinstance(outcome, tuple):
-        return _secret_page(request, session, name, outcome[1], rotated=False)
+    # A name the core would refuse never reaches the database (U+0000 is not text to
+    # PostgreSQL): the form said it.
+    status, errors = 422, list(form.errors.values())
+    if not errors:
+        outcome = await run_in_threadpool(attempt)
+        if isinstance(outcome, tuple):
+            return _secret_page(request, session, form.name, outcome[1], rotated=False)
+        status = 409 if outcome.code == "exists" else 422
+        errors = [_endpoint_error(t, outcome, form.name)]
     known, backlog = await run_in_threadpool(_load_webhooks, request)
-    shown = EndpointForm(
-        name if endpoints.is_name(name) else "",
-        url if len(url) <= endpoints.MAX_URL else "",
-        tuple(c for c in chosen if c == "*" or c in TYPES),
-    )
     return _webhooks_page(
         request,
         session,
         known=known,
         backlog=backlog,
-        status=409 if outcome.code == "exists" else 422,
-        form=shown,
-        errors=[_endpoint_error(t, outcome, name)],
+        status=status,
+        form=form,
+        errors=errors,
     )
 
 

@@ -12,10 +12,10 @@ the page answers 400; a value a person typed wrongly (a field named in the form'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 MAX_ID_DIGITS = 18  # below 2**63: anything longer is not one of our ids
@@ -29,6 +29,35 @@ def mistake(key: str, **values: Any) -> PydanticCustomError:
     """A form validator's refusal that names the page's message (key and its values), for
     what a person may well have typed wrongly."""
     return PydanticCustomError("mistake", key, {"key": key, **values})
+
+
+def _tampered(what: str) -> PydanticCustomError:
+    return PydanticCustomError("tampered", "no form of ours sends this {what}", {"what": what})
+
+
+def at_most(limit: int) -> BeforeValidator:
+    """A text longer than `limit` (its input's `maxlength`) is tampering, even in a field
+    that may hold a typed mistake (`Annotated[str, at_most(64)]`)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value.strip()) > limit:
+            raise _tampered("length")
+        return value
+
+    return BeforeValidator(check)
+
+
+def one_of(choices: Iterable[str]) -> AfterValidator:
+    """A choice among those the core lists at run time (a select's options): anything else
+    is tampering, or the field's mistake when the form names it in `mistakes`."""
+    allowed = frozenset(choices)
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError("not offered")
+        return value
+
+    return AfterValidator(check)
 
 
 class PageForm(BaseModel):
@@ -54,8 +83,9 @@ class PageForm(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict, exclude=True)
 
     @classmethod
-    def read(cls, fields: Mapping[str, str], t: Any = None) -> Self:
-        """The form from posted fields (`auth.form_fields`) or query parameters.
+    def read(cls, fields: Mapping[str, object], t: Any = None) -> Self:
+        """The form from posted fields (`auth.form_fields`) or query parameters (a field
+        posted many times, as checkboxes of one name, is given as a tuple).
 
         BadFilter for tampering; a typed mistake comes back in `errors` (said with `t`, a
         `web.i18n.Translator`; the key itself without one) and the form keeps the text."""
@@ -69,7 +99,7 @@ class PageForm(BaseModel):
             valid = cls.model_validate(rest)
         except ValidationError as error:  # a field without a default was mistyped
             raise BadFilter(str(error.errors()[0]["loc"])) from None
-        typed = {name: _stripped(data.get(cls._alias(name), "")) for name in found}
+        typed = {name: _typed(data.get(cls._alias(name), "")) for name in found}
         return valid.model_copy(update={**typed, "errors": found})
 
     @classmethod
@@ -78,7 +108,7 @@ class PageForm(BaseModel):
         for item in error.errors():
             loc = item.get("loc", ())
             name = cls._field_named(str(loc[0])) if loc else ""
-            if name not in cls.mistakes:
+            if name not in cls.mistakes or item["type"] == "tampered":
                 raise BadFilter(name) from None
             ctx = item.get("ctx") or {}
             if item["type"] == "mistake":
@@ -118,7 +148,10 @@ def _checked(value: object) -> object:
 Checkbox = Annotated[bool, BeforeValidator(_checked)]
 
 
-def _stripped(value: object) -> str:
+def _typed(value: object) -> object:
+    """What was typed, shown back: a text stripped, the choices of repeated checkboxes."""
+    if isinstance(value, tuple):
+        return value
     return value.strip() if isinstance(value, str) else ""
 
 

@@ -10,12 +10,14 @@ core's refusals in the user's language and renders the pages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends
+from pydantic import AfterValidator, BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,9 +29,10 @@ from tolom.billing.catalog import Product
 from tolom.billing.customers import Customer
 from tolom.db import DatabaseError
 from tolom.db.engine import is_temporary
+from tolom.fields import InvoiceState, TypedInn
 from tolom.formatting import ZONE
 from tolom.httpkit.downloads import pdf_answer
-from tolom.identifiers import is_inn, is_invoice_number
+from tolom.identifiers import is_inn, is_invoice_number, is_invoice_number_shape
 from tolom.payments import records
 from tolom.texts import N_
 from tolom.web import i18n
@@ -46,7 +49,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
-from tolom.web.forms import BadFilter, cursor
+from tolom.web.forms import BadFilter, PageForm, at_most, cursor, mistake
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -58,6 +61,7 @@ ORDERS_SHOWN = 100
 PAYMENTS_SHOWN = 20
 _QUANTITY_DIGITS = 7  # longer is refused before it is read as a number
 _FIELD_MAX = 1000  # any posted text longer than this is not something the form sends
+_FILTER_MAX = 64  # the list's inputs take no more
 
 
 def _digits(text: str) -> str:
@@ -68,14 +72,32 @@ def _digits(text: str) -> str:
 # --- the list ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ListForm:
-    """The list's GET form as typed; `errors` say which typed value cannot be a filter."""
+def _compact(value: object) -> object:
+    return _digits(value) if isinstance(value, str) else value
 
-    q: str
-    inn: str
-    status: str
-    errors: dict[str, str] = field(default_factory=dict)
+
+def _number_shape(text: str) -> str:
+    """A searched number must look like one (16 digits); the check digit may be wrong."""
+    if text and not is_invoice_number_shape(text):
+        raise mistake(N_("invoices.bad_number"))
+    return text
+
+
+class ListForm(PageForm):
+    """The list's GET form as typed: a number or INN typed wrongly is said next to its
+    field (with spaces between digits dropped); a state not offered or a text longer than
+    the inputs take is tampering (400)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "q": N_("invoices.bad_number"),
+        "inn": N_("invoices.bad_inn"),
+    }
+
+    q: Annotated[
+        str, BeforeValidator(_compact), AfterValidator(_number_shape), at_most(_FILTER_MAX)
+    ] = ""
+    inn: Annotated[TypedInn, at_most(_FILTER_MAX)] = ""
+    status: InvoiceState | Literal[""] = ""
 
     def query(self, **extra: str) -> str:
         fields = {"q": self.q, "inn": self.inn, "status": self.status, **extra}
@@ -83,22 +105,7 @@ class ListForm:
 
 
 def list_form(request: Request, t: i18n.Translator) -> ListForm:
-    params = request.query_params
-    q, inn, status = (
-        params.get("q", "").strip(),
-        params.get("inn", "").strip(),
-        params.get("status", ""),
-    )
-    if len(q) > 64 or len(inn) > 64:
-        raise BadFilter(q)
-    if status and status not in invoices.STATES:
-        raise BadFilter(status)
-    errors = {}
-    if q and not (len(_digits(q)) == 16 and _digits(q).isascii() and _digits(q).isdigit()):
-        errors["q"] = t("invoices.bad_number")
-    if inn and not is_inn(_digits(inn)):
-        errors["inn"] = t("invoices.bad_inn")
-    return ListForm(q, inn, status, errors)
+    return ListForm.read(request.query_params, t)
 
 
 @router.get("/invoices")
@@ -116,8 +123,8 @@ async def invoice_list(request: Request, session: SignedIn) -> Response:
             return invoices.search(
                 conn,
                 status=form.status or None,
-                inn=_digits(form.inn) or None,
-                number=_digits(form.q) or None,
+                inn=form.inn or None,
+                number=form.q or None,
                 before_id=before,
                 limit=PAGE_SIZE + 1,
                 now=now,
@@ -148,16 +155,19 @@ async def invoice_list(request: Request, session: SignedIn) -> Response:
 # --- a new invoice ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class NewForm:
-    """The new invoice's form as typed, and what is wrong with it (field → message)."""
+class NewForm(PageForm):
+    """The new invoice's form as typed, and what is wrong with it (field → message). The
+    INN is read as the API's customers read it (`fields.TypedInn`); what may be invoiced
+    is the core's to say (`invoices.create`). The quantities (`qty-<product>`) are the
+    page's to read: their names come from the catalogue."""
 
-    inn: str = ""
+    mistakes: ClassVar[Mapping[str, str]] = {"inn": N_("invoices.error.inn")}
+
+    inn: TypedInn = ""
     payer_name: str = ""
     due: str = ""
-    quantities: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    summary: list[str] = field(default_factory=list)  # refusals no field of the form shows
+    quantities: dict[str, str] = Field(default_factory=dict, exclude=True)
+    summary: list[str] = Field(default_factory=list, exclude=True)  # refusals no field shows
 
 
 def _offered(products: list[Product]) -> list[Product]:
@@ -211,7 +221,8 @@ async def new_invoice(request: Request, session: MayInvoice) -> Response:
             return catalog.list_products(conn), found
 
     products, customer = await run_in_threadpool(load)
-    form = NewForm(inn=inn, payer_name=customer.name if customer else "")
+    # A link's INN is shown as given (the form says what is wrong with it when posted).
+    form = NewForm.model_construct(inn=inn, payer_name=customer.name if customer else "")
     return _new_page(request, session, form, products)
 
 
@@ -222,11 +233,7 @@ def _read_new_form(
 
     Only the typing is checked here (digits, a date); what may be invoiced is the core's
     to say (`invoices.create`)."""
-    form = NewForm(
-        inn=fields.get("inn", "").strip(),
-        payer_name=fields.get("payer_name", "").strip(),
-        due=fields.get("due", "").strip(),
-    )
+    form = NewForm.read(fields, t)
     items: list[tuple[str, int]] = []
     known = {p.code for p in products}
     posted = [name.removeprefix("qty-") for name in fields if name.startswith("qty-")]
@@ -242,9 +249,6 @@ def _read_new_form(
             continue
         if int(typed) > 0:
             items.append((code, int(typed)))
-    inn = _digits(form.inn)
-    if inn and not is_inn(inn):
-        form.errors["inn"] = t("invoices.error.inn")
     validity: int | None = None
     if form.due:
         try:
@@ -264,7 +268,7 @@ def _refusal(form: NewForm, error: invoices.InvoiceError, t: i18n.Translator) ->
     product = error.product or ""
     shown = product if len(product) <= 40 else product[:40] + "…"
     quantity = f"qty-{product}"
-    inn = _digits(form.inn)
+    inn = form.inn
     if error.code == "inn":
         form.errors["inn"] = t("invoices.error.inn")
     elif error.code == "payer":
@@ -300,12 +304,15 @@ async def create_invoice(request: Request, session: MayInvoice) -> Response:
     if any(len(v) > _FIELD_MAX or len(k) > 40 for k, v in fields.items()):
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
     now = options(request).clock()
-    form, items, validity = _read_new_form(fields, products, t, now)
+    try:
+        form, items, validity = _read_new_form(fields, products, t, now)
+    except BadFilter:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
     if form.errors:
         return _new_page(request, session, form, products, status=422)
     engine, client = runtime(request).engine, address(request)
     settings = runtime(request).settings
-    inn = _digits(form.inn) or None
+    inn = form.inn or None
 
     def attempt() -> invoices.Invoice:
         with engine.begin() as conn:
@@ -458,13 +465,26 @@ async def cancel_confirmation(request: Request, number: str, session: MayInvoice
     return _detail_page(request, session, detail, confirm=True)
 
 
+class CancelForm(PageForm):
+    """The cancellation's reason, optional and no longer than the core keeps (as the
+    API's)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {"reason": N_("invoice.refused.reason")}
+
+    reason: str = Field("", max_length=invoices.MAX_REASON)
+
+
 @router.post("/invoices/{number}/cancel")
 async def cancel_invoice(request: Request, number: str, session: MayInvoice) -> Response:
     fields = await checked_form(request, session)
     if not is_invoice_number(number):
         return _not_found(request, session)
     t = i18n.translator(session.user.language)
-    reason = fields.get("reason", "").strip()
+    try:
+        form = CancelForm.read(fields, t)
+    except BadFilter:
+        return message_page(request, session, "bad-request", "error.bad_request", status=400)
+    reason = form.reason
     engine, client, now = runtime(request).engine, address(request), options(request).clock()
 
     def attempt() -> str | None:
@@ -483,7 +503,7 @@ async def cancel_invoice(request: Request, number: str, session: MayInvoice) -> 
         return None if changed else "not_open"
 
     try:
-        refused = await run_in_threadpool(attempt)
+        refused = "reason" if form.errors else await run_in_threadpool(attempt)
     except DatabaseError as error:
         if not is_temporary(error):
             raise
@@ -496,7 +516,7 @@ async def cancel_invoice(request: Request, number: str, session: MayInvoice) -> 
     if refused == "paid":
         message = t("invoice.refused.paid", payment=detail.invoice.payment_id or "—")
     elif refused == "reason":
-        message = t("invoice.refused.reason", max=invoices.MAX_REASON)
+        message = form.errors.get("reason") or t("invoice.refused.reason", max=invoices.MAX_REASON)
     elif refused == "not_open":
         message = t("invoice.refused.not_open")
     else:

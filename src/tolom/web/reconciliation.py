@@ -11,11 +11,13 @@ from __future__ import annotations
 import tempfile
 import threading
 from calendar import monthrange
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
-from typing import IO, Annotated
+from typing import IO, Annotated, ClassVar
 
 from fastapi import APIRouter, Depends
+from pydantic import AfterValidator, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -24,12 +26,14 @@ from starlette.responses import Response, StreamingResponse
 from tolom.agents import queries as agent_queries
 from tolom.backoffice import exports
 from tolom.backoffice.users import Session
+from tolom.fields import DayText, ReconciliationReason, day_of
 from tolom.httpkit.disconnect import run_while_connected
 from tolom.reconciliation import days, formats, outbound, queries, registries
 from tolom.reconciliation.days import Day, Discrepancy, NotFound, ReconciliationError
 from tolom.reconciliation.matching import KINDS
 from tolom.reconciliation.parsing import RegistryError
 from tolom.reconciliation.xlsx import cancelled_when
+from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE
 from tolom.web import i18n
 from tolom.web.auth import (
@@ -44,6 +48,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, PageForm, mistake
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -57,18 +62,27 @@ MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
 LIST_LIMIT = 500
 REASON_MAX = days.REASON_MAX
 STATES = ("none", "waiting", "open", "ready", "closed")
+YEARS = (2000, 2099)  # the days the pages take
 
 
-def _month_of(value: str, today: date) -> date | None:
-    """The first day of the month "YYYY-MM" (today's month when empty); None if malformed."""
-    if not value:
-        return today.replace(day=1)
-    if len(value) != 7 or value[4] != "-" or not (value[:4] + value[5:]).isdigit():
-        return None
-    year, month = int(value[:4]), int(value[5:])
-    if not (2000 <= year <= 2099 and 1 <= month <= 12):
-        return None
-    return date(year, month, 1)
+def _known_month(text: str) -> str:
+    if text and not (YEARS[0] <= int(text[:4]) <= YEARS[1] and 1 <= int(text[5:]) <= 12):
+        raise ValueError("no such month")
+    return text
+
+
+class CalendarForm(PageForm):
+    """The calendar's month ("YYYY-MM"; none: this month); anything else is tampering."""
+
+    month: Annotated[
+        str, Field(pattern=r"^(|[0-9]{4}-[0-9]{2})$"), AfterValidator(_known_month)
+    ] = ""
+
+    def first(self, today: date) -> date:
+        """The first day of the month shown."""
+        if not self.month:
+            return today.replace(day=1)
+        return date(int(self.month[:4]), int(self.month[5:]), 1)
 
 
 def _shift(first: date, months: int) -> date:
@@ -77,13 +91,20 @@ def _shift(first: date, months: int) -> date:
 
 
 def _day_of(value: str) -> date | None:
+    """A day of a path ("YYYY-MM-DD" within `YEARS`), or None."""
     if len(value) != 10:
         return None
     try:
         found = date.fromisoformat(value)
     except ValueError:
         return None
-    return found if 2000 <= found.year <= 2099 else None
+    return found if YEARS[0] <= found.year <= YEARS[1] else None
+
+
+def _within_years(text: str) -> str:
+    if text and _day_of(text) is None:
+        raise mistake(N_("recon.upload.bad_day"))
+    return text
 
 
 def _code_ok(code: str) -> bool:
@@ -105,11 +126,33 @@ class Row:
     cells: list[days.Cell]
 
 
-@dataclass(slots=True)
-class UploadForm:
-    agent: str = ""
-    day: str = ""
-    errors: list[str] = field(default_factory=list)
+class UploadForm(PageForm):
+    """The upload's fields as typed (the file is read apart, bounded): the agent (one of
+    the gateway agents, checked by the page) and the registry's day, if given; what is
+    wrong is said above the form."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {
+        "agent": N_("recon.upload.no_agent"),
+        "day": N_("recon.upload.bad_day"),
+    }
+
+    agent: str = Field("", max_length=32)
+    day: Annotated[DayText, AfterValidator(_within_years)] = ""
+
+    @property
+    def chosen_day(self) -> date | None:
+        return None if "day" in self.errors else day_of(self.day)
+
+
+class ReasonForm(PageForm):
+    """A resolution (`action`, which the discrepancy's own actions bound) or a reopening,
+    with its reason: the operator API's rule (`fields.ReconciliationReason`)."""
+
+    mistakes: ClassVar[Mapping[str, str]] = {"reason": N_("recon.reason_required")}
+    too_long = N_("recon.reason_too_long")
+
+    reason: ReconciliationReason = ""
+    action: str = Field("", max_length=16)
 
 
 def _load_calendar(request: Request, first: date) -> tuple[list[Row], list[date]]:
@@ -167,10 +210,11 @@ def _not_found(request: Request, session: Session) -> Response:
 
 @router.get("/reconciliation")
 async def calendar_page(request: Request, session: SignedIn) -> Response:
-    first = _month_of(request.query_params.get("month", ""), _today(request))
-    if first is None:
+    try:
+        form = CalendarForm.read(request.query_params)
+    except BadFilter:
         return _bad_request(request, session)
-    return await _calendar_page(request, session, first)
+    return await _calendar_page(request, session, form.first(_today(request)))
 
 
 @router.post("/reconciliation/upload")
@@ -184,30 +228,27 @@ async def upload(request: Request, session: MayReconcile) -> Response:
         )
     fields = await checked_form(request, session)
     upload_file = (await request.form()).get("file")
-    form = UploadForm(fields.get("agent", "").strip(), fields.get("day", "").strip())
-    first = _today(request).replace(day=1)
+    try:
+        form = UploadForm.read(fields, t)
+    except BadFilter:
+        return _bad_request(request, session)
     engine = runtime(request).engine
 
     def gateway_agents() -> set[str]:
         with engine.connect() as conn:
             return agent_queries.gateway_codes(conn)
 
-    chosen_day: date | None = None
-    if form.agent not in await run_in_threadpool(gateway_agents):
-        form.errors.append(t("recon.upload.no_agent"))
-    if form.day:
-        chosen_day = _day_of(form.day)
-        if chosen_day is None:
-            form.errors.append(t("recon.upload.bad_day"))
-        else:
-            first = chosen_day.replace(day=1)
+    if "agent" not in form.errors and form.agent not in await run_in_threadpool(gateway_agents):
+        form.errors["agent"] = t("recon.upload.no_agent")
+    chosen_day = form.chosen_day
+    first = (chosen_day or _today(request)).replace(day=1)
     content = b""
     if not isinstance(upload_file, UploadFile) or not upload_file.filename:
-        form.errors.append(t("recon.upload.no_file"))
+        form.errors["file"] = t("recon.upload.no_file")
     else:
         content = await upload_file.read(MAX_UPLOAD + 1)
         if len(content) > MAX_UPLOAD:
-            form.errors.append(t("recon.upload.too_large", mb=MAX_UPLOAD_MB))
+            form.errors["file"] = t("recon.upload.too_large", mb=MAX_UPLOAD_MB)
     if form.errors:
         return await _calendar_page(request, session, first, form=form, status=422)
     assert isinstance(upload_file, UploadFile)
@@ -229,7 +270,7 @@ async def upload(request: Request, session: MayReconcile) -> Response:
     try:
         done = await run_while_connected(request, attempt)
     except RegistryError as error:
-        form.errors.append(t("recon.upload.refused", reason=str(error)))
+        form.errors["form"] = t("recon.upload.refused", reason=error.said(t.language))
         status = 409 if isinstance(error, registries.DayClosed) else 422
         return await _calendar_page(request, session, first, form=form, status=status)
     outcome = "replayed=1" if done.replayed else "imported=1"
@@ -341,12 +382,10 @@ async def day_page(request: Request, agent: str, day_text: str, session: SignedI
     return await _day_page(request, session, *target)
 
 
-def _reason_error(t: i18n.Translator, reason: str) -> str | None:
-    if not reason:
-        return t("recon.reason_required")
-    if len(reason) > REASON_MAX:
-        return t("recon.reason_too_long", max=REASON_MAX)
-    return None
+def _reason_form(fields: dict[str, str], t: i18n.Translator) -> tuple[ReasonForm, str | None]:
+    """The posted reason form and what is wrong with it, if anything."""
+    form = ReasonForm.read(fields, t)
+    return form, form.errors.get("reason")
 
 
 def _discrepancy_of_day(
@@ -375,9 +414,11 @@ async def resolve(
     if found is None:
         return _not_found(request, session)
     t = i18n.translator(session.user.language)
-    action = fields.get("action", "")
-    reason = fields.get("reason", "").strip()
-    error = _reason_error(t, reason)
+    try:
+        form, error = _reason_form(fields, t)
+    except BadFilter:
+        return _bad_request(request, session)
+    action, reason = form.action, form.reason
     status = 422
     if error is None and not found.resolved and action not in [a.value for a in found.actions]:
         error = t("recon.bad_action")
@@ -392,7 +433,7 @@ async def resolve(
         try:
             await run_in_threadpool(attempt)
         except ReconciliationError as refused:
-            error, status = t("recon.refused", reason=str(refused)), 409
+            error, status = t("recon.refused", reason=refused.said(t.language)), 409
         else:
             return redirect(
                 f"/reconciliation/{code}/{when.isoformat()}?resolved={found.id}#d-{found.id}"
@@ -426,7 +467,7 @@ async def close_day(request: Request, agent: str, day_text: str, session: MayRec
     except NotFound:
         return _not_found(request, session)
     except ReconciliationError as refused:
-        error = t("recon.refused", reason=str(refused))
+        error = t("recon.refused", reason=refused.said(t.language))
         return await _day_page(request, session, code, when, status=409, error=error)
     return redirect(f"/reconciliation/{code}/{when.isoformat()}?closed=1")
 
@@ -439,8 +480,11 @@ async def reopen_day(request: Request, agent: str, day_text: str, session: MayRe
         return _bad_request(request, session)
     code, when = target
     t = i18n.translator(session.user.language)
-    reason = fields.get("reason", "").strip()
-    error = _reason_error(t, reason)
+    try:
+        form, error = _reason_form(fields, t)
+    except BadFilter:
+        return _bad_request(request, session)
+    reason = form.reason
     status = 422
     if error is None:
         engine, client = runtime(request).engine, address(request)
@@ -453,7 +497,7 @@ async def reopen_day(request: Request, agent: str, day_text: str, session: MayRe
         except NotFound:
             return _not_found(request, session)
         except ReconciliationError as refused:
-            error, status = t("recon.refused", reason=str(refused)), 409
+            error, status = t("recon.refused", reason=refused.said(t.language)), 409
         else:
             return redirect(f"/reconciliation/{code}/{when.isoformat()}?reopened=1")
     return await _day_page(

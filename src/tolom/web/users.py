@@ -19,6 +19,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,6 +47,7 @@ from tolom.web.auth import (
     runtime,
     signed_in,
 )
+from tolom.web.forms import BadFilter, PageForm, one_of
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -76,6 +78,37 @@ ERRORS = {
     "last_admin": N_("users.error.last_admin"),
     "own_account": N_("users.error.own_account"),
 }
+
+
+# A role and a language are chosen from the select's options: anything else is tampering.
+Role = Annotated[str, one_of(ROLES)]
+PageLanguage = Annotated[str, one_of(LANGUAGES)]
+# A password as typed: every character counts, spaces at the ends too.
+Password = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
+class NewForm(PageForm):
+    """The new user's form as typed; the core says what is wrong with the username, the
+    name and the password (`users.create_audited`, `check_password`). No password given:
+    one is generated and shown once."""
+
+    username: str = ""
+    display_name: str = ""
+    role: Role
+    language: PageLanguage = "ru"
+    password: Password = ""
+    repeat_password: Password = ""
+
+    @property
+    def generated(self) -> bool:
+        return not self.password
+
+
+class ChangeForm(PageForm):
+    """A user's role and language, both always posted."""
+
+    role: Role
+    language: PageLanguage
 
 
 def _known(username: str) -> bool:
@@ -128,14 +161,11 @@ def _new_form(
     request: Request,
     session: Session,
     *,
-    fields: dict[str, str] | None = None,
+    form: NewForm | None = None,
     error: str | None = None,
     status: int = 200,
 ) -> Response:
     t = i18n.translator(session.user.language)
-    typed = fields or {}
-    role = typed.get("role", "operator")
-    language = typed.get("language", "ru")
     return render(
         "user_new.html",
         status=status,
@@ -146,10 +176,10 @@ def _new_form(
         here="/users/new",
         roles=ROLES,
         languages_offered=LANGUAGES,
-        username=_shown(typed.get("username", "")),
-        display_name=_shown(typed.get("display_name", "")),
-        role=role if role in ROLES else "operator",
-        language=language if language in LANGUAGES else "ru",
+        username=_shown(form.username if form else ""),
+        display_name=_shown(form.display_name if form else ""),
+        role=form.role if form else "operator",
+        language=form.language if form else "ru",
         error=error,
         min_length=MIN_PASSWORD,
     )
@@ -164,18 +194,13 @@ async def new_user_form(request: Request, session: MayChange) -> Response:
 async def create_user(request: Request, session: MayChange) -> Response:
     fields = await checked_form(request, session)
     t = i18n.translator(session.user.language)
-    username = fields.get("username", "").strip()
-    display_name = fields.get("display_name", "")
-    role, language = fields.get("role", ""), fields.get("language", "ru")
-    password, repeat = fields.get("password", ""), fields.get("repeat_password", "")
-    if role not in ROLES or language not in LANGUAGES:
+    try:
+        form = NewForm.read(fields)
+    except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
-    if password != repeat:
-        return _new_form(
-            request, session, fields=fields, error=t("users.error.mismatch"), status=422
-        )
-    generated = not password
-    chosen = users.generate_password() if generated else password
+    if form.password != form.repeat_password:
+        return _new_form(request, session, form=form, error=t("users.error.mismatch"), status=422)
+    chosen = users.generate_password() if form.generated else form.password
     engine, client = runtime(request).engine, address(request)
 
     def create() -> users.User:
@@ -184,11 +209,11 @@ async def create_user(request: Request, session: MayChange) -> Response:
         with engine.begin() as conn:
             return users.create_audited(
                 conn,
-                username=username,
-                display_name=display_name,
-                role=role,
+                username=form.username,
+                display_name=form.display_name,
+                role=form.role,
                 password=chosen,
-                language=language,
+                language=form.language,
                 password_hash=encoded,
                 actor=audit_actor(session),
                 address=client,
@@ -198,10 +223,8 @@ async def create_user(request: Request, session: MayChange) -> Response:
         user = await run_in_threadpool(create)
     except UserError as error:
         status = 409 if error.code == "username.taken" else 422
-        return _new_form(
-            request, session, fields=fields, error=_error_text(t, error), status=status
-        )
-    if not generated:
+        return _new_form(request, session, form=form, error=_error_text(t, error), status=status)
+    if not form.generated:
         return redirect(f"/users/{user.username}?done=created")
     return _secret_page(request, session, user, chosen, created=True)
 
@@ -290,8 +313,9 @@ async def change_user(request: Request, username: str, session: MayChange) -> Re
     fields = await checked_form(request, session)
     if not _known(username):
         return _not_found(request, session)
-    role, language = fields.get("role", ""), fields.get("language", "")
-    if role not in ROLES or language not in LANGUAGES:
+    try:
+        form = ChangeForm.read(fields)
+    except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
     engine, client = runtime(request).engine, address(request)
 
@@ -303,8 +327,8 @@ async def change_user(request: Request, username: str, session: MayChange) -> Re
                 by=session.user,
                 actor=audit_actor(session),
                 address=client,
-                role=role,
-                language=language,
+                role=form.role,
+                language=form.language,
             )
         return before != after
 

@@ -22,9 +22,9 @@ from tests.factories import add_agent, add_customer, new_txn_id, parse_answer
 from tolom.app import create_app
 from tolom.billing import customers
 from tolom.db.engine import make_engine
+from tolom.db.groupcommit import GroupCommit
 from tolom.db.schema import gateway_requests, payments
 from tolom.gateway import step
-from tolom.db.groupcommit import GroupCommit
 from tolom.ledger.accounts import account_balance
 from tolom.runtime import Runtime
 from tolom.settings import Settings

@@ -793,7 +793,14 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "web/agent_new.html": {
             **common,
             "page": "agents-new",
-            "form": agent_pages.NewForm("optima", "Оптима", "10.0.0.0/8", "UTC", "0", ["sochi"]),
+            "form": agent_pages.NewForm(
+                code="optima",
+                name="Оптима",
+                networks="10.0.0.0/8",
+                timezone="UTC",
+                cancel_window_days="0",
+                services=("sochi",),
+            ),
             "errors": {
                 k: "ошибка"
                 for k in (

@@ -475,7 +475,7 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "web/events.html": {
             **common,
             "page": "events",
-            "form": event_pages.ListForm("", "webhook:1", "payment.accepted"),
+            "form": event_pages.ListForm(destination="webhook:1", type="payment.accepted"),
             "statuses": admin.STATUSES,
             "destinations": sorted(names.items()),
             "names": names,
@@ -506,7 +506,9 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "backlog": {"webhook:1": {"pending": 3, "dead": 2}},
             "types": event_pages.TYPES,
             "may_change": True,
-            "form": event_pages.EndpointForm("crm", "https://x", ("payment.accepted",)),
+            "form": event_pages.EndpointForm(
+                name="crm", url="https://x", events=("payment.accepted",)
+            ),
             "errors": ["ошибка"],
             "done": "готово",
         },

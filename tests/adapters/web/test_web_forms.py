@@ -82,3 +82,38 @@ def test_web_and_api_refuse_the_same_inns(web: Web, api: Api) -> None:
         assert f'value="{typed}"' in page.text, typed
         answer = api.post("/api/v1/customers", {"inn": typed, "name": "ОсОО «Тест»"})
         assert answer.status_code == 422 and "inn" in _field_errors(answer), typed
+
+
+def test_the_other_pages_forms_read_the_same_way() -> None:
+    from tolom.web import agents, events, invoices, reconciliation, users
+
+    # A text longer than the input takes is tampering even where a mistake may be typed.
+    with pytest.raises(BadFilter):
+        invoices.ListForm.read({"q": "1" * 65})
+    found = invoices.ListForm.read({"q": "4000 0000 0000 0002", "inn": "12"})
+    assert found.q == "4000000000000002" and found.errors == {"inn": "invoices.bad_inn"}
+    # Choices the core lists at run time: not offered is tampering, or the field's mistake.
+    with pytest.raises(BadFilter):
+        events.ListForm.read({"status": "lost"})
+    with pytest.raises(BadFilter):
+        users.ChangeForm.read({"role": "root", "language": "ru"})
+    endpoint = events.EndpointForm.read({"name": "crm", "events": ("payment.lost",)})
+    assert endpoint.errors == {"events": "webhooks.error.events"}
+    assert endpoint.events == ("payment.lost",)  # shown again as ticked
+    # A password keeps its spaces; other texts are stripped.
+    user = users.NewForm.read({"username": " bob ", "role": "admin", "password": " pw "})
+    assert (user.username, user.password) == ("bob", " pw ")
+    # Limits are read only when the service is allowed.
+    assert agents.LimitsForm.read({"min": "abc"}).errors == {}
+    assert agents.LimitsForm.read({"allowed": "1", "min": "abc"}).errors == {
+        "min": "agents.error.min.malformed"
+    }
+    # The reconciliation reason is the API's rule (`fields.ReconciliationReason`).
+    assert reconciliation.ReasonForm.read({"reason": "   "}).errors == {
+        "reason": "recon.reason_required"
+    }
+    assert reconciliation.ReasonForm.read({"reason": "я" * 501}).errors == {
+        "reason": "recon.reason_too_long"
+    }
+    with pytest.raises(BadFilter):
+        reconciliation.CalendarForm.read({"month": "1999-12"})

@@ -343,7 +343,7 @@ def test_bad_input_re_shows_the_form_and_issues_nothing(
     data = {"payer_name": "ОсОО «Тест»", **data}
     answer = _issue(browser, data)
     assert answer.status_code == 422 and page_of(answer) == "invoices-new"
-    message = RU(key).format(**values)
+    message = RU.plural(key, 366, **values) if key == "invoices.error.due" else RU(key, **values)
     html = answer.text
     assert text_of(html, "invoice-errors").startswith("<p>" + RU("invoices.new.errors"))
     if field.startswith("qty-") and f'id="{field}"' not in html:
@@ -678,7 +678,7 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
     detail = invoice_pages.Detail(
         invoice, "cancelled", customer, [payment], [order], True, cancellation
     )
-    form = invoice_pages.NewForm(
+    form = invoice_pages.NewForm.model_construct(
         inn="1",
         payer_name="А",
         due="2026-12-01",
@@ -694,7 +694,9 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "web/invoices.html": {
             **common,
             "page": "invoices",
-            "form": invoice_pages.ListForm("1", "2", "paid", {"q": "e", "inn": "e"}),
+            "form": invoice_pages.ListForm.model_construct(
+                q="1", inn="2", status="paid", errors={"q": "e", "inn": "e"}
+            ),
             "states": invoices.STATES,
             "rows": [invoice],
             "now": moment_,

@@ -520,7 +520,7 @@ def template_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "rows": [pages.Row("optima", "Оптима", cells)],
             "every": [c.business_date for c in cells],
             "states": pages.STATES,
-            "form": pages.UploadForm("optima", "2026-11-21", ["ошибка"]),
+            "form": pages.UploadForm(agent="optima", day="2026-11-21", errors={"form": "ошибка"}),
             "may_upload": True,
             "max_mb": 64,
         },

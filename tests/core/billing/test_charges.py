@@ -26,6 +26,7 @@ from tolom.db.schema import (
     signature_orders,
 )
 from tolom.db.schema import charges as charges_table
+from tolom.formatting import som
 from tolom.ledger.accounts import account_balance, system_account
 from tolom.money import format_amount
 
@@ -498,7 +499,9 @@ def test_the_charge_commands(sochi: Sochi, engine: Engine, gateway: Gateway, cli
 
     listed = cli("charge", "list", "--inn", inn)
     assert listed.exit_code == 0, listed.output
-    assert "ожидает оплаты" in listed.output and "Ожидают оплаты: 1 на 70.00 сом" in listed.output
+    assert (
+        "ожидает оплаты" in listed.output and f"Ожидают оплаты: 1 на {som(7000)}" in listed.output
+    )
     shown = json.loads(cli("charge", "show", str(taken["id"]), "--json").stdout)
     assert shown["status"] == "charged" and shown["client"] == "apikey:sochi"
 

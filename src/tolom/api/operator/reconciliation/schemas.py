@@ -13,6 +13,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tolom.api.operator.common import AMOUNT_DESCRIPTION, UtcTime
+from tolom.fields import ReconciliationReason
 from tolom.reconciliation import days, matching, shapes
 from tolom.reconciliation.formats import RegistryFormat
 
@@ -184,10 +185,7 @@ class Calendar(BaseModel):
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(
-        min_length=1,
-        max_length=days.REASON_MAX,
-        pattern=r"\S",
+    reason: ReconciliationReason = Field(
         description="Why, for the audit trail and the act.",
         examples=["Агент прислал исправленный реестр"],
     )
