@@ -43,7 +43,12 @@ SECTIONS = (
 
 
 def template_names() -> list[str]:
-    return sorted(n for n in environment().list_templates(["html"]) if n.startswith("web/"))
+    """The page templates (a name starting with "_" is a part that pages include)."""
+    return sorted(
+        n
+        for n in environment().list_templates(["html"])
+        if n.startswith("web/") and not n.startswith("web/_")
+    )
 
 
 # What every page's template may use beside its own context.
