@@ -12,6 +12,7 @@ from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.cli.common import amount as som_amount
 from tolom.money import format_amount
 from tolom.settings import get_settings
+from tolom.timestamps import HOME_ZONE_NAME
 
 agent_app = typer.Typer(help="Payment agents and their credentials.", no_args_is_help=True)
 
@@ -45,7 +46,7 @@ def agent_create(
     services_: Annotated[
         str, typer.Option("--services", help="Comma-separated services.")
     ] = "sochi,eds",
-    timezone: Annotated[str, typer.Option(help="Zone of the agent's txn_date.")] = "Asia/Bishkek",
+    timezone: Annotated[str, typer.Option(help="Zone of the agent's txn_date.")] = HOME_ZONE_NAME,
     as_json: JsonOption = False,
 ) -> None:
     """Register an agent; prints its generated secret once."""
