@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-MAX_ID_DIGITS = 18  # below 2**63: anything longer is not one of our ids
+from tolom.httpkit.ids import id_from
 
 
 class BadFilter(ValueError):
@@ -156,10 +156,8 @@ def _typed(value: object) -> object:
 
 
 def number(value: str | None) -> int | None:
-    """An id from a URL or a form: ASCII digits only (no "٣", no "+1", no spaces), or None."""
-    if not value or not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS):
-        return None
-    return int(value)
+    """An id from a URL or a form (`httpkit.ids.id_from`), or None."""
+    return id_from(value)
 
 
 def cursor(value: str | None) -> int | None:

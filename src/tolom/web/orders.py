@@ -47,6 +47,8 @@ from tolom.web.auth import (
     this_page,
 )
 from tolom.web.forms import BadFilter, Checkbox, PageForm
+from tolom.web.forms import cursor as cursor_of
+from tolom.web.forms import number as number_of
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -73,28 +75,11 @@ _ACTIONS = {
 }
 
 
-def _number(value: str | None, *, digits: int = 18) -> int | None:
-    """A positive number as typed in a URL; None for anything else."""
-    if not value or not (value.isascii() and value.isdigit()) or len(value) > digits:
-        return None
-    number = int(value)
-    return number if 0 < number < 2**63 else None
-
-
 def _tyiyn(value: str | None) -> int | None:
     """An amount in tyiyn as a form carries it (digits, zero allowed); None otherwise."""
     if not value or not (value.isascii() and value.isdigit()) or len(value) > 15:
         return None
     return int(value)
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    number = _number(value)
-    if number is None:
-        raise BadFilter(value)
-    return number
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -130,7 +115,7 @@ async def order_list(request: Request, session: SignedIn) -> Response:
     try:
         form = list_form(request)
         # The queue pages forwards (after=), the other views backwards (before=).
-        cursor = _cursor(request.query_params.get("after" if form.oldest_first else "before"))
+        cursor = cursor_of(request.query_params.get("after" if form.oldest_first else "before"))
         if request.query_params.get("before" if form.oldest_first else "after"):
             raise BadFilter("cursor")
     except BadFilter:
@@ -179,7 +164,7 @@ async def expiring_list(request: Request, session: SignedIn) -> Response:
     settings = runtime(request).settings
     days_text = request.query_params.get("days", "").strip()
     try:
-        after = _cursor(request.query_params.get("after"))
+        after = cursor_of(request.query_params.get("after"))
         if days_text == "":
             days = settings.signature_expiry_warning_days
         elif days_text.isascii() and days_text.isdigit() and int(days_text) <= MAX_WITHIN_DAYS:
@@ -310,7 +295,7 @@ def _not_found(request: Request, session: Session) -> Response:
 
 @router.get("/orders/{order_id}")
 async def order_page(request: Request, order_id: str, session: SignedIn) -> Response:
-    number = _number(order_id)
+    number = number_of(order_id)
     detail = None if number is None else await run_in_threadpool(_load_detail, request, number)
     if detail is None:
         return _not_found(request, session)
@@ -345,7 +330,7 @@ async def _transition(
 ) -> Response:
     """Run one transition and its audit line in one transaction; a refusal re-shows the
     order (409) with the reason, and nothing is written."""
-    number = _number(order_id)
+    number = number_of(order_id)
     if number is None:
         return _not_found(request, session)
     engine, client = runtime(request).engine, address(request)
@@ -399,7 +384,7 @@ async def cancel(request: Request, order_id: str, session: MayOrder) -> Response
     """Without `confirm`: check the reason and ask to confirm the policy's refund. With
     `confirm` and the confirmed `refund` (tyiyn): cancel, if that is still the refund."""
     fields = await checked_form(request, session)
-    number = _number(order_id)
+    number = number_of(order_id)
     if number is None:
         return _not_found(request, session)
     t = i18n.translator(session.user.language)

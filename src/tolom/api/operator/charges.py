@@ -22,13 +22,13 @@ from tolom.api.operator.common import (
     bad_input,
     cursor_of,
     id_of,
-    next_cursor,
     replayed_headers,
     transaction,
 )
 from tolom.api.security import Caller, require
 from tolom.billing import charges
 from tolom.fields import Inn
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.money import format_amount
 

@@ -20,6 +20,7 @@ from tolom.api.security import Caller, authenticate, bearer, require
 from tolom.db import Connection, DatabaseError
 from tolom.db.engine import is_temporary
 from tolom.fields import AMOUNT_MESSAGE, DAY_MESSAGE, DAY_PATTERN
+from tolom.httpkit.ids import id_from
 from tolom.httpkit.problems import FieldError, ProblemError
 from tolom.money import MalformedAmount, parse_amount
 from tolom.runtime import Runtime
@@ -176,9 +177,10 @@ def cursor_of(text: str | None) -> int | None:
     """The id a cursor stands for; a cursor we did not issue is a 422."""
     if text is None:
         return None
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    found = id_from(text)
+    if found is None:
         raise bad_input(("cursor", "неверный курсор: передайте next_cursor предыдущей страницы"))
-    return int(text)
+    return found
 
 
 def date_query(description: str) -> Any:
@@ -204,9 +206,10 @@ def date_of(text: str | None, field: str) -> date | None:
 
 def id_of(text: str, field: str = "id") -> int:
     """A numeric id from the path (at most 18 digits: it fits a BIGINT)."""
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    found = id_from(text)
+    if found is None:
         raise bad_input((field, "нужен номер из цифр"))
-    return int(text)
+    return found
 
 
 class Page(BaseModel):
@@ -216,13 +219,6 @@ class Page(BaseModel):
         description="Pass as `cursor` to get the next page; null on the last page.",
         examples=["1042"],
     )
-
-
-def next_cursor(ids: list[int], limit: int) -> tuple[int, str | None]:
-    """How many of `limit + 1` fetched rows to show, and the cursor to the rest (if any)."""
-    if len(ids) > limit:
-        return limit, str(ids[limit - 1])
-    return len(ids), None
 
 
 def replayed_headers() -> dict[str, Any]:

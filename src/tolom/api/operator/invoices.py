@@ -21,13 +21,13 @@ from tolom.api.operator.common import (
     bad_input,
     core_message,
     cursor_of,
-    next_cursor,
     transaction,
 )
 from tolom.billing import invoices
 from tolom.db import Connection
 from tolom.fields import InvoiceState
 from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.identifiers import is_invoice_number
 from tolom.money import format_amount

@@ -17,9 +17,9 @@ from tolom.api.operator.common import (
     Page,
     Reader,
     cursor_of,
-    next_cursor,
     transaction,
 )
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.ledger import statements
 from tolom.ledger.verify import verify_ledger

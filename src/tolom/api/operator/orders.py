@@ -24,13 +24,13 @@ from tolom.api.operator.common import (
     core_message,
     cursor_of,
     id_of,
-    next_cursor,
     replayed_headers,
     transaction,
 )
 from tolom.billing import orders
 from tolom.db import Connection
 from tolom.fields import OrderStatus
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import ProblemError, responses
 from tolom.money import format_amount
 

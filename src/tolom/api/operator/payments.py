@@ -27,7 +27,6 @@ from tolom.api.operator.common import (
     date_of,
     date_query,
     id_of,
-    next_cursor,
     replayed_headers,
     transaction,
 )
@@ -37,6 +36,7 @@ from tolom.db.engine import is_temporary
 from tolom.documents import receipt_pdf, receipts
 from tolom.fields import PaymentStatus, ServiceCode
 from tolom.httpkit.downloads import PdfResponse, pdf_answer, pdf_responses
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import CANCEL_PROBLEMS, ProblemError, responses
 from tolom.money import format_amount
 from tolom.payments import records, reversal

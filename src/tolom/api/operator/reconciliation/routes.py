@@ -20,7 +20,6 @@ from tolom.api.operator.common import (
     bad_input,
     cursor_of,
     id_of,
-    next_cursor,
     replayed_headers,
     transaction,
 )
@@ -44,6 +43,7 @@ from tolom.api.operator.reconciliation.schemas import (
 from tolom.api.operator.reconciliation.schemas import Day as DayOut
 from tolom.api.security import Caller
 from tolom.httpkit.database import retry_later_when_unavailable
+from tolom.httpkit.ids import next_cursor
 from tolom.httpkit.problems import FieldError, ProblemError, responses
 from tolom.reconciliation import days, formats, queries
 from tolom.reconciliation.days import NotFound, ReconciliationError
