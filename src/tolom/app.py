@@ -25,7 +25,6 @@ from starlette.types import Receive, Scope, Send
 
 from tolom import __version__
 from tolom.api import operator
-from tolom.api.public import router as public_router
 from tolom.gateway import osmp, rest
 from tolom.httpkit.bodies import BodyLimit
 from tolom.httpkit.headers import docs_policy, with_security_headers
@@ -33,6 +32,7 @@ from tolom.httpkit.problems import Problem, ProblemError, invalid, make_problem,
 from tolom.reconciliation.registries import MAX_FILE_BYTES
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
+from tolom.site import router as site_router
 from tolom.supervision import start_parent_watchdog
 from tolom.web import router as web_router
 from tolom.web.reconciliation import MAX_UPLOAD
@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.include_router(rest.router)
     app.include_router(operator.router)
-    app.include_router(public_router)  # /r/{token}: public receipt confirmations
+    app.include_router(site_router)  # the customer's pages: /r/{token} …
     app.include_router(web_router)  # the back-office pages
     _answer_api_errors_as_problems(app)
     app.add_middleware(

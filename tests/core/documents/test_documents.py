@@ -278,8 +278,15 @@ def test_the_page_speaks_kyrgyz_and_english_on_request(world: World) -> None:
     assert "Төлөм ырасталды" in kyrgyz and 'lang="ky"' in kyrgyz
     english = world.client.get(f"/r/{token}", params={"lang": "en"}).text
     assert "Payment confirmed" in english and f"1,510.00{NBSP}KGS" in english
-    unknown = world.client.get(f"/r/{token}", params={"lang": "<script>"}).text
-    assert "Платёж подтверждён" in unknown and "<script>" not in unknown
+    # The choice is remembered for the visitor's next pages (a cookie); a language we do
+    # not speak changes nothing, and ?lang=ru switches back.
+    remembered = world.client.get(f"/r/{token}", params={"lang": "<script>"}).text
+    assert "Payment confirmed" in remembered and "<script>" not in remembered
+    russian = world.client.get(f"/r/{token}", params={"lang": "ru"}).text
+    assert "Платёж подтверждён" in russian
+    world.client.cookies.clear()
+    fresh = world.client.get(f"/r/{token}").text
+    assert "Платёж подтверждён" in fresh and 'lang="ru"' in fresh
     for code in ("ru", "ky", "en"):
         assert f'href="?lang={code}"' in kyrgyz or code == "ky"
 

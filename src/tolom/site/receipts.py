@@ -19,18 +19,15 @@ from tolom.db.engine import is_temporary
 from tolom.documents import receipts
 from tolom.formatting import date_time, som
 from tolom.runtime import Runtime
-from tolom.templating import environment
-from tolom.texts import DEFAULT, LANGUAGE_NAMES, LANGUAGES, N_, language_of, text, texts
+from tolom.site import pages
+from tolom.texts import DEFAULT, N_, text
 
 router = APIRouter(include_in_schema=False)
 
+# The receipt page has no form: it may post nowhere (the token is in the address).
 HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Robots-Tag": "noindex, nofollow",
     "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",  # the token is in the address: never pass it on
-    "X-Content-Type-Options": "nosniff",
 }
 RETRY_AFTER_SECONDS = 5
 
@@ -44,9 +41,9 @@ SERVICE_NAMES = {
 @router.get("/r/{token:path}")
 def receipt_page(request: Request, token: str) -> HTMLResponse:
     """The public confirmation of one receipt, or "not found"."""
-    language = language_of(request.query_params.get("lang"))
+    language = pages.language_of(request)
     if not receipts.is_token(token):  # impossible: no database call
-        return _page("not_found", language, 404)
+        return _page(request, "not_found", language, 404)
     runtime: Runtime = request.app.state.runtime
     try:
         with runtime.engine.connect() as conn:
@@ -54,9 +51,11 @@ def receipt_page(request: Request, token: str) -> HTMLResponse:
     except DatabaseError as error:
         if not is_temporary(error):
             raise
-        return _page("unavailable", language, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return _page(
+            request, "unavailable", language, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     if found is None:
-        return _page("not_found", language, 404)
+        return _page(request, "not_found", language, 404)
     english = language == "en"
     shown = {
         "number": found.number,
@@ -66,7 +65,7 @@ def receipt_page(request: Request, token: str) -> HTMLResponse:
         "service": _service_name(found, language),
         "reversed": found.status == "reversed",
     }
-    return _page("receipt", language, 200, receipt=shown)
+    return _page(request, "receipt", language, 200, receipt=shown)
 
 
 def _service_name(found: receipts.Confirmation, language: str) -> str:
@@ -77,20 +76,18 @@ def _service_name(found: receipts.Confirmation, language: str) -> str:
 
 
 def _page(
+    request: Request,
     template: str,
     language: str,
     status: int,
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    html = (
-        environment()
-        .get_template(f"public/{template}.html")
-        .render(
-            lang=language,
-            t=texts(language),
-            languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
-            **context,
-        )
+    return pages.render(
+        request,
+        f"public/{template}.html",
+        status=status,
+        headers={**HEADERS, **(headers or {})},
+        language=language,
+        **context,
     )
-    return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})

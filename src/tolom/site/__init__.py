@@ -1,0 +1,16 @@
+"""The customer's side: public pages anyone may open without logging in (docs/customers.md).
+
+An adapter like the back office (`web/`), for customers instead of operators: it reads a
+request, calls the core and renders a page; it holds no rule of its own. Mobile-first,
+Russian by default, Kyrgyz and English by `?lang=` (remembered in a cookie). Every page is
+not cached, not indexed and loads nothing from elsewhere (`site.pages.HEADERS`).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tolom.site import receipts
+
+router = APIRouter(include_in_schema=False)
+router.include_router(receipts.router)  # /r/{token}: a receipt's public confirmation
