@@ -33,22 +33,22 @@ def test_admin_creates_an_agent_sees_the_secret_once_and_rotates_it(
     code = f"journey{int(time.time()) % 100000}{next(_numbers)}"
     inn = add_customer(live_server.engine, name="ОсОО «Агентский»")
     log_in(page, live_server.accounts["admin"])
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.agents"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.agents")
     ).click()
     expect(page.locator("main[data-page=agents]")).to_be_visible()
     shot("agents")
 
-    page.get_by_role("link", name=RU["agents.new.link"]).click()
+    page.get_by_role("link", name=RU("agents.new.link")).click()
     expect(page.locator("main[data-page=agents-new]")).to_be_visible()
     form = page.locator("form#new-agent")
-    form.get_by_label(RU["agents.code"], exact=True).fill(code)
-    form.get_by_label(RU["agents.name"], exact=True).fill("Журнейбанк")
-    form.get_by_label(RU["agents.networks"], exact=True).fill("127.0.0.1\n10.20.0.0/16")
-    expect(form.get_by_label(RU["agents.timezone"], exact=True)).to_have_value("Asia/Bishkek")
-    form.get_by_label(RU["agents.cancel_window"], exact=True).fill("1")
+    form.get_by_label(RU("agents.code"), exact=True).fill(code)
+    form.get_by_label(RU("agents.name"), exact=True).fill("Журнейбанк")
+    form.get_by_label(RU("agents.networks"), exact=True).fill("127.0.0.1\n10.20.0.0/16")
+    expect(form.get_by_label(RU("agents.timezone"), exact=True)).to_have_value("Asia/Bishkek")
+    form.get_by_label(RU("agents.cancel_window"), exact=True).fill("1")
     shot("new-agent-typed")
-    form.get_by_role("button", name=RU["agents.new.submit"]).click()
+    form.get_by_role("button", name=RU("agents.new.submit")).click()
 
     expect(page.locator("main[data-page=agents-secret]")).to_be_visible()
     expect(page.locator("#secret-warning")).to_contain_text("Скопируйте секрет")
@@ -69,13 +69,13 @@ def test_admin_creates_an_agent_sees_the_secret_once_and_rotates_it(
 
     # A new secret: the browser refuses the form until the change is confirmed.
     rotate = page.locator("form#agent-rotate")
-    rotate.get_by_role("button", name=RU["agents.rotate_submit"]).click()
+    rotate.get_by_role("button", name=RU("agents.rotate_submit")).click()
     expect(page.locator("main[data-page=agents-one]")).to_be_visible()
-    rotate.get_by_label(RU["agents.rotate_confirm"]).check()
+    rotate.get_by_label(RU("agents.rotate_confirm")).check()
     shot("rotate-confirmed")
-    rotate.get_by_role("button", name=RU["agents.rotate_submit"]).click()
+    rotate.get_by_role("button", name=RU("agents.rotate_submit")).click()
     expect(page.locator("main[data-page=agents-secret]")).to_be_visible()
-    expect(page.locator("#secret-done")).to_have_text(RU["agents.secret.rotated"])
+    expect(page.locator("#secret-done")).to_have_text(RU("agents.secret.rotated"))
     new_secret = page.locator("#agent-secret").inner_text().strip()
     assert new_secret != secret
     shot("new-secret")

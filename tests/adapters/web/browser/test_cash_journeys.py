@@ -23,8 +23,8 @@ NBSP = "\u00a0"
 
 
 def _open_cash_desk(page: Page) -> None:
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.cash"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.cash")
     ).click()
     expect(page.locator("main[data-page=cash]")).to_be_visible()
 
@@ -36,26 +36,26 @@ def test_operator_takes_a_cash_payment_and_opens_its_receipt(
     log_in(page, live_server.accounts["operator"])
     _open_cash_desk(page)
     form = page.locator("form#cash")
-    expect(form.get_by_label(RU["channel.cash_desk"])).to_be_checked()
-    expect(form.get_by_label(RU["service.sochi"])).to_be_checked()
-    form.get_by_label(RU["cash.account"]).fill(inn)
-    form.get_by_label(RU["cash.amount"]).fill("1 510,50")
-    form.get_by_label(RU["cash.payer"]).fill("Асанов Бакыт")
+    expect(form.get_by_label(RU("channel.cash_desk"))).to_be_checked()
+    expect(form.get_by_label(RU("service.sochi"))).to_be_checked()
+    form.get_by_label(RU("cash.account")).fill(inn)
+    form.get_by_label(RU("cash.amount")).fill("1 510,50")
+    form.get_by_label(RU("cash.payer")).fill("Асанов Бакыт")
     shot("form-filled")
 
     # The check step: who the customer is, nothing recorded yet.
-    form.get_by_role("button", name=RU["cash.check"]).click()
+    form.get_by_role("button", name=RU("cash.check")).click()
     check = page.locator("#cash-check")
     expect(check).to_contain_text("ОсОО «Касса Браузер»")
-    expect(page.locator("form#cash").get_by_label(RU["cash.amount"])).to_have_value("1 510,50")
+    expect(page.locator("form#cash").get_by_label(RU("cash.amount"))).to_have_value("1 510,50")
     shot("checked")
 
-    page.locator("form#cash").get_by_role("button", name=RU["cash.pay"]).click()
+    page.locator("form#cash").get_by_role("button", name=RU("cash.pay")).click()
     expect(page.locator("main[data-page=payments-receipt]")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/payments/\d+/receipt\?recorded=1$"))
     number = re.search(r"/payments/(\d+)/receipt", page.url)
     assert number is not None
-    expect(page.locator("#receipt-recorded")).to_have_text(RU["receipt.recorded"])
+    expect(page.locator("#receipt-recorded")).to_have_text(RU("receipt.recorded"))
     expect(page.locator("#r-heading")).to_have_text(f"Квитанция об оплате № {number.group(1)}")
     expect(page.locator("#r-amount")).to_have_text(f"1{NBSP}510,50{NBSP}сом")
     expect(page.locator("#r-payee")).to_have_text("«ДОС ТЭК ГРУПП»")
@@ -95,29 +95,29 @@ def test_operator_records_a_bank_transfer_for_an_invoice_after_a_refusal(
     log_in(page, live_server.accounts["operator"])
     _open_cash_desk(page)
     form = page.locator("form#cash")
-    form.get_by_label(RU["channel.bank"]).check()
-    form.get_by_label(RU["service.eds"]).check()
-    form.get_by_label(RU["cash.account"]).fill(invoice.number)
-    form.get_by_role("button", name=RU["cash.check"]).click()
+    form.get_by_label(RU("channel.bank")).check()
+    form.get_by_label(RU("service.eds")).check()
+    form.get_by_label(RU("cash.account")).fill(invoice.number)
+    form.get_by_role("button", name=RU("cash.check")).click()
     # The check fills in the invoice's total.
     expect(page.locator("#cash-check")).to_contain_text(f"3{NBSP}020,00{NBSP}сом")
     form = page.locator("form#cash")
-    expect(form.get_by_label(RU["cash.amount"])).to_have_value(f"3{NBSP}020,00")
-    form.get_by_label(RU["cash.payment_code"]).select_option("42122900")
-    form.get_by_role("button", name=RU["cash.pay"]).click()
+    expect(form.get_by_label(RU("cash.amount"))).to_have_value(f"3{NBSP}020,00")
+    form.get_by_label(RU("cash.payment_code")).select_option("42122900")
+    form.get_by_role("button", name=RU("cash.pay")).click()
 
     # Sent without the payment order's number: refused, next to the field, nothing paid.
     expect(page.locator("#cash-errors")).to_be_visible()
-    expect(page.locator("#e-bank_reference")).to_have_text(RU["cash.error.bank_reference_required"])
+    expect(page.locator("#e-bank_reference")).to_have_text(RU("cash.error.bank_reference_required"))
     shot("refused")
     form = page.locator("form#cash")
-    expect(form.get_by_label(RU["cash.payment_code"])).to_have_value("42122900")
-    form.get_by_label(RU["cash.bank_reference"]).fill("000777")
-    form.get_by_role("button", name=RU["cash.pay"]).click()
+    expect(form.get_by_label(RU("cash.payment_code"))).to_have_value("42122900")
+    form.get_by_label(RU("cash.bank_reference")).fill("000777")
+    form.get_by_role("button", name=RU("cash.pay")).click()
 
     expect(page.locator("main[data-page=payments-receipt]")).to_be_visible()
     expect(page.locator("#r-invoice")).to_have_text(invoice.number)
-    expect(page.locator("#r-channel")).to_have_text(RU["channel.bank"])
+    expect(page.locator("#r-channel")).to_have_text(RU("channel.bank"))
     expect(page.locator("#r-payment-code")).to_have_text("42122900")
     expect(page.locator("#r-bank-reference")).to_have_text("№ 000777")
     expect(page.locator("#r-amount")).to_have_text(f"3{NBSP}020,00{NBSP}сом")

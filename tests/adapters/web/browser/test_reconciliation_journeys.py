@@ -55,21 +55,21 @@ def test_accountant_reconciles_a_day_resolves_everything_closes_and_gets_the_act
     )  # 104 is missing on theirs
 
     log_in(page, live_server.accounts["accountant"])
-    page.get_by_role("navigation", name=RU["nav.label"]).get_by_role(
-        "link", name=RU["nav.reconciliation"]
+    page.get_by_role("navigation", name=RU("nav.label")).get_by_role(
+        "link", name=RU("nav.reconciliation")
     ).click()
     expect(page.locator("main[data-page=reconciliation]")).to_be_visible()
     page.goto(f"{live_server.url}/reconciliation?month=2026-11")
     cell = page.locator(f"tr[data-agent={code}] td[data-day='2026-11-21']")
-    expect(cell).to_have_text(RU["recon.state.waiting"])
+    expect(cell).to_have_text(RU("recon.state.waiting"))
     shot("calendar-waiting")
 
-    page.get_by_label(RU["recon.upload.agent"], exact=True).select_option(code)
-    page.get_by_label(RU["recon.upload.file"], exact=True).set_input_files(
+    page.get_by_label(RU("recon.upload.agent"), exact=True).select_option(code)
+    page.get_by_label(RU("recon.upload.file"), exact=True).set_input_files(
         files=[{"name": "reestr-21.11.2026.txt", "mimeType": "text/plain", "buffer": content}]
     )
     shot("upload-filled")
-    page.get_by_role("button", name=RU["recon.upload.submit"]).click()
+    page.get_by_role("button", name=RU("recon.upload.submit")).click()
     expect(page.locator("main[data-page=reconciliation-day]")).to_be_visible()
     expect(page.locator("#recon-notice")).to_contain_text("reestr-21.11.2026.txt")
     expect(page.locator("table#discrepancies tbody tr")).to_have_count(5)
@@ -77,7 +77,7 @@ def test_accountant_reconciles_a_day_resolves_everything_closes_and_gets_the_act
     shot("day-with-discrepancies")
 
     # Closing is refused while anything is open.
-    page.get_by_role("button", name=RU["recon.close"]).click()
+    page.get_by_role("button", name=RU("recon.close")).click()
     expect(page.locator("#recon-error")).to_contain_text("не разобрано расхождений — 5")
     shot("close-refused")
 
@@ -90,11 +90,11 @@ def test_accountant_reconciles_a_day_resolves_everything_closes_and_gets_the_act
     ]
     for kind, action, reason in plan:
         row = page.locator(f"table#discrepancies tr[data-kind={kind}]")
-        row.locator("select[name=action]").select_option(label=RU[f"recon.action.{action}"])
+        row.locator("select[name=action]").select_option(label=RU(f"recon.action.{action}"))
         row.locator("input[name=reason]").fill(reason)
         if kind == "missing_ours":
             shot("accept-filled")
-        row.get_by_role("button", name=RU["recon.resolve"]).click()
+        row.get_by_role("button", name=RU("recon.resolve")).click()
         done = page.locator(f"table#discrepancies tr[data-kind={kind}]")
         expect(done).to_have_attribute(
             "data-resolution", {"accept": "accepted"}.get(action, "explained")
@@ -103,18 +103,18 @@ def test_accountant_reconciles_a_day_resolves_everything_closes_and_gets_the_act
     expect(page.locator("#day-state")).to_have_attribute("data-state", "ready")
     shot("all-resolved")
 
-    page.get_by_role("button", name=RU["recon.close"]).click()
-    expect(page.locator("#recon-notice")).to_have_text(RU["recon.closed_now"])
+    page.get_by_role("button", name=RU("recon.close")).click()
+    expect(page.locator("#recon-notice")).to_have_text(RU("recon.closed_now"))
     expect(page.locator("#day-state")).to_have_attribute("data-state", "closed")
     shot("day-closed")
 
     with page.expect_download() as info:
-        page.get_by_role("link", name=RU["recon.act_pdf"]).click()
+        page.get_by_role("link", name=RU("recon.act_pdf")).click()
     pdf = info.value
     assert pdf.suggested_filename == f"akt-{code}-2026-11-21.pdf"
     path = pdf.path()
     assert path is not None and path.read_bytes().startswith(b"%PDF")
 
-    page.get_by_role("link", name=RU["recon.day.back"]).click()
-    expect(cell).to_have_text(RU["recon.state.closed"])
+    page.get_by_role("link", name=RU("recon.day.back")).click()
+    expect(cell).to_have_text(RU("recon.state.closed"))
     shot("calendar-closed")
