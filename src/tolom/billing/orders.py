@@ -27,6 +27,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tolom import audit
 from tolom.billing import charges
+from tolom.billing import invoices as invoice_records
 from tolom.db.schema import customers, invoice_lines, invoices, products, signature_orders
 from tolom.events.outbox import EventType, emit, inn_key
 from tolom.ledger.accounts import LedgerAccount, system_account
@@ -682,3 +683,122 @@ def statement_sources(conn: Connection, entry_ids: Iterable[int]) -> dict[int, L
             "order_refund", row.id, text=row.cancel_reason, reference=row.number
         )
     return found
+
+
+# --- what the invoice's holder may follow ------------------------------------------------
+
+# The stages of an invoice and its orders as a customer follows them, in order. "Ready for
+# pick-up" is not a state of its own: an order is issued when the customer has it.
+STAGES = ("awaiting_payment", "paid", "in_production", "issued")
+# Where following stops early: the invoice expired or was cancelled unpaid, or every order
+# of the paid invoice was cancelled.
+ENDS = ("expired", "cancelled", "order_cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A stage and when it was reached (None: not yet)."""
+
+    stage: str
+    at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderProgress:
+    """One order as its invoice's holder sees it: what, where it stands, and when."""
+
+    name: str
+    kind: str  # signature | carrier
+    status: str  # STATUSES
+    production_started_at: datetime | None
+    issued_at: datetime | None
+    valid_until: date | None
+    cancelled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the number of an invoice tells about it, and nothing the invoice does not show:
+    no payer's name or INN, no contacts, balance, reasons or refunds.
+
+    `stage` is one of STAGES or ENDS; `steps` are the four STAGES in order, each with the
+    moment it was reached. With several orders, production started when the first one
+    started, and the invoice is issued when every order not cancelled is issued.
+    """
+
+    number: str
+    lines: tuple[invoice_records.InvoiceLine, ...]
+    total: int
+    created_at: datetime
+    expires_at: datetime
+    stage: str
+    steps: tuple[Step, ...]
+    ended_at: datetime | None  # when it expired or was cancelled (ENDS)
+    payment_id: int | None  # the invoice's payment, whose receipt the holder may see
+    orders: tuple[OrderProgress, ...]
+
+
+def progress(
+    conn: Connection, invoice_number: str, *, now: datetime | None = None
+) -> Progress | None:
+    """Where the invoice with this number and its orders stand; None for an unknown number."""
+    invoice = invoice_records.get(conn, invoice_number)
+    if invoice is None:
+        return None
+    now = now or datetime.now(UTC)
+    rows = conn.execute(
+        _ORDER.where(signature_orders.c.invoice_id == invoice.id).order_by(signature_orders.c.id)
+    ).all()
+    found = [_from_row(r) for r in rows]
+    state = invoice.state(now)
+    active = [o for o in found if o.status != "cancelled"]
+    started = [o.production_started_at for o in active if o.production_started_at]
+    issued = [o.issued_at for o in active if o.issued_at]
+    ended_at: datetime | None = None
+    if state == "expired":
+        stage, ended_at = "expired", invoice.expires_at
+    elif state == "cancelled":
+        stage, ended_at = "cancelled", invoice.cancelled_at
+    elif state == "open":
+        stage = "awaiting_payment"
+    elif found and not active:
+        stage = "order_cancelled"
+        ended_at = max((o.cancelled_at for o in found if o.cancelled_at), default=None)
+    elif active and all(o.status == "issued" for o in active):
+        stage = "issued"
+    elif started:
+        stage = "in_production"
+    else:
+        stage = "paid"
+    paid = state == "paid"
+    reached = {
+        "awaiting_payment": invoice.created_at,
+        "paid": invoice.paid_at if paid else None,
+        "in_production": min(started) if paid and started else None,
+        "issued": max(issued) if stage == "issued" and issued else None,
+    }
+    return Progress(
+        number=invoice.number,
+        lines=invoice.lines,
+        total=invoice.total,
+        created_at=invoice.created_at,
+        expires_at=invoice.expires_at,
+        stage=stage,
+        steps=tuple(Step(s, reached[s]) for s in STAGES),
+        ended_at=ended_at,
+        payment_id=invoice.payment_id if paid else None,
+        orders=tuple(
+            OrderProgress(
+                name=o.name,
+                kind=o.kind,
+                status=o.status,
+                production_started_at=o.production_started_at,
+                issued_at=o.issued_at,
+                valid_until=o.valid_until,
+                cancelled_at=o.cancelled_at,
+            )
+            for o in found
+        )
+        if paid
+        else (),
+    )

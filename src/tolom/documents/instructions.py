@@ -13,10 +13,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from tolom.formatting import date_time, som
 
 # What each service's texts may say in braces, filled from the invoice or the customer.
 PLACEHOLDERS: dict[str, frozenset[str]] = {
@@ -78,6 +81,12 @@ class Instructions:
                 for c in self.channels
             ),
         )
+
+
+def invoice_values(number: str, total: int, expires_at: datetime) -> dict[str, str]:
+    """The `eds` placeholders' values for an invoice, worded as the invoice PDF prints them:
+    the PDF and the "How to pay" page (`site.pay`) fill the same texts the same way."""
+    return {"invoice_number": number, "amount": som(total), "valid_until": date_time(expires_at)}
 
 
 def shipped_text() -> str:

@@ -207,11 +207,7 @@ def render(invoice: Invoice, settings: Settings, *, now: datetime | None = None)
 
 def _instructions(pdf: _InvoicePdf, invoice: Invoice, settings: Settings) -> None:
     how = instructions.load(settings.payment_instructions_file)["eds"].filled(
-        {
-            "invoice_number": invoice.number,
-            "amount": som(invoice.total),
-            "valid_until": date_time(invoice.expires_at),
-        }
+        instructions.invoice_values(invoice.number, invoice.total, invoice.expires_at)
     )
     pdf.rule()
     pdf.line_of_text(how.title, 13, bold=True, height=7)

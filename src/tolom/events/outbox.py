@@ -61,6 +61,7 @@ NOTIFIED: frozenset[EventType] = frozenset(
         EventType.PAYMENT_REVERSED,
         EventType.CHARGE_SETTLED,
         EventType.INVOICE_PAID,
+        EventType.ORDER_IN_PRODUCTION,
         EventType.ORDER_ISSUED,
         EventType.SIGNATURE_EXPIRING,
     }

@@ -20,9 +20,10 @@ tests run every rule on both databases and expect identical answers.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -163,6 +164,16 @@ def account_format_ok(service: Service, account: str) -> bool:
     return is_inn(account) if service is Service.SOCHI else is_invoice_number(account)
 
 
+def is_mistyped(service: Service, account: str) -> bool:
+    """An invoice number of the right length whose Luhn check digit does not match: a digit
+    typed wrong, told apart from something that is no invoice number at all."""
+    return (
+        service is Service.EDS
+        and is_invoice_number_shape(account)
+        and not is_invoice_number(account)
+    )
+
+
 def payment_key(agent: Agent, txn_id: str) -> str:
     """The idempotency key under which a payment is stored and found again.
 
@@ -188,7 +199,7 @@ def refusal(
         message = t(_NOT_FOUND[service])
     elif outcome is Outcome.BAD_ACCOUNT:
         assert service is not None
-        if service is Service.EDS and account is not None and is_invoice_number_shape(account):
+        if account is not None and is_mistyped(service, account):
             message = t(MISTYPED_INVOICE_NUMBER)
         else:
             message = t(_BAD_ACCOUNT[service])
@@ -233,9 +244,10 @@ def prepare_pay(agent: Agent, request: PayRequest) -> PayRequest | PayResult:
 
 def judge_customer(row: Any, limits: Limits) -> CheckResult:
     """What a check says of a customer row (None: no such INN)."""
-    if row is None:
+    standing = customer_standing(row)
+    if standing is Standing.NOT_FOUND:
         return refusal(Outcome.NOT_FOUND, Service.SOCHI)
-    if row.status != "active":
+    if standing is Standing.BLOCKED:
         return inactive(CUSTOMER_BLOCKED)
     return CheckResult(
         Outcome.OK,
@@ -248,15 +260,85 @@ def judge_customer(row: Any, limits: Limits) -> CheckResult:
 
 def judge_invoice(row: Any) -> CheckResult:
     """What a check says of an invoice row (None: no such number)."""
-    if row is None:
+    standing = invoice_standing(row, datetime.now(UTC))
+    if standing is Standing.NOT_FOUND:
         return refusal(Outcome.NOT_FOUND, Service.EDS)
-    if row.status == "cancelled":
+    if standing is Standing.CANCELLED:
         return inactive(INVOICE_CANCELLED)
-    if row.status == "paid":
+    if standing is Standing.PAID:
         return refusal(Outcome.ALREADY_PAID, Service.EDS)
-    if as_utc(row.expires_at) <= datetime.now(UTC):
+    if standing is Standing.EXPIRED:
         return inactive(INVOICE_EXPIRED)
     return CheckResult(Outcome.OK, "OK", display_name=row.payer_name, amount_due=row.total)
+
+
+# --- payability: the same judgement, for a customer who is about to pay -------------------
+
+
+class Standing(enum.StrEnum):
+    """Whether an account can be paid now, in words a customer may be told: the reasons
+    `judge_customer`, `judge_invoice` and `refusal` word for agents, without who it is."""
+
+    PAYABLE = "payable"
+    BAD_FORMAT = "bad_format"  # not shaped like the service's account
+    MISTYPED = "mistyped"  # 16 digits, the Luhn check digit wrong
+    NOT_FOUND = "not_found"
+    BLOCKED = "blocked"  # a customer who may not be topped up
+    PAID = "paid"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Payability:
+    """`payability`'s verdict. It never names the customer nor shows a balance: whoever
+    knows the account may read it. An invoice's amount and due date are printed on the
+    invoice itself, so a payable invoice's verdict carries them."""
+
+    service: Service
+    standing: Standing
+    amount_due: int | None = None  # eds, payable: the invoice's total, in tyiyn
+    pay_by: datetime | None = None  # eds, payable: when the invoice expires (UTC)
+
+    @property
+    def payable(self) -> bool:
+        return self.standing is Standing.PAYABLE
+
+
+def customer_standing(row: Any) -> Standing:
+    """Whether a customer row (None: no such INN) may be topped up."""
+    if row is None:
+        return Standing.NOT_FOUND
+    return Standing.PAYABLE if row.status == "active" else Standing.BLOCKED
+
+
+def invoice_standing(row: Any, now: datetime) -> Standing:
+    """Whether an invoice row (None: no such number) may be paid at `now`."""
+    if row is None:
+        return Standing.NOT_FOUND
+    if row.status == "cancelled":
+        return Standing.CANCELLED
+    if row.status == "paid":
+        return Standing.PAID
+    return Standing.EXPIRED if as_utc(row.expires_at) <= now else Standing.PAYABLE
+
+
+def payability(
+    conn: Connection, service: Service, account: str, now: datetime | None = None
+) -> Payability:
+    """Whether `account` can be paid for `service` now, by any agent that offers the
+    service: the check's rules without an agent. Writes nothing."""
+    if not account_format_ok(service, account):
+        mistyped = is_mistyped(service, account)
+        return Payability(service, Standing.MISTYPED if mistyped else Standing.BAD_FORMAT)
+    if service is Service.SOCHI:
+        customer = conn.execute(_CUSTOMER_BY_INN, {"account": account}).first()
+        return Payability(service, customer_standing(customer))
+    invoice = conn.execute(_INVOICE_BY_NUMBER, {"account": account}).first()
+    standing = invoice_standing(invoice, now or datetime.now(UTC))
+    if standing is not Standing.PAYABLE or invoice is None:
+        return Payability(service, standing)
+    return Payability(service, standing, invoice.total, as_utc(invoice.expires_at))
 
 
 def judge_amount(verdict: CheckResult, amount: int) -> CheckResult:

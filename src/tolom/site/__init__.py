@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tolom.site import receipts
+from tolom.site import pay, receipts, status
 
 router = APIRouter(include_in_schema=False)
 router.include_router(receipts.router)  # /r/{token}: a receipt's public confirmation
+router.include_router(pay.router)  # /pay: how to pay, and whether a number can be paid
+router.include_router(status.router)  # /status: an order's stages by invoice number

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from tolom.settings import get_settings
 from tolom.templating import environment
-from tolom.texts import DEFAULT, LANGUAGE_NAMES, LANGUAGES, texts
+from tolom.texts import DEFAULT, LANGUAGE_NAMES, LANGUAGES, N_, texts
 
 # Not cached, not indexed, nothing loaded from elsewhere, never framed; the address may
 # hold a receipt token or an invoice number, so it is never passed on.
@@ -23,8 +24,12 @@ HEADERS = {
 }
 LANGUAGE_COOKIE = "tolom_lang"
 # The header's links, in order: (path, text key). A page of the site adds its own here.
-LINKS: tuple[tuple[str, str], ...] = ()
+LINKS: tuple[tuple[str, str], ...] = (
+    ("/pay", N_("site.pay.link")),
+    ("/status", N_("site.status.link")),
+)
 _COOKIE_SECONDS = 365 * 24 * 3600
+_LONGEST_QUERY = 200
 
 
 def language_of(request: Request) -> str:
@@ -33,6 +38,17 @@ def language_of(request: Request) -> str:
         if wanted in LANGUAGES:
             return str(wanted)
     return DEFAULT
+
+
+def _language_links(request: Request) -> list[tuple[str, str, str]]:
+    """(code, name, link) per language: the same page and query, in that language (a query
+    longer than any form of ours sends is not repeated back)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    if len(request.url.query) > _LONGEST_QUERY:
+        kept = []
+    return [
+        (code, LANGUAGE_NAMES[code], "?" + urlencode([*kept, ("lang", code)])) for code in LANGUAGES
+    ]
 
 
 def render(
@@ -54,7 +70,7 @@ def render(
         .render(
             lang=lang,
             t=texts(lang),
-            languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+            languages=_language_links(request),
             path=request.url.path,
             site_links=LINKS,
             company=get_settings().company_name,

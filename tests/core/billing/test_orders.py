@@ -294,6 +294,30 @@ def test_an_order_goes_through_production_to_issue(engine: Engine, gateway: Gate
     }
 
 
+def test_the_customer_is_told_of_production_and_issue(engine: Engine, gateway: Gateway) -> None:
+    """Each step a customer follows on /status is also sent (e-mail and SMS, in their
+    language): invoice.paid, order.in_production, order.issued; a cancellation is not."""
+    webhook = add_webhook(engine)
+    inn = add_customer(engine, email="buh@romashka.kg", phone="0555123456", language="ky")
+    invoice = invoice_for(engine, inn)
+    pay(gateway, invoice)
+    [order] = orders_of(engine, invoice)
+    start(engine, order.id)
+    issue(engine, order.id)
+    told = {f"webhook:{webhook}", "email", "sms"}
+    for type_ in ("invoice.paid", "order.in_production", "order.issued"):
+        [event] = events_of(engine, type_)
+        assert event["customer_id"] == customer_id(engine, inn)
+        assert destinations(engine, event["id"]) == told, type_
+    with engine.connect() as conn:
+        languages = set(
+            conn.execute(
+                select(deliveries.c.language).where(deliveries.c.recipient.is_not(None))
+            ).scalars()
+        )
+    assert languages == {"ky"}
+
+
 def test_transitions_out_of_order_are_refused_and_change_nothing(
     engine: Engine, gateway: Gateway
 ) -> None:

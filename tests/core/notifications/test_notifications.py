@@ -132,6 +132,17 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "valid_until": "2027-11-22",
         "days_left": 21,
     },
+    "order.in_production": {
+        "order_id": 1,
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "product_code": "eds-head",
+        "name": "Электронная подпись руководителя (облачная), 12 месяцев",
+        "kind": "signature",
+        "status": "in_production",
+        "issued_at": None,
+        "valid_until": None,
+    },
 }
 
 # What each message must say, per language: in the subject, the body and the SMS.
@@ -201,6 +212,21 @@ EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
         "body": ["мөөнөтү 22.11.2027 бүтөт", "21 күн калды", "кантип узартуу", "«Оплата ЭЦП»"],
         "sms": [INN, "мөөнөтү 22.11.2027 бүтөт", "21 күн калды"],
     },
+    ("order.in_production", "ru"): {
+        "subject": ["Электронная подпись передана в изготовление"],
+        "body": ["«Электронная подпись руководителя (облачная)", "передана в изготовление", INN],
+        "sms": ["ЭЦП", INVOICE, "передана в изготовление"],
+    },
+    ("order.in_production", "ky"): {
+        "subject": ["Электрондук кол тамга даярдалууда"],
+        "body": ["электрондук кол тамгаңыз даярдалууда", f"Эсеп: № {INVOICE}"],
+        "sms": [INVOICE, "ЭЦП даярдалууда"],
+    },
+    ("order.in_production", "en"): {
+        "subject": ["Your electronic signature is in production"],
+        "body": ["is now in production", f"Invoice: No. {INVOICE}", "when the order is issued"],
+        "sms": [f"EDS for invoice No. {INVOICE} is in production"],
+    },
     # English amounts as the English pages write them: "1,500.00 KGS".
     ("payment.accepted", "en"): {
         "subject": ["SOCHI: balance topped up by 500.00 KGS"],
@@ -251,7 +277,7 @@ GREETINGS = {"ru": "Здравствуйте!", "ky": "Саламатсызбы!
 # values; payment.accepted, sent on every top-up, fits one SMS (70).
 SMS_MAX_PARTS = 2
 SMS_MAX_CHARS = 2 * 67
-ONE_SMS = {"payment.accepted", "invoice.paid", "order.issued"}
+ONE_SMS = {"payment.accepted", "invoice.paid", "order.issued", "order.in_production"}
 # Internal codes of a report that a customer does not know (the СОЧИ system's, not theirs).
 REPORT_CODES = ("vat", "sti", "2026-10")
 
@@ -394,6 +420,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "charge.settled": {"amount": 35000},
     "invoice.paid": {"invoice_number": INVOICE, "lines": [{"name": "Носитель"}]},
     "order.issued": {"invoice_number": INVOICE},
+    "order.in_production": {"invoice_number": INVOICE},
     "signature.expiring": {},
 }
 
@@ -446,6 +473,10 @@ def test_eds_payment_and_carrier_orders_have_their_own_wording() -> None:
     mail = templates.render("order.issued", "ky", "email", carrier)
     assert mail.subject == f"№ {INVOICE} эсеп боюнча буйрутма берилди"
     assert "жарактуу" not in mail.text
+    started = {**carrier, "status": "in_production", "issued_at": None, "valid_until": None}
+    mail = templates.render("order.in_production", "ru", "email", started)
+    assert mail.subject == f"Заказ по счёту № {INVOICE} передан в работу"
+    assert "«Носитель Рутокен ЭЦП»" in mail.text and "подпись" not in mail.text
 
 
 def test_a_report_is_named_by_its_description_not_by_its_codes() -> None:
