@@ -268,6 +268,26 @@ class Settings(BaseSettings):
         "SQLite database, created on first start; required with PostgreSQL.",
     )
 
+    # --- the customer's online application (docs/customers.md#apply) -------------------
+    apply_offices: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["Бишкек", "Ош", "Жалал-Абад"],
+        min_length=1,
+        description="Comma-separated offices where an online applicant's identity is "
+        "verified: the /apply form offers them in this order.",
+    )
+    apply_per_hour: int = Field(
+        default=5,
+        ge=1,
+        description="Online applications accepted per client address per hour; more are "
+        "refused (429) until the hour has passed.",
+    )
+    apply_min_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="The least time between showing the /apply form and sending it: faster "
+        "is a robot's, refused.",
+    )
+
     # --- documents: receipts and invoices (docs/documents.md) ---------------------------
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -357,6 +377,13 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("apply_offices", mode="before")
+    @classmethod
+    def _split_offices(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
     @classmethod

@@ -413,3 +413,36 @@ def validity_days_until(due: date, now: datetime) -> int:
     if not 1 <= days <= MAX_VALIDITY_DAYS:
         raise InvoiceError(N_("invoice.error.due"), code="due", days=MAX_VALIDITY_DAYS)
     return days
+
+
+def open_invoice_for(
+    conn: Connection,
+    inn: str,
+    items: list[tuple[str, int]],
+    *,
+    payer_name: str | None = None,
+    now: datetime | None = None,
+) -> Invoice | None:
+    """The newest invoice of this INN that can still be paid (open, not expired) and asks
+    for exactly these items (product → total quantity, in any order or split), and, when
+    `payer_name` is given, is written to that payer (compared ignoring case and spaces
+    around): what a repeated application gets instead of a new invoice."""
+    wanted: dict[str, int] = {}
+    for code, quantity in items:
+        wanted[code] = wanted.get(code, 0) + quantity
+    if not wanted:
+        return None
+    now = now or datetime.now(UTC)
+    for found in search(conn, status="open", inn=inn, limit=20, now=now):
+        if payer_name is not None and found.payer_name.strip().casefold() != (
+            payer_name.strip().casefold()
+        ):
+            continue
+        invoice = get(conn, found.number)
+        assert invoice is not None
+        asked: dict[str, int] = {}
+        for line in invoice.lines:
+            asked[line.product_code] = asked.get(line.product_code, 0) + line.quantity
+        if asked == wanted:
+            return invoice
+    return None

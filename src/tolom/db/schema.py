@@ -709,3 +709,24 @@ discrepancies = Table(
     ),
     Index("ix_discrepancies_registry", "registry_id", "id"),
 )
+
+applications = Table(
+    "applications",
+    metadata,
+    # An online application for a signature (`/apply`): the customer and the invoice it made,
+    # and the office where the applicant's identity is to be verified (the back office's
+    # queue reads it). One per invoice: a repeated application gets the same invoice.
+    Column("id", IdType, primary_key=True),
+    Column("inn", String(14), nullable=False),
+    Column(
+        "invoice_number", String(16), ForeignKey("invoices.number"), nullable=False, unique=True
+    ),
+    Column("office", String(64), nullable=False),
+    Column("status", String(16), nullable=False, server_default="new"),
+    Column("reason", Text, nullable=True, comment="why it was rejected"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("address", String(64), nullable=True, comment="the applicant's network address"),
+    CheckConstraint("status IN ('new', 'verified', 'rejected')", name="status"),
+    Index("ix_applications_address_created_at", "address", "created_at"),
+    Index("ix_applications_inn", "inn"),
+)

@@ -52,6 +52,7 @@ class EventType(StrEnum):
     ORDER_ISSUED = "order.issued"
     ORDER_CANCELLED = "order.cancelled"
     SIGNATURE_EXPIRING = "signature.expiring"
+    APPLICATION_CREATED = "application.created"  # an online application's invoice
 
 
 # The events a customer is told about by e-mail and SMS (when the customer has them).
@@ -64,6 +65,7 @@ NOTIFIED: frozenset[EventType] = frozenset(
         EventType.ORDER_IN_PRODUCTION,
         EventType.ORDER_ISSUED,
         EventType.SIGNATURE_EXPIRING,
+        EventType.APPLICATION_CREATED,
     }
 )
 

@@ -27,6 +27,7 @@ LANGUAGE_COOKIE = "tolom_lang"
 LINKS: tuple[tuple[str, str], ...] = (
     ("/pay", N_("site.pay.link")),
     ("/status", N_("site.status.link")),
+    ("/apply", N_("site.apply.link")),
 )
 _COOKIE_SECONDS = 365 * 24 * 3600
 _LONGEST_QUERY = 200

@@ -99,7 +99,9 @@ CUSTOMER_EVENT = {
     "payment.accepted": N_("customer.event.payment.accepted"),
     "payment.reversed": N_("customer.event.payment.reversed"),
     "invoice.paid": N_("customer.event.invoice.paid"),
+    "order.in_production": N_("customer.event.order.in_production"),
     "order.issued": N_("customer.event.order.issued"),
+    "application.created": N_("customer.event.application.created"),
     "charge.settled": N_("customer.event.charge.settled"),
     "signature.expiring": N_("customer.event.signature.expiring"),
 }

@@ -898,3 +898,10 @@ def test_security_headers_on_every_kind_of_page(web: Web) -> None:
 def test_pages_are_not_in_the_api_document(app: FastAPI) -> None:
     paths = set(app.openapi()["paths"])
     assert not paths & {"/", "/login", "/logout", "/password", "/language"}
+
+
+def test_every_event_customers_are_told_of_has_a_name_on_the_customer_card() -> None:
+    from tolom.events.outbox import NOTIFIED
+    from tolom.web import labels
+
+    assert {str(event) for event in NOTIFIED} <= set(labels.CUSTOMER_EVENT)

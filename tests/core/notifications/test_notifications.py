@@ -132,6 +132,21 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "valid_until": "2027-11-22",
         "days_left": 21,
     },
+    "application.created": {
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "total": 151000,
+        "office": "Ош",
+        "valid_until": "2026-12-22",
+        "lines": [
+            {
+                "product_code": "eds-head",
+                "name": "Электронная подпись руководителя (облачная), 12 месяцев",
+                "quantity": 1,
+                "amount": 151000,
+            }
+        ],
+    },
     "order.in_production": {
         "order_id": 1,
         "invoice_number": INVOICE,
