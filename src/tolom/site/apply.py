@@ -300,7 +300,7 @@ def _done_page(
         "office": application.office,
         "repeated": application.repeated,
         "how": pay.shown_instructions(runtime, Service.EDS, values, language),
-        "pieces": pay.pieces,
+        **pay.instruction_context(runtime.settings),
         "grouped_number": " ".join(invoice.number[i : i + 4] for i in range(0, 16, 4)),
     }
     return pages.render(request, "apply_done", language=language, **context)

@@ -28,6 +28,7 @@ from tolom.formatting import date_time, som
 from tolom.payments.model import Service
 from tolom.payments.service import Payability, Standing, payability
 from tolom.runtime import Runtime
+from tolom.settings import Settings
 from tolom.site import pages
 from tolom.texts import N_, texts
 
@@ -174,6 +175,20 @@ def shown_instructions(
     return how.filled(values or blanks)
 
 
+def instruction_context(settings: Settings) -> dict[str, Any]:
+    """What `templates/site/_instructions.html` needs beside the instructions: the link
+    cutter, and the company's bank requisites for the bank transfer (None: not configured,
+    the customer is told to ask the office)."""
+    requisites = [
+        (N_("site.pay.requisites.recipient"), settings.company_name),
+        (N_("site.pay.requisites.inn"), settings.company_inn),
+        (N_("site.pay.requisites.bank"), settings.company_bank_name),
+        (N_("site.pay.requisites.bik"), settings.company_bank_bik),
+        (N_("site.pay.requisites.account"), settings.company_bank_account),
+    ]
+    return {"pieces": pieces, "requisites": requisites if settings.company_bank_account else None}
+
+
 def pieces(text: str) -> list[tuple[str, str | None]]:
     """A text cut into (text, link) pieces, so an address in the company's texts (the
     terminals map) is a link; everything else stays text, escaped."""
@@ -212,16 +227,7 @@ def _render(
         "unavailable": unavailable,
         "how": shown_instructions(runtime, service, values, language) if service else None,
         "filled": values is not None,
-        "pieces": pieces,
-        "requisites": [
-            (N_("site.pay.requisites.recipient"), settings.company_name),
-            (N_("site.pay.requisites.inn"), settings.company_inn),
-            (N_("site.pay.requisites.bank"), settings.company_bank_name),
-            (N_("site.pay.requisites.bik"), settings.company_bank_bik),
-            (N_("site.pay.requisites.account"), settings.company_bank_account),
-        ]
-        if settings.company_bank_account
-        else None,
+        **instruction_context(settings),
     }
     return pages.render(
         request, "pay", status=status, headers=headers, language=language, **context
