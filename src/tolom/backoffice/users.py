@@ -708,7 +708,7 @@ def set_password_audited(
     `user.reset_password` audited. Raises UserError for an unknown user."""
     user = get(conn, username)
     if user is None:
-        raise UserError(N_("user.error.unknown"), "user.not_found", username=username)
+        raise UserError(N_("user.error.not_found"), "user.not_found", username=username)
     set_password(conn, user.id, password, password_hash=password_hash)
     _record(conn, "user.reset_password", username, actor=actor, address=address)
     return user
