@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=16, ge=1, description="Database connections per server process."
     )
+    database_pgbouncer: bool = Field(
+        default=False,
+        description="The database URL points at PgBouncer in transaction mode: psycopg "
+        "prepares no statements and the PostgreSQL timeouts are set per transaction "
+        "(SET LOCAL) instead of once per connection (docs/deployment.md#pgbouncer).",
+    )
     max_request_bytes: int = Field(
         default=8192,
         ge=256,
@@ -106,6 +112,30 @@ class Settings(BaseSettings):
         default="var/spool",
         description="Where request records go while the database is unreachable (one "
         "append-only file per process); they are moved into gateway_requests when it returns.",
+    )
+    # --- metrics and health (docs/operations.md "Metrics and health") ------------------
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Record the gateway's request, pay and database metrics. false: /metrics "
+        "still answers, with the scrape-time gauges only.",
+    )
+    metrics_allowed_networks: Annotated[list[IPNetwork], NoDecode] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+        ],
+        description="Comma-separated CIDRs that may read /metrics (others get 403).",
+    )
+    metrics_dir: str | None = Field(
+        default=None,
+        description="Directory `tolom serve --workers N` shares metrics through (wiped at "
+        "start). Empty: a temporary directory of its own, removed when it stops.",
+    )
+    reconciliation_deadline_days: int = Field(
+        default=3,
+        ge=1,
+        description="A reconciliation day still open this many days after its business date "
+        "counts as overdue (the tolom_reconciliation_days_overdue gauge).",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",
@@ -288,6 +318,29 @@ class Settings(BaseSettings):
         "is a robot's, refused.",
     )
 
+    # --- the customer's cabinet (docs/customers.md#cabinet) -----------------------------
+    cabinet_code_minutes: float = Field(
+        default=10, gt=0, le=60, description="How long a sign-in code may be used."
+    )
+    cabinet_code_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Wrong codes that end a sign-in: the customer must ask for a new code.",
+    )
+    cabinet_resend_seconds: float = Field(
+        default=60, ge=0, description="The least time between two codes for one INN."
+    )
+    cabinet_codes_per_inn: int = Field(
+        default=5, ge=1, description="Codes sent for one INN per hour, whoever asks."
+    )
+    cabinet_codes_per_address: int = Field(
+        default=20, ge=1, description="Codes asked for from one client address per hour."
+    )
+    cabinet_session_minutes: float = Field(
+        default=60, gt=0, description="How long a customer stays signed in to the cabinet."
+    )
+
     # --- documents: receipts and invoices (docs/documents.md) ---------------------------
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -385,7 +438,9 @@ class Settings(BaseSettings):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("trusted_proxies", "webhook_allowed_networks", mode="before")
+    @field_validator(
+        "trusted_proxies", "webhook_allowed_networks", "metrics_allowed_networks", mode="before"
+    )
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):

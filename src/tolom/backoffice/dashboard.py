@@ -5,8 +5,9 @@ Each figure is one cheap query over an indexed range, so the page stays fast wit
 of payments: the accepted payments of the last 30 business days, grouped by day, agent and
 service in the database (an index-only scan of `ix_payments_accepted_day`, which holds
 every column the query reads), the waiting charges (the partial `ix_charges_awaiting`), the
-dead deliveries (`ix_deliveries_status`) and the signatures expiring soon
-(`ix_signature_orders_valid_until`). The 30-day chart and the two days' tables are both
+dead deliveries (`ix_deliveries_status`), the signatures expiring soon
+(`ix_signature_orders_valid_until`) and the online applications awaiting identity
+verification (`ix_applications_status`). The 30-day chart and the two days' tables are both
 added up from the few hundred rows of the one payments query.
 
 A payment's business day is its agent's local date (`payments.business_date`); agents,
@@ -23,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, func, select
 
-from tolom.billing import orders
+from tolom.billing import applications, orders
 from tolom.db.schema import agents, charges, deliveries, payments
 
 
@@ -120,6 +121,7 @@ class Dashboard:
     expiring_signatures: int
     expiry_days: int
     chart: Chart | None = None  # None: not loaded (a page that shows no chart)
+    applications_new: int = 0  # online applications awaiting identity verification
 
 
 def business_today(now: datetime | None = None) -> date:
@@ -217,4 +219,5 @@ def load(conn: Connection, *, today: date, expiry_days: int) -> Dashboard:
         expiring_signatures=_expiring_count(conn, today, expiry_days),
         expiry_days=expiry_days,
         chart=_chart(first, per_day),
+        applications_new=applications.count_new(conn),
     )

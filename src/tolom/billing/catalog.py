@@ -84,6 +84,12 @@ def list_products(conn: Connection) -> list[Product]:
     return [Product(r.code, r.name, r.kind, r.price, r.active) for r in rows]
 
 
+def get_product(conn: Connection, code: str) -> Product | None:
+    """One product by its code, if there is one."""
+    r = conn.execute(select(products).where(products.c.code == code)).first()
+    return None if r is None else Product(r.code, r.name, r.kind, r.price, r.active)
+
+
 class CatalogError(Refusal):
     """A price or a limit the catalogue cannot take, worded by a catalogue key."""
 

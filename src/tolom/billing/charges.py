@@ -566,6 +566,31 @@ def refund_audited(
     return charge
 
 
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A charge waiting for money, and the least top-up that releases it: a top-up takes
+    the waiting charges oldest first while the balance covers the next (`settle_awaiting`),
+    so this one is taken once the balance covers it and every older one."""
+
+    charge: Charge
+    missing: int  # tyiyn
+
+
+def awaiting(conn: Connection, inn: str, balance: int, limit: int = 200) -> list[Awaiting]:
+    """The customer's waiting charges, oldest first, each with what is still missing."""
+    rows = conn.execute(
+        _SELECT.where(customers.c.inn == inn, charges.c.status == "awaiting_payment")
+        .order_by(charges.c.id)
+        .limit(limit)
+    )
+    found, needed = [], 0
+    for row in rows:
+        charge = _charge(row)
+        needed += charge.amount
+        found.append(Awaiting(charge, max(0, needed - balance)))
+    return found
+
+
 def awaiting_total(conn: Connection, inn: str) -> tuple[int, int]:
     """How many charges of the customer wait, and their sum."""
     row = conn.execute(

@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -16,19 +16,15 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tolom import audit
-from tolom.billing import invoices
 from tolom.db.schema import (
     account_balances,
-    applications,
     customers,
 )
-from tolom.events.outbox import EventType, emit, inn_key
 from tolom.formatting import ZONE
 from tolom.identifiers import is_inn
 from tolom.ledger import statements
 from tolom.ledger.accounts import create_account
 from tolom.texts import N_, Refusal
-from tolom.timestamps import as_utc
 
 LEGAL_FORMS = ("ОсОО", "ОАО", "ЗАО", "ИП", "ОО", "ОФ", "ГП", "МП", "Учреждение", "КХ", "Филиал")
 LANGUAGES = ("ru", "ky")  # of notifications: Russian, Kyrgyz
@@ -121,7 +117,7 @@ class Customer:
         return {"email": self.email, "phone": self.phone, "language": self.language}
 
 
-def _customer(row: Any) -> Customer:
+def from_row(row: Any) -> Customer:
     return Customer(
         id=row.id,
         inn=row.inn,
@@ -326,7 +322,7 @@ def set_contacts(
     row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
     if row is None:
         raise CustomerNotFound(N_("customer.error.not_found"), code="not_found", inn=inn)
-    before = _customer(row)
+    before = from_row(row)
     after = replace(
         before,
         email=values.get("email", before.email),
@@ -354,7 +350,7 @@ def contact_changes(
 def get(conn: Connection, inn: str) -> Customer | None:
     """The customer with this INN, if any."""
     row = conn.execute(select(customers).where(customers.c.inn == inn)).first()
-    return None if row is None else _customer(row)
+    return None if row is None else from_row(row)
 
 
 def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
@@ -370,7 +366,7 @@ def search(conn: Connection, text: str, limit: int = 50) -> list[Customer]:
         .order_by(customers.c.name)
         .limit(limit)
     )
-    return [_customer(r) for r in rows]
+    return [from_row(r) for r in rows]
 
 
 def set_status(conn: Connection, inn: str, status: str) -> Customer:
@@ -500,7 +496,7 @@ def set_status_audited(
     row = conn.execute(select(customers).where(customers.c.inn == inn).with_for_update()).first()
     if row is None:
         raise CustomerNotFound(N_("customer.error.not_found"), code="not_found", inn=inn)
-    before = _customer(row)
+    before = from_row(row)
     if before.status == status:
         return before, before
     after = set_status(conn, inn, status)
@@ -699,204 +695,3 @@ def import_rows_audited(
             address=address,
         )
     return added, problems
-
-
-# --- online applications (the site's /apply, docs/customers.md#apply) ---------------------
-
-APPLICATION_STATUSES = ("new", "verified", "rejected")  # "new": identity not verified yet
-MAX_OFFICE_LENGTH = 64
-
-
-class ApplicationRefused(CustomerError):
-    """An application refused as a whole (`code` "rate_limit"): nothing was written."""
-
-
-class ApplicationErrors(CustomerError):
-    """An application with bad fields: `refusals` holds (field, refusal) for every one, in
-    the form's order (fields: inn, name, legal_form, email, phone, office, items)."""
-
-    def __init__(self, refusals: list[tuple[str, CustomerError]]) -> None:
-        first = refusals[0][1]
-        super().__init__(first.key, code="fields", **first.values)
-        self.args = ("; ".join(str(refusal) for _, refusal in refusals),)
-        self.refusals = refusals
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Application:
-    """What an application gave the applicant: the invoice to pay and whether it is the one
-    an earlier identical application got (`repeated`: nothing new was written)."""
-
-    invoice: invoices.Invoice
-    office: str
-    repeated: bool
-    new_customer: bool
-
-
-def application_errors(
-    *,
-    inn: str,
-    name: str,
-    legal_form: str,
-    email: str,
-    phone: str,
-    office: str,
-    offices: Iterable[str],
-) -> list[tuple[str, CustomerError]]:
-    """Every bad field of an application, with its refusal (empty: all good). The INN,
-    name and legal form follow `validate`; the contacts `normalise_contacts`, and both are
-    required (the invoice number is sent to them); the office must be one offered."""
-    found: list[tuple[str, CustomerError]] = []
-    if not is_inn(inn):
-        found.append(("inn", CustomerError(N_("customer.error.inn"), code="inn", inn=repr(inn))))
-    try:
-        validate("0" * 14, name, LEGAL_FORMS[0])  # a valid INN and form: the name's refusal
-    except CustomerError as error:
-        found.append(("name", error))
-    if legal_form not in LEGAL_FORMS:
-        found.append(
-            (
-                "legal_form",
-                CustomerError(
-                    N_("customer.error.legal_form"),
-                    code="legal_form",
-                    form=repr(legal_form),
-                    allowed=", ".join(LEGAL_FORMS),
-                ),
-            )
-        )
-    for field, value, normalise in (
-        ("email", email, normalise_email),
-        ("phone", phone, normalise_phone),
-    ):
-        if not value.strip():
-            found.append((field, CustomerError(N_("customer.error.contact_required"), code=field)))
-            continue
-        try:
-            normalise(value)
-        except CustomerError as error:
-            found.append((field, error))
-    if office not in list(offices):
-        found.append(("office", CustomerError(N_("customer.error.office"), code="office")))
-    return found
-
-
-def applications_since(conn: Connection, address: str, since: datetime) -> int:
-    """How many applications came from this network address since `since`."""
-    query = select(func.count()).where(
-        applications.c.address == address, applications.c.created_at > since
-    )
-    return int(conn.execute(query.select_from(applications)).scalar_one())
-
-
-def apply_audited(
-    conn: Connection,
-    *,
-    inn: str,
-    name: str,
-    legal_form: str,
-    email: str,
-    phone: str,
-    language: str,
-    office: str,
-    offices: Iterable[str],
-    items: list[tuple[str, int]],
-    validity_days: int,
-    per_hour: int,
-    actor: str,
-    address: str | None,
-    now: datetime | None = None,
-) -> Application:
-    """An online application for a signature, in the caller's transaction.
-
-    Refused (ApplicationErrors, every bad field; invoices.InvoiceError for the items;
-    ApplicationRefused "rate_limit" past `per_hour` applications from this address in the
-    last hour) with nothing written. The same INN asking again for the same items, written
-    to the same payer, while that invoice is open gets it again and nothing is written.
-    Otherwise a new INN becomes a customer (`customer.create`; its contacts and language
-    are the applicant's), an existing customer keeps its record and contacts; the invoice is
-    issued (`invoice.create`), the application recorded pending verification ("new"), and
-    `application.created` tells the customer's contacts the number.
-    """
-    now = now or datetime.now(UTC)
-    name = name.strip()
-    errors = application_errors(
-        inn=inn,
-        name=name,
-        legal_form=legal_form,
-        email=email,
-        phone=phone,
-        office=office,
-        offices=offices,
-    )
-    if not items:
-        errors.append(("items", CustomerError(N_("invoice.error.no_items"), code="no_items")))
-    if errors:
-        raise ApplicationErrors(errors)
-    if address is not None and applications_since(conn, address, now - timedelta(hours=1)) >= (
-        per_hour
-    ):
-        raise ApplicationRefused(N_("customer.error.rate_limit"), code="rate_limit")
-    earlier = invoices.open_invoice_for(conn, inn, items, payer_name=name, now=now)
-    if earlier is not None:
-        return Application(earlier, office, repeated=True, new_customer=False)
-    customer = get(conn, inn)
-    new_customer = customer is None
-    if customer is None:
-        customer = create_audited(
-            conn,
-            inn=inn,
-            name=name,
-            legal_form=legal_form,
-            email=email,
-            phone=phone,
-            language=language if language in LANGUAGES else DEFAULT_LANGUAGE,
-            actor=actor,
-            address=address,
-        )
-    invoice = invoices.create_audited(
-        conn,
-        items=items,
-        payer_name=name,
-        inn=inn,
-        validity_days=validity_days,
-        actor=actor,
-        address=address,
-        now=now,
-    )
-    conn.execute(
-        insert(applications).values(
-            inn=inn,
-            invoice_number=invoice.number,
-            office=office,
-            status="new",
-            created_at=now,
-            address=address,
-        )
-    )
-    emit(
-        conn,
-        EventType.APPLICATION_CREATED,
-        ordering_key=inn_key(inn, invoice.number),
-        customer_id=customer.id,
-        payload={
-            "invoice_number": invoice.number,
-            "inn": inn,
-            "total": invoice.total,
-            "office": office,
-            "valid_until": as_utc(invoice.expires_at).astimezone(ZONE).date().isoformat(),
-            "lines": [
-                {
-                    "product_code": line.product_code,
-                    "name": line.name,
-                    "quantity": line.quantity,
-                    "amount": line.amount,
-                }
-                for line in invoice.lines
-            ],
-        },
-    )
-    return Application(invoice, office, repeated=False, new_customer=new_customer)

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tolom import audit
-from tolom.billing import charges
+from tolom.billing import applications, charges
 from tolom.billing import invoices as invoice_records
 from tolom.db.schema import customers, invoice_lines, invoices, products, signature_orders
 from tolom.events.outbox import EventType, emit, inn_key
@@ -67,6 +67,23 @@ class OrderNotFound(OrderError):
 
 class OrderStateError(OrderError):
     """The order (or one of the invoice's orders) is not in a state that allows this."""
+
+
+class IdentityNotVerified(OrderStateError):
+    """The order's invoice came from an online application whose applicant's identity is
+    not verified (still "new", or "rejected"): production waits for the back office."""
+
+    def __init__(self, key: str, /, *, application: int, status: str, **values: Any) -> None:
+        super().__init__(key, application=application, **values)
+        self.application = application
+        self.status = status
+
+
+# Why an application's status holds production back.
+_NOT_VERIFIED = {
+    "new": N_("order.error.identity_new"),
+    "rejected": N_("order.error.identity_rejected"),
+}
 
 
 class RefundImpossible(OrderError):
@@ -393,13 +410,36 @@ def _changed(conn: Connection, before: Order, type: EventType) -> Transition:
     return Transition(order, changed=True, previous=before.status)
 
 
+def identity_hold(conn: Connection, order: Order) -> IdentityNotVerified | None:
+    """Why the order may not go into production yet: its invoice came from an online
+    application not verified (one lookup by the invoice number, unique); None when it was
+    verified or an operator issued the invoice."""
+    found = applications.of_invoice(conn, order.invoice_number)
+    if found is None or found[1] == "verified":
+        return None
+    application, status = found
+    return IdentityNotVerified(
+        _NOT_VERIFIED.get(status, _NOT_VERIFIED["new"]),
+        application=application,
+        status=status,
+        order=order.id,
+    )
+
+
 def start(conn: Connection, order_id: int, *, now: datetime | None = None) -> Transition:
-    """paid → in_production: the certification centre has started producing it."""
+    """paid → in_production: the certification centre has started producing it.
+
+    Refused (IdentityNotVerified) while the invoice's online application awaits identity
+    verification or was rejected; verification only moves forward, so what was read here
+    cannot be undone by the time this commits."""
     order = _locked(conn, order_id)
     if order.status == "in_production":
         return Transition(order, changed=False, previous=order.status)
     if order.status != "paid":
         raise _refuse(order, "start")
+    hold = identity_hold(conn, order)
+    if hold is not None:
+        raise hold
     conn.execute(
         update(signature_orders)
         .where(signature_orders.c.id == order.id)

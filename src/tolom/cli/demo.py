@@ -127,6 +127,7 @@ def demo(
             command=f"curl -s -H 'Authorization: Bearer {result.api_key}' "
             f"'http://{host}:{port}/api/v1/charges?inn={customer.inn}'",
         ),
+        t("cli.demo.cabinet", url=f"http://{host}:{port}/cabinet", inn=customer.inn),
     ]
     lines += [
         "",

@@ -726,7 +726,44 @@ applications = Table(
     Column("reason", Text, nullable=True, comment="why it was rejected"),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
     Column("address", String(64), nullable=True, comment="the applicant's network address"),
+    Column("decided_at", Timestamp, nullable=True, comment="when it was verified or rejected"),
+    Column("decided_by", String(80), nullable=True, comment="user:NAME"),
     CheckConstraint("status IN ('new', 'verified', 'rejected')", name="status"),
     Index("ix_applications_address_created_at", "address", "created_at"),
     Index("ix_applications_inn", "inn"),
+    Index("ix_applications_status", "status", "id"),
+)
+
+cabinet_codes = Table(
+    "cabinet_codes",
+    metadata,
+    # One-time sign-in codes of the customer's cabinet (`tolom.cabinet.access`): a row per
+    # request for a code. The browser holds the challenge's token in a cookie; the code is
+    # kept only as an HMAC under the installation key, NULL when nothing was sent.
+    Column("id", IdType, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("inn", String(14), nullable=False),
+    Column("customer_id", IdType, ForeignKey("customers.id"), nullable=True),
+    Column("channel", String(8), nullable=False),
+    Column("code_hash", String(64), nullable=True, comment="NULL: nothing was sent"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("address", String(64), nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("used_at", Timestamp, nullable=True),
+    CheckConstraint("channel IN ('email', 'sms')", name="channel"),
+    CheckConstraint("attempts >= 0", name="attempts"),
+    Index("ix_cabinet_codes_inn_created_at", "inn", "created_at"),
+    Index("ix_cabinet_codes_address_created_at", "address", "created_at"),
+)
+
+cabinet_sessions = Table(
+    "cabinet_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True, comment="sha256 hex of the cookie"),
+    Column("customer_id", IdType, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("expires_at", Timestamp, nullable=False),
 )

@@ -219,13 +219,19 @@ def document(
     *,
     actor: str,
     address: str | None = None,
+    inn: str | None = None,
 ) -> ReceiptDocument | None:
-    """The payer's receipt of a payment (making its token if need be); None if no payment."""
+    """The payer's receipt of a payment (making its token if need be); None if no payment,
+    or, with `inn`, none of that INN's (a customer's cabinet shows only its own)."""
+    row = conn.execute(_DOCUMENT.where(payments.c.id == payment_id)).first()
+    if row is None:
+        return None
+    sochi = row.service == "sochi"
+    if inn is not None and (row.account if sochi else row.invoice_inn) != inn:
+        return None
     receipt = token_for(conn, payment_id, actor=actor, address=address)
     if receipt is None:
         return None
-    row = conn.execute(_DOCUMENT.where(payments.c.id == payment_id)).one()
-    sochi = row.service == "sochi"
     return ReceiptDocument(
         number=row.id,
         token=receipt.token,

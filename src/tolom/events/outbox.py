@@ -53,6 +53,8 @@ class EventType(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     SIGNATURE_EXPIRING = "signature.expiring"
     APPLICATION_CREATED = "application.created"  # an online application's invoice
+    APPLICATION_VERIFIED = "application.verified"  # the applicant's identity was verified
+    APPLICATION_REJECTED = "application.rejected"  # identity not verified: with a reason
 
 
 # The events a customer is told about by e-mail and SMS (when the customer has them).
@@ -66,6 +68,8 @@ NOTIFIED: frozenset[EventType] = frozenset(
         EventType.ORDER_ISSUED,
         EventType.SIGNATURE_EXPIRING,
         EventType.APPLICATION_CREATED,
+        EventType.APPLICATION_VERIFIED,
+        EventType.APPLICATION_REJECTED,
     }
 )
 

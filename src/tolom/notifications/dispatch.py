@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from tolom.notifications import email, sms
 from tolom.notifications.errors import NotificationError
-from tolom.notifications.templates import render
+from tolom.notifications.templates import Rendered, render
 from tolom.settings import Settings
 
-__all__ = ["NotificationError", "deliver"]
+__all__ = ["NotificationError", "deliver", "send_direct"]
 
 
 def deliver(
@@ -41,6 +41,33 @@ def deliver(
     rendered = render(
         event_type, language, destination, payload, event_id=event_id, created_at=created_at
     )
+    _send(settings, destination, recipient, rendered, event_id=event_id)
+
+
+def send_direct(
+    settings: Settings,
+    *,
+    destination: Literal["email", "sms"],
+    recipient: str,
+    language: str,
+    message_type: str,
+    payload: dict[str, Any],
+) -> None:
+    """Render and send a message that is no event and must not be kept in the outbox (a
+    sign-in code: only its hash is stored). Sent once, now; raises NotificationError when
+    it was not sent, and the caller decides what the person is told."""
+    rendered = render(message_type, language, destination, payload)
+    _send(settings, destination, recipient, rendered, event_id=None)
+
+
+def _send(
+    settings: Settings,
+    destination: Literal["email", "sms"],
+    recipient: str,
+    rendered: Rendered,
+    *,
+    event_id: int | None,
+) -> None:
     if destination == "sms":
         sms.send(settings, to=recipient, text=rendered.text)
         return

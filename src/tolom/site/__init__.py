@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tolom.site import apply, pay, receipts, status
+from tolom.site import apply, cabinet, pay, receipts, status
 
 router = APIRouter(include_in_schema=False)
 router.include_router(receipts.router)  # /r/{token}: a receipt's public confirmation
 router.include_router(pay.router)  # /pay: how to pay, and whether a number can be paid
 router.include_router(status.router)  # /status: an order's stages by invoice number
 router.include_router(apply.router)  # /apply: the online application for a signature
+router.include_router(cabinet.router)  # /cabinet: the customer's own account, by a code

@@ -2,7 +2,7 @@
 
 The applicant chooses products from the catalogue, gives the organisation's INN, name and
 legal form, a phone and an e-mail and the office where identity will be verified; the core
-(`billing.customers.apply_audited`) registers a new INN as a customer pending verification,
+(`billing.applications.apply_audited`) registers a new INN as a customer pending verification,
 issues the invoice (audited as `site:apply`), records the application and tells the
 contacts the number. The page then shows the number, the amount, the PDF's link and the
 "How to pay" steps filled with the number. Every rule is the core's; this module reads the
@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 
 from tolom import secretbox
-from tolom.billing import catalog, customers, invoices
+from tolom.billing import applications, catalog, customers, invoices
 from tolom.billing.catalog import Product
 from tolom.db import DatabaseError
 from tolom.db.engine import is_temporary
@@ -212,9 +212,9 @@ async def apply_send(request: Request) -> Response:
     inn = "".join(typed["inn"].split())
     address = request_address(request, settings.trusted_proxies)
 
-    def attempt() -> customers.Application:
+    def attempt() -> applications.Application:
         with runtime.engine.begin() as conn:
-            return customers.apply_audited(
+            return applications.apply_audited(
                 conn,
                 inn=inn,
                 name=typed["name"],
@@ -233,7 +233,7 @@ async def apply_send(request: Request) -> Response:
             )
 
     if errors:  # a quantity mistyped: the core still says what else is wrong
-        found = customers.application_errors(
+        found = applications.application_errors(
             inn=inn,
             name=typed["name"],
             legal_form=typed["legal_form"],
@@ -246,10 +246,10 @@ async def apply_send(request: Request) -> Response:
         return _form_page(request, runtime, products, status=422, typed=typed, errors=errors)
     try:
         application = await run_in_threadpool(attempt)
-    except customers.ApplicationErrors as error:
+    except applications.ApplicationErrors as error:
         said = {field: _said(field, refusal, language) for field, refusal in error.refusals}
         return _form_page(request, runtime, products, status=422, typed=typed, errors=said)
-    except customers.ApplicationRefused:
+    except applications.ApplicationRefused:
         return _form_page(
             request,
             runtime,
@@ -289,7 +289,7 @@ async def apply_send(request: Request) -> Response:
 
 
 def _done_page(
-    request: Request, runtime: Runtime, application: customers.Application, language: str
+    request: Request, runtime: Runtime, application: applications.Application, language: str
 ) -> HTMLResponse:
     invoice = application.invoice
     values = instructions.invoice_values(invoice.number, invoice.total, invoice.expires_at)

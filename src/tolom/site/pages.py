@@ -28,6 +28,7 @@ LINKS: tuple[tuple[str, str], ...] = (
     ("/pay", N_("site.pay.link")),
     ("/status", N_("site.status.link")),
     ("/apply", N_("site.apply.link")),
+    ("/cabinet", N_("site.cabinet.link")),
 )
 _COOKIE_SECONDS = 365 * 24 * 3600
 _LONGEST_QUERY = 200

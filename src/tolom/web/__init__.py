@@ -6,6 +6,7 @@
 
 from tolom.web import (
     agents,
+    applications,
     audit,
     cash,
     customers,
@@ -27,6 +28,7 @@ router.include_router(users.router)
 router.include_router(audit.router)
 router.include_router(customers.router)
 router.include_router(orders.router)
+router.include_router(applications.router)
 router.include_router(events.router)
 router.include_router(reconciliation.router)
 

@@ -169,6 +169,10 @@ MESSAGES = {
     "error.bad_request": (N_("error.bad_request.title"), N_("error.bad_request.text")),
     "error.unavailable": (N_("error.unavailable.title"), N_("error.unavailable.text")),
     "agents.not_found": (N_("agents.not_found.title"), N_("agents.not_found.text")),
+    "application.not_found": (
+        N_("application.not_found.title"),
+        N_("application.not_found.text"),
+    ),
     "audit.not_found": (N_("audit.not_found.title"), N_("audit.not_found.text")),
     "audit.too_large": (N_("audit.too_large.title"), N_("audit.too_large.text")),
     "cash.no_channel": (N_("cash.no_channel.title"), N_("cash.no_channel.text")),

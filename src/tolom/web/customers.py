@@ -86,14 +86,6 @@ _ERRORS = {
     "name_too_long": N_("customers.error.name_too_long"),
     "name_nul": N_("customers.error.name_nul"),
 }
-# A statement line by the kind of its entry.
-_LINES = {
-    "payment": N_("customer.line.payment"),
-    "reversal": N_("customer.line.reversal"),
-    "charge": N_("customer.line.charge"),
-    "charge_refund": N_("customer.line.charge_refund"),
-    "order_refund": N_("customer.line.order_refund"),
-}
 
 
 def _compact(text: str) -> str:
@@ -371,23 +363,6 @@ def _load_card(request: Request, inn: str, period: Period | None) -> Card | None
         )
 
 
-def _line_text(
-    t: i18n.Translator, line: statements.StatementLine, source: statements.LineSource | None
-) -> str:
-    """A statement line in the page's language, from what its entry records; the entry's
-    stored (Russian) description when its source is not one a statement knows."""
-    if source is None or source.kind != line.entry_kind or source.kind not in _LINES:
-        return line.description
-    text = t(
-        _LINES[source.kind],
-        number=source.number,
-        agent=source.agent or "",
-        reference=source.reference or "",
-        invoice=source.reference or "",
-    )
-    return f"{text}: {source.text}" if source.text else text
-
-
 class ContactsForm(PageForm):
     """The contacts form as typed, and what is wrong with it (the core's rules say)."""
 
@@ -410,7 +385,10 @@ def _card_page(
     customer = card.customer
     if card.statement is not None:
         lines = tuple(
-            replace(line, description=_line_text(t, line, card.sources.get(line.entry_id)))
+            replace(
+                line,
+                description=statement_sources.describe(t, line, card.sources.get(line.entry_id)),
+            )
             for line in card.statement.lines
         )
         card = replace(card, statement=replace(card.statement, lines=lines))

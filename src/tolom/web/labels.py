@@ -46,6 +46,21 @@ ORDER_TAB = {
     "all": N_("orders.tab.all"),
 }
 
+# Online applications: where identity verification stands, and the queue's tabs.
+APPLICATION_STATUS = {
+    "new": N_("applications.status.new"),
+    "verified": N_("applications.status.verified"),
+    "rejected": N_("applications.status.rejected"),
+    "all": N_("applications.status.all"),
+}
+
+APPLICATION_TAB = {
+    "new": N_("applications.tab.new"),
+    "verified": N_("applications.tab.verified"),
+    "rejected": N_("applications.tab.rejected"),
+    "all": N_("applications.tab.all"),
+}
+
 ORDER_KIND = {"signature": N_("orders.kind.signature"), "carrier": N_("orders.kind.carrier")}
 
 INVOICE_STATE = {
@@ -102,6 +117,8 @@ CUSTOMER_EVENT = {
     "order.in_production": N_("customer.event.order.in_production"),
     "order.issued": N_("customer.event.order.issued"),
     "application.created": N_("customer.event.application.created"),
+    "application.verified": N_("customer.event.application.verified"),
+    "application.rejected": N_("customer.event.application.rejected"),
     "charge.settled": N_("customer.event.charge.settled"),
     "signature.expiring": N_("customer.event.signature.expiring"),
 }

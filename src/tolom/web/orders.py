@@ -220,6 +220,8 @@ class Detail:
     percent: int  # the refund percent once production has started
     valid_until_if_issued: date | None  # a signature issued today would be valid until
     validity_months: int
+    # Why Start is refused while paid: the invoice's online application is not verified.
+    hold: orders.IdentityNotVerified | None = None
 
 
 class CancelForm(PageForm):
@@ -243,6 +245,7 @@ def _load_detail(request: Request, order_id: int) -> Detail | None:
             return None
         customer = customers.get(conn, order.inn) if order.inn else None
         payer = invoices.payer_name(conn, order.invoice_number)
+        hold = orders.identity_hold(conn, order) if order.status == "paid" else None
     percent = settings.order_refund_percent_in_production
     months = settings.signature_validity_months
     return Detail(
@@ -255,6 +258,7 @@ def _load_detail(request: Request, order_id: int) -> Detail | None:
         if order.kind == "signature"
         else None,
         validity_months=months,
+        hold=hold,
     )
 
 
@@ -311,6 +315,8 @@ def _refusal(t: i18n.Translator, error: orders.OrderError, action: str, detail: 
         return t("order.refused.refund_changed", amount=t.money(error.due))
     if isinstance(error, orders.RefundImpossible):
         return t("order.refused.no_customer", amount=t.money(detail.refund_due))
+    if isinstance(error, orders.IdentityNotVerified):
+        return error.said(t.language)
     if action == "issue" and detail.order.status == "paid":
         return t("order.refused.not_started")
     return t(

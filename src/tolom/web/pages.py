@@ -35,6 +35,7 @@ SECTIONS = (
     ("invoices", "/invoices", "", N_("nav.invoices")),
     ("cash", "/cash", "cash", N_("nav.cash")),
     ("orders", "/orders", "", N_("nav.orders")),
+    ("applications", "/applications", "", N_("nav.applications")),
     ("agents", "/agents", "", N_("nav.agents")),
     ("events", "/events", "", N_("nav.events")),
     ("users", "/users", "", N_("nav.users")),

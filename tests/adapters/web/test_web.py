@@ -744,6 +744,7 @@ def _samples() -> dict[str, dict[str, Any]]:
         **_cash_samples(common),
         **_customer_samples(common),
         **_order_samples(common),
+        **_application_samples(common),
         **_event_samples(common),
         **_reconciliation_samples(common),
     }
@@ -751,6 +752,12 @@ def _samples() -> dict[str, dict[str, Any]]:
 
 def _order_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from tests.adapters.web.test_web_orders import template_samples
+
+    return template_samples(common)
+
+
+def _application_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from tests.adapters.web.test_web_applications import template_samples
 
     return template_samples(common)
 

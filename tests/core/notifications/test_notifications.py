@@ -158,6 +158,22 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "issued_at": None,
         "valid_until": None,
     },
+    "application.verified": {
+        "application_id": 7,
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "office": "Ош",
+        "invoice_paid": True,
+    },
+    "application.rejected": {
+        "application_id": 7,
+        "invoice_number": INVOICE,
+        "inn": INN,
+        "office": "Ош",
+        "invoice_paid": False,
+        "reason": "Паспорт руководителя не совпадает с данными заявки, нужна доверенность",
+        "invoice_cancelled": True,
+    },
 }
 
 # What each message must say, per language: in the subject, the body and the SMS.
@@ -278,6 +294,40 @@ EXPECTED: dict[tuple[str, str], dict[str, list[str]]] = {
             "22.11.2026",
         ],
         "sms": [f"EDS for invoice No. {INVOICE} issued, valid until 22.11.2027"],
+    },
+    ("application.verified", "ru"): {
+        "subject": ["Личность подтверждена", INVOICE],
+        "body": ["личность подтверждена", "одобрена", "передаётся в изготовление", INN],
+        "sms": ["ЭЦП", "личность подтверждена", INVOICE],
+    },
+    ("application.verified", "ky"): {
+        "subject": ["Инсандык ырасталды", INVOICE],
+        "body": ["инсандыгыңыз ырасталды", "жактырылды", "даярдоого берилет"],
+        "sms": ["инсандык ырасталды", INVOICE],
+    },
+    ("application.verified", "en"): {
+        "subject": [f"Identity verified: signature application, invoice No. {INVOICE}"],
+        "body": ["your identity has been verified", "goes into production"],
+        "sms": [f"EDS: identity verified, application for invoice No. {INVOICE} approved."],
+    },
+    ("application.rejected", "ru"): {
+        "subject": ["Заявка на ЭЦП отклонена", INVOICE],
+        "body": [
+            "отклонена: личность не подтверждена",
+            "Причина: Паспорт руководителя не совпадает с данными заявки, нужна доверенность",
+            f"Счёт № {INVOICE} аннулирован",
+        ],
+        "sms": [INVOICE, "отклонена", "Причина: Паспорт руководителя не совпадает с дан…"],
+    },
+    ("application.rejected", "ky"): {
+        "subject": ["четке кагылды", INVOICE],
+        "body": ["арызыңыз четке кагылды", "Себеби: Паспорт руководителя", "жокко чыгарылды"],
+        "sms": [INVOICE, "четке кагылды", "Себеби:"],
+    },
+    ("application.rejected", "en"): {
+        "subject": [f"Signature application rejected: invoice No. {INVOICE}"],
+        "body": ["has been rejected", "Reason: Паспорт руководителя", "no need to pay it"],
+        "sms": [f"EDS: application for invoice No. {INVOICE} rejected. Reason: "],
     },
     ("signature.expiring", "en"): {
         "subject": ["Electronic signature expires on 22.11.2027"],

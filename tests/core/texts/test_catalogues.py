@@ -35,6 +35,11 @@ SAME_IN_KYRGYZ = {
     "notify.line.inn",
     "notify.line.balance",
     "notify.payment_accepted.sms",
+    # the cabinet: «Баланс», «ИНН …», «Квитанция (PDF)», «PDF»
+    "site.cabinet.balance",
+    "site.cabinet.inn_is",
+    "site.cabinet.receipt",
+    "site.cabinet.pdf",
 }
 
 

@@ -241,8 +241,9 @@ _TRANSITION_RESPONSES = {
     "/{id}/start",
     summary="Start producing an order",
     description="paid → in_production. Repeating it answers the order as it stands, with "
-    "`Idempotent-Replayed: true`; any other state is a 409. Emits order.in_production; "
-    "audited as `order.start`.",
+    "`Idempotent-Replayed: true`; any other state is a 409, as is an order whose invoice "
+    "came from an online application whose applicant's identity is not verified yet (or "
+    "was rejected) in the back office. Emits order.in_production; audited as `order.start`.",
     responses=_TRANSITION_RESPONSES,
 )
 def start_order(order_id: OrderId, caller: Writer, response: Response) -> Order:
