@@ -15,7 +15,8 @@ newcomer's one-command installation.
    printed with the status and the answer's size. The process's CPU time is printed too.
 
 A benchmark, not a test: it exits 1 if a page does not answer with its expected status,
-never because of speed (the "over" column names the pages that miss the target).
+never because of speed (the "over" column names the pages that miss the target; the PDFs
+the cabinet links to are files, listed but not held to it).
 
 Usage:  .venv/bin/python bench/customer_pages.py [--repeat 30] [--json results.json]
 """
@@ -59,6 +60,7 @@ class Sample:
     path: str
     status: int
     data: dict[str, str] | None = None
+    download: bool = False  # a file (PDF), not a page: listed, not held to the target
 
 
 class Codes(logging.Handler):
@@ -143,9 +145,11 @@ async def run(repeat: int) -> list[dict[str, object]]:
         # The PDFs the cabinet links to, if the demo customer has any this month.
         pdf = re.search(r'href="(/cabinet/invoices/\d+\.pdf)"', cabinet.text)
         if pdf is not None:
-            samples.append(Sample("cabinet: invoice PDF", "GET", pdf.group(1), 200))
+            samples.append(Sample("cabinet: invoice PDF", "GET", pdf.group(1), 200, download=True))
         if receipt is not None:
-            samples.append(Sample("cabinet: receipt PDF", "GET", receipt.group(1), 200))
+            samples.append(
+                Sample("cabinet: receipt PDF", "GET", receipt.group(1), 200, download=True)
+            )
         results: list[dict[str, object]] = []
         cpu_started = time.process_time()
         for sample in samples:
@@ -163,6 +167,7 @@ async def run(repeat: int) -> list[dict[str, object]]:
                     "p50_ms": round(statistics.median(times), 1),
                     "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
                     "max_ms": round(times[-1], 1),
+                    "download": sample.download,
                 }
             )
         cpu = time.process_time() - cpu_started
@@ -176,6 +181,8 @@ async def run(repeat: int) -> list[dict[str, object]]:
     print(f"{'page':32} {'status':>6} {'bytes':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  over")
     for row in results:
         over = "yes" if float(str(row["p95_ms"])) > TARGET_MS else ""
+        if row["download"]:
+            over = "(a file)"
         print(
             f"{row['page']:32} {row['status']:>6} {row['bytes']:>8} {row['p50_ms']:>8} "
             f"{row['p95_ms']:>8} {row['max_ms']:>8}  {over}"
