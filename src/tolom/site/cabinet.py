@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -50,7 +51,6 @@ from tolom.site.status import ORDER_STATES
 from tolom.texts import N_, texts
 
 log = logging.getLogger(__name__)
-router = APIRouter(include_in_schema=False)
 
 HOME = "/cabinet"
 SESSION_COOKIE = "tolom_cabinet"
@@ -99,6 +99,27 @@ INVOICE_STATES = {
     "paid": N_("site.cabinet.invoice.paid"),
     "cancelled": N_("site.cabinet.invoice.cancelled"),
 }
+
+
+class CabinetRoute(APIRoute):
+    """A cabinet route: a database out of reach (a temporary failure anywhere in the
+    handler) is the sign-in page saying "try again in a few seconds", 503, never a 500."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except DatabaseError as error:
+                if not is_temporary(error):
+                    raise
+                return _unavailable(request)
+
+        return route
+
+
+router = APIRouter(include_in_schema=False, route_class=CabinetRoute)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -266,12 +287,7 @@ async def cabinet(request: Request) -> Response:
     """The cabinet when signed in; otherwise the sign-in form."""
     if _bad(request.query_params.multi_items()):
         return _sign_in_page(request, status=400, refusal=_say(request, REFUSALS["bad_request"]))
-    try:
-        session = await _session(request)
-    except DatabaseError as error:
-        if not is_temporary(error):
-            raise
-        return _unavailable(request)
+    session = await _session(request)
     if session is None:
         response = _sign_in_page(request)
         if request.cookies.get(SESSION_COOKIE):  # ended or expired: forget it
@@ -318,10 +334,6 @@ async def ask_for_code(request: Request) -> Response:
             refusal=said,
             headers={"Retry-After": str(error.retry_after)},
         )
-    except DatabaseError as error:
-        if not is_temporary(error):
-            raise
-        return _unavailable(request)
     response = _redirect(f"{HOME}/code")
     _set_cookie(
         request,
@@ -393,12 +405,7 @@ async def check_code(request: Request) -> Response:
             )
             return tried, channel
 
-    try:
-        tried, channel = await run_in_threadpool(check)
-    except DatabaseError as error:
-        if not is_temporary(error):
-            raise
-        return _unavailable(request)
+    tried, channel = await run_in_threadpool(check)
     if tried.refusal is not None:
         t = texts(pages.language_of(request))
         said = t(ACCESS_ERRORS[tried.refusal.code], left=tried.refusal.left)
@@ -466,12 +473,7 @@ async def _cabinet_page(
         with engine.connect() as conn:
             return overview.load(conn, session.customer, first, last)
 
-    try:
-        found = await run_in_threadpool(load)
-    except DatabaseError as error:
-        if not is_temporary(error):
-            raise
-        return _unavailable(request)
+    found = await run_in_threadpool(load)
     lines = [
         replace(
             line, description=statement_sources.describe(t, line, found.sources.get(line.entry_id))

@@ -8,6 +8,7 @@ learns nothing of the customer."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from tests.factories import Gateway, add_customer, new_inn
@@ -22,6 +24,7 @@ from tests.mailserver import MailServer
 from tolom import formatting
 from tolom.app import create_app
 from tolom.billing import charges, invoices, orders
+from tolom.cabinet import access, overview
 from tolom.db.schema import audit_log, cabinet_codes, cabinet_sessions, customers, payments
 from tolom.db.schema import invoices as invoice_table
 from tolom.money import format_amount
@@ -420,3 +423,20 @@ def test_a_bad_statement_period_is_said_and_the_page_still_shows(
     assert 'id="period-error"' in page.text
     page = site.client.get("/cabinet?from=2026-12-01&to=2026-11-01")
     assert 'id="period-error"' in page.text
+
+
+def test_a_database_out_of_reach_is_retry_later_never_a_500(
+    site: Cabinet, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inn = add_customer(engine, email=EMAIL)
+    html = site.sign_in(inn)
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(overview, "load", locked)
+    page = site.client.get("/cabinet")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    monkeypatch.setattr(access, "session", locked)
+    answer = site.client.post("/cabinet/contacts", data={"csrf": site.csrf(html), "email": ""})
+    assert answer.status_code == 503
