@@ -23,12 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tolom import __version__
+from tolom import __version__, metrics
+from tolom.addresses import in_networks
 from tolom.api import operator
 from tolom.gateway import osmp, rest
 from tolom.httpkit.bodies import BodyLimit
+from tolom.httpkit.clients import request_address
 from tolom.httpkit.headers import docs_policy, with_security_headers
 from tolom.httpkit.problems import Problem, ProblemError, invalid, make_problem, problem_response
+from tolom.metrics.health import readiness
+from tolom.metrics.state import StateCollector
 from tolom.reconciliation.registries import MAX_FILE_BYTES
 from tolom.runtime import Runtime
 from tolom.settings import Settings, get_settings
@@ -131,6 +135,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 target=runtime.spool.drain, args=(runtime.engine,), daemon=True
             ).start()
         yield
+        metrics.process_exiting()
         _log_group_commit(runtime)
         if worker is not None:
             stop, thread = worker
@@ -148,6 +153,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
     )
     app.state.runtime = runtime
+    if runtime.settings.metrics_enabled:
+        metrics.instrument_pool(runtime.engine)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/docs", include_in_schema=False)
@@ -176,16 +183,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         "/gateway/osmp/{service:str}", _osmp_route, methods=["GET", "POST"], include_in_schema=False
     )
 
-    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
-    async def health() -> JSONResponse:
-        try:
-            await run_in_threadpool(_ping, runtime)
-        except Exception as error:
-            log.warning("health: database unreachable: %s", error.__class__.__name__)
-            return JSONResponse(
-                {"status": "unavailable", "database": "unreachable"}, status_code=503
-            )
-        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+    _operations_routes(app, runtime)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:
@@ -316,6 +314,50 @@ def _log_group_commit(runtime: Runtime) -> None:
             " ".join(f"{size}x{count}" for size, count in sorted(sizes.items())),
             extra={"batch_sizes": dict(sorted(sizes.items()))},
         )
+
+
+def _operations_routes(app: FastAPI, runtime: Runtime) -> None:
+    """/health, /ready and /metrics (docs/operations.md "Metrics and health")."""
+    state = StateCollector(runtime.engine, runtime.settings.reconciliation_deadline_days)
+
+    @app.get("/health", tags=["operations"], summary="Liveness and database reachability")
+    async def health() -> JSONResponse:
+        try:
+            await run_in_threadpool(_ping, runtime)
+        except Exception as error:
+            log.warning("health: database unreachable: %s", error.__class__.__name__)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Readiness: the database answers and its migrations are current",
+    )
+    async def ready() -> JSONResponse:
+        found = await run_in_threadpool(readiness, runtime.engine)
+        body = {
+            "status": "ok" if found.ready else "unavailable",
+            "database": found.database,
+            "migrations": found.migrations,
+            "revision": list(found.current),
+            "expected_revision": list(found.expected),
+            "version": __version__,
+        }
+        if not found.ready:
+            log.warning("ready: database %s, migrations %s", found.database, found.migrations)
+        return JSONResponse(body, status_code=200 if found.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page(request: Request) -> Response:
+        settings = runtime.settings
+        peer = request_address(request, settings.trusted_proxies)
+        if not in_networks(peer, settings.metrics_allowed_networks):
+            return PlainTextResponse("Forbidden: see TOLOM_METRICS_ALLOWED_NETWORKS", 403)
+        body = await run_in_threadpool(metrics.exposition, (state,))
+        return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 def _ping(runtime: Runtime) -> None:

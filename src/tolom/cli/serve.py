@@ -45,6 +45,8 @@ def serve(
 
     import uvicorn
 
+    from tolom.metrics import processes
+
     if workers > 1 and get_settings().database_url.startswith("sqlite"):
         typer.secho(
             "SQLite: one writer at a time; several workers add little.", fg="yellow", err=True
@@ -73,21 +75,28 @@ def serve(
         )
         raise typer.Exit(2)
     log_config = logs.config(settings.log_format, settings.log_level)
-    uvicorn.run(
-        "tolom.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # Client addresses are decided by TOLOM_TRUSTED_PROXIES in tolom.gateway.peers,
-        # never by uvicorn's own header handling.
-        proxy_headers=False,
-        access_log=access_log,
-        server_header=False,
-        timeout_keep_alive=75,
-        timeout_worker_healthcheck=timeout_worker_healthcheck,
-        log_config=log_config,
-    )
+    metrics_dir = None
+    if workers > 1:  # the workers' metrics meet in files: any worker's /metrics sums them
+        metrics_dir = processes.prepare(settings.metrics_dir)
+    try:
+        uvicorn.run(
+            "tolom.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # Client addresses are decided by TOLOM_TRUSTED_PROXIES in tolom.gateway.peers,
+            # never by uvicorn's own header handling.
+            proxy_headers=False,
+            access_log=access_log,
+            server_header=False,
+            timeout_keep_alive=75,
+            timeout_worker_healthcheck=timeout_worker_healthcheck,
+            log_config=log_config,
+        )
+    finally:
+        if metrics_dir is not None:
+            processes.release(*metrics_dir)
 
 
 def _loopback(host: str) -> bool:

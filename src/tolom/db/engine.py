@@ -14,8 +14,19 @@ from tolom import secretbox
 from tolom.settings import Settings
 
 # SQLSTATEs that mean "try again later": serialization failure, deadlock, lock timeout,
-# statement timeout, too many connections, server shutting down, cannot connect now.
-_TEMPORARY_SQLSTATES = {"40001", "40P01", "55P03", "57014", "53300", "57P01", "57P02", "57P03"}
+# statement timeout, too many connections, server shutting down, cannot connect now, and
+# a write on a node that is read-only for now (a failover under way: 25006).
+_TEMPORARY_SQLSTATES = {
+    "40001",
+    "40P01",
+    "55P03",
+    "57014",
+    "53300",
+    "57P01",
+    "57P02",
+    "57P03",
+    "25006",
+}
 
 
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
@@ -24,6 +35,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     if url.get_backend_name() == "sqlite":
         return secretbox.attach(_sqlite_engine(settings), settings)
     size = pool_size or settings.db_pool_size
+    pgbouncer = settings.database_pgbouncer
     engine = create_engine(
         url,
         pool_size=size,
@@ -33,8 +45,39 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
         # A server restart leaves dead connections in the pool; a temporary error for the
         # request that meets one is correct, and the pool replaces it.
         pool_recycle=3600,
+        # Behind PgBouncer in transaction mode (1.18 in Debian 12 keeps no prepared
+        # statements) each transaction may run on another server connection, where a
+        # statement psycopg prepared on the last one does not exist: never prepare (this
+        # also turns off `prepare=True` on the gateway's batch road, pgbatch).
+        connect_args={"prepare_threshold": None} if pgbouncer else {},
     )
     lock_ms, statement_ms = settings.lock_timeout_ms, settings.statement_timeout_ms
+
+    @event.listens_for(engine, "checkin")
+    def _drop_read_only(dbapi_connection: Any, record: Any) -> None:
+        # After a failover a pooled connection may reach a node that turned read-only (a
+        # primary being demoted, or one pg_auto_failover holds read-only while it promotes):
+        # its writes fail with 25006 ("retry") for as long as the pool keeps it. The
+        # server reports both settings to the client, so checking costs no round trip;
+        # the next checkout connects afresh and `target_session_attrs=read-write` finds
+        # the primary (docs/deployment.md#failover).
+        if _read_only(dbapi_connection):
+            record.invalidate()
+
+    if pgbouncer:
+        # A session's SET would stay on whichever server connection ran it: set the
+        # timeouts for each transaction instead (one round trip more per transaction).
+        timeouts = (
+            f"SELECT set_config('lock_timeout', '{int(lock_ms)}', true),"
+            f" set_config('statement_timeout', '{int(statement_ms)}', true),"
+            " set_config('idle_in_transaction_session_timeout', '60000', true)"
+        )
+
+        @event.listens_for(engine, "begin")
+        def _local_timeouts(connection: Any) -> None:
+            connection.exec_driver_sql(timeouts)
+
+        return secretbox.attach(engine, settings)
 
     @event.listens_for(engine, "connect")
     def _timeouts(dbapi_connection: Any, _record: Any) -> None:
@@ -48,6 +91,15 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
         dbapi_connection.autocommit = autocommit
 
     return secretbox.attach(engine, settings)
+
+
+def _read_only(dbapi_connection: Any) -> bool:
+    """A psycopg connection whose server reported it read-only (a hot standby, or
+    default_transaction_read_only on): reported parameters, no round trip."""
+    if dbapi_connection is None or getattr(dbapi_connection, "closed", True):
+        return False
+    status = dbapi_connection.info.parameter_status
+    return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
 def _sqlite_engine(settings: Settings) -> Engine:
@@ -118,4 +170,4 @@ def is_outage(error: BaseException) -> bool:
     if original is None or not is_temporary(error):
         return False
     sqlstate = getattr(original, "sqlstate", None)
-    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+    return sqlstate is None or sqlstate.startswith(("08", "57P", "25006"))

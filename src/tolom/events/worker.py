@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select, update
 
-from tolom import secretbox
+from tolom import metrics, secretbox
 from tolom.db.engine import is_temporary
 from tolom.db.schema import deliveries, events, webhook_endpoints
 from tolom.events import webhooks
@@ -264,6 +264,7 @@ class Worker:
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="delivery") as pool,
         ):
             while not self.stop.is_set():
+                metrics.worker_heartbeat()  # tolom_worker_last_loop_timestamp_seconds
                 free = self.concurrency - len(in_flight)
                 claimed, retry = (
                     self._claim(free, started if once else None) if free else ([], False)
@@ -290,6 +291,8 @@ class Worker:
                 job(self.engine, self.settings)
             except Exception:
                 log.exception("scheduled job %s failed; next try in an hour", job.__name__)
+        if self.jobs:
+            log.info("scheduled jobs run (%d); next run in an hour", len(self.jobs))
 
     def _claim(self, limit: int, due_by: datetime | None) -> tuple[list[Claimed], bool]:
         """The claimed rows, and whether a temporary database error asks for another try."""

@@ -32,8 +32,9 @@ from typing import Any
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from tolom import metrics
 from tolom.agents.service import Agent
-from tolom.db.engine import driver_error, is_outage
+from tolom.db.engine import driver_error, is_outage, is_temporary
 from tolom.db.groupcommit import GroupCommit
 from tolom.payments import pgbatch, service
 from tolom.payments.model import (
@@ -123,6 +124,8 @@ async def agent(runtime: Runtime, code: str) -> Agent | None:
         return await run_in_threadpool(runtime.agents.get, code)
     except Exception as error:
         log.warning("cannot authenticate, database unreachable: %s", type(error).__name__)
+        if runtime.settings.metrics_enabled:
+            metrics.database_unavailable("gateway")
         raise Unavailable from error
 
 
@@ -136,7 +139,17 @@ async def execute(runtime: Runtime, call: Call) -> Answer:
         wait = runtime.strangers.admit(call.exchange.peer)
         if wait is not None:
             return call.too_many(max(1, math.ceil(wait)))
-    return await _lanes(runtime).submit(call)
+    answer = await _lanes(runtime).submit(call)
+    if runtime.settings.metrics_enabled:
+        exchange = call.exchange
+        metrics.observe_gateway(
+            exchange.protocol,
+            exchange.service,
+            exchange.command,
+            answer.http_status if answer.result is None else answer.result,
+            exchange.started,
+        )
+    return answer
 
 
 # --- running a batch: one transaction -------------------------------------------------------
@@ -267,6 +280,8 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
                 record(conn, rows)
         if runtime.spool.pending():  # the database is back: move what the outage spooled
             threading.Thread(target=runtime.spool.drain, args=(engine,), daemon=True).start()
+        if runtime.settings.metrics_enabled:
+            _count_pays(calls, results)
         return answers
     except Exception as error:
         if len(calls) > 1 and not is_outage(error):
@@ -277,6 +292,8 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
                 type(driver_error(error) or error).__name__,
             )
             return [run_batch(runtime, [call])[0] for call in calls]
+        if runtime.settings.metrics_enabled and is_temporary(error):
+            metrics.database_unavailable("gateway")
         answers = []
         for call in calls:
             log_failure(call.exchange, error)
@@ -287,6 +304,19 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
             spool=runtime.spool,
         )
         return answers
+
+
+def _count_pays(calls: Sequence[Call], results: Sequence[Any]) -> None:
+    """Committed pays accepted now (a repeat's answer is not a new payment)."""
+    for call, result in zip(calls, results, strict=True):
+        if (
+            isinstance(call.command, Pay)
+            and isinstance(result, PayResult)
+            and result.outcome is Outcome.OK
+            and not result.replayed
+        ):
+            amount = result.amount if result.amount is not None else call.command.request.amount
+            metrics.pay_accepted(call.command.request.service.value, amount)
 
 
 def _lanes(runtime: Runtime) -> GroupCommit[Call, Answer]:

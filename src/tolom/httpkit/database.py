@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tolom import metrics
 from tolom.db.engine import is_temporary
 from tolom.httpkit.problems import ProblemError
 
@@ -20,5 +21,6 @@ def retry_later_when_unavailable() -> Iterator[None]:
         yield
     except SQLAlchemyError as error:
         if is_temporary(error):
+            metrics.database_unavailable("http")
             raise ProblemError("temporarily_unavailable") from error
         raise

@@ -8,6 +8,11 @@ lines' day is used. Each file is imported like `tolom reconcile import` and then
 left for the next pass (their size or modification time changed in the last few seconds),
 and importing is idempotent, so a file seen twice after a crash changes nothing.
 
+Several watchers (hosts sharing the folder) take turns: on PostgreSQL a pass holds an
+advisory lock (`PASS_LOCK`), so the next pass starts after the previous one has
+moved its files and finds them gone. A file that vanishes mid-pass all the same (taken by
+a watcher on another database, or by hand) is left alone.
+
 Only regular files inside the folder are read: a symbolic link (to a file or an agent's
 folder), a FIFO or a device is never followed or opened, and a link is moved to `failed/`
 with a note that says so and nothing of what it points at. `done/` and `failed/` must be
@@ -24,12 +29,15 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from tolom.reconciliation import registries, shapes
 from tolom.reconciliation.parsing import RegistryError
@@ -38,6 +46,8 @@ from tolom.texts import DEFAULT, N_, text
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 5.0  # a file untouched this long is taken as completely written
+PASS_LOCK = 0x746F6C6F6D01  # PostgreSQL advisory lock key of a pass ("tolom" + 1)
+PASS_WAIT_SECONDS = 300.0  # how long a pass waits for another watcher's pass to end
 NOTE_LIMIT = 1000  # characters of an error note: enough for the line and field, no more
 SYMLINK = N_("registry.error.symlink")
 SYMLINK_FOLDER = N_("registry.error.symlink_folder")
@@ -69,11 +79,18 @@ def day_in_name(name: str) -> date | None:
 
 
 def _settled(path: Path, now: float) -> bool:
-    return now - path.lstat().st_mtime >= SETTLE_SECONDS
+    try:
+        return now - path.lstat().st_mtime >= SETTLE_SECONDS
+    except FileNotFoundError:  # gone since the folder was listed
+        return False
 
 
 class Unreachable(Exception):
     """The database failed during a pass: the files not yet imported wait for the next."""
+
+
+class _Gone(Exception):
+    """The file went away under us (another watcher took it): nothing to do."""
 
 
 class _Unsafe(Exception):
@@ -104,7 +121,10 @@ def _move(path: Path, folder: str, note_name: str, note: str) -> None:
     while destination.exists() or destination.is_symlink():  # the same name again: keep both
         destination = target / f"{path.stem}.{stamp}{path.suffix}"
         stamp += 1
-    path.replace(destination)
+    try:
+        path.replace(destination)
+    except FileNotFoundError:
+        raise _Gone(str(path)) from None
     _write_note(target / f"{destination.name}.{note_name}", _short(note))
 
 
@@ -136,6 +156,9 @@ def _refuse(path: Path, agent: str, error: RegistryError, outcomes: list[Outcome
     log.warning("registry %s of %s refused: %s", path.name, agent, _short(str(error)))
     try:
         _move(path, "failed", "error.txt", f"{error}\n")
+    except _Gone:
+        log.info("registry %s of %s taken by another watcher", path.name, agent)
+        return
     except _Unsafe as unsafe:
         log.error("registry %s of %s left where it is: %s", path.name, agent, unsafe)
     outcomes.append(Outcome(agent, path.name, error=_short(str(error))))
@@ -147,9 +170,39 @@ def scan_once(
     """Import every settled file in the agents' sub-folders; what happened to each.
     Unreachable when the database fails mid-pass (what was imported stays imported)."""
     try:
-        return _scan(engine, folder, actor, now)
+        with _one_pass_at_a_time(engine) as ours:
+            return _scan(engine, folder, actor, now) if ours else []
     except SQLAlchemyError as error:
         raise Unreachable(str(error)) from error
+
+
+@contextmanager
+def _one_pass_at_a_time(engine: Engine) -> Iterator[bool]:
+    """Hold `PASS_LOCK` for the pass (PostgreSQL; SQLite has one host): a transaction-level
+    lock in a transaction left open on a connection of its own, so it also holds behind
+    PgBouncer in transaction mode, and dies with the session of a watcher killed mid-pass.
+    False when another watcher's pass outlasted `PASS_WAIT_SECONDS`: skip this one."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    # Not from the engine's pool: the pass needs all of that (the CLI's holds two).
+    holder = create_engine(engine.url, poolclass=NullPool)
+    try:
+        with holder.connect() as conn:
+            deadline = time.monotonic() + PASS_WAIT_SECONDS
+            while not conn.execute(select(func.pg_try_advisory_xact_lock(PASS_LOCK))).scalar():
+                conn.rollback()  # no transaction open while waiting
+                if time.monotonic() >= deadline:
+                    log.warning("another watcher's pass is still running: this pass is skipped")
+                    yield False
+                    return
+                time.sleep(0.5)
+            try:
+                yield True
+            finally:
+                conn.rollback()  # releases the lock
+    finally:
+        holder.dispose()
 
 
 def _scan(engine: Engine, folder: Path, actor: str, now: float | None) -> list[Outcome]:
@@ -197,6 +250,9 @@ def _scan(engine: Engine, folder: Path, actor: str, now: float | None) -> list[O
             }
             try:
                 _move(path, "done", "result.json", json.dumps(result, ensure_ascii=False, indent=2))
+            except _Gone:
+                log.info("registry %s of %s taken by another watcher", path.name, agent)
+                continue
             except _Unsafe as unsafe:
                 log.error("registry %s of %s imported but not moved: %s", path.name, agent, unsafe)
             log.info(

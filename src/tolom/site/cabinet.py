@@ -42,8 +42,6 @@ from tolom.formatting import ZONE
 from tolom.httpkit.clients import request_address
 from tolom.httpkit.downloads import pdf_answer
 from tolom.identifiers import is_invoice_number
-from tolom.notifications import dispatch
-from tolom.notifications.errors import NotificationError
 from tolom.runtime import Runtime
 from tolom.settings import Settings
 from tolom.site import pages
@@ -269,6 +267,10 @@ def _send_code(settings: Settings, challenge: access.Challenge) -> None:
     A failure is logged without the code; the customer asks for a new one."""
     if challenge.code is None or challenge.recipient is None:
         return
+    # Imported by the first code sent: the SMS sender's HTTP client is not for every start.
+    from tolom.notifications import dispatch
+    from tolom.notifications.errors import NotificationError
+
     try:
         dispatch.send_direct(
             settings,
