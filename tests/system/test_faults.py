@@ -46,7 +46,7 @@ LOAD_SECONDS = 20.0
 KILL_AT = 5.0
 RESTART_AT = 10.0
 REQUEST_TIMEOUT = 10.0
-RECOVERY_SECONDS = 20.0  # after the load: the server answers /health and a pay with 0
+RECOVERY_SECONDS = 20.0  # after the load: the server answers /ready and a pay with 0
 RETRY_ATTEMPTS = 20  # per txn_id, half a second apart
 DRAIN_SECONDS = 30.0
 
@@ -189,7 +189,7 @@ def _wait(condition: Callable[[], object], seconds: float, what: str) -> float:
 
 def _healthy(base: str) -> bool:
     try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+        return httpx.get(f"{base}/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -386,7 +386,7 @@ def _faults_under_load(cluster: pgcluster.Cluster, tolom: Tolom, server: Server)
 
     # --- the server serves again ----------------------------------------------------------
     with agent.client() as client:
-        _wait(lambda: _healthy(server.base), RECOVERY_SECONDS, "/health after the faults")
+        _wait(lambda: _healthy(server.base), RECOVERY_SECONDS, "/ready after the faults")
         _wait(lambda: fresh_pay(client, "probe").ok, RECOVERY_SECONDS, "a pay answered 0 again")
     serving_again = time.monotonic() - load_ended
 

@@ -67,9 +67,10 @@ def test_browser_reaches_the_live_server(page: Page, shot: Shots, live_server: L
     expect(page).to_have_title("Tolom API")
     expect(page.get_by_role("heading", name="Tolom")).to_be_visible()
     shot("api-docs", full_page=False)  # the whole of it is 6000 px tall
-    health = page.request.get("/health")
-    assert health.ok
-    assert health.json()["database"] == "ok"
+    assert page.request.get("/health").ok
+    ready = page.request.get("/ready")
+    assert ready.ok
+    assert ready.json()["database"] == "ok" and ready.json()["migrations"] == "current"
 
 
 def test_operator_logs_in_and_sees_the_dashboard(
