@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -116,6 +117,19 @@ class Drill:
                         time.sleep(0.2)  # an agent's pause before repeating
 
 
+def wait_refused(address: str, limit: float = 10.0) -> float:
+    """The moment `address` stops accepting TCP connections (polled every 10 ms)."""
+    host, port = address.rsplit(":", 1)
+    until = time.monotonic() + limit
+    while time.monotonic() < until:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+        except OSError:
+            return time.monotonic()
+        time.sleep(0.01)
+    raise SystemExit(f"drill: {address} still accepts connections {limit:.0f} s after the kill")
+
+
 def first_ok_after(attempts: list[Attempt], moment: float) -> Attempt | None:
     """The first result 0 to a request sent after `moment`."""
     after = [a for a in attempts if a.kind == "ok" and a.sent >= moment]
@@ -131,6 +145,7 @@ def main() -> int:
     parser.add_argument("--unknown-inn", required=True, help="a well-formed INN nobody has")
     parser.add_argument("--conninfo", required=True, help="libpq URL of the database (multi-host)")
     parser.add_argument("--kill", required=True, help="shell command that kills the primary")
+    parser.add_argument("--primary", required=True, help="HOST:PORT of the primary it kills")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--before", type=float, default=5.0, help="seconds of pays before")
     parser.add_argument("--after", type=float, default=5.0, help="seconds of pays after")
@@ -161,11 +176,15 @@ def main() -> int:
     killed = time.monotonic()
     print(f"drill: killing the primary: {args.kill}", flush=True)
     subprocess.run(["/bin/bash", "-c", args.kill], check=True)  # noqa: S603 (our own command)
+    # SIGKILL lands when the kernel next schedules each process: a backend may still commit
+    # a pay for a moment. Recovery counts only pays sent once the port refuses connections.
+    dead = wait_refused(args.primary)
+    print(f"drill: the primary refuses connections {dead - killed:.2f} s after the kill")
     recovered: Attempt | None = None
     while recovered is None and time.monotonic() - killed < args.max_outage:
         time.sleep(0.2)
         with drill.lock:
-            recovered = first_ok_after(drill.attempts, killed)
+            recovered = first_ok_after(drill.attempts, dead)
     if recovered is None:
         print(f"drill: no pay succeeded within {args.max_outage:.0f} s of the kill", flush=True)
     else:
