@@ -288,9 +288,11 @@ def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
     """The delivery worker as a thread of this server process (`tolom serve --with-worker`)."""
     from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
+    from tolom.payments import sandbox
 
     stop = threading.Event()
-    worker = Worker(runtime.settings, runtime.engine, stop=stop, jobs=JOBS)
+    jobs = (*JOBS, sandbox.nightly_job)
+    worker = Worker(runtime.settings, runtime.engine, stop=stop, jobs=jobs)
     thread = threading.Thread(target=worker.run, name="tolom-worker", daemon=True)
     thread.start()
     log.info("delivery worker started inside the server process")

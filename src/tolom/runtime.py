@@ -32,6 +32,21 @@ class Runtime:
     group_commits: dict[asyncio.AbstractEventLoop, GroupCommit[Any, Any]] = field(
         default_factory=dict
     )
+    # The read replica's engine (TOLOM_DATABASE_READ_URL) for the read-only back-office
+    # lists and exports, or `engine` itself when none is set. Never for the gateway, for
+    # anything that decides money, nor for a page showing what its user just changed:
+    # a replica may lag (docs/operations.md#read-replica).
+    read_engine: Engine | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_engine is None:
+            self.read_engine = self.engine
+
+    @property
+    def reads(self) -> Engine:
+        """The engine the replica-safe pages read with (typed: never None after init)."""
+        assert self.read_engine is not None
+        return self.read_engine
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -48,6 +63,9 @@ class Runtime:
             KeyDirectory(engine, ttl),
             RequestSpool(Path(settings.request_spool_dir)),
             StrangerLimit(settings.gateway_strangers_per_minute),
+            read_engine=make_engine(settings, read_only=True)
+            if settings.database_read_url
+            else engine,
         )
 
     def remember_group_commit(
@@ -62,3 +80,5 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            self.read_engine.dispose()

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=16, ge=1, description="Database connections per server process."
     )
+    database_read_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of a read replica for the read-only back-office lists and "
+        "exports (payments, customers, audit log, reconciliation calendar, payment exports; "
+        "docs/operations.md#read-replica). Empty: everything reads the primary. Nothing that "
+        "decides money, and no page showing what its user just changed, reads it.",
+    )
     database_pgbouncer: bool = Field(
         default=False,
         description="The database URL points at PgBouncer in transaction mode: psycopg "
@@ -107,6 +114,13 @@ class Settings(BaseSettings):
         le=1000,
         description="How long a transaction waits for more requests before it starts. "
         "0: never on purpose; batches form from the requests that queue under load.",
+    )
+    sandbox_slow_seconds: float = Field(
+        default=35,
+        ge=0,
+        le=600,
+        description="How long a sandbox agent waits for the answer about the slow magic "
+        "account (longer than agents' usual 30 s timeout, to test theirs).",
     )
     request_spool_dir: str = Field(
         default="var/spool",
@@ -223,6 +237,18 @@ class Settings(BaseSettings):
     )
     signature_expiry_warning_days: int = Field(
         default=30, ge=1, description="Signatures expiring within this many days are listed."
+    )
+    request_log_retention_months: int = Field(
+        default=24,
+        ge=1,
+        description="Months of the request log (gateway_requests) kept; `tolom archive run` "
+        "exports older months to files and drops them (docs/operations.md#growth).",
+    )
+    events_retention_months: int = Field(
+        default=24,
+        ge=1,
+        description="Months of events and their deliveries kept; `tolom archive run` exports "
+        "and drops older months, never one with a delivery still pending.",
     )
     order_refund_percent_in_production: int = Field(
         default=50,

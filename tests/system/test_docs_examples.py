@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from tests.factories import REPO, add_agent, add_customer, new_txn_id
 from tests.system.test_concurrency import live_server  # noqa: F401 - the fixture
 from tolom.agents import service as agents
+from tolom.db.schema import payments
 
 EXAMPLES = REPO / "docs" / "examples"
 
@@ -85,3 +86,38 @@ def test_shell_example(live_server: str, engine: Engine) -> None:  # noqa: F811
     wrong = {**env, "TOLOM_SIGNING_KEY": "00" * 32}
     status, problem = _run([*script, "GET", f"/api/v1/agent/payments/{txn_id}"], wrong)
     assert status == 401 and problem["code"] == "bad_signature"  # type: ignore[index]
+
+
+def test_python_example_client_against_the_sandbox(live_server: str, engine: Engine) -> None:  # noqa: F811
+    """The same example, unchanged but for its credentials, against a sandbox agent and the
+    guides' magic accounts; nothing reaches a real payment."""
+    with engine.begin() as conn:
+        secret = agents.create(
+            conn,
+            code="docsbox",
+            name="Песочница",
+            networks=["127.0.0.0/8"],
+            service_codes=["sochi", "eds"],
+            sandbox=True,
+        )
+    env = {
+        **os.environ,
+        "TOLOM_URL": live_server,
+        "TOLOM_AGENT": "docsbox",
+        "TOLOM_SIGNING_KEY": agents.signing_key_for(secret),
+    }
+    client = [sys.executable, str(EXAMPLES / "tolom_rest_client.py")]
+    status, checked = _run([*client, "check", "sochi", "99999000000000"], env)
+    assert status == 200 and checked["name"] == "Тестовый абонент"  # type: ignore[index]
+    txn_id = new_txn_id()
+    status, paid = _run([*client, "pay", "sochi", "99999000000000", "500.00", txn_id], env)
+    assert status == 200 and paid["status"] == "accepted"  # type: ignore[index]
+    assert _run([*client, "pay", "sochi", "99999000000000", "500.00", txn_id], env) == (200, paid)
+    status, cancelled = _run([*client, "cancel", txn_id, "Проверка"], env)
+    assert status == 200 and cancelled["status"] == "reversed"  # type: ignore[index]
+    status, problem = _run([*client, "pay", "sochi", "99999000000242", "500.00", new_txn_id()], env)
+    assert status == 422 and problem["code"] == "amount_too_large"  # type: ignore[index]
+    status, problem = _run([*client, "check", "eds", "9999900000000070"], env)
+    assert status == 409 and problem["code"] == "invoice_already_paid"  # type: ignore[index]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(payments)).scalar_one() == 0

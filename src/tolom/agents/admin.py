@@ -51,6 +51,7 @@ def snapshot(conn: Connection, code: str) -> dict[str, Any] | None:
             agents.c.allowed_networks,
             agents.c.timezone,
             agents.c.cancel_window_days,
+            agents.c.sandbox,
         ).where(agents.c.code == code)
     ).first()
     if row is None:
@@ -66,6 +67,7 @@ def snapshot(conn: Connection, code: str) -> dict[str, Any] | None:
         "allowed_networks": row.allowed_networks,
         "timezone": row.timezone,
         "cancel_window_days": int(row.cancel_window_days),
+        "sandbox": bool(row.sandbox),
         "services": {s.service: {"min": s.min_amount, "max": s.max_amount} for s in limits},
     }
 
@@ -101,6 +103,7 @@ def create(
     service_codes: list[str],
     timezone: str = HOME_ZONE_NAME,
     cancel_window_days: int = 0,
+    sandbox: bool = False,
     actor: str,
     address: str | None = None,
 ) -> str:
@@ -112,6 +115,7 @@ def create(
         networks=networks,
         service_codes=service_codes,
         timezone=timezone,
+        sandbox=sandbox,
     )
     if cancel_window_days:
         service.configure(conn, code, cancel_window_days=cancel_window_days)

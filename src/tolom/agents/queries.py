@@ -38,6 +38,13 @@ def gateway_codes(conn: Connection) -> set[str]:
     return {a.code for a in names(conn, gateway_only=True)}
 
 
+def reconciled_codes(conn: Connection) -> set[str]:
+    """The codes of the gateway agents whose registries are reconciled: not the sandbox
+    agents, whose pays never reach `payments` (`tolom.payments.sandbox`)."""
+    query = select(agents.c.code).where(agents.c.kind == GATEWAY, agents.c.sandbox.is_(False))
+    return {str(code) for code in conn.execute(query).scalars()}
+
+
 def is_gateway(conn: Connection, code: str) -> bool:
     """True when `code` is a gateway agent's (a channel's is not)."""
     query = select(agents.c.id).where(agents.c.code == code, agents.c.kind == GATEWAY)

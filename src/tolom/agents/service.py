@@ -89,6 +89,7 @@ class Agent:
     kind: str = GATEWAY
     signing_key: bytes | None = None  # REST gateway; None until the secret is next rotated
     cancel_window_days: int = 0
+    sandbox: bool = False  # a test agent: answered by `payments.sandbox`, never real tables
 
     @property
     def actor(self) -> str:
@@ -150,8 +151,10 @@ def create(
     service_codes: list[str],
     timezone: str = HOME_ZONE_NAME,
     secret: str | None = None,
+    sandbox: bool = False,
 ) -> str:
-    """Register an agent with its clearing account; returns the secret (shown only once)."""
+    """Register an agent with its clearing account; returns the secret (shown only once).
+    A `sandbox` agent's requests are answered from the magic accounts (`payments.sandbox`)."""
     if not _CODE.fullmatch(code):
         raise AgentError(N_("agent.error.code_format"), code="code.format")
     if conn.execute(select(agents.c.id).where(agents.c.code == code)).first():
@@ -185,6 +188,7 @@ def create(
             allowed_networks=stored_networks,
             timezone=timezone,
             clearing_account_id=clearing.id,
+            sandbox=sandbox,
         )
         .returning(agents.c.id)
     ).scalar_one()
@@ -390,6 +394,7 @@ def _agent_from_row(conn: Connection, row: object) -> Agent:
         kind=row.kind,  # type: ignore[attr-defined]
         signing_key=_signing_key(conn, row),
         cancel_window_days=row.cancel_window_days,  # type: ignore[attr-defined]
+        sandbox=bool(row.sandbox),  # type: ignore[attr-defined]
     )
 
 

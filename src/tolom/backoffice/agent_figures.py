@@ -12,6 +12,9 @@ over the agents of one page (never over all payments):
   same zone share one): the last request and the refusals of today. Older requests are
   not looked at, so "last request" means "in the last two business days".
 
+A sandbox agent (`payments.sandbox`) never has a payment here (its pays live in
+`sandbox_payments`), so its money figures are zero; its requests are its own and count.
+
 A request counts as refused when it was answered with an HTTP error (401/403: disabled,
 address not allowed; 4xx from the REST gateway) or with an OSMP result other than 0.
 """
@@ -73,6 +76,7 @@ class Row:
     allowed_networks: str  # as stored: "*" or CIDRs, comma-separated
     timezone: str
     cancel_window_days: int
+    sandbox: bool = False  # a test agent: the list marks it; it never has real payments
 
     @property
     def networks(self) -> list[str]:
@@ -107,6 +111,7 @@ def gateway_agents(
             agents.c.allowed_networks,
             agents.c.timezone,
             agents.c.cancel_window_days,
+            agents.c.sandbox,
         )
         .where(agents.c.kind == GATEWAY)
         .order_by(agents.c.code)
@@ -125,6 +130,7 @@ def gateway_agents(
             r.allowed_networks,
             r.timezone,
             int(r.cancel_window_days),
+            bool(r.sandbox),
         )
         for r in conn.execute(query)
     ]

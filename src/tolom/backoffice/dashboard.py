@@ -156,7 +156,11 @@ _PAYMENTS = select(
     _GROUPED.c.service,
     _GROUPED.c.n,
     _GROUPED.c.total,
-).join(agents, agents.c.id == _GROUPED.c.agent_id)
+).join(
+    # Sandbox agents' pays never reach `payments` (payments.sandbox); the filter says so.
+    agents,
+    (agents.c.id == _GROUPED.c.agent_id) & agents.c.sandbox.is_(False),
+)
 _AWAITING = select(func.count(), func.coalesce(func.sum(charges.c.amount), 0)).where(
     charges.c.status == "awaiting_payment"
 )

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from tolom.billing import orders
+from tolom.db import partitions
 from tolom.settings import Settings
 
 log = logging.getLogger("tolom.worker")
@@ -27,4 +28,8 @@ def announce_expiring_signatures(engine: Engine, settings: Settings) -> None:
         log.info("announced %d signature(s) expiring soon", announced)
 
 
-JOBS: tuple[Job, ...] = (announce_expiring_signatures,)
+# The coming months' partitions of the request log and the outbox (tolom.db.partitions)
+# ride along: the worker is the one hourly process every installation runs. So does the
+# agent sandbox's nightly reset (`tolom.payments.sandbox.nightly_job`), added where a
+# worker is started: payments stands above billing, which must not import it.
+JOBS: tuple[Job, ...] = (announce_expiring_signatures, partitions.ensure_job)

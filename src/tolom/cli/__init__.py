@@ -10,6 +10,7 @@ import typer
 from tolom.cli import events as events_cli
 from tolom.cli.agents import agent_app
 from tolom.cli.apikeys import apikey_app
+from tolom.cli.archive import archive_app
 from tolom.cli.catalog import catalog_app, service_app
 from tolom.cli.charges import charge_app
 from tolom.cli.customers import customer_app
@@ -21,6 +22,7 @@ from tolom.cli.ledger import ledger_app
 from tolom.cli.orders import orders_app
 from tolom.cli.payments import payment_app
 from tolom.cli.reconcile import reconcile_app
+from tolom.cli.sandbox import sandbox_app
 from tolom.cli.secrets import secrets_app
 from tolom.cli.serve import serve
 from tolom.cli.tariffs import tariff_app
@@ -52,6 +54,8 @@ app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(user_app, name="user")
 app.add_typer(payment_app, name="payment")
 app.add_typer(export_app, name="export")
+app.add_typer(archive_app, name="archive")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def main() -> None:

@@ -12,9 +12,11 @@ from tolom.cli.common import JsonOption, cli_actor, emit, fail, t, transaction
 from tolom.cli.common import amount as som_amount
 from tolom.money import format_amount
 from tolom.settings import get_settings
+from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE_NAME
 
 agent_app = typer.Typer(help="Payment agents and their credentials.", no_args_is_help=True)
+_CREATED = {False: N_("cli.agent.created"), True: N_("cli.agent.created_sandbox")}
 
 
 def _agent_json(agent: agents.Agent) -> dict[str, Any]:
@@ -25,6 +27,7 @@ def _agent_json(agent: agents.Agent) -> dict[str, Any]:
         "enabled": agent.enabled,
         "timezone": agent.timezone.key,
         "cancel_window_days": agent.cancel_window_days,
+        "sandbox": agent.sandbox,
         "allowed_networks": "*" if agent.networks is None else [str(n) for n in agent.networks],
         "services": {
             code: {"min": format_amount(lim.min_amount), "max": format_amount(lim.max_amount)}
@@ -47,6 +50,10 @@ def agent_create(
         str, typer.Option("--services", help="Comma-separated services.")
     ] = "sochi,eds",
     timezone: Annotated[str, typer.Option(help="Zone of the agent's txn_date.")] = HOME_ZONE_NAME,
+    sandbox: Annotated[
+        bool,
+        typer.Option(help="A test agent: answered from the magic accounts, no real money."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Register an agent; prints its generated secret once."""
@@ -60,11 +67,13 @@ def agent_create(
                 networks=networks,
                 service_codes=[s.strip() for s in services_.split(",") if s.strip()],
                 timezone=timezone,
+                sandbox=sandbox,
                 actor=cli_actor(),
             )
     except agents.AgentError as error:
         fail(str(error), as_json)
-    _emit_secret(code, secret, as_json, t("cli.agent.created", code=code))
+    headline = t(_CREATED[sandbox], code=code)
+    _emit_secret(code, secret, as_json, headline)
 
 
 def _emit_secret(code: str, secret: str, as_json: bool, headline: str) -> None:
@@ -88,9 +97,11 @@ def agent_list(
         found = [a for a in agents.load_all(conn) if channels or a.kind == agents.GATEWAY]
     rows = [_agent_json(a) for a in found]
     on, off = t("cli.agent.on"), t("cli.agent.off")
+    sandbox_mark = t("cli.agent.sandbox")
     human = "\n".join(
         f"{r['code']:12} {on if r['enabled'] else off} {r['timezone']:14} "
         f"{','.join(r['services'])} {r['allowed_networks']}  {r['name']}"
+        + (f"  [{sandbox_mark}]" if r["sandbox"] else "")
         for r in rows
     )
     emit(rows, as_json, human or t("cli.agent.none"))

@@ -244,6 +244,7 @@ def worker(
     # not by every `tolom` run, nor by each `tolom serve` worker (docs/operations.md).
     from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
+    from tolom.payments import sandbox
 
     settings = get_settings()
     logs.configure(settings.log_format, settings.log_level)  # httpx quiet: we log each attempt
@@ -262,7 +263,8 @@ def worker(
     except secretbox.SecretKeyError as error:  # the key file: unset, missing, malformed
         fail(str(error))
     try:
-        worker = Worker(settings, engine, concurrency=concurrency, stop=stop, jobs=JOBS)
+        jobs = (*JOBS, sandbox.nightly_job)
+        worker = Worker(settings, engine, concurrency=concurrency, stop=stop, jobs=jobs)
         worker.run(once=once)
     finally:
         engine.dispose()

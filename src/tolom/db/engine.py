@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -29,11 +29,18 @@ _TEMPORARY_SQLSTATES = {
 }
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
-    """An engine for `settings.database_url`: WAL SQLite or PostgreSQL with timeouts."""
-    url = make_url(settings.database_url)
+def make_engine(
+    settings: Settings, *, pool_size: int | None = None, read_only: bool = False
+) -> Engine:
+    """An engine for `settings.database_url`: WAL SQLite or PostgreSQL with timeouts.
+
+    `read_only`: the engine of `settings.database_read_url` (a replica) instead. Its
+    sessions refuse every write (`default_transaction_read_only`, SQLite `query_only`), so
+    a page wrongly moved onto it fails loudly rather than writing around the primary, and a
+    hot standby's connections are kept rather than dropped as a demoted primary's are."""
+    url = make_url(settings.database_read_url if read_only else settings.database_url)
     if url.get_backend_name() == "sqlite":
-        return secretbox.attach(_sqlite_engine(settings), settings)
+        return secretbox.attach(_sqlite_engine(settings, url, read_only=read_only), settings)
     size = pool_size or settings.db_pool_size
     pgbouncer = settings.database_pgbouncer
     engine = create_engine(
@@ -53,7 +60,6 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     )
     lock_ms, statement_ms = settings.lock_timeout_ms, settings.statement_timeout_ms
 
-    @event.listens_for(engine, "checkin")
     def _drop_read_only(dbapi_connection: Any, record: Any) -> None:
         # After a failover a pooled connection may reach a node that turned read-only (a
         # primary being demoted, or one pg_auto_failover holds read-only while it promotes):
@@ -64,6 +70,8 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
         if _read_only(dbapi_connection):
             record.invalidate()
 
+    if not read_only:
+        event.listen(engine, "checkin", _drop_read_only)
     if pgbouncer:
         # A session's SET would stay on whichever server connection ran it: set the
         # timeouts for each transaction instead (one round trip more per transaction).
@@ -71,6 +79,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
             f"SELECT set_config('lock_timeout', '{int(lock_ms)}', true),"
             f" set_config('statement_timeout', '{int(statement_ms)}', true),"
             " set_config('idle_in_transaction_session_timeout', '60000', true)"
+            + (", set_config('transaction_read_only', 'on', true)" if read_only else "")
         )
 
         @event.listens_for(engine, "begin")
@@ -88,6 +97,8 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
             cursor.execute(f"SET lock_timeout = {int(lock_ms)}")
             cursor.execute(f"SET statement_timeout = {int(statement_ms)}")
             cursor.execute("SET idle_in_transaction_session_timeout = 60000")
+            if read_only:
+                cursor.execute("SET default_transaction_read_only = on")
         dbapi_connection.autocommit = autocommit
 
     return secretbox.attach(engine, settings)
@@ -102,8 +113,7 @@ def _read_only(dbapi_connection: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
-def _sqlite_engine(settings: Settings) -> Engine:
-    url = make_url(settings.database_url)
+def _sqlite_engine(settings: Settings, url: URL, *, read_only: bool = False) -> Engine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # sqlite3's `timeout` is SQLite's busy timeout, the counterpart of PostgreSQL's
@@ -123,11 +133,16 @@ def _sqlite_engine(settings: Settings) -> Engine:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            cursor.execute("PRAGMA query_only = ON")
         cursor.close()
+
+    # A query_only connection may not take the write lock: its reads begin deferred.
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
     return engine
 

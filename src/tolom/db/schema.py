@@ -215,6 +215,14 @@ agents = Table(
         server_default="0",
         comment="business days after the payment's own in which the agent may cancel it",
     ),
+    Column(
+        "sandbox",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="a test agent: answered from the magic accounts (payments.sandbox), never "
+        "touching customers, invoices, payments, the ledger or events",
+    ),
     CheckConstraint("kind IN ('gateway', 'cash_desk', 'bank')", name="kind"),
     CheckConstraint("cancel_window_days BETWEEN 0 AND 366", name="cancel_window"),
 )
@@ -226,6 +234,47 @@ agent_services = Table(
     Column("service", String(16), ForeignKey("services.code"), primary_key=True),
     Column("min_amount", BigInteger, nullable=True, comment="overrides the service's"),
     Column("max_amount", BigInteger, nullable=True, comment="overrides the service's"),
+)
+
+# The sandbox (`tolom.payments.sandbox`, migration 0015): sandbox agents' pays live here,
+# apart from every real table; emptied nightly and by `tolom sandbox reset`.
+sandbox_payments = Table(
+    "sandbox_payments",
+    metadata,
+    Column("id", IdType, primary_key=True, comment="the receipt number (prv_txn) answered"),
+    Column("agent_id", IdType, ForeignKey("agents.id"), nullable=False),
+    Column("txn_id", String(64), nullable=False),
+    Column("service", String(16), nullable=False),
+    Column("account", String(32), nullable=False, comment="the magic INN or invoice number"),
+    Column("amount", BigInteger, nullable=False),
+    Column("txn_date_raw", String(40), nullable=False),
+    Column("txn_date", Timestamp, nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("outcome", String(24), nullable=False, comment="the magic account's behaviour"),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column("cancelled_at", Timestamp, nullable=True),
+    Column("cancel_reason", Text, nullable=True),
+    UniqueConstraint("agent_id", "txn_id", name="uq_sandbox_payments_agent_txn"),
+    CheckConstraint("amount > 0", name="amount"),
+)
+
+sandbox_attempts = Table(
+    "sandbox_attempts",
+    metadata,
+    # How often a sandbox agent has sent a pay to the "retry, then OK" magic account.
+    Column("agent_id", IdType, ForeignKey("agents.id"), primary_key=True),
+    Column("txn_id", String(64), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+)
+
+sandbox_state = Table(
+    "sandbox_state",
+    metadata,
+    # One row (id 1): the Bishkek day of the last nightly reset, so that several workers
+    # reset once a day (a conditional UPDATE decides which).
+    Column("id", Integer, primary_key=True),
+    Column("reset_on", Date, nullable=True),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 payments = Table(
@@ -258,6 +307,7 @@ payments = Table(
     Index("ix_payments_business_date", "business_date", "id"),
     Index("ix_payments_account", "account", "id"),
     Index("ix_payments_txn_id", "txn_id", "id"),  # the list's search box: INN, txn_id or №
+    Index("ix_payments_entry", "entry_id"),  # a statement line's payment (migration 0014)
     Index(
         "ix_payments_accepted_day",  # the dashboard's and agents' day totals, index-only
         "business_date",
@@ -444,6 +494,7 @@ signature_orders = Table(
     Index("ix_signature_orders_valid_until", "valid_until"),
 )
 
+# PostgreSQL: partitioned by month of created_at, primary key (id, created_at) (0013).
 events = Table(
     "events",
     metadata,
@@ -483,7 +534,16 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", IdType, primary_key=True),
+    # PostgreSQL: partitioned by event_created_at (its event's month; migration 0013), the
+    # primary key (id, event_created_at), the unique key (event_id, destination,
+    # event_created_at) and the foreign key (event_id, event_created_at) → events.
     Column("event_id", IdType, ForeignKey("events.id"), nullable=False),
+    Column(
+        "event_created_at",
+        Timestamp,
+        nullable=False,
+        comment="its event's created_at: the partition key, with event_id the foreign key",
+    ),
     Column(
         "destination",
         String(40),
@@ -564,6 +624,7 @@ login_throttle = Table(
     Index("ix_login_throttle_last_failure", "last_failure"),
 )
 
+# PostgreSQL: partitioned by month of received_at, primary key (id, received_at) (0013).
 gateway_requests = Table(
     "gateway_requests",
     metadata,

@@ -106,6 +106,7 @@ _INSERT_EVENT = (
 
 _DELIVERY_COLUMNS = [
     "event_id",
+    "event_created_at",
     "ordering_key",
     "destination",
     "endpoint_id",
@@ -113,6 +114,8 @@ _DELIVERY_COLUMNS = [
     "language",
 ]
 _EVENT_ID = bindparam("b_event", type_=BigInteger)
+# The event's created_at exactly as stored (the deliveries' partition and foreign key).
+_EVENT_AT = select(events.c.created_at).where(events.c.id == _EVENT_ID).scalar_subquery()
 _KEY = bindparam("b_key", type_=String)
 _TYPE_PATTERN = literal("% ") + bindparam("b_type", type_=String) + literal(" %")
 
@@ -128,6 +131,7 @@ def _targets(event_id: Any, event: Any, notify: bool) -> Any:
     webhooks = (
         select(
             event_id.label("event_id"),
+            _EVENT_AT.label("event_created_at"),
             _KEY.label("ordering_key"),
             (literal("webhook:") + cast(webhook_endpoints.c.id, String)).label("destination"),
             webhook_endpoints.c.id.label("endpoint_id"),
@@ -150,6 +154,7 @@ def _targets(event_id: Any, event: Any, notify: bool) -> Any:
         return (
             select(
                 event_id.label("event_id"),
+                _EVENT_AT.label("event_created_at"),
                 _KEY.label("ordering_key"),
                 literal(destination).label("destination"),
                 literal(None, BigInteger).label("endpoint_id"),

@@ -85,9 +85,14 @@ _CANDIDATES = (
         webhook_endpoints.c.secret_sealed,
     )
     .select_from(
-        deliveries.join(events, events.c.id == deliveries.c.event_id).outerjoin(
-            webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id
-        )
+        deliveries.join(
+            events,
+            # With the partition key, PostgreSQL probes one month's events, not every month.
+            and_(
+                events.c.id == deliveries.c.event_id,
+                events.c.created_at == deliveries.c.event_created_at,
+            ),
+        ).outerjoin(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
     )
     .where(
         deliveries.c.status == "pending",

@@ -17,6 +17,10 @@ fails alone is answered "retry" and recorded apart (or spooled while the databas
 On PostgreSQL, `sochi` pays and checks take `payments.pgbatch` (one server-side call for
 the whole batch); every other command runs the core in Python, alone in its transaction.
 On SQLite, every command runs the Python core, batched (one writer: one fsync for many).
+
+A sandbox agent's command turns off at the start of `execute`, before the group commit and
+the batch road: `payments.sandbox` answers it in a transaction of its own, reading and
+writing no real table (its request is recorded like any other).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from tolom import metrics
 from tolom.agents.service import Agent
 from tolom.db.engine import driver_error, is_outage, is_temporary
 from tolom.db.groupcommit import GroupCommit
-from tolom.payments import pgbatch, service
+from tolom.payments import pgbatch, sandbox, service
 from tolom.payments.model import (
     CancelOutcome,
     CancelResult,
@@ -139,7 +143,11 @@ async def execute(runtime: Runtime, call: Call) -> Answer:
         wait = runtime.strangers.admit(call.exchange.peer)
         if wait is not None:
             return call.too_many(max(1, math.ceil(wait)))
-    answer = await _lanes(runtime).submit(call)
+    agent_ = call.agent
+    if agent_ is not None and agent_.sandbox and call.command is not None:
+        answer = await _sandbox(runtime, call)  # the one branch: no real table, no batch road
+    else:
+        answer = await _lanes(runtime).submit(call)
     if runtime.settings.metrics_enabled:
         exchange = call.exchange
         metrics.observe_gateway(
@@ -150,6 +158,32 @@ async def execute(runtime: Runtime, call: Call) -> Answer:
             exchange.started,
         )
     return answer
+
+
+async def _sandbox(runtime: Runtime, call: Call) -> Answer:
+    """A sandbox agent's command: `payments.sandbox` in a transaction of its own, after the
+    slow magic account's delay (slept here, in the event loop: no thread is held)."""
+    command = call.command
+    if isinstance(command, Check | Pay):
+        account = command.account if isinstance(command, Check) else command.request.account
+        kind = command.service if isinstance(command, Check) else command.request.service
+        if sandbox.is_slow(kind, account):
+            await asyncio.sleep(runtime.settings.sandbox_slow_seconds)
+    answers = await run_in_threadpool(run_batch, runtime, [call], sandboxed=True)
+    return answers[0]
+
+
+def _run_sandbox(conn: Connection, call: Call) -> Any:
+    """`_run_core` for a sandbox agent: the same commands, answered by `payments.sandbox`."""
+    command, agent_ = call.command, call.agent
+    assert command is not None and agent_ is not None
+    if isinstance(command, Check):
+        return sandbox.check(conn, agent_, command.service, command.account)
+    if isinstance(command, Pay):
+        return sandbox.pay(conn, agent_, command.request)
+    if isinstance(command, Cancel):
+        return sandbox.cancel(conn, agent_, command.txn_id, command.reason)
+    return Lookup(sandbox.find(conn, agent_, command.txn_id))
 
 
 # --- running a batch: one transaction -------------------------------------------------------
@@ -254,8 +288,9 @@ def run_calls(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
     return [answer for answer in answers if answer is not None]
 
 
-def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
-    """Run calls in one transaction and return their answers; never raises."""
+def run_batch(runtime: Runtime, calls: Sequence[Call], *, sandboxed: bool = False) -> list[Answer]:
+    """Run calls in one transaction and return their answers; never raises. `sandboxed`:
+    one sandbox agent's call (`_sandbox`), recorded without a payment id."""
     engine = runtime.engine
     postgresql = engine.dialect.name == "postgresql"
     for call in calls:  # the key the payment is stored under, for the record and the answer
@@ -268,10 +303,13 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
             call.exchange.txn_id = service.payment_key(call.agent, txn_id)
     try:
         with engine.begin() as conn:
-            results = _results(conn, calls, postgresql)
+            if sandboxed:
+                results = [_run_sandbox(conn, call) for call in calls]
+            else:
+                results = _results(conn, calls, postgresql)
             answers = [call.render(result) for call, result in zip(calls, results, strict=True)]
             rows = [
-                log_row(call.exchange, answer, _payment_of(result))
+                log_row(call.exchange, answer, None if sandboxed else _payment_of(result))
                 for call, answer, result in zip(calls, answers, results, strict=True)
             ]
             if postgresql:
@@ -280,7 +318,7 @@ def run_batch(runtime: Runtime, calls: Sequence[Call]) -> list[Answer]:
                 record(conn, rows)
         if runtime.spool.pending():  # the database is back: move what the outage spooled
             threading.Thread(target=runtime.spool.drain, args=(engine,), daemon=True).start()
-        if runtime.settings.metrics_enabled:
+        if runtime.settings.metrics_enabled and not sandboxed:
             _count_pays(calls, results)
         return answers
     except Exception as error:

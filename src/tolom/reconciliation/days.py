@@ -526,7 +526,10 @@ def calendar(
     registry's unresolved discrepancies, and the closing."""
     if (end - start).days > 92 or end < start:
         raise ReconciliationError(N_("reconciliation.error.calendar_period"))
-    query = select(agents_table.c.id, agents_table.c.code).where(agents_table.c.kind == "gateway")
+    query = select(agents_table.c.id, agents_table.c.code).where(
+        agents_table.c.kind == "gateway",
+        agents_table.c.sandbox.is_(False),  # a sandbox agent has nothing to reconcile
+    )
     if agent_codes:
         query = query.where(agents_table.c.code.in_(agent_codes))
     known = conn.execute(query.order_by(agents_table.c.code)).all()

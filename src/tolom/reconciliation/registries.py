@@ -90,7 +90,7 @@ class Imported:
 
 def agent_for_registry(conn: Connection, code: str) -> Agent:
     agent = agents.load(conn, code)
-    if agent is None:
+    if agent is None or agent.sandbox:  # a sandbox agent's pays are never reconciled
         raise RegistryError(N_("reconciliation.error.no_agent"), code=code[:32])
     return agent
 

@@ -224,6 +224,7 @@ class NewForm(PageForm):
     networks: Networks = ""
     timezone: Annotated[str, one_of(zones())] = DEFAULT_ZONE
     cancel_window_days: CancelDays = "0"
+    sandbox: Checkbox = False  # a test agent, answered from the magic accounts
     # The services ticked (`service_<code>` checkboxes), set by the page from those it offers.
     services: tuple[str, ...] = Field((), exclude=True)
 
@@ -411,6 +412,7 @@ async def create_agent(request: Request, session: MayChange) -> Response:
                 service_codes=list(form.services),
                 timezone=form.timezone,
                 cancel_window_days=form.days,
+                sandbox=form.sandbox,
                 actor=audit_actor(session),
                 address=client,
             )

@@ -113,7 +113,7 @@ async def audit_list(request: Request, session: SignedIn) -> Response:
         before = cursor(request.query_params.get("before"))
     except BadFilter:
         return _bad(request, session)
-    engine = runtime(request).engine
+    engine = runtime(request).reads  # the replica, if any
 
     def load() -> tuple[list[AuditLine], list[str]]:
         with engine.connect() as conn:

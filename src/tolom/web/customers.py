@@ -123,7 +123,7 @@ async def customer_list(request: Request, session: SignedIn) -> Response:
         return _bad_request(request, session)
     # An INN typed with spaces ("019 0420 2310427") is searched for without them.
     text = _compact(q) if _compact(q).isascii() and _compact(q).isdigit() else q
-    engine = runtime(request).engine
+    engine = runtime(request).reads  # the replica, if any; the card reads the primary
 
     def load() -> list[Found]:
         with engine.connect() as conn:

@@ -102,7 +102,7 @@ async def payment_list(request: Request, session: SignedIn) -> Response:
         before = cursor(request.query_params.get("before"))
     except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
-    engine = runtime(request).engine
+    engine = runtime(request).reads  # the replica, if any: a list decides nothing
 
     def load() -> tuple[list[records.PaymentRecord], list[tuple[str, str]]]:
         with engine.connect() as conn:
@@ -139,7 +139,7 @@ async def _export(request: Request, session: Session, fmt: str) -> Response:
         form = list_form(request)
     except BadFilter:
         return message_page(request, session, "bad-request", "error.bad_request", status=400)
-    engine = runtime(request).engine
+    engine = runtime(request).reads  # the replica, if any: an export decides nothing
 
     def size() -> int | None:
         with engine.connect() as conn:

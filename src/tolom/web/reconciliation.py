@@ -157,7 +157,9 @@ class ReasonForm(PageForm):
 
 def _load_calendar(request: Request, first: date) -> tuple[list[Row], list[date]]:
     last = first.replace(day=monthrange(first.year, first.month)[1])
-    with runtime(request).engine.connect() as conn:
+    # The replica, if any: the calendar only points at days; a day's page, its actions
+    # and its documents read the primary (what was just resolved or closed shows there).
+    with runtime(request).reads.connect() as conn:
         cells = days.calendar(conn, first, last)
         names = {a.code: a.name for a in agent_queries.names(conn, gateway_only=True)}
     by_agent: dict[str, list[days.Cell]] = {}
@@ -236,7 +238,7 @@ async def upload(request: Request, session: MayReconcile) -> Response:
 
     def gateway_agents() -> set[str]:
         with engine.connect() as conn:
-            return agent_queries.gateway_codes(conn)
+            return agent_queries.reconciled_codes(conn)
 
     if "agent" not in form.errors and form.agent not in await run_in_threadpool(gateway_agents):
         form.errors["agent"] = t("recon.upload.no_agent")

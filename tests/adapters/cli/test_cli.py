@@ -409,6 +409,7 @@ def test_agent_list_json(cli: Cli) -> None:
             "enabled": True,
             "timezone": "Asia/Bishkek",
             "cancel_window_days": 0,
+            "sandbox": False,
             "allowed_networks": "*",
             "services": {"eds": {"min": "1.00", "max": "1000000.00"}},
         },
@@ -419,6 +420,7 @@ def test_agent_list_json(cli: Cli) -> None:
             "enabled": True,
             "timezone": "Asia/Bishkek",
             "cancel_window_days": 0,
+            "sandbox": False,
             "allowed_networks": ["10.0.0.1/32"],
             "services": {
                 "eds": {"min": "1.00", "max": "1000000.00"},
