@@ -4,7 +4,7 @@ call (charges, tariffs, a customer import)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from sqlalchemy import Engine
@@ -14,6 +14,7 @@ from tolom import audit
 from tolom.api.operator.charges import _out
 from tolom.backoffice import statement_sources
 from tolom.billing import charges, customers, tariffs
+from tolom.formatting import ZONE
 from tolom.ledger.accounts import create_account
 from tolom.payments import records
 
@@ -28,7 +29,7 @@ def test_a_statement_names_the_payment_and_the_charge_behind_its_lines(
         charge = charges.create_audited(conn, request, actor="api:sochi", address="192.0.2.1")
         customer = customers.get(conn, inn)
         assert customer is not None
-        today = datetime.now(UTC).date()
+        today = datetime.now(ZONE).date()  # statement days are Bishkek's
         lines = customers.statement(conn, customer, today.replace(day=1), today).lines
         ids = [x.entry_id for x in lines]
         found = statement_sources.of_entries(conn, ids)

@@ -88,5 +88,6 @@ def downgrade() -> None:
     op.drop_table("sandbox_state")
     op.drop_table("sandbox_attempts")
     op.drop_table("sandbox_payments")
-    with op.batch_alter_table("agents") as batch:
-        batch.drop_column("sandbox")
+    # Not batch mode: on SQLite that copies `agents` and drops the original, which the
+    # foreign keys pointing at it refuse; SQLite ≥ 3.35 drops a plain column in place.
+    op.drop_column("agents", "sandbox")
