@@ -159,7 +159,7 @@ def _form_page(
 async def apply_form(request: Request) -> Response:
     """The empty form, with a fresh token."""
     runtime: Runtime = request.app.state.runtime
-    if any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+    if pages.has_bad_characters(request.query_params.multi_items()):
         return _form_page(request, runtime, [], status=400, refusal="bad_request")
     products = await run_in_threadpool(_products, runtime)
     return _form_page(request, runtime, products)
@@ -182,9 +182,9 @@ async def apply_send(request: Request) -> Response:
     products = await run_in_threadpool(_products, runtime)
     if (
         len(fields) != len(form.multi_items())
-        or any("\x00" in k or "\x00" in v for k, v in fields.items())
+        or pages.has_bad_characters(fields.items())
         or any(len(k) > MAX_NAME or len(v) > MAX_FIELD for k, v in fields.items())
-        or any("\x00" in v for v in request.query_params.values())
+        or pages.has_bad_characters(request.query_params.multi_items())
     ):
         return _form_page(request, runtime, products, status=400, refusal="bad_request")
     typed = {name: fields.get(name, "").strip() for name in FIELDS}

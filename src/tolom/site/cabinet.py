@@ -173,10 +173,9 @@ def _redirect(location: str) -> RedirectResponse:
 
 def _bad(items: Iterable[tuple[str, Any]]) -> bool:
     """A request no page of ours sends: U+0000 (no text to PostgreSQL), or over-long."""
-    return any(
-        "\x00" in k or len(k) > 40 or (isinstance(v, str) and ("\x00" in v or len(v) > MAX_FIELD))
-        for k, v in items
-    )
+    items = list(items)
+    too_long = any(len(k) > 40 or (isinstance(v, str) and len(v) > MAX_FIELD) for k, v in items)
+    return too_long or pages.has_bad_characters(items)
 
 
 async def _form(request: Request) -> dict[str, str] | None:

@@ -36,7 +36,6 @@ router = APIRouter(include_in_schema=False)
 
 # Longer than any account: refused unread (and not shown back in the field).
 MAX_INPUT = 64
-BAD_CHARACTER = "\x00"  # no form of ours sends it; PostgreSQL text cannot hold it
 RETRY_AFTER_SECONDS = 5
 # What a customer may type between the digits of a number read off paper: spaces, dashes.
 _SEPARATORS = re.compile(r"[\s\-]+")
@@ -90,7 +89,7 @@ class Answer:
 def pay_page(request: Request) -> HTMLResponse:
     """The instructions, and the verdict on `?number=` when one was typed."""
     params = request.query_params
-    if any(BAD_CHARACTER in k or BAD_CHARACTER in v for k, v in params.multi_items()):
+    if pages.has_bad_characters(params.multi_items()):
         return _render(request, None, status=400, refused=True)
     service = SERVICES.get(params.get("service", ""))
     typed = params.get("number")

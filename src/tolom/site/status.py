@@ -92,7 +92,7 @@ def status_page(request: Request) -> HTMLResponse:
     """The form; with `?invoice=` also the invoice's stages, or why there are none."""
     language = pages.language_of(request)
     items = request.query_params.multi_items()
-    if any("\x00" in k or "\x00" in v for k, v in items):  # U+0000: no page of ours sends it
+    if pages.has_bad_characters(items):
         return _page(request, language, 400, error=texts(language)(DIGITS))
     typed = request.query_params.get(FIELD)
     if typed is None:
