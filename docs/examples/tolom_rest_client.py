@@ -7,8 +7,9 @@
     python3 tolom_rest_client.py status 1234567
     python3 tolom_rest_client.py cancel 1234567 "Клиент ошибся номером"
 
-Prints the HTTP status and the JSON answer. On 503 (or no answer at all) repeat the same
-request: a pay or cancel with the same txn_id is never applied twice.
+Prints the HTTP status and the JSON answer. On 503, on 202 payment_pending (no receipt
+yet) or with no answer at all repeat the same request: a pay or cancel with the same txn_id
+is never applied twice.
 """
 
 from __future__ import annotations

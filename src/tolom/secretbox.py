@@ -320,6 +320,7 @@ class SealedColumn:
 SEALED_COLUMNS = (
     SealedColumn("agents", "id", "signing_key_sealed", "ключи подписи агентов"),
     SealedColumn("webhook_endpoints", "id", "secret_sealed", "секреты вебхуков"),
+    SealedColumn("agents", "id", "secret_sealed", "секреты тестовых агентов"),
 )
 
 

@@ -176,6 +176,24 @@ class Settings(BaseSettings):
         "--with-worker` sets it): one process to run for the demo and small installations. "
         "In production run `tolom worker` as its own service.",
     )
+    probe_interval_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Every this many seconds each worker runs the synthetic check (`tolom "
+        "probe`: a sandbox agent pays and cancels through both gateways over HTTP) and "
+        "reports it in /metrics and the log. 0: off. Needs TOLOM_PROBE_AGENT.",
+    )
+    probe_agent: str = Field(
+        default="",
+        description="The sandbox agent the worker's probe pays as (`tolom agent create CODE "
+        "--sandbox`; its secret is kept sealed). A real agent is refused.",
+    )
+    probe_base_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
+        description="Where the probe reaches the gateways, as agents do. Empty: "
+        "TOLOM_PUBLIC_BASE_URL.",
+    )
     delivery_max_attempts: int = Field(
         default=15,
         ge=1,

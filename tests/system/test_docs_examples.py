@@ -1,5 +1,7 @@
 """The integrator's examples in docs/examples work against a real server: sign, check,
-pay, repeat, status, cancel, in Python and in shell (curl + openssl)."""
+pay, repeat, status, cancel, in Python and in shell (curl + openssl); the guides' sandbox
+tables (read from the four guides) agree with each other and with the sandbox, and every
+row answers as documented over both protocols, played by the conformance kit."""
 
 from __future__ import annotations
 
@@ -8,12 +10,24 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.factories import REPO, add_agent, add_customer, new_txn_id
 from tests.system.test_concurrency import live_server  # noqa: F401 - the fixture
+from tests.system.test_conformance_kit import (
+    KIT,
+    load_kit,
+    sandbox_agent,
+    sandbox_server,  # noqa: F401 - the fixture
+)
 from tolom.agents import service as agents
-from tolom.db.schema import payments
+from tolom.db.schema import payments, sandbox_payments
+from tolom.gateway.osmp import RESULT_CODES
+from tolom.httpkit.problems import PAY_PROBLEMS, PROBLEMS
+from tolom.money import format_amount
+from tolom.payments import sandbox
+from tolom.payments.model import Outcome, Service
 
 EXAMPLES = REPO / "docs" / "examples"
 
@@ -121,3 +135,72 @@ def test_python_example_client_against_the_sandbox(live_server: str, engine: Eng
     assert status == 409 and problem["code"] == "invoice_already_paid"  # type: ignore[index]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(payments)).scalar_one() == 0
+
+
+# --- the guides' sandbox tables -------------------------------------------------------------
+
+
+def _rest_answer(outcome: Outcome) -> tuple[int, str | None]:
+    if outcome is Outcome.OK:
+        return (200, None)
+    code = PAY_PROBLEMS[outcome]
+    return (PROBLEMS[code][0], code)
+
+
+@pytest.mark.parametrize("protocol", ["osmp", "rest"])
+def test_the_guides_sandbox_tables_agree_with_each_other_and_the_sandbox(protocol: str) -> None:
+    """The English and Russian tables say the same, and each row is what MAGIC_ACCOUNTS
+    answers (the kit reads these tables, so what they say is what it checks)."""
+    kit = load_kit()
+    english = kit.read_table(REPO / "docs" / f"agents-{protocol}.md", protocol)
+    assert kit.read_table(REPO / "docs" / f"agents-{protocol}.ru.md", protocol) == english
+    assert sorted((Service(r.service), r.account) for r in english) == sorted(sandbox.MAGIC)
+    for row in english:
+        magic = sandbox.MAGIC[(Service(row.service), row.account)]
+        interim = getattr(magic, "interim", Outcome.RETRY)
+        if protocol == "osmp":
+            check = (RESULT_CODES[magic.check], None)
+            pays = [(RESULT_CODES[o], None) for o in [interim] * magic.retries + [magic.pay]]
+        else:
+            check = _rest_answer(magic.check)
+            pays = [_rest_answer(o) for o in [interim] * magic.retries + [magic.pay]]
+        assert (row.check, list(row.pays)) == (check, pays), row
+        assert (row.slow_seconds is not None) == magic.slow, row
+        due = None if magic.amount_due is None else format_amount(magic.amount_due)
+        assert row.amount_due == due, row
+        if due is not None:  # an invoice: below and above its amount are refused
+            small, large = (
+                (RESULT_CODES[Outcome.TOO_SMALL], RESULT_CODES[Outcome.TOO_LARGE])
+                if protocol == "osmp"
+                else (PAY_PROBLEMS[Outcome.TOO_SMALL], PAY_PROBLEMS[Outcome.TOO_LARGE])
+            )
+            assert small in (row.below or ()) and large in (row.above or ()), row
+
+
+@pytest.mark.parametrize("protocol", ["osmp", "rest"])
+def test_every_row_of_the_guides_sandbox_table_answers_as_documented(
+    sandbox_server: str,  # noqa: F811
+    engine: Engine,
+    protocol: str,
+) -> None:
+    """The conformance kit's scenarios, unchanged, against a real server: each magic
+    account's check and pay (retries, the slow answer cut by a 1 s client timeout and
+    resent), repeats, a changed repeat, a wrong format, wrong credentials."""
+    env = sandbox_agent(engine, f"docs{protocol}")
+    done = subprocess.run(
+        [sys.executable, str(KIT), "scenarios", "--protocol", protocol, "--timeout", "1"],
+        env={**os.environ, **env, "TOLOM_URL": sandbox_server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+    assert "FAIL" not in done.stdout
+    label = protocol.upper()
+    for row in load_kit().guide_rows(protocol):
+        for what in ("check", "pay"):
+            assert f"PASS  {label} {what} {row.service} {row.account}:" in done.stdout
+    assert "no answer within 1 s" in done.stdout  # the slow account, resent
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(payments)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(sandbox_payments)).scalar_one() > 0

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -166,10 +167,23 @@ def test_alert_rules_and_dashboard_use_only_exported_names(gateway: Gateway, eng
     inn = add_customer(engine)
     gateway.pay("sochi", inn, "10.00", txn_id=new_txn_id())  # every labelled family appears
     from tolom import metrics
+    from tolom.metrics import heartbeats
 
     metrics.database_unavailable("gateway")
-    metrics.worker_heartbeat()
-    exported = {name for name, _ in scrape(gateway.client)}
+    now = datetime.now(UTC)  # a worker's heartbeat and a probe's result, as they write them
+    heartbeats.beat(engine, "worker-host:4242", now, time.time())
+    heartbeats.record_probe(
+        engine,
+        [
+            heartbeats.ProbeResult(g, True, 0.2, None, None, now, "worker-host:4242")
+            for g in ("osmp", "rest")
+        ],
+    )
+    samples = scrape(gateway.client)
+    exported = {name for name, _ in samples}
+    assert value(samples, "tolom_probe_success", gateway="rest") == 1
+    assert value(samples, "tolom_probe_duration_seconds", gateway="osmp") == 0.2
+    assert value(samples, "tolom_worker_last_loop_timestamp_seconds", worker="worker-host:4242") > 0
 
     rules = yaml.safe_load((DEPLOY / "prometheus" / "tolom-alerts.yml").read_text())
     expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
@@ -184,6 +198,7 @@ def test_alert_rules_and_dashboard_use_only_exported_names(gateway: Gateway, eng
     families = {n.removesuffix("_total").removesuffix("_count") for n in exported}
     assert "tolom_worker_last_loop_timestamp_seconds" in families
     assert "tolom_outbox_dead_letters" in used and "tolom_reconciliation_days_overdue" in used
+    assert {"tolom_probe_success", "tolom_probe_last_run_timestamp_seconds"} <= used
 
 
 # --- multiprocess: two workers, one sum ------------------------------------------------------

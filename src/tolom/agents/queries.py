@@ -135,3 +135,27 @@ def service_lines(conn: Connection, agent_id: int) -> list[ServiceLine]:
             )
         )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxAgent:
+    """A sandbox agent as the simulator offers it: `speakable` when its secret is kept
+    sealed (agents made or given a new secret since migration 0019)."""
+
+    code: str
+    name: str
+    enabled: bool
+    speakable: bool
+
+
+def sandbox_agents(conn: Connection) -> list[SandboxAgent]:
+    """The sandbox agents, by code: the only agents the simulator may speak as."""
+    query = (
+        select(agents.c.code, agents.c.name, agents.c.enabled, agents.c.secret_sealed)
+        .where(agents.c.kind == GATEWAY, agents.c.sandbox.is_(True))
+        .order_by(agents.c.code)
+    )
+    return [
+        SandboxAgent(str(r.code), str(r.name), bool(r.enabled), bool(r.secret_sealed))
+        for r in conn.execute(query)
+    ]

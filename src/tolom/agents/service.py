@@ -185,6 +185,7 @@ def create(
             name=name,
             secret_hash=hash_secret(secret),
             signing_key_sealed=secretbox.for_connection(conn).seal(signing_key_for(secret)),
+            secret_sealed=_sandbox_seal(conn, secret) if sandbox else None,
             allowed_networks=stored_networks,
             timezone=timezone,
             clearing_account_id=clearing.id,
@@ -248,15 +249,55 @@ def rotate_secret(conn: Connection, code: str) -> str:
     """Replace an agent's secret and signing key; returns the new secret (shown only once)."""
     agent_id = _agent_id(conn, code, gateway_only=True)
     secret = secrets.token_urlsafe(32)
+    sandbox = conn.execute(select(agents.c.sandbox).where(agents.c.id == agent_id)).scalar_one()
     conn.execute(
         update(agents)
         .where(agents.c.id == agent_id)
         .values(
             secret_hash=hash_secret(secret),
             signing_key_sealed=secretbox.for_connection(conn).seal(signing_key_for(secret)),
+            secret_sealed=_sandbox_seal(conn, secret) if sandbox else None,
         )
     )
     return secret
+
+
+def _sandbox_seal(conn: Connection, secret: str) -> str:
+    """A sandbox agent's secret, sealed: the simulator (`tolom.simulator`) speaks as that
+    agent. A real agent's secret is never kept but as its hash."""
+    return secretbox.for_connection(conn).seal(secret)
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxCredentials:
+    """What a tool that speaks to the gateways as an agent (the simulator, the probe) needs."""
+
+    code: str
+    secret: str = field(repr=False)
+    timezone: str
+
+
+def sandbox_credentials(
+    conn: Connection, code: str, secret: str | None = None
+) -> SandboxCredentials:
+    """The gateway agent `code` and its secret (the one given, or opened from the store),
+    for a tool that pays as an agent. The one rule for every such tool: only a sandbox agent,
+    so that none of them can ever make a real payment. AgentError for an unknown or real
+    agent, or a sandbox agent whose secret was made before it was kept (rotate it once)."""
+    row = conn.execute(
+        select(agents.c.sandbox, agents.c.secret_sealed, agents.c.timezone).where(
+            agents.c.code == code, agents.c.kind == GATEWAY
+        )
+    ).first()
+    if row is None:
+        raise AgentError(N_("agent.error.speaker_unknown"), code="speaker.unknown", agent=code)
+    if not row.sandbox:
+        raise AgentError(N_("agent.error.speaker_real"), code="speaker.real", agent=code)
+    if not secret and row.secret_sealed:
+        secret = secretbox.for_connection(conn).open(row.secret_sealed)
+    if not secret:
+        raise AgentError(N_("agent.error.speaker_no_secret"), code="speaker.no_secret", agent=code)
+    return SandboxCredentials(code, secret, row.timezone)
 
 
 def configure(

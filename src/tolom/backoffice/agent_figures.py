@@ -4,9 +4,9 @@ A payment's business day is its agent's local date (`payments.business_date`), s
 agent's "today" is today in its own time zone. Every figure is a bounded, indexed query
 over the agents of one page (never over all payments):
 
-- payments: one range of at most 31 business days for the page's agents, grouped by agent
-  and day (`ix_payments_agent_day`: agent_id, business_date); accepted payments only, a
-  reversed one is no longer money received;
+- payments: at most 31 business days for the page's agents, by agent and day
+  (`payments.day_totals`: closed days summed once and stored, the last two grouped live);
+  accepted payments only, a reversed one is no longer money received;
 - requests: the request log since the start of yesterday in the agents' zone
   (`ix_gateway_requests_received`), one query per distinct start of day (agents in the
   same zone share one): the last request and the refusals of today. Older requests are
@@ -30,7 +30,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, and_, case, func, or_, select
 
 from tolom.agents.service import GATEWAY
-from tolom.db.schema import agents, gateway_requests, payments
+from tolom.db.schema import agents, gateway_requests
+from tolom.payments import day_totals
 from tolom.timestamps import HOME_ZONE
 
 MONTH_DAYS = 30
@@ -152,23 +153,16 @@ def of_agents(
     today = {agent_id: local_today(_zone(name), now) for agent_id, name in zones}
     ids = list(today)
     per_day: dict[int, dict[date, Tally]] = defaultdict(dict)
-    query = (
-        select(
-            payments.c.agent_id,
-            payments.c.business_date,
-            func.count().label("n"),
-            func.sum(payments.c.amount).label("total"),
-        )
-        .where(
-            payments.c.agent_id.in_(ids),
-            payments.c.business_date >= min(today.values()) - timedelta(days=MONTH_DAYS - 1),
-            payments.c.business_date <= max(today.values()),
-            payments.c.status == "accepted",
-        )
-        .group_by(payments.c.agent_id, payments.c.business_date)
+    sums = day_totals.totals(
+        conn,
+        min(today.values()) - timedelta(days=MONTH_DAYS - 1),
+        max(today.values()),
+        today=local_today(HOME_ZONE, now),
+        agent_ids=ids,
     )
-    for row in conn.execute(query):
-        per_day[int(row.agent_id)][row.business_date] = Tally(int(row.n), int(row.total))
+    for s in sums:
+        was = per_day[s.agent_id].get(s.day, Tally())
+        per_day[s.agent_id][s.day] = Tally(was.count + s.count, was.total + s.total)
 
     requests = _requests(conn, zones, today)
     found = {}

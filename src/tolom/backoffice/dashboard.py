@@ -2,13 +2,13 @@
 by agent and service, and what needs attention.
 
 Each figure is one cheap query over an indexed range, so the page stays fast with millions
-of payments: the accepted payments of the last 30 business days, grouped by day, agent and
-service in the database (an index-only scan of `ix_payments_accepted_day`, which holds
-every column the query reads), the waiting charges (the partial `ix_charges_awaiting`), the
+of payments: the accepted payments of the last 30 business days by day, agent and service
+(`payments.day_totals`: closed days summed once and stored, the last two grouped live by
+an index-only scan of `ix_payments_accepted_day`), the waiting charges (the partial `ix_charges_awaiting`), the
 dead deliveries (`ix_deliveries_status`), the signatures expiring soon
 (`ix_signature_orders_valid_until`) and the online applications awaiting identity
 verification (`ix_applications_status`). The 30-day chart and the two days' tables are both
-added up from the few hundred rows of the one payments query.
+added up from those few hundred rows.
 
 A payment's business day is its agent's local date (`payments.business_date`); agents,
 the cash desk and the bank channel work in Asia/Bishkek, the company's calendar, so
@@ -25,7 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Connection, bindparam, func, select
 
 from tolom.billing import applications, orders
-from tolom.db.schema import agents, charges, deliveries, payments
+from tolom.db.schema import agents, charges, deliveries
+from tolom.payments import day_totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,48 +130,15 @@ def business_today(now: datetime | None = None) -> date:
     return orders.local_date(now or datetime.now(UTC))
 
 
-# One range scan over the chart's business days, grouped finely (at most days × agents ×
-# services rows); the chart and the two days' tables are added up from these rows.
-_GROUPED = (
-    select(
-        payments.c.business_date,
-        payments.c.agent_id,
-        payments.c.service,
-        func.count().label("n"),
-        func.sum(payments.c.amount).label("total"),
-    )
-    .where(
-        payments.c.business_date >= bindparam("b_from"),
-        payments.c.business_date <= bindparam("b_to"),
-        payments.c.status == "accepted",
-    )
-    .group_by(payments.c.business_date, payments.c.agent_id, payments.c.service)
-    .subquery()
-)
-# The agents' names are joined to the grouped rows, not to every payment.
-_PAYMENTS = select(
-    _GROUPED.c.business_date,
-    agents.c.code,
-    agents.c.name,
-    agents.c.kind,
-    _GROUPED.c.service,
-    _GROUPED.c.n,
-    _GROUPED.c.total,
-).join(
-    # Sandbox agents' pays never reach `payments` (payments.sandbox); the filter says so.
-    agents,
-    (agents.c.id == _GROUPED.c.agent_id) & agents.c.sandbox.is_(False),
+# The agents' names, for the agents the day totals name; sandbox agents' pays never reach
+# `payments` (payments.sandbox), and the filter says so.
+_AGENTS = select(agents.c.id, agents.c.code, agents.c.name, agents.c.kind).where(
+    agents.c.id.in_(bindparam("ids", expanding=True)), agents.c.sandbox.is_(False)
 )
 _AWAITING = select(func.count(), func.coalesce(func.sum(charges.c.amount), 0)).where(
     charges.c.status == "awaiting_payment"
 )
 _DEAD = select(func.count()).select_from(deliveries).where(deliveries.c.status == "dead")
-
-
-def _expiring_count(conn: Connection, today: date, within_days: int) -> int:
-    # What "expiring" means is decided once, in billing.orders; here it is only counted.
-    query = orders.expiring_query(today, within_days).subquery()
-    return int(conn.execute(select(func.count()).select_from(query)).scalar_one())
 
 
 def _day(day: date, rows: list[tuple[str, str, str, str, int, int]]) -> DayTotals:
@@ -208,11 +176,15 @@ def load(conn: Connection, *, today: date, expiry_days: int) -> Dashboard:
     """Every figure of the dashboard for the business day `today`."""
     yesterday = today - timedelta(days=1)
     first = today - timedelta(days=CHART_DAYS - 1)
+    sums = day_totals.totals(conn, first, today, today=today)
+    named = {
+        int(r.id): (r.code, r.name, r.kind)
+        for r in conn.execute(_AGENTS, {"ids": sorted({s.agent_id for s in sums})})
+    }
     per_day: dict[date, list[tuple[str, str, str, str, int, int]]] = defaultdict(list)
-    for row in conn.execute(_PAYMENTS, {"b_from": first, "b_to": today}):
-        per_day[row.business_date].append(
-            (row.code, row.name, row.kind, row.service, int(row.n), int(row.total))
-        )
+    for s in sums:
+        if s.agent_id in named:
+            per_day[s.day].append((*named[s.agent_id], s.service, s.count, s.total))
     awaiting_count, awaiting_total = conn.execute(_AWAITING).one()
     return Dashboard(
         today=_day(today, per_day[today]),
@@ -220,7 +192,7 @@ def load(conn: Connection, *, today: date, expiry_days: int) -> Dashboard:
         awaiting_count=int(awaiting_count),
         awaiting_total=int(awaiting_total),
         dead_deliveries=int(conn.execute(_DEAD).scalar_one()),
-        expiring_signatures=_expiring_count(conn, today, expiry_days),
+        expiring_signatures=orders.expiring_count(conn, today, expiry_days),
         expiry_days=expiry_days,
         chart=_chart(first, per_day),
         applications_new=applications.count_new(conn),

@@ -34,8 +34,10 @@ ROLES = ("admin", "operator", "accountant", "auditor")
 # What each role may do. The auditor reads everything and changes nothing; every other
 # role reads everything too (a person helping a customer needs the whole picture).
 _CHANGES: dict[str, frozenset[str]] = {
-    "admin": frozenset({"users", "agents", "settings", "webhooks", "reopen_days", "audit_export"}),
-    "operator": frozenset({"customers", "invoices", "cash", "orders"}),
+    "admin": frozenset(
+        {"users", "agents", "settings", "webhooks", "reopen_days", "audit_export", "simulate"}
+    ),
+    "operator": frozenset({"customers", "invoices", "cash", "orders", "simulate"}),
     "accountant": frozenset({"reversals", "exports", "reconciliation", "webhooks", "audit_export"}),
     "auditor": frozenset({"audit_export"}),  # reads everything, changes nothing
 }

@@ -21,10 +21,12 @@ from tolom.cli.invoices import invoice_app
 from tolom.cli.ledger import ledger_app
 from tolom.cli.orders import orders_app
 from tolom.cli.payments import payment_app
+from tolom.cli.probe import probe
 from tolom.cli.reconcile import reconcile_app
 from tolom.cli.sandbox import sandbox_app
 from tolom.cli.secrets import secrets_app
 from tolom.cli.serve import serve
+from tolom.cli.simulate import simulate_app
 from tolom.cli.tariffs import tariff_app
 from tolom.cli.users import user_app
 
@@ -56,6 +58,8 @@ app.add_typer(payment_app, name="payment")
 app.add_typer(export_app, name="export")
 app.add_typer(archive_app, name="archive")
 app.add_typer(sandbox_app, name="sandbox")
+app.command("probe")(probe)
+app.add_typer(simulate_app, name="simulate")
 
 
 def main() -> None:

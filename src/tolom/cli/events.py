@@ -56,6 +56,13 @@ def webhook_add(
     events: Annotated[
         str, typer.Option(help='Event types, space-separated, e.g. "payment.accepted"; * = all.')
     ] = "*",
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Send it the sandbox agents' events instead of the real ones (for testing).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Register an endpoint; prints its signing secret once."""
@@ -68,10 +75,12 @@ def webhook_add(
                 event_types=events,
                 actor=cli_actor(),
                 allowed_networks=get_settings().webhook_allowed_networks,
+                sandbox=sandbox,
             )
     except endpoints.EndpointError as error:
         fail(str(error), as_json)
-    _emit_secret(name, secret, as_json, t("cli.webhook.added", name=name, id=endpoint_id))
+    added = N_("cli.webhook.added_sandbox") if sandbox else N_("cli.webhook.added")
+    _emit_secret(name, secret, as_json, t(added, name=name, id=endpoint_id))
 
 
 @webhook_app.command("list")
@@ -79,9 +88,10 @@ def webhook_list(as_json: JsonOption = False) -> None:
     """All endpoints, their addresses and event types."""
     with transaction() as conn:
         found = endpoints.load_all(conn)
-    on, off = t("cli.webhook.on"), t("cli.webhook.off")
+    on, off, mark = t("cli.webhook.on"), t("cli.webhook.off"), t("cli.webhook.sandbox")
     human = "\n".join(
         f"{e.name:16} {e.destination:12} {on if e.enabled else off} {e.url}  {e.event_types}"
+        + (f"  [{mark}]" if e.sandbox else "")
         for e in found
     )
     emit([e.as_json() for e in found], as_json, human or t("cli.webhook.none"))
@@ -242,6 +252,7 @@ def worker(
     """Deliver events to webhooks, e-mail and SMS until SIGTERM or Ctrl-C."""
     # The worker brings httpx (and its rich/click/pygments CLI): imported by this command,
     # not by every `tolom` run, nor by each `tolom serve` worker (docs/operations.md).
+    from tolom import probe
     from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
     from tolom.payments import sandbox
@@ -265,7 +276,11 @@ def worker(
     try:
         jobs = (*JOBS, sandbox.nightly_job)
         worker = Worker(settings, engine, concurrency=concurrency, stop=stop, jobs=jobs)
-        worker.run(once=once)
+        if once:
+            worker.run(once=True)
+        else:  # its heartbeat row for /metrics and, if configured, the probe
+            with probe.accompany(settings, engine, stop):
+                worker.run()
     finally:
         engine.dispose()
         for signum, handler in previous.items():

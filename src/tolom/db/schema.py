@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -221,7 +222,14 @@ agents = Table(
         nullable=False,
         server_default=text("false"),
         comment="a test agent: answered from the magic accounts (payments.sandbox), never "
-        "touching customers, invoices, payments, the ledger or events",
+        "touching customers, invoices, payments or the ledger; its events are marked sandbox",
+    ),
+    Column(
+        "secret_sealed",
+        Text,
+        nullable=True,
+        comment="a sandbox agent's secret, sealed (tolom.secretbox), for the simulator; "
+        "NULL for every real agent",
     ),
     CheckConstraint("kind IN ('gateway', 'cash_desk', 'bank')", name="kind"),
     CheckConstraint("cancel_window_days BETWEEN 0 AND 366", name="cancel_window"),
@@ -265,6 +273,32 @@ sandbox_attempts = Table(
     Column("agent_id", IdType, ForeignKey("agents.id"), primary_key=True),
     Column("txn_id", String(64), primary_key=True),
     Column("attempts", Integer, nullable=False),
+)
+
+# The wallet simulator (`tolom.simulator`, migration 0019): «Избранное» templates and
+# «Автоплатеж» schedules of the simulated MegaPay wallet, always for a sandbox agent.
+simulator_favourites = Table(
+    "simulator_favourites",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("wallet", String(16), nullable=False),
+    Column("agent_id", IdType, ForeignKey("agents.id"), nullable=False),
+    Column("service", String(16), nullable=False),
+    Column("account", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column(
+        "autopay_days",
+        Integer,
+        nullable=True,
+        comment="«Автоплатеж»: repeat every N days; NULL: a template only",
+    ),
+    Column("next_due", Date, nullable=True, comment="the next repeat's Bishkek day"),
+    Column("runs", Integer, nullable=False, server_default="0"),
+    Column("last_txn_id", String(64), nullable=True),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("autopay_days IS NULL OR autopay_days BETWEEN 1 AND 366", name="autopay_days"),
 )
 
 sandbox_state = Table(
@@ -323,6 +357,28 @@ payments = Table(
         postgresql_where=text("status = 'reversed'"),
         sqlite_where=text("status = 'reversed'"),
     ),
+)
+
+# Closed business days' accepted payments, summed once (payments.day_totals, migration 0018).
+# A trigger on payments deletes a day's rows when one of its payments is inserted late,
+# reversed or changed; the next reader sums the day again.
+payment_days_summed = Table(
+    "payment_days_summed",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("summed_at", Timestamp, nullable=False, server_default=NOW),
+    comment="closed business days whose payment_day_totals are stored and current",
+)
+
+payment_day_totals = Table(
+    "payment_day_totals",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("agent_id", IdType, primary_key=True),
+    Column("service", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False, comment="tyiyn"),
+    comment="accepted payments per closed business day, agent and service",
 )
 
 payment_reversals = Table(
@@ -509,8 +565,17 @@ events = Table(
     Column("customer_id", IdType, nullable=True),
     Column("payload", Text, nullable=False, comment="JSON"),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column(
+        "sandbox",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="emitted by a sandbox agent: delivered only to sandbox endpoints (0016)",
+    ),
     # A customer's notifications (the customer's card), from the index alone.
     Index("ix_events_customer", "customer_id", "id", postgresql_include=["type"]),
+    # The outbox list filtered to a type (`/events?type=`; migration 0018).
+    Index("ix_events_type", "type", "id", postgresql_include=["created_at"]),
 )
 
 webhook_endpoints = Table(
@@ -528,6 +593,13 @@ webhook_endpoints = Table(
     Column("event_types", Text, nullable=False, comment="space-separated; * = all"),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column(
+        "sandbox",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="receives the sandbox's events, and only them (0016)",
+    ),
 )
 
 deliveries = Table(
@@ -827,4 +899,29 @@ cabinet_sessions = Table(
     Column("address", String(64), nullable=True),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
     Column("expires_at", Timestamp, nullable=False),
+)
+
+# Worker heartbeats and probe results (`tolom.metrics.heartbeats`, migration 0017): what a
+# scrape of any server reports about workers that share no metrics directory with it.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker", String(200), primary_key=True, comment="host:pid"),
+    Column("host", String(190), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("last_loop_at", Timestamp, nullable=True, comment="NULL: not looped yet"),
+    Column("beat_at", Timestamp, nullable=False, comment="when this row was written"),
+)
+
+probe_results = Table(
+    "probe_results",
+    metadata,
+    Column("gateway", String(16), primary_key=True, comment="osmp | rest"),
+    Column("ok", Boolean, nullable=False),
+    Column("seconds", Float, nullable=False, comment="the whole path"),
+    Column("failed_step", String(32), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("run_at", Timestamp, nullable=False),
+    Column("worker", String(200), nullable=False, comment="host:pid that ran it"),
 )

@@ -4,6 +4,9 @@ The signing secret is shown once, at creation and on rotation, in the Standard W
 form `whsec_<base64>`; the table keeps the base64 part, since the worker needs the key
 itself to sign, sealed with the key file (`tolom.secretbox`): a copy of the database
 alone cannot sign webhooks. Every change is audit-logged in the same transaction.
+
+An endpoint marked `sandbox` receives the sandbox agents' events and nothing else; the
+others never receive them (`events.outbox`). The mark is set when the endpoint is added.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Endpoint:
     event_types: str  # space-separated, or "*"
     enabled: bool
     created_at: datetime
+    sandbox: bool = False  # receives the sandbox's events, and only them
 
     @property
     def destination(self) -> str:
@@ -68,6 +72,7 @@ class Endpoint:
             "url": self.url,
             "events": self.event_types,
             "enabled": self.enabled,
+            "sandbox": self.sandbox,
             "destination": self.destination,
             "created_at": self.created_at.isoformat(),
         }
@@ -129,6 +134,7 @@ def _from_row(row: Any) -> Endpoint:
         event_types=row.event_types,
         enabled=row.enabled,
         created_at=as_utc(row.created_at),
+        sandbox=bool(row.sandbox),
     )
 
 
@@ -170,8 +176,10 @@ def add(
     actor: str,
     address: str | None = None,
     allowed_networks: Iterable[IPNetwork] = (),
+    sandbox: bool = False,
 ) -> tuple[int, str]:
     """Register an endpoint; returns its id and its secret (`whsec_…`, to show once).
+    `sandbox`: it receives the sandbox agents' events instead of the real ones.
 
     An internal target is refused unless inside `allowed_networks` (the setting
     TOLOM_WEBHOOK_ALLOWED_NETWORKS): see events.targets."""
@@ -188,6 +196,7 @@ def add(
                 secret_sealed=secretbox.for_connection(conn).seal(secret),
                 event_types=types,
                 enabled=True,
+                sandbox=sandbox,
             )
             .returning(webhook_endpoints.c.id)
         ).scalar_one()
@@ -199,7 +208,7 @@ def add(
         action="webhook.add",
         object_type="webhook_endpoint",
         object_id=name,
-        after={"url": url, "events": types},
+        after={"url": url, "events": types, "sandbox": sandbox},
         address=address,
     )
     return int(endpoint_id), SECRET_PREFIX + secret

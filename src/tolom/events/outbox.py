@@ -6,6 +6,11 @@ customers are told about, the customer's e-mail and phone. The worker (`tolom wo
 delivers them later; a change that rolls back takes its event and deliveries with it, and
 a failing receiver never blocks or undoes the change.
 
+Sandbox: a sandbox agent's pays and cancels (`payments.sandbox`) emit events marked
+`events.sandbox`; they go only to the endpoints marked for the sandbox
+(`webhook_endpoints.sandbox`), never to customers, and real events never go to those
+endpoints. The mark is chosen here, in `_targets` and `tolom_emit` (migration 0016).
+
 Ordering: deliveries of one destination and one `ordering_key` go out in event id order.
 Events of one customer are emitted while the transaction holds that customer's balance row
 (or the invoice's row) locked, so their ids follow the order in which the changes committed.
@@ -100,6 +105,7 @@ _INSERT_EVENT = (
         ordering_key=bindparam("b_key"),
         customer_id=bindparam("b_customer"),
         payload=bindparam("b_payload"),
+        sandbox=bindparam("b_sandbox", type_=Boolean),
     )
     .returning(events.c.id)
 )
@@ -121,9 +127,9 @@ _TYPE_PATTERN = literal("% ") + bindparam("b_type", type_=String) + literal(" %"
 
 
 def _targets(event_id: Any, event: Any, notify: bool) -> Any:
-    """The deliveries of one event: a row per subscribed webhook endpoint and, if `notify`,
-    per contact of the customer. `event` is the FROM that `event_id` comes from (None when
-    it is a bound parameter)."""
+    """The deliveries of one event: a row per subscribed webhook endpoint of its kind
+    (sandbox or real: `b_sandbox`) and, if `notify`, per contact of the customer. `event`
+    is the FROM that `event_id` comes from (None when it is a bound parameter)."""
 
     def source(table: Any, on: Any) -> Any:
         return table if event is None else event.join(table, on)
@@ -141,6 +147,7 @@ def _targets(event_id: Any, event: Any, notify: bool) -> Any:
         .select_from(source(webhook_endpoints, true()))
         .where(
             webhook_endpoints.c.enabled,
+            webhook_endpoints.c.sandbox == bindparam("b_sandbox", type_=Boolean),
             or_(
                 webhook_endpoints.c.event_types == "*",
                 (literal(" ") + webhook_endpoints.c.event_types + literal(" ")).like(_TYPE_PATTERN),
@@ -196,16 +203,24 @@ def emit(
     ordering_key: str,
     payload: dict[str, Any],
     customer_id: int | None = None,
+    sandbox: bool = False,
 ) -> int:
-    """Write an event and its deliveries in the caller's transaction; returns the event id."""
+    """Write an event and its deliveries in the caller's transaction; returns the event id.
+
+    `sandbox`: a sandbox agent's event, for the sandbox endpoints alone (no customer is
+    told; its payload carries `"sandbox": true`)."""
+    if sandbox:
+        customer_id, payload = None, {**payload, "sandbox": True}
     notify = type in NOTIFIED and customer_id is not None
     params = {
         "b_type": type.value,
         "b_key": ordering_key,
         "b_customer": customer_id,
         "b_payload": encode(payload),
+        "b_sandbox": sandbox,
     }
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not sandbox:  # tolom_emit: real events only
+        del params["b_sandbox"]
         return int(conn.execute(_EMIT_POSTGRESQL, {**params, "b_notify": notify}).scalar_one())
     event_id = int(conn.execute(_INSERT_EVENT, params).scalar_one())
     conn.execute(_INSERT_DELIVERIES[notify], {**params, "b_event": event_id})

@@ -44,6 +44,7 @@ RESULT_CODES: dict[Outcome, int] = {
     Outcome.TOO_LARGE: 242,
     Outcome.CONFLICT: 300,
     Outcome.MALFORMED: 300,
+    Outcome.PENDING: 90,  # the sandbox's magic account only (payments.sandbox)
 }
 MEDIA_TYPE = "text/xml; charset=utf-8"
 RESULT_NOT_AUTHORISED = 8  # "forbidden for technical reasons": the body of a 401/403

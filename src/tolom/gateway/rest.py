@@ -607,7 +607,8 @@ async def check(request: Request) -> Response:
     summary="Pay (exactly once per txn_id)",
     description="Credits the customer's balance (sochi) or pays the invoice (eds). A repeat "
     "with the same txn_id and data gets the original answer (header Idempotent-Replayed); "
-    "the same txn_id with other data gets 409 txn_id_conflict. On 503 repeat the request.",
+    "the same txn_id with other data gets 409 txn_id_conflict. On 503 repeat the request; "
+    "on 202 payment_pending (the sandbox's magic account only) repeat it after Retry-After.",
     responses={
         200: {"model": PaymentOut, "description": "Accepted (now or earlier)"},
         **responses(
@@ -616,6 +617,7 @@ async def check(request: Request) -> Response:
             "amount_too_small",
             "amount_too_large",
             "txn_id_conflict",
+            "payment_pending",
         ),
     },
     openapi_extra=_doc(PayIn),

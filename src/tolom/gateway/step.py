@@ -20,7 +20,8 @@ On SQLite, every command runs the Python core, batched (one writer: one fsync fo
 
 A sandbox agent's command turns off at the start of `execute`, before the group commit and
 the batch road: `payments.sandbox` answers it in a transaction of its own, reading and
-writing no real table (its request is recorded like any other).
+writing no real table but the outbox, whose sandbox events only sandbox endpoints get (its
+request is recorded like any other).
 """
 
 from __future__ import annotations

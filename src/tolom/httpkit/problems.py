@@ -23,6 +23,9 @@ RETRY_AFTER_SECONDS = 5
 
 # code: (HTTP status, title's key). The title is constant per code; `detail` varies.
 PROBLEMS: dict[str, tuple[int, str]] = {
+    # Not an error: the pay is not finished yet (OSMP 90); repeat it after Retry-After with
+    # the same txn_id and data. No receipt: only a 200 carries one.
+    "payment_pending": (202, N_("agent.problem.payment_pending")),
     "invalid_request": (422, N_("agent.problem.invalid_request")),
     "invalid_account": (422, N_("agent.problem.invalid_account")),
     "amount_too_small": (422, N_("agent.problem.amount_too_small")),
@@ -151,9 +154,9 @@ def problem_body(problem: Problem) -> str:
 
 
 def problem_headers(problem: Problem) -> dict[str, str]:
-    """Retry-After on temporary failures. (A 401's challenge depends on the API: its
-    adapter adds it.)"""
-    if problem.status == 503:
+    """Retry-After on temporary failures and unfinished pays. (A 401's challenge depends on
+    the API: its adapter adds it.)"""
+    if problem.status in (202, 503):
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return {}
 
@@ -252,6 +255,7 @@ PAY_PROBLEMS: dict[Outcome, str] = {
     Outcome.TOO_LARGE: "amount_too_large",
     Outcome.CONFLICT: "txn_id_conflict",
     Outcome.MALFORMED: "invalid_request",
+    Outcome.PENDING: "payment_pending",  # the sandbox's magic account only
 }
 CANCEL_PROBLEMS: dict[CancelOutcome, str] = {
     CancelOutcome.RETRY: "temporarily_unavailable",

@@ -83,13 +83,10 @@ DB_POOL_CAPACITY = Gauge(
     registry=_OWN,
     multiprocess_mode="livesum",
 )
-WORKER_LAST_LOOP = Gauge(
-    "tolom_worker_last_loop_timestamp_seconds",
-    "Unix time of the delivery worker's latest loop (it loops at least every "
-    "TOLOM_WORKER_POLL_SECONDS).",
-    registry=_OWN,
-    multiprocess_mode="max",  # a worker that stopped keeps its last value: it goes stale
-)
+# The delivery worker's latest loop (Unix time), for its heartbeat row: a `tolom worker`
+# process shares no metrics files with the servers, so tolom_worker_last_loop_timestamp_seconds
+# is read from the database at scrape time (`metrics.heartbeats`, `metrics.state`).
+_last_loop: float | None = None
 
 _KNOWN_COMMANDS = frozenset({"check", "pay", "cancel", "status"})
 _KNOWN_SERVICES = frozenset({"sochi", "eds"})  # a REST body may name anything
@@ -120,7 +117,14 @@ def database_unavailable(where: str) -> None:
 
 
 def worker_heartbeat() -> None:
-    WORKER_LAST_LOOP.set(time.time())
+    """The worker loops (at least every TOLOM_WORKER_POLL_SECONDS)."""
+    global _last_loop
+    _last_loop = time.time()
+
+
+def last_loop() -> float | None:
+    """Unix time of this process's latest worker loop; None before the first."""
+    return _last_loop
 
 
 def instrument_pool(engine: Engine) -> None:

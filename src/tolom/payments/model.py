@@ -30,10 +30,13 @@ class Outcome(enum.Enum):
     TOO_LARGE = "too_large"
     CONFLICT = "conflict"  # txn_id already used with another account, amount or service
     MALFORMED = "malformed"
+    # The pay is not finished: repeat it later with the same txn_id (OSMP 90). Only the
+    # sandbox's magic account answers it (`payments.sandbox`); real pays finish or fail.
+    PENDING = "pending"
 
     @property
     def fatal(self) -> bool:
-        return self not in (Outcome.OK, Outcome.RETRY)
+        return self not in (Outcome.OK, Outcome.RETRY, Outcome.PENDING)
 
 
 @dataclass(frozen=True, slots=True)

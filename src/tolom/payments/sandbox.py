@@ -4,9 +4,14 @@ A sandbox agent (`agents.sandbox`) uses the same URLs, protocols, signing and an
 a real one, so its software goes live by changing only its credentials. Its requests are
 turned here, by the gateway step, before any real table is read or written and before the
 group-commit and PostgreSQL batch roads: this module reads no customer or invoice and
-writes no payment, journal entry, balance or event. Its accepted pays live in
-`sandbox_payments` (exactly once per (agent, txn_id), like real ones), its retry counters in
+writes no payment, journal entry or balance. Its accepted pays live in `sandbox_payments`
+(exactly once per (agent, txn_id), like real ones), its retry counters in
 `sandbox_attempts`; both are emptied nightly and by `tolom sandbox reset`.
+
+Events: an accepted pay and a cancel emit what a real one would (payment.accepted, for an
+invoice also invoice.paid; payment.reversed), once, marked sandbox (`events.outbox.emit`):
+they go only to the webhook endpoints marked for the sandbox, never to a customer. The
+events stay (the outbox is append-only) when the sandbox is reset.
 
 It answers from `MAGIC`, the magic INNs and invoice numbers that the agent guides'
 "Sandbox" sections list (keep them in step; the tests read this table and a few literals).
@@ -26,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tolom import audit
 from tolom.agents.service import Agent
 from tolom.db.schema import agents, sandbox_attempts, sandbox_payments, sandbox_state
+from tolom.events.outbox import EventType, emit, inn_key
 from tolom.payments import service
 from tolom.payments.model import (
     CancelOutcome,
@@ -45,8 +51,11 @@ log = logging.getLogger("tolom.sandbox")
 
 RETRY_ATTEMPTS = 2
 """The "retry, then OK" account answers 1 to the first two pays of a txn_id, OK to the third."""
+PENDING_ATTEMPTS = 2
+"""The "not finished, then OK" account answers 90 to the first two pays of a txn_id."""
 
 DISPLAY_NAME = "Тестовый абонент"  # data: the name a check shows, like a customer's name
+INVOICE_LINE = "Тестовый счёт"  # data: the one line of the magic invoice's invoice.paid
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +63,9 @@ class MagicAccount:
     """One magic account and what it always answers (for a sandbox agent only).
 
     `check` and `pay` are the outcomes for a pay within the agent's limits (for the open
-    invoice: of exactly its amount); `retries` pays of a txn_id are answered RETRY first;
-    `slow` answers after `Settings.sandbox_slow_seconds`.
+    invoice: of exactly its amount); the first `retries` pays of a txn_id are answered
+    `interim` (RETRY, OSMP 1; or PENDING, OSMP 90); `slow` answers after
+    `Settings.sandbox_slow_seconds`.
     """
 
     service: Service
@@ -65,6 +75,7 @@ class MagicAccount:
     inactive: str | None = None  # the catalogue key of a 79's reason
     amount_due: int | None = None  # the open invoice's amount, in tyiyn
     retries: int = 0
+    interim: Outcome = Outcome.RETRY
     slow: bool = False
 
 
@@ -80,6 +91,14 @@ MAGIC_ACCOUNTS: tuple[MagicAccount, ...] = (
         Outcome.INACTIVE,
         Outcome.INACTIVE,
         inactive=service.CUSTOMER_BLOCKED,
+    ),
+    MagicAccount(
+        _SOCHI,
+        "99999000000090",
+        Outcome.OK,
+        Outcome.OK,
+        retries=PENDING_ATTEMPTS,
+        interim=Outcome.PENDING,
     ),
     MagicAccount(_SOCHI, "99999000000241", Outcome.OK, Outcome.TOO_SMALL),
     MagicAccount(_SOCHI, "99999000000242", Outcome.OK, Outcome.TOO_LARGE),
@@ -185,7 +204,7 @@ def pay(conn: Connection, agent: Agent, request: PayRequest) -> PayResult:
     if found.pay is Outcome.TOO_LARGE:
         return service.as_pay(service.refusal(Outcome.TOO_LARGE, limit=verdict.max_amount))
     if found.retries and _attempt(conn, agent, request.txn_id) <= found.retries:
-        return PayResult(Outcome.RETRY, service.TEMPORARY_MESSAGE)
+        return service.as_pay(service.refusal(found.interim))
     return _accept(conn, agent, request, found)
 
 
@@ -224,7 +243,7 @@ def _accept(conn: Connection, agent: Agent, request: PayRequest, found: MagicAcc
     if inserted is None:  # a concurrent identical request won: answer from its row
         existing = conn.execute(_EXISTING, {"agent_id": agent.id, "txn_id": request.txn_id}).one()
         return _replay(existing, agent, request)
-    return PayResult(
+    result = PayResult(
         Outcome.OK,
         "OK",
         payment_id=inserted.id,
@@ -233,13 +252,74 @@ def _accept(conn: Connection, agent: Agent, request: PayRequest, found: MagicAcc
         business_date=business_date,
         created_at=as_utc(inserted.created_at),
     )
+    _announce_payment(conn, agent, request, result)
+    return result
+
+
+def _key(service_: str, account: str) -> str:
+    """The events' ordering key, in the real ones' forms (inn:INN, invoice:NUMBER)."""
+    return inn_key(account if service_ == Service.SOCHI.value else None, account)
+
+
+def _announce_payment(
+    conn: Connection, agent: Agent, request: PayRequest, result: PayResult
+) -> None:
+    """payment.accepted (and an invoice's invoice.paid) as a real pay's, marked sandbox:
+    no customer, no balance, no orders. Only a pay that inserted its row gets here, so a
+    repeat emits nothing."""
+    sochi = request.service is Service.SOCHI
+    key = _key(request.service.value, request.account)
+    emit(
+        conn,
+        EventType.PAYMENT_ACCEPTED,
+        ordering_key=key,
+        sandbox=True,
+        payload={
+            "payment_id": result.payment_id,
+            "service": request.service.value,
+            "account": request.account,
+            "amount": request.amount,
+            "agent": agent.code,
+            "txn_id": request.txn_id,
+            "business_date": result.business_date,
+            "created_at": result.created_at,
+            "inn": request.account if sochi else None,
+            "customer_name": DISPLAY_NAME if sochi else None,
+            "invoice_number": None if sochi else request.account,
+            "balance": None,
+        },
+    )
+    if sochi:
+        return
+    line = {
+        "product_code": "sandbox",
+        "name": INVOICE_LINE,
+        "quantity": 1,
+        "unit_price": request.amount,
+        "amount": request.amount,
+    }
+    emit(
+        conn,
+        EventType.INVOICE_PAID,
+        ordering_key=key,
+        sandbox=True,
+        payload={
+            "invoice_number": request.account,
+            "inn": None,
+            "payer_name": DISPLAY_NAME,
+            "total": request.amount,
+            "payment_id": result.payment_id,
+            "lines": [line],
+            "orders": [],
+        },
+    )
 
 
 def _behaviour(found: MagicAccount) -> str:
     if found.slow:
         return "slow"
     if found.retries:
-        return "retry_then_ok"
+        return "pending_then_ok" if found.interim is Outcome.PENDING else "retry_then_ok"
     return "invoice" if found.amount_due is not None else "ok"
 
 
@@ -332,6 +412,27 @@ def cancel(conn: Connection, agent: Agent, txn_id: str, reason: str) -> CancelRe
         .values(cancelled_at=datetime.now(UTC), cancel_reason=reason[:1000])
     )
     now = conn.execute(_EXISTING, {"agent_id": agent.id, "txn_id": key}).one()
+    sochi = now.service == Service.SOCHI.value
+    emit(
+        conn,
+        EventType.PAYMENT_REVERSED,
+        ordering_key=_key(now.service, now.account),
+        sandbox=True,
+        payload={
+            "payment_id": now.id,
+            "service": now.service,
+            "account": now.account,
+            "amount": now.amount,
+            "reason": now.cancel_reason,
+            "requested_by": agent.actor,
+            "inn": now.account if sochi else None,
+            "customer_name": DISPLAY_NAME if sochi else None,
+            "invoice_number": None if sochi else now.account,
+            "txn_id": now.txn_id,
+            "created_at": as_utc(now.created_at),
+            "balance": None,
+        },
+    )
     return CancelResult(
         CancelOutcome.OK, t("agent.cancel.done"), row.id, record=_record(now, agent)
     )

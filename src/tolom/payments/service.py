@@ -96,6 +96,7 @@ def txn_date_refusal(moment: datetime, now: datetime) -> tuple[str, dict[str, in
 _MESSAGES: dict[Outcome, str] = {
     Outcome.OK: N_("agent.ok"),
     Outcome.RETRY: N_("agent.retry"),
+    Outcome.PENDING: N_("agent.pending"),
     Outcome.FORBIDDEN: N_("agent.forbidden"),
     Outcome.ALREADY_PAID: N_("agent.already_paid"),
 }

@@ -15,6 +15,7 @@ from tolom.web import (
     orders,
     payments,
     reconciliation,
+    simulator,
     users,
 )
 from tolom.web.auth import WebOptions, may, signed_in
@@ -31,5 +32,6 @@ router.include_router(orders.router)
 router.include_router(applications.router)
 router.include_router(events.router)
 router.include_router(reconciliation.router)
+router.include_router(simulator.router)
 
 __all__ = ["WebOptions", "may", "router", "signed_in"]

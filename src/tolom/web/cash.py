@@ -87,6 +87,7 @@ _STATUS = {
     Outcome.TOO_LARGE: 422,
     Outcome.CONFLICT: 409,
     Outcome.MALFORMED: 422,
+    Outcome.PENDING: 503,  # never for a manual payment: the sandbox's alone
 }
 _DATETIME_LOCAL = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 

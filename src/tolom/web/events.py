@@ -41,7 +41,7 @@ from tolom.web.auth import (
     signed_in,
     this_page,
 )
-from tolom.web.forms import BadFilter, PageForm, cursor, mistake, one_of
+from tolom.web.forms import BadFilter, Checkbox, PageForm, cursor, mistake, one_of
 from tolom.web.pages import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -327,6 +327,7 @@ class EndpointForm(PageForm):
     name: Annotated[str, AfterValidator(_endpoint_name)] = ""
     url: str = Field("", max_length=endpoints.MAX_URL)
     events: tuple[Annotated[str, one_of(("*", *TYPES))], ...] = ("*",)
+    sandbox: Checkbox = False  # receives the sandbox agents' events instead of real ones
 
     @property
     def event_types(self) -> str:
@@ -453,6 +454,7 @@ async def add_webhook(request: Request, session: MayWebhooks) -> Response:
                     actor=audit_actor(session),
                     address=client,
                     allowed_networks=allowed,
+                    sandbox=form.sandbox,
                 )
         except endpoints.EndpointError as error:
             return error

@@ -37,6 +37,7 @@ SECTIONS = (
     ("orders", "/orders", "", N_("nav.orders")),
     ("applications", "/applications", "", N_("nav.applications")),
     ("agents", "/agents", "", N_("nav.agents")),
+    ("simulator", "/simulator", "simulate", N_("nav.simulator")),
     ("events", "/events", "", N_("nav.events")),
     ("users", "/users", "", N_("nav.users")),
     ("audit", "/audit", "", N_("nav.audit")),

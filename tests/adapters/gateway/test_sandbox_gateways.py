@@ -81,7 +81,9 @@ def _counts(engine: Engine) -> tuple[int, int, int]:
     with engine.connect() as conn:
         return (
             conn.execute(select(func.count()).select_from(payments)).scalar_one(),
-            conn.execute(select(func.count()).select_from(events)).scalar_one(),
+            conn.execute(
+                select(func.count()).select_from(events).where(events.c.sandbox.is_(False))
+            ).scalar_one(),
             conn.execute(select(func.count()).select_from(sandbox_payments)).scalar_one(),
         )
 
@@ -100,7 +102,8 @@ def test_osmp_answers_each_magic_account_as_its_entry_says(
         assert checked["fields"]["name"] == "Тестовый абонент"
     txn_id = new_txn_id()
     for _ in range(entry.retries):
-        assert osmp.pay(kind, entry.account, _amount(entry), txn_id=txn_id)["result"] == 1
+        interim = osmp.pay(kind, entry.account, _amount(entry), txn_id=txn_id)
+        assert interim["result"] == RESULT_CODES[entry.interim], interim
     paid = osmp.pay(kind, entry.account, _amount(entry), txn_id=txn_id)
     assert paid["result"] == RESULT_CODES[entry.pay], paid
 
@@ -140,6 +143,19 @@ def test_osmp_repeats_retries_and_records_apart(osmp: Gateway, engine: Engine) -
     assert [tuple(row) for row in logged] == [(0, None), (0, None), (300, None)]
 
 
+def test_osmp_result_90_then_0_for_the_same_txn_id(osmp: Gateway, engine: Engine) -> None:
+    """The only way to see 90: the magic account, twice per txn_id, then the receipt."""
+    txn_id = new_txn_id()
+    answers = [osmp.pay("sochi", "99999000000090", "500.00", txn_id=txn_id) for _ in range(3)]
+    assert [a["result"] for a in answers] == [90, 90, 0]
+    assert answers[0]["comment"] == "Платёж ещё не завершён, повторите запрос с тем же txn_id позже"
+    assert answers[0].get("prv_txn") in (None, "") and answers[2]["prv_txn"]
+    assert osmp.pay("sochi", "99999000000090", "500.00", txn_id=txn_id) == answers[2]
+    assert osmp.check("sochi", "99999000000090")["result"] == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sandbox_payments)).scalar_one() == 1
+
+
 def test_the_slow_account_answers_after_the_delay(osmp: Gateway) -> None:
     started = time.monotonic()
     answer = osmp.pay("sochi", "99999000000999", "500.00")
@@ -174,12 +190,30 @@ def test_rest_answers_each_magic_account_as_its_entry_says(
     txn_id = new_txn_id()
     for _ in range(entry.retries):
         retry = rest.pay(entry.service.value, entry.account, _amount(entry), txn_id=txn_id)
-        assert retry.json()["code"] == "temporarily_unavailable"
+        assert retry.json()["code"] == PAY_PROBLEMS[entry.interim]
     paid = rest.pay(entry.service.value, entry.account, _amount(entry), txn_id=txn_id)
     if entry.pay is Outcome.OK:
         assert paid.status_code == 200, paid.json()
     else:
         assert paid.json()["code"] == PAY_PROBLEMS[entry.pay]
+
+
+def test_rest_payment_pending_then_the_receipt(rest: RestAgent) -> None:
+    """REST's 90: 202 with a payment_pending problem and Retry-After, no receipt; the same
+    pay later gets 200 and the receipt."""
+    txn_id = new_txn_id()
+    for _ in range(2):
+        pending = rest.pay("sochi", "99999000000090", "500.00", txn_id=txn_id)
+        assert pending.status_code == 202
+        assert pending.headers["content-type"].startswith("application/problem+json")
+        assert pending.headers["Retry-After"] == "5"
+        body = pending.json()
+        assert body["code"] == "payment_pending" and body["txn_id"] == txn_id
+        assert "receipt" not in body
+        assert rest.status(txn_id).json()["code"] == "payment_not_found"
+    paid = rest.pay("sochi", "99999000000090", "500.00", txn_id=txn_id)
+    assert paid.status_code == 200 and paid.json()["status"] == "accepted"
+    assert rest.status(txn_id).json()["receipt"] == paid.json()["receipt"]
 
 
 def test_rest_status_cancel_and_repeat(rest: RestAgent, engine: Engine) -> None:

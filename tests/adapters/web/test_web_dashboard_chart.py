@@ -1,6 +1,6 @@
 """The dashboard's chart of the last 30 business days: the figures per day and service, the
 empty days, today at the right, bars proportional to their sums, the same figures in a
-table, and one grouped query behind it all."""
+table, and the closed days grouped once behind it all."""
 
 from __future__ import annotations
 
@@ -263,23 +263,32 @@ def test_no_payments_in_30_days(web: Web) -> None:
     )
 
 
-def test_one_grouped_query_reads_the_payments(web: Web, paid: dict[str, Any]) -> None:
+def test_closed_days_are_grouped_once_then_only_the_last_two_days(
+    web: Web, paid: dict[str, Any]
+) -> None:
+    """The first view groups the closed days once (and stores them: payments.day_totals)
+    and the last two days live; later views group only the last two days."""
     browser = web.signed_in()
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    event.listen(web.engine, "before_cursor_execute", seen)
-    try:
-        assert browser.get("/").status_code == 200
-    finally:
-        event.remove(web.engine, "before_cursor_execute", seen)
-    reading = [s for s in statements if re.search(r"\bFROM payments\b", s)]
-    assert len(reading) == 1, reading
-    [query] = reading
-    assert "GROUP BY payments.business_date" in query
-    assert "payments.business_date >=" in query and "payments.business_date <=" in query
+    def reading() -> list[str]:
+        statements.clear()
+        event.listen(web.engine, "before_cursor_execute", seen)
+        try:
+            assert browser.get("/").status_code == 200
+        finally:
+            event.remove(web.engine, "before_cursor_execute", seen)
+        return [s for s in statements if re.search(r"\bFROM payments\b", s)]
+
+    first = reading()
+    assert len(first) == 2, first
+    assert all("GROUP BY payments.business_date" in query for query in first)
+    [again] = reading()
+    assert "GROUP BY payments.business_date" in again
+    assert "payments.business_date BETWEEN" in again
 
 
 # --- the layout and the labels, without a database ---------------------------------------

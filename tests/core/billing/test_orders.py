@@ -663,6 +663,9 @@ def test_expiring_lists_signatures_within_the_window(engine: Engine, gateway: Ga
         found = orders.expiring(conn, TODAY, 30)
         assert [(e.order.id, e.days_left) for e in found] == [(last_day.id, 0), (soon.id, 30)]
         assert [e.order.id for e in orders.expiring(conn, TODAY, 0)] == [last_day.id]
+        # The dashboard's count (without the invoices' join) counts the same orders.
+        assert orders.expiring_count(conn, TODAY, 30) == 2
+        assert orders.expiring_count(conn, TODAY, 0) == 1
         paged = orders.expiring(conn, TODAY, 30, after_id=last_day.id, limit=1)
         assert [e.order.id for e in paged] == [soon.id]
     assert expired.id not in {e.order.id for e in found}

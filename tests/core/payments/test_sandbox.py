@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.factories import add_agent, add_customer, new_txn_id
+from tests.factories import REPO, add_agent, add_customer, new_txn_id
 from tolom.agents import service as agents
 from tolom.agents.service import Agent
 from tolom.backoffice import agent_figures, dashboard
@@ -64,12 +64,15 @@ def _pay(engine: Engine, agent: Agent, request: PayRequest) -> Any:
 
 
 def _real_state(engine: Engine) -> dict[str, Any]:
-    """What a sandbox pay must never change."""
+    """What a sandbox pay must never change (its events are marked: tests/core/events)."""
     with engine.connect() as conn:
         counts = {
             table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in (payments, journal_entries, postings, events)
+            for table in (payments, journal_entries, postings)
         }
+        counts["events"] = conn.execute(
+            select(func.count()).select_from(events).where(events.c.sandbox.is_(False))
+        ).scalar_one()
         balances = conn.execute(
             select(
                 account_balances.c.account_id, account_balances.c.slot, account_balances.c.balance
@@ -91,8 +94,16 @@ def test_the_magic_table_is_well_formed_and_covers_every_documented_answer() -> 
     assert (Service.SOCHI, Outcome.TOO_LARGE) in pays and (Service.SOCHI, Outcome.CONFLICT) in pays
     assert (Service.EDS, Outcome.ALREADY_PAID) in pays
     assert sum(e.slow for e in sandbox.MAGIC_ACCOUNTS) == 1
-    assert [e.retries for e in sandbox.MAGIC_ACCOUNTS if e.retries] == [sandbox.RETRY_ATTEMPTS]
-    assert sandbox.RETRY_ATTEMPTS == 2
+    interims = [(e.retries, e.interim) for e in sandbox.MAGIC_ACCOUNTS if e.retries]
+    assert interims == [
+        (sandbox.RETRY_ATTEMPTS, Outcome.RETRY),
+        (sandbox.PENDING_ATTEMPTS, Outcome.PENDING),
+    ]
+    assert sandbox.RETRY_ATTEMPTS == sandbox.PENDING_ATTEMPTS == 2
+    assert not Outcome.PENDING.fatal and Outcome.PENDING not in {
+        e.pay for e in sandbox.MAGIC_ACCOUNTS
+    }
+    assert sandbox.MAGIC[(Service.SOCHI, "99999000000090")].interim is Outcome.PENDING
     # A few literals, so the table and the guides cannot drift apart silently.
     assert sandbox.MAGIC[(Service.SOCHI, "99999000000079")].pay is Outcome.INACTIVE
     assert sandbox.MAGIC[(Service.SOCHI, "99999000000241")].pay is Outcome.TOO_SMALL
@@ -115,7 +126,7 @@ def test_every_magic_account_answers_as_its_entry_says(
     request = _request(entry.service, entry.account, _good_amount(entry))
     paid = _pay(engine, agent, request)
     for _ in range(entry.retries):
-        assert paid.outcome is Outcome.RETRY
+        assert paid.outcome is entry.interim
         paid = _pay(engine, agent, request)
     assert paid.outcome is entry.pay, paid
     if paid.outcome is Outcome.OK:
@@ -196,6 +207,39 @@ def test_retry_then_success_counts_per_txn_id(engine: Engine) -> None:
     assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.OK]
     assert _pay(engine, agent, two).outcome is Outcome.RETRY  # another txn_id starts over
     assert _pay(engine, agent, one).replayed  # once accepted, a repeat is a repeat
+
+
+def test_only_the_sandbox_decides_a_pending_pay() -> None:
+    """Real pays are final when they answer: besides the sandbox, `Outcome.PENDING` is
+    only named where it is defined, worded and mapped to the protocols' answers."""
+    naming = {
+        str(path.relative_to(REPO / "src" / "tolom"))
+        for path in (REPO / "src" / "tolom").rglob("*.py")
+        if "Outcome.PENDING" in path.read_text(encoding="utf-8")
+    }
+    assert naming == {
+        "payments/sandbox.py",
+        "payments/model.py",  # defined
+        "payments/service.py",  # worded (_MESSAGES)
+        "gateway/osmp.py",  # 90
+        "httpkit/problems.py",  # payment_pending
+        "web/cash.py",  # a status for completeness
+    }
+
+
+def test_not_finished_then_success_counts_per_txn_id(engine: Engine) -> None:
+    """The 90 account: PENDING for the first pays of a txn_id, then accepted, once."""
+    agent = _sandbox_agent(engine)
+    one = _request(Service.SOCHI, "99999000000090", 50_000)
+    outcomes = [_pay(engine, agent, one) for _ in range(3)]
+    assert [p.outcome for p in outcomes] == [Outcome.PENDING, Outcome.PENDING, Outcome.OK]
+    assert outcomes[0].payment_id is None and outcomes[0].message == service.t("agent.pending")
+    assert outcomes[2].payment_id is not None and not outcomes[2].replayed
+    again = _pay(engine, agent, one)
+    assert again.replayed and again.payment_id == outcomes[2].payment_id
+    with engine.connect() as conn:
+        row = conn.execute(select(sandbox_payments.c.outcome)).one()
+    assert row.outcome == "pending_then_ok"
 
 
 def test_cancel_and_status(engine: Engine) -> None:

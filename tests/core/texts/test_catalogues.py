@@ -40,6 +40,9 @@ SAME_IN_KYRGYZ = {
     "site.cabinet.inn_is",
     "site.cabinet.receipt",
     "site.cabinet.pdf",
+    # `tolom probe`: «check sochi: 12 мс», «HTTP 401: …»
+    "cli.probe.step",
+    "probe.failure.http",
 }
 
 

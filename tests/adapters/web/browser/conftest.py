@@ -166,15 +166,20 @@ def live_server(
     backend: str = request.param
     database_url = _database_url(backend, tmp_path_factory.mktemp("browser"))
     engine, accounts = _seed(database_url)
-    settings = Settings(
-        database_url=database_url, agent_cache_seconds=0, session_cookie_secure=False
-    )
     # The socket is bound and listening before the server starts, so the port is ours and
     # no request can arrive before it is accepted.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
+    # Its own address as the public one: receipt links and the wallet simulator's OSMP
+    # requests (`web.simulator`) go to this server.
+    settings = Settings(
+        database_url=database_url,
+        agent_cache_seconds=0,
+        session_cookie_secure=False,
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
     config = uvicorn.Config(
         create_app(settings=settings),
         lifespan="on",
