@@ -450,11 +450,16 @@ class ProbeLoop(threading.Thread):
 
 @contextmanager
 def accompany(settings: Settings, engine: Engine, stop: threading.Event) -> Iterator[None]:
-    """Around a delivery worker's run: its heartbeat row and, when configured, the probe.
-    On leaving, `stop` is set and both threads are given a moment to finish."""
+    """Around a delivery worker's run: its heartbeat row and, when configured, the probe
+    and the simulator's autopays. On leaving, `stop` is set and the threads are given a
+    moment to finish."""
+    from tolom.simulator.autopay import AutopayLoop  # it uses `base_url` from here
+
     threads: list[threading.Thread] = [heartbeats.Beacon(engine, stop)]
     if settings.probe_interval_seconds > 0:
         threads.append(ProbeLoop(settings, engine, stop))
+    if settings.simulator_autopay_seconds > 0:
+        threads.append(AutopayLoop(settings, engine, stop))
     for thread in threads:
         thread.start()
     try:

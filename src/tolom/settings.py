@@ -194,6 +194,14 @@ class Settings(BaseSettings):
         description="Where the probe reaches the gateways, as agents do. Empty: "
         "TOLOM_PUBLIC_BASE_URL.",
     )
+    simulator_autopay_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Every this many seconds each worker runs the wallet simulator's due "
+        "autopays («Автоплатеж», `tolom simulate autopay`): each a check and a pay over HTTP "
+        "as its sandbox agent, to TOLOM_PROBE_BASE_URL or TOLOM_PUBLIC_BASE_URL. 0: off "
+        "(then an operator runs them from /simulator).",
+    )
     delivery_max_attempts: int = Field(
         default=15,
         ge=1,

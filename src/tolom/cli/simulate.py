@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import typer
 
 from tolom.cli.common import JsonOption, cli_actor, engine, fail, t
+from tolom.money import format_amount
 from tolom.settings import get_settings
-from tolom.simulator import favourites, journeys
+from tolom.simulator import autopay, favourites, journeys
+from tolom.texts import N_
 from tolom.timestamps import HOME_ZONE
+
+# What `tolom simulate autopay` says of each repeat (`autopay.AutopayRun.outcome`).
+_AUTOPAY_SAID = {
+    autopay.PAID: N_("cli.simulate.autopay.paid"),
+    autopay.REFUSED: N_("cli.simulate.autopay.refused"),
+    autopay.RETRY: N_("cli.simulate.autopay.retry"),
+    autopay.SKIPPED: N_("cli.simulate.autopay.skipped"),
+}
 
 simulate_app = typer.Typer(
     help="Play a wallet journey of the seeds through the OSMP gateway as a sandbox agent.",
@@ -153,3 +163,50 @@ def megapay(
 ) -> None:
     """MegaPay: Оплата → Другие → «СОЧИ» or «Оплата ЭЦП» → … → чек."""
     _run("megapay", agent, service, account, amount, base_url, secret, as_json, favourite)
+
+
+@simulate_app.command("autopay")
+def autopay_(
+    today: Annotated[
+        str | None,
+        typer.Option("--today", help="The Bishkek day to run for, YYYY-MM-DD; default today."),
+    ] = None,
+    base_url: BaseUrl = None,
+    as_json: JsonOption = False,
+) -> None:
+    """MegaPay «Автоплатеж»: run the due repeats once, as the worker does; exit 1 unless
+    each was paid."""
+    if today is None:
+        day = datetime.now(HOME_ZONE).date()
+    else:
+        try:
+            day = date.fromisoformat(today)
+        except ValueError:
+            fail(t("cli.recon.bad_date", text=repr(today)), as_json)
+    db = engine()
+    try:
+        runs = autopay.run_due(get_settings(), db, day, actor=cli_actor(), base_url=base_url)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in runs], ensure_ascii=False, indent=2))
+    elif not runs:
+        typer.echo(t("cli.simulate.autopay.none", day=day.isoformat()))
+    for run in runs if not as_json else ():
+        typer.echo(
+            t(
+                _AUTOPAY_SAID[run.outcome],
+                favourite=run.favourite_id,
+                service=journeys.MEGAPAY.screens[run.service][-1],
+                account=run.account,
+                amount=format_amount(run.amount),
+                due=run.due.isoformat(),
+                txn_id=run.txn_id,
+                prv_txn=run.prv_txn,
+                result="—" if run.result is None else run.result,
+                comment=run.comment,
+                next_due=run.next_due.isoformat(),
+            )
+        )
+    if any(r.outcome != autopay.PAID for r in runs):
+        raise typer.Exit(1)

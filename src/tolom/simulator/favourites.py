@@ -1,10 +1,11 @@
 """The simulated MegaPay wallet's «Избранное» (templates) and «Автоплатеж» (repeats).
 
 A favourite is a template: a sandbox agent, a service, an account and a sum. An autopay is
-a favourite with a repeat interval and the Bishkek day the next repeat is due. Nothing
-runs by itself: the simulator lists the schedule and an operator runs the due repeat
-("run now"), each run a new txn_id through the real protocol (`journeys.play`); `ran`
-then moves the next due day on. Each change is audited (`simulator.favourite.*`).
+a favourite with a repeat interval and the Bishkek day the next repeat is due. The worker
+runs due repeats by itself when TOLOM_SIMULATOR_AUTOPAY_SECONDS is set (`autopay`, each
+with a txn_id derived from the favourite and the day); an operator may also run one now,
+with a new txn_id through the real protocol (`journeys.play`), after which `ran` moves the
+next due day on. Each change is audited (`simulator.favourite.*`, `simulator.autopay.*`).
 """
 
 from __future__ import annotations

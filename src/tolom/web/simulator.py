@@ -28,7 +28,7 @@ from tolom.agents import queries
 from tolom.backoffice.users import Session
 from tolom.formatting import ZONE
 from tolom.money import format_amount
-from tolom.simulator import favourites, journeys
+from tolom.simulator import autopay, favourites, journeys
 from tolom.simulator.journeys import Exchange, Journey, SimulatorError, Speaker
 from tolom.texts import N_
 from tolom.web import i18n
@@ -104,11 +104,15 @@ async def _page(
 ) -> Response:
     engine = runtime(request).engine
 
-    def load() -> tuple[list[queries.SandboxAgent], list[favourites.Favourite]]:
+    def load() -> tuple[
+        list[queries.SandboxAgent], list[favourites.Favourite], dict[int, autopay.LastRun]
+    ]:
         with engine.connect() as conn:
-            return queries.sandbox_agents(conn), favourites.listing(conn, "megapay")
+            saved = favourites.listing(conn, "megapay")
+            repeats = [f.id for f in saved if f.autopay_days is not None]
+            return queries.sandbox_agents(conn), saved, autopay.last_runs(conn, repeats)
 
-    agents, saved = await run_in_threadpool(load)
+    agents, saved, last_runs = await run_in_threadpool(load)
     t = i18n.translator(session.user.language)
     exchanges = exchanges if exchanges is not None else []
     check = next((e.answer for e in exchanges if e.command == "check"), None)
@@ -134,6 +138,7 @@ async def _page(
         problem=problem,
         notice=notice,
         favourites=saved,
+        last_runs=last_runs,
         autopay_days=favourites.AUTOPAY_DAYS,
         today=_today(),
         base_url=runtime(request).settings.public_base_url,
