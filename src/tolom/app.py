@@ -286,7 +286,7 @@ async def _osmp_route(request: Request) -> Response:
 
 def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
     """The delivery worker as a thread of this server process (`tolom serve --with-worker`)."""
-    from tolom import probe
+    from tolom import companions
     from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
     from tolom.payments import sandbox
@@ -295,8 +295,8 @@ def _start_worker(runtime: Runtime) -> tuple[threading.Event, threading.Thread]:
     jobs = (*JOBS, sandbox.nightly_job)
     worker = Worker(runtime.settings, runtime.engine, stop=stop, jobs=jobs)
 
-    def run() -> None:  # with its heartbeat row for /metrics and, if configured, the probe
-        with probe.accompany(runtime.settings, runtime.engine, stop):
+    def run() -> None:  # with its heartbeat row and, if configured, the probe and autopays
+        with companions.accompany(runtime.settings, runtime.engine, stop):
             worker.run()
 
     thread = threading.Thread(target=run, name="tolom-worker", daemon=True)

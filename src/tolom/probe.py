@@ -2,7 +2,7 @@
 HTTP, as an agent's software does, and says per gateway whether the path works, which
 step failed and why, and how long each step and the whole took.
 
-`tolom probe` runs it once; `accompany` runs it beside a delivery worker every
+`tolom probe` runs it once; `ProbeLoop` beside a delivery worker (`companions`) every
 TOLOM_PROBE_INTERVAL_SECONDS and records the results for /metrics (`metrics.heartbeats`).
 Only a sandbox agent may be used (`credentials` refuses any other): its answers come from
 the magic accounts (`payments.sandbox`), so the probe never creates a real payment. The
@@ -23,8 +23,8 @@ import secrets
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -371,10 +371,6 @@ def _same(action: Callable[[], Any], name: str, wanted: Any) -> None:
 # --- beside the worker --------------------------------------------------------------------
 
 
-def base_url(settings: Settings) -> str:
-    return settings.probe_base_url or settings.public_base_url
-
-
 def run_and_record(settings: Settings, engine: Engine, worker: str) -> Report | None:
     """One probe as the worker runs it: logged, and recorded for /metrics; None if it
     could not start (then every gateway is recorded as failed at the step "agent")."""
@@ -389,7 +385,7 @@ def run_and_record(settings: Settings, engine: Engine, worker: str) -> Report | 
         ]
         heartbeats.record_probe(engine, failed)
         return None
-    report = run(base_url(settings), who)
+    report = run(settings.own_gateways_url, who)
     finished = datetime.now(UTC)
     results = []
     for path in report.paths:
@@ -446,25 +442,3 @@ class ProbeLoop(threading.Thread):
                 log.exception("probe failed to run or to record its result")
             if self.stop.wait(self.settings.probe_interval_seconds):
                 break
-
-
-@contextmanager
-def accompany(settings: Settings, engine: Engine, stop: threading.Event) -> Iterator[None]:
-    """Around a delivery worker's run: its heartbeat row and, when configured, the probe
-    and the simulator's autopays. On leaving, `stop` is set and the threads are given a
-    moment to finish."""
-    from tolom.simulator.autopay import AutopayLoop  # it uses `base_url` from here
-
-    threads: list[threading.Thread] = [heartbeats.Beacon(engine, stop)]
-    if settings.probe_interval_seconds > 0:
-        threads.append(ProbeLoop(settings, engine, stop))
-    if settings.simulator_autopay_seconds > 0:
-        threads.append(AutopayLoop(settings, engine, stop))
-    for thread in threads:
-        thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=5)

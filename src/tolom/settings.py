@@ -478,6 +478,12 @@ class Settings(BaseSettings):
     def secure_cookies(self) -> bool:
         return self.session_cookie_secure or self.https
 
+    @property
+    def own_gateways_url(self) -> str:
+        """Where our own tools (the probe, the simulator's autopays) reach the gateways, as
+        agents do."""
+        return self.probe_base_url or self.public_base_url
+
     @field_validator("public_base_url", mode="after")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

@@ -252,7 +252,7 @@ def worker(
     """Deliver events to webhooks, e-mail and SMS until SIGTERM or Ctrl-C."""
     # The worker brings httpx (and its rich/click/pygments CLI): imported by this command,
     # not by every `tolom` run, nor by each `tolom serve` worker (docs/operations.md).
-    from tolom import probe
+    from tolom import companions
     from tolom.billing.scheduled import JOBS
     from tolom.events.worker import Worker
     from tolom.payments import sandbox
@@ -278,8 +278,8 @@ def worker(
         worker = Worker(settings, engine, concurrency=concurrency, stop=stop, jobs=jobs)
         if once:
             worker.run(once=True)
-        else:  # its heartbeat row for /metrics and, if configured, the probe
-            with probe.accompany(settings, engine, stop):
+        else:  # its heartbeat row and, if configured, the probe and autopays
+            with companions.accompany(settings, engine, stop):
                 worker.run()
     finally:
         engine.dispose()

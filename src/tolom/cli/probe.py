@@ -51,7 +51,7 @@ def probe(
         fail(error.said(settings.language), as_json)
     finally:
         db.dispose()
-    report = core.run(base_url or core.base_url(settings), who, timeout=timeout)
+    report = core.run(base_url or settings.own_gateways_url, who, timeout=timeout)
     emit(report.as_json(settings.language), as_json, _human(report))
     if not report.ok:
         raise typer.Exit(code=1)

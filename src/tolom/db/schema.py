@@ -297,6 +297,16 @@ simulator_favourites = Table(
     Column("last_txn_id", String(64), nullable=True),
     Column("created_by", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False, server_default=NOW),
+    Column(
+        "claimed_at",
+        Timestamp,
+        nullable=True,
+        comment="an automatic repeat in progress since then; NULL: none",
+    ),
+    Column("last_run_at", Timestamp, nullable=True, comment="the last automatic repeat's end"),
+    Column("last_run_txn_id", String(64), nullable=True),
+    Column("last_outcome", String(8), nullable=True, comment="paid | refused | retry"),
+    Column("last_result", Integer, nullable=True, comment="its OSMP result; NULL: no answer"),
     CheckConstraint("amount > 0", name="amount"),
     CheckConstraint("autopay_days IS NULL OR autopay_days BETWEEN 1 AND 366", name="autopay_days"),
 )

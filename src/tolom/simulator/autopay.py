@@ -1,39 +1,34 @@
 """The simulated MegaPay «Автоплатеж» repeating by itself, as a real wallet's autopay does.
 
 `run_due` runs every autopay whose next Bishkek day has come: the worker calls it every
-TOLOM_SIMULATOR_AUTOPAY_SECONDS (`AutopayLoop`, beside the probe in `probe.accompany`),
+TOLOM_SIMULATOR_AUTOPAY_SECONDS (`AutopayLoop`, started by `companions.accompany`),
 `tolom simulate autopay` once by hand. Each repeat is the MegaPay journey
 (`journeys.play`: check, then pay) over HTTP as the favourite's sandbox agent.
 
-Exactly once, across workers and crashes:
-- The repeat is **claimed** first: a conditional UPDATE moves `next_due` on (WHERE id = ?
-  AND next_due = the due day read) and sets `last_txn_id` to the repeat's txn_id, with a
-  `simulator.autopay.claim` audit line, in one transaction. Of two workers one claims it;
-  the other's UPDATE matches no row and it moves on.
+Exactly once, across workers and crashes; the state is the favourite's own row:
+- The repeat is **claimed** first: a conditional UPDATE sets `claimed_at` WHERE id = ? AND
+  `next_due` = the due day read AND no claim is in progress (`claimed_at` NULL, or older
+  than `STALE_CLAIM`, three times the longest journey: its worker died). Of two workers
+  one claims it; the other's UPDATE matches no row and it moves on.
 - The txn_id is **derived** from (favourite id, due day) (`txn_id_for`), so every attempt
-  at one repeat sends the same txn_id and the sandbox's exactly-once (one
-  `sandbox_payments` row per (agent, txn_id)) keeps it one payment.
-- The outcome is recorded (`simulator.autopay.run`, the page's "last automatic run"):
-  result 0 counts a run; a refusal (any other result) ends that repeat, as a wallet shows
-  «Автоплатеж не выполнен» and waits for the next day; **no answer**, or still 1 or 90
-  after the journey's resends, puts `next_due` back, so the next pass retries the same
-  txn_id instead of losing the repeat (the payment may have been made: only the same
+  at one repeat, a stale claim's included, sends the same txn_id and the sandbox's
+  exactly-once (one `sandbox_payments` row per (agent, txn_id)) keeps it one payment.
+- The outcome clears the claim (WHERE `claimed_at` = this claim's: a claim taken over
+  records nothing) and keeps the last run for the page: result 0 counts a run; a refusal
+  (any other result) ends that repeat, as a wallet shows «Автоплатеж не выполнен»; **no
+  answer**, or still 1 or 90 after the journey's resends, leaves `next_due` as it was, so
+  the next pass retries the same txn_id (the payment may have been made: only the same
   txn_id can tell).
-- A crash between claim and record leaves a claim with no outcome. A pass that finds an
-  autopay whose latest line is a claim older than `STALE_CLAIM` (three times the longest
-  journey) releases it (`simulator.autopay.release`, `next_due` back) and runs it again,
-  again with the same txn_id. The release holds the favourite's row (FOR UPDATE; SQLite
-  writes one at a time) and re-reads the latest line under it, so two workers never both
-  release one claim.
 
 Missed days (the worker was off): a repeat runs once and `next_due` moves to the first
 day of its schedule after today; a wallet does not pay three months at once.
+
+The audit lines (`simulator.autopay.claim`, `simulator.autopay.run`) are history only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from dataclasses import dataclass, replace
@@ -41,10 +36,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, case, or_, select, update
 
 from tolom import audit
-from tolom.db.schema import audit_log, simulator_favourites
+from tolom.db.schema import simulator_favourites
 from tolom.settings import Settings
 from tolom.simulator import favourites, journeys
 from tolom.simulator.journeys import SimulatorError
@@ -56,7 +51,6 @@ log = logging.getLogger("tolom.simulator")
 WORKER = "system:autopay"  # the audit actor of the worker's runs
 CLAIM = "simulator.autopay.claim"
 RUN = "simulator.autopay.run"
-RELEASE = "simulator.autopay.release"
 STALE_CLAIM = timedelta(seconds=3 * (1 + journeys.PAY_ATTEMPTS) * journeys.TIMEOUT_SECONDS)
 _AGAIN = frozenset({None, 1, 90})  # no answer, or still "try again": retry the same txn_id
 _ID_DIGITS = 11  # "9" + YYYYMMDD + 11 digits of the favourite's id: 20 digits, OSMP's most
@@ -125,9 +119,6 @@ class LastRun:
     result: int | None
 
 
-# --- the pass ------------------------------------------------------------------------------
-
-
 def run_due(
     settings: Settings,
     engine: Engine,
@@ -139,26 +130,13 @@ def run_due(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[AutopayRun]:
     """Run every autopay due by `today` (a Bishkek day) once; what became of each."""
-    from tolom.probe import base_url as probe_base_url  # the probe's rule: one place
-
     now = now or datetime.now(UTC)
-    base = base_url or probe_base_url(settings)
-    _release_stale(engine, now, actor)
+    base = base_url or settings.own_gateways_url
     with engine.connect() as conn:
-        due_ids = conn.execute(
-            select(simulator_favourites.c.id)
-            .where(
-                simulator_favourites.c.autopay_days.is_not(None),
-                simulator_favourites.c.next_due <= today,
-            )
-            .order_by(simulator_favourites.c.id)
-        ).scalars()
-        read = (favourites.one(conn, i) for i in list(due_ids))
-        # Read again row by row: another worker may have claimed one since (then not due).
-        found = [f for f in read if f is not None and f.due(today)]
+        found = favourites.due_autopays(conn, today, now - STALE_CLAIM)
     runs = []
     for favourite in found:
-        done = _run_one(engine, favourite, today, base, actor, transport)
+        done = _run_one(engine, favourite, today, now, base, actor, transport)
         if done is not None:
             runs.append(done)
     return runs
@@ -168,6 +146,7 @@ def _run_one(
     engine: Engine,
     favourite: favourites.Favourite,
     today: date,
+    now: datetime,
     base: str,
     actor: str,
     transport: httpx.AsyncBaseTransport | None,
@@ -176,7 +155,7 @@ def _run_one(
     assert favourite.next_due is not None and favourite.autopay_days is not None
     due, txn_id = favourite.next_due, txn_id_for(favourite.id, favourite.next_due)
     moved = next_due_after(due, favourite.autopay_days, today)
-    skipped = AutopayRun(
+    run = AutopayRun(
         favourite.id,
         favourite.agent,
         favourite.service,
@@ -197,8 +176,8 @@ def _run_one(
             said,
             extra={"favourite": favourite.id, "agent": favourite.agent},
         )
-        return replace(skipped, comment=said)
-    if not _claim(engine, favourite, txn_id, moved, actor):
+        return replace(run, comment=said)
+    if not _claim(engine, favourite, now, actor):
         return None
     journey = asyncio.run(
         journeys.play(
@@ -211,28 +190,20 @@ def _run_one(
             transport=transport,
         )
     )
-    last = journey.exchanges[-1] if journey.exchanges else None
     result = journey.last.result
-    if journey.ok:
-        outcome = PAID
-    elif result in _AGAIN:
-        outcome = RETRY
-    else:
-        outcome = REFUSED
-    comment = journey.last.comment or (last.failure if last is not None else "")
-    prv_txn = journey.receipt.prv_txn if journey.receipt is not None else ""
-    next_due = due if outcome == RETRY else moved
+    outcome = PAID if journey.ok else RETRY if result in _AGAIN else REFUSED
+    last = journey.exchanges[-1] if journey.exchanges else None
     run = replace(
-        skipped,
+        run,
         outcome=outcome,
-        next_due=next_due,
+        next_due=due if outcome == RETRY else moved,
         result=result,
-        prv_txn=prv_txn,
-        comment=comment,
+        prv_txn=journey.receipt.prv_txn if journey.receipt is not None else "",
+        comment=journey.last.comment or (last.failure if last is not None else ""),
     )
     with engine.begin() as conn:
-        _record(conn, run, moved, actor)
-    extra = {k: v for k, v in run.as_json().items() if k != "comment"} | {"reason": comment}
+        _record(conn, run, now, actor)
+    extra = {k: v for k, v in run.as_json().items() if k != "comment"} | {"reason": run.comment}
     if outcome == PAID:
         log.info("autopay paid", extra=extra)
     else:
@@ -240,22 +211,24 @@ def _run_one(
     return run
 
 
-def _claim(
-    engine: Engine, favourite: favourites.Favourite, txn_id: str, moved: date, actor: str
-) -> bool:
-    """Take the repeat: only the worker whose UPDATE still finds the due day read."""
+def _claim(engine: Engine, favourite: favourites.Favourite, now: datetime, actor: str) -> bool:
+    """Take the repeat: only the worker whose UPDATE still finds the due day read and no
+    claim in progress (a stale one is taken over, in the same UPDATE)."""
+    assert favourite.next_due is not None
+    row = simulator_favourites.c
     with engine.begin() as conn:
         taken = conn.execute(
             update(simulator_favourites)
             .where(
-                simulator_favourites.c.id == favourite.id,
-                simulator_favourites.c.next_due == favourite.next_due,
+                row.id == favourite.id,
+                row.next_due == favourite.next_due,
+                or_(row.claimed_at.is_(None), row.claimed_at < now - STALE_CLAIM),
             )
-            .values(next_due=moved, last_txn_id=txn_id)
+            .values(claimed_at=now)
         ).rowcount
         if taken != 1:
             return False
-        assert favourite.next_due is not None
+        stale = favourite.claimed_at
         audit.record(
             conn,
             actor=actor,
@@ -263,152 +236,61 @@ def _claim(
             object_type=favourites.OBJECT_TYPE,
             object_id=favourite.id,
             after={
-                "txn_id": txn_id,
+                "txn_id": txn_id_for(favourite.id, favourite.next_due),
                 "due": favourite.next_due.isoformat(),
-                "next_due": moved.isoformat(),
+                "stale_claim": None if stale is None else as_utc(stale).isoformat(),
             },
+        )
+    if stale is not None:
+        log.warning(
+            "autopay claim taken over: no outcome recorded",
+            extra={"favourite": favourite.id, "claimed_at": as_utc(stale).isoformat()},
         )
     return True
 
 
-def _record(conn: Connection, run: AutopayRun, moved: date, actor: str) -> None:
-    """The outcome: a paid repeat counts; one to retry gets its due day back (unless the
-    favourite changed meanwhile: removed, or run by hand)."""
+def _record(conn: Connection, run: AutopayRun, claimed_at: datetime, actor: str) -> None:
+    """The outcome, on the row this pass claimed (if it is still ours): the claim cleared,
+    the last run kept; a paid repeat counts; the due day moves on unless it is to be
+    retried (or it was moved meanwhile by a run by hand)."""
     row = simulator_favourites.c
+    values: dict[str, Any] = {
+        "claimed_at": None,
+        "last_run_at": datetime.now(UTC),
+        "last_run_txn_id": run.txn_id,
+        "last_outcome": run.outcome,
+        "last_result": run.result,
+        "next_due": case((row.next_due == run.due, run.next_due), else_=row.next_due),
+    }
     if run.outcome == PAID:
-        conn.execute(
-            update(simulator_favourites).where(row.id == run.favourite_id).values(runs=row.runs + 1)
-        )
-    elif run.outcome == RETRY:
-        conn.execute(
-            update(simulator_favourites)
-            .where(row.id == run.favourite_id, row.next_due == moved, row.last_txn_id == run.txn_id)
-            .values(next_due=run.due)
-        )
+        values |= {"runs": row.runs + 1, "last_txn_id": run.txn_id}
+    conn.execute(
+        update(simulator_favourites)
+        .where(row.id == run.favourite_id, row.claimed_at == claimed_at)
+        .values(values)
+    )
     audit.record(
         conn,
         actor=actor,
         action=RUN,
         object_type=favourites.OBJECT_TYPE,
         object_id=run.favourite_id,
-        after={
-            "txn_id": run.txn_id,
-            "due": run.due.isoformat(),
-            "outcome": run.outcome,
-            "result": run.result,
-            "prv_txn": run.prv_txn,
-            "comment": run.comment,
-            "next_due": run.next_due.isoformat(),
-        },
+        after={k: v for k, v in run.as_json().items() if k != "favourite"},
     )
-
-
-# --- claims a crash left ----------------------------------------------------------------------
-
-_MINE = (CLAIM, RUN, RELEASE)
-
-
-def _latest_line(conn: Connection, favourite_id: int) -> Any:
-    return conn.execute(
-        select(audit_log.c.id, audit_log.c.at, audit_log.c.action, audit_log.c.after)
-        .where(
-            audit_log.c.object_type == favourites.OBJECT_TYPE,
-            audit_log.c.object_id == str(favourite_id),
-            audit_log.c.action.in_(_MINE),
-        )
-        .order_by(audit_log.c.id.desc())
-        .limit(1)
-    ).first()
-
-
-def _release_stale(engine: Engine, now: datetime, actor: str) -> None:
-    """Give back the due day of every claim older than STALE_CLAIM with no outcome."""
-    with engine.connect() as conn:
-        ids = list(
-            conn.execute(
-                select(simulator_favourites.c.id).where(
-                    simulator_favourites.c.autopay_days.is_not(None),
-                    simulator_favourites.c.last_txn_id.is_not(None),
-                )
-            ).scalars()
-        )
-        stale = []
-        for favourite_id in ids:
-            line = _latest_line(conn, favourite_id)
-            if line is not None and line.action == CLAIM and as_utc(line.at) < now - STALE_CLAIM:
-                stale.append(favourite_id)
-    for favourite_id in stale:
-        with engine.begin() as conn:
-            held = conn.execute(
-                select(simulator_favourites.c.next_due, simulator_favourites.c.last_txn_id)
-                .where(simulator_favourites.c.id == favourite_id)
-                .with_for_update()
-            ).first()
-            line = _latest_line(conn, favourite_id)  # again, under the row's lock
-            if held is None or line is None or line.action != CLAIM:
-                continue
-            if as_utc(line.at) >= now - STALE_CLAIM:
-                continue
-            claim = json.loads(line.after)
-            released = (
-                held.last_txn_id == claim["txn_id"]
-                and held.next_due is not None
-                and held.next_due.isoformat() == claim["next_due"]
-            )
-            if released:
-                conn.execute(
-                    update(simulator_favourites)
-                    .where(simulator_favourites.c.id == favourite_id)
-                    .values(next_due=date.fromisoformat(claim["due"]))
-                )
-            # Recorded either way, so that a claim overtaken by a run by hand is not
-            # looked at again.
-            audit.record(
-                conn,
-                actor=actor,
-                action=RELEASE,
-                object_type=favourites.OBJECT_TYPE,
-                object_id=favourite_id,
-                after={"txn_id": claim["txn_id"], "due": claim["due"], "released": released},
-            )
-        if released:
-            log.warning(
-                "autopay claim released: no outcome recorded",
-                extra={"favourite": favourite_id, "txn_id": claim["txn_id"], "due": claim["due"]},
-            )
-
-
-# --- for the page -----------------------------------------------------------------------------
 
 
 def last_runs(conn: Connection, favourite_ids: list[int]) -> dict[int, LastRun]:
-    """Each autopay's latest automatic run (the `simulator.autopay.run` line)."""
-    if not favourite_ids:
-        return {}
-    latest = (
-        select(func.max(audit_log.c.id))
-        .where(
-            audit_log.c.object_type == favourites.OBJECT_TYPE,
-            audit_log.c.object_id.in_([str(i) for i in favourite_ids]),
-            audit_log.c.action == RUN,
-        )
-        .group_by(audit_log.c.object_id)
-    )
+    """Each autopay's latest automatic run, if it had one."""
+    row = simulator_favourites.c
     rows = conn.execute(
-        select(audit_log.c.object_id, audit_log.c.at, audit_log.c.after).where(
-            audit_log.c.id.in_(latest)
-        )
+        select(
+            row.id, row.last_run_at, row.last_run_txn_id, row.last_outcome, row.last_result
+        ).where(row.id.in_(favourite_ids), row.last_run_at.is_not(None))
     )
-    found = {}
-    for row in rows:
-        after = json.loads(row.after)
-        found[int(row.object_id)] = LastRun(
-            as_utc(row.at), str(after["txn_id"]), str(after["outcome"]), after.get("result")
-        )
-    return found
-
-
-# --- beside the worker ----------------------------------------------------------------------
+    return {
+        r.id: LastRun(as_utc(r.last_run_at), r.last_run_txn_id, r.last_outcome, r.last_result)
+        for r in rows
+    }
 
 
 class AutopayLoop(threading.Thread):

@@ -11,9 +11,9 @@ next due day on. Each change is audited (`simulator.favourite.*`, `simulator.aut
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from tolom import audit
 from tolom.db.schema import agents, simulator_favourites
@@ -39,6 +39,7 @@ class Favourite:
     runs: int
     last_txn_id: str | None
     created_by: str
+    claimed_at: datetime | None  # an automatic repeat in progress (`autopay`)
 
     def due(self, today: date) -> bool:
         return self.next_due is not None and self.next_due <= today
@@ -116,6 +117,7 @@ _LISTED = select(
     simulator_favourites.c.runs,
     simulator_favourites.c.last_txn_id,
     simulator_favourites.c.created_by,
+    simulator_favourites.c.claimed_at,
 ).join(agents, agents.c.id == simulator_favourites.c.agent_id)
 
 
@@ -125,6 +127,18 @@ def listing(conn: Connection, wallet_: str) -> list[Favourite]:
         simulator_favourites.c.id
     )
     return [Favourite(**row._mapping) for row in conn.execute(query)]
+
+
+def due_autopays(conn: Connection, today: date, claimed_before: datetime) -> list[Favourite]:
+    """The autopays due by `today` that no worker has in hand (no claim, or one made
+    before `claimed_before`)."""
+    row = simulator_favourites.c
+    query = _LISTED.where(
+        row.autopay_days.is_not(None),
+        row.next_due <= today,
+        or_(row.claimed_at.is_(None), row.claimed_at < claimed_before),
+    ).order_by(row.id)
+    return [Favourite(**found._mapping) for found in conn.execute(query)]
 
 
 def one(conn: Connection, favourite_id: int) -> Favourite | None:

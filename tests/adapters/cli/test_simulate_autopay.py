@@ -209,9 +209,7 @@ def test_a_lost_answer_or_a_crash_is_retried_with_the_same_txn_id(
     assert _sandbox_txns(engine) == [txn]  # the sandbox answered the first one's receipt
     assert _favourite(engine, due).runs == 1
 
-    # A crash between the claim and the record: the claim is released once it is stale.
-    nxt = _favourite(engine, due).next_due
-    assert nxt is not None
+    # A crash between the claim and the record: the claim is taken over once it is stale.
     with engine.begin() as conn:  # next week's repeat, claimed and paid, never recorded
         conn.execute(
             favourites_table.update()
@@ -222,7 +220,7 @@ def test_a_lost_answer_or_a_crash_is_retried_with_the_same_txn_id(
     assert crashed.next_due is not None
     crashed_txn = autopay.txn_id_for(due, crashed.next_due)
     moved = autopay.next_due_after(crashed.next_due, 7, today)
-    assert autopay._claim(engine, crashed, crashed_txn, moved, autopay.WORKER)
+    assert autopay._claim(engine, crashed, datetime.now(UTC), autopay.WORKER)
     with engine.connect() as conn:
         who = journeys.speaker(conn, "sandauto", server)
     asyncio.run(journeys.play(who, journeys.MEGAPAY, "sochi", SOCHI_OK, 25_000, txn_id=crashed_txn))
@@ -231,13 +229,38 @@ def test_a_lost_answer_or_a_crash_is_retried_with_the_same_txn_id(
     (resumed,) = autopay.run_due(settings, engine, today, base_url=server, now=later)
     assert (resumed.outcome, resumed.txn_id) == (autopay.PAID, crashed_txn)
     assert sorted(_sandbox_txns(engine)) == sorted([txn, crashed_txn])  # still one each
-    assert _favourite(engine, due).runs == 2 and _favourite(engine, due).next_due == moved
-    assert [a for a, _ in _actions(engine, due)][-4:] == [
-        autopay.CLAIM,
-        autopay.RELEASE,
-        autopay.CLAIM,
-        autopay.RUN,
-    ]
+    resumed_row = _favourite(engine, due)
+    assert (resumed_row.runs, resumed_row.next_due, resumed_row.claimed_at) == (2, moved, None)
+    assert [a for a, _ in _actions(engine, due)][-3:] == [autopay.CLAIM, autopay.CLAIM, autopay.RUN]
+
+
+def test_a_stale_claim_is_taken_over_by_one_worker_only(settings: Settings, engine: Engine) -> None:
+    """The takeover is the claim's own conditional UPDATE: of two workers that both read
+    the stale claim, one gets it."""
+    _sandbox(engine)
+    today = _today()
+    due = _autopay(engine, today)
+    assert autopay._claim(engine, _favourite(engine, due), datetime.now(UTC), autopay.WORKER)
+    stale = _favourite(engine, due)  # read by both, claim and all
+    later = datetime.now(UTC) + autopay.STALE_CLAIM + timedelta(minutes=1)
+    with engine.connect() as conn:
+        assert [
+            f.id for f in favourites.due_autopays(conn, today, later - autopay.STALE_CLAIM)
+        ] == [due]
+    start = threading.Barrier(2)
+    won: list[bool] = []
+
+    def take() -> None:
+        start.wait()
+        won.append(autopay._claim(engine, stale, later, autopay.WORKER))
+
+    takers = [threading.Thread(target=take) for _ in range(2)]
+    for thread in takers:
+        thread.start()
+    for thread in takers:
+        thread.join()
+    assert sorted(won) == [False, True]
+    assert [a for a, _ in _actions(engine, due)] == [autopay.CLAIM, autopay.CLAIM]
 
 
 def test_a_real_agent_is_never_spoken_for(settings: Settings, engine: Engine) -> None:

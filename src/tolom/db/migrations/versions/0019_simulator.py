@@ -4,7 +4,8 @@
   (`tolom.secretbox`), so that the back office's simulator and `tolom simulate` can speak
   OSMP as that agent. Never set for a real agent (their secrets are kept only as hashes).
 - `simulator_favourites`: the wallet simulator's «Избранное» templates and «Автоплатеж»
-  schedules (a template with a repeat interval and its next due day).
+  schedules (a template with a repeat interval and its next due day), with the automatic
+  repeat's state: the claim in progress (`claimed_at`) and the last run's outcome.
 
 Revision ID: 0019
 Revises: 0018
@@ -56,6 +57,20 @@ def upgrade() -> None:
         sa.Column("last_txn_id", sa.String(64), nullable=True),
         sa.Column("created_by", sa.Text(), nullable=False),
         sa.Column("created_at", Timestamp, server_default=NOW, nullable=False),
+        sa.Column(
+            "claimed_at",
+            Timestamp,
+            nullable=True,
+            comment="an automatic repeat in progress since then; NULL: none",
+        ),
+        sa.Column(
+            "last_run_at", Timestamp, nullable=True, comment="the last automatic repeat's end"
+        ),
+        sa.Column("last_run_txn_id", sa.String(64), nullable=True),
+        sa.Column("last_outcome", sa.String(8), nullable=True, comment="paid | refused | retry"),
+        sa.Column(
+            "last_result", sa.Integer(), nullable=True, comment="its OSMP result; NULL: no answer"
+        ),
         sa.CheckConstraint("amount > 0", name=op.f("ck_simulator_favourites_amount")),
         sa.CheckConstraint(
             "autopay_days IS NULL OR autopay_days BETWEEN 1 AND 366",
