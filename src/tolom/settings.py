@@ -191,8 +191,8 @@ class Settings(BaseSettings):
     probe_base_url: str = Field(
         default="",
         pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$",
-        description="Where the probe reaches the gateways, as agents do. Empty: "
-        "TOLOM_PUBLIC_BASE_URL.",
+        description="Where the probe and the wallet simulator (page, `tolom simulate`, "
+        "autopays) reach the gateways, as agents do. Empty: TOLOM_PUBLIC_BASE_URL.",
     )
     simulator_autopay_seconds: float = Field(
         default=0,

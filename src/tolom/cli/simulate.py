@@ -71,7 +71,7 @@ def _run(
             sum_ = journeys.amount(amount)
             with db.connect() as conn:
                 who = journeys.speaker(
-                    conn, agent, base_url or get_settings().public_base_url, secret
+                    conn, agent, base_url or get_settings().own_gateways_url, secret
                 )
         except journeys.SimulatorError as error:
             fail(str(error.said(get_settings().language)), as_json)

@@ -141,7 +141,7 @@ async def _page(
         last_runs=last_runs,
         autopay_days=favourites.AUTOPAY_DAYS,
         today=_today(),
-        base_url=runtime(request).settings.public_base_url,
+        base_url=runtime(request).settings.own_gateways_url,
         amount_text=format_amount,
     )
 
@@ -151,7 +151,7 @@ def _read(fields: Mapping[str, object]) -> Step:
 
 
 async def _speaker(request: Request, agent: str) -> Speaker:
-    engine, base = runtime(request).engine, runtime(request).settings.public_base_url
+    engine, base = runtime(request).engine, runtime(request).settings.own_gateways_url
 
     def load() -> Speaker:
         with engine.connect() as conn:
