@@ -28,10 +28,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import httpx
 from sqlalchemy import Engine
 
 from tolom.agents import service as agents
@@ -39,6 +38,9 @@ from tolom.gateway import signing
 from tolom.metrics import heartbeats
 from tolom.settings import Settings
 from tolom.texts import DEFAULT, N_, Refusal, text
+
+if TYPE_CHECKING:  # httpx loads on first use: a server's start does not need it
+    import httpx
 
 log = logging.getLogger("tolom.probe")
 
@@ -180,6 +182,8 @@ def credentials(engine: Engine, code: str, secret: str | None = None) -> Credent
 def run(base_url: str, who: Credentials, *, timeout: float = TIMEOUT_SECONDS) -> Report:
     """Both gateways' paths against `base_url`, one after the other."""
     started = time.perf_counter()
+    import httpx
+
     with httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout) as http:
         client = _Client(http, who)
         paths = (client.path("osmp", client.osmp_steps), client.path("rest", client.rest_steps))
@@ -353,6 +357,8 @@ class _Client:
         return answer
 
     def _send(self, method: str, target: str, **options: Any) -> httpx.Response:
+        import httpx
+
         try:
             return self.http.request(method, target, **options)
         except httpx.TimeoutException as error:

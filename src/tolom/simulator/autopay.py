@@ -33,9 +33,8 @@ import logging
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from sqlalchemy import Connection, Engine, case, or_, select, update
 
 from tolom import audit
@@ -45,6 +44,9 @@ from tolom.simulator import favourites, journeys
 from tolom.simulator.journeys import SimulatorError
 from tolom.texts import DEFAULT
 from tolom.timestamps import HOME_ZONE, as_utc
+
+if TYPE_CHECKING:  # httpx loads on first use: a server's start does not need it
+    import httpx
 
 log = logging.getLogger("tolom.simulator")
 

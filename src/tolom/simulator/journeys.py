@@ -23,17 +23,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
-
-import httpx
 
 from tolom.agents.service import AgentError, sandbox_credentials
 from tolom.db import Connection
 from tolom.money import MalformedAmount, format_amount, parse_amount
 from tolom.texts import N_, Refusal
+
+if TYPE_CHECKING:  # httpx loads on first use: a server's start does not need it
+    import httpx
 
 PAY_ATTEMPTS = 4  # a pay answered 1 or 90 is sent again with the same txn_id, this often in all
 TIMEOUT_SECONDS = 60.0  # agents cut a request after 60 s (the slow magic account answers sooner)
@@ -249,6 +250,8 @@ async def _send(
     shown = f"{url}?{urlencode(params)}"
     command = params[0][1]
     authorization = f"Basic {who.code}:{MASK}"
+    import httpx
+
     try:
         async with httpx.AsyncClient(
             transport=transport, timeout=TIMEOUT_SECONDS, auth=(who.code, who.secret)

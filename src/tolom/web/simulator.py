@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from urllib.parse import urlencode
 
-import httpx
 from fastapi import APIRouter, Depends
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +42,9 @@ from tolom.web.auth import (
 )
 from tolom.web.forms import BadFilter, PageForm, number, one_of
 from tolom.web.pages import render
+
+if TYPE_CHECKING:  # httpx loads on first use: a server's start does not need it
+    import httpx
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MaySimulate = Annotated[Session, Depends(may("simulate"))]
@@ -74,6 +76,8 @@ class Step(PageForm):
 
 def _transport(request: Request) -> httpx.AsyncBaseTransport | None:
     found = getattr(request.app.state, "simulator_transport", None)
+    import httpx
+
     return found if isinstance(found, httpx.AsyncBaseTransport) else None
 
 

@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from tests.factories import Gateway, add_customer, add_invoice
 from tolom import apikeys, audit
+from tolom.agents import queries
 from tolom.app import create_app
 from tolom.backoffice import users
 from tolom.backoffice.dashboard import Dashboard, DayTotals, Line
@@ -38,7 +39,9 @@ from tolom.money import format_amount
 from tolom.payments import service as payment_service
 from tolom.runtime import Runtime
 from tolom.settings import Settings
+from tolom.simulator import autopay, favourites, journeys
 from tolom.web import WebOptions, may, pages
+from tolom.web import simulator as simulator_pages
 from tolom.web.auth import PageRoute, safe_next
 from tolom.web.i18n import day, moment, money, translator
 
@@ -737,6 +740,7 @@ def _samples() -> dict[str, dict[str, Any]]:
         "web/message.html": {**common, "page": "forbidden", "text": "текст"},
         "web/base.html": {**common, "page": "dashboard"},
         **_payment_samples(common),
+        **_simulator_samples(common),
         **_user_samples(common),
         **_audit_samples(common),
         **_invoice_samples(common),
@@ -862,6 +866,83 @@ def _payment_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "reason": "",
             **shown,
         },
+    }
+
+
+def _simulator_samples(common: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The wallet simulator on MegaPay's «Оплата» screen: a favourite with an autopay and
+    its last automatic run, a journey's requests and its receipt, a problem and a notice."""
+    moment_ = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+    body = (
+        "<response><osmp_txn_id>17</osmp_txn_id><prv_txn>5</prv_txn><sum>100.00</sum>"
+        '<result>0</result><comment>OK</comment><fields><field1 name="name">Тест</field1>'
+        "</fields></response>"
+    )
+    params = (("command", "pay"), ("txn_id", "17"))
+    exchanges = [
+        journeys.Exchange(
+            "check", "GET", "http://x/gateway/osmp/sochi", params, "Basic sb:•", 200, body
+        ),
+        journeys.Exchange(
+            "pay",
+            "GET",
+            "http://x/gateway/osmp/sochi",
+            params,
+            "Basic sb:•",
+            None,
+            "",
+            "ConnectError",
+        ),
+    ]
+    wallet = journeys.WALLETS["megapay"]
+    receipt = journeys.Receipt(
+        "megapay", journeys.PAYEE, "sochi", "99999000000000", "Тест", "100.00", "17", "5", moment_
+    )
+    journey = journeys.Journey(
+        wallet, "sb", "sochi", "99999000000000", 10_000, tuple(exchanges), receipt
+    )
+    saved = favourites.Favourite(
+        7,
+        "megapay",
+        "sb",
+        "sochi",
+        "99999000000000",
+        10_000,
+        7,
+        date(2026, 11, 23),
+        2,
+        "17",
+        "aida",
+        None,
+    )
+    return {
+        "web/simulator.html": {
+            **common,
+            "page": "simulator",
+            "here": "/simulator",
+            "step": simulator_pages.Step(wallet="megapay", agent="sb", screen="payments"),
+            "agent": "sb",
+            "agents": [
+                queries.SandboxAgent("sb", "Песочница", True, True),
+                queries.SandboxAgent("old", "Старый", True, False),
+                queries.SandboxAgent("off", "Выключен", False, True),
+            ],
+            "wallet": wallet,
+            "wallets": journeys.WALLETS,
+            "services": journeys.SERVICES,
+            "exchanges": exchanges,
+            "trail": "[]",
+            "check": exchanges[0].answer,
+            "journey": journey,
+            "problem": "ошибка",
+            "notice": "готово",
+            "favourites": [saved],
+            "last_runs": {7: autopay.LastRun(moment_, "17", "refused", 242)},
+            "autopay_days": favourites.AUTOPAY_DAYS,
+            "today": date(2026, 11, 23),
+            "base_url": "http://127.0.0.1:8000",
+            "amount_text": format_amount,
+        }
     }
 
 
